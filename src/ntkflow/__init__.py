@@ -1,0 +1,45 @@
+"""ntkflow: lazy training, made executable.
+
+Importing ntkflow turns on JAX's float64 (`jax_enable_x64`): the theorem's checks are
+verification work, where float32's rounding would swamp the margins. Set the environment
+variable `NTKFLOW_X64=0` before importing to keep JAX's float32 default.
+"""
+
+import os as _os
+
+import jax as _jax
+
+if _os.environ.get("NTKFLOW_X64", "1") != "0":
+    _jax.config.update("jax_enable_x64", True)
+
+from . import datasets as datasets, models as models
+from ._centering import (
+    AbstractCentering as AbstractCentering,
+    Antisymmetric as Antisymmetric,
+    NoCentering as NoCentering,
+    Subtract as Subtract,
+)
+from ._certificate import (
+    Certificate as Certificate,
+    certify as certify,
+    theorem_constants as theorem_constants,
+)
+from ._kernel import (
+    AbstractNTKMethod as AbstractNTKMethod,
+    JacobianContraction as JacobianContraction,
+    Spectrum as Spectrum,
+    empirical_ntk as empirical_ntk,
+    jacobian as jacobian,
+    ntk_spectrum as ntk_spectrum,
+)
+from ._lipschitz import (
+    BetaEstimate as BetaEstimate,
+    certified_beta as certified_beta,
+    curvature_beta as curvature_beta,
+    sampled_beta as sampled_beta,
+)
+from ._problem import Problem as Problem
+from .datasets import Dataset as Dataset
+from .models import MLP as MLP, Shallow as Shallow, from_apply as from_apply
+
+__version__ = "0.1.0"

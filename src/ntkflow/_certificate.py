@@ -1,0 +1,269 @@
+"""The lazy-training theorem's certificate (THEORY.md, "The theorem"; Telgarsky, *Deep
+learning theory*, Thm 8.1; Chizat, Oyallon & Bach, NeurIPS 2019, Thm 2.4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._json import jsonable
+from ._kernel import AbstractNTKMethod, Spectrum, empirical_ntk, ntk_spectrum
+from ._lipschitz import BetaEstimate, BetaKind, beta_estimates, certified_beta
+from ._problem import Problem
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificate:
+    """What the theorem says about a problem before any training.
+
+    Assume `σ_min > 0`, `J` is `β`-Lipschitz, and `α ≥ α* := β·sqrt(1152·σ_max²·R0)/σ_min³`.
+    Then for all `t ≥ 0` both flows' losses are `≤ R0·exp(−tα²σ_min²/2)` and both stay
+    within `B' := 3·sqrt(8σ_max²R0)/(ασ_min²)` of `w0`; the proof's ball has radius
+    `B := σ_min/(2β)`, and `α ≥ α*` is exactly `B' ≤ B/2`.
+
+    **Fields** (`to_dict()` has exactly these keys):
+
+    - `n`, `p`: outputs and parameters.
+    - `alpha`: the scale `α`.
+    - `R0`: the initial loss `½‖α f(w0) − y‖²`.
+    - `sigma_min`, `sigma_max`: `σ_n(J_0)`, `σ_1(J_0)` (`sigma_min` is 0 when `J_0` is
+      numerically rank-deficient).
+    - `beta`, `beta_kind`: the Jacobian's Lipschitz constant and whether it is
+      `"certified"`, an `"estimate"` (a lower bound on the truth: not a proof) or
+      `"infinite"` (a non-smooth network).
+    - `alpha_star`, `B`, `B_prime`: the theorem's `α*`, `B`, `B'`.
+    - `tangent_distance_bound`: the tangent flow's own bound `sqrt(2σ_max²R0)/(ασ_min²)`.
+    - `hypotheses_hold`: whether the theorem applies (a proof, so `β` must be certified).
+    - `reasons`: every failed hypothesis, in words.
+
+    **Other fields:** `notes` (remarks that are not failures), `alpha_condition`
+    (`α ≥ α*` with the `β` used, certified or not), `f0_norm` (`‖f(w0)‖`), `centering`,
+    `condition` (`cond(K0)`), `spectrum`, `beta_estimates` (every `β` computed).
+    """
+
+    n: int
+    p: int
+    alpha: float
+    R0: float
+    sigma_min: float
+    sigma_max: float
+    beta: float
+    beta_kind: BetaKind
+    alpha_star: float
+    B: float
+    B_prime: float
+    tangent_distance_bound: float
+    hypotheses_hold: bool
+    reasons: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    alpha_condition: bool = False
+    f0_norm: float = 0.0
+    centering: str = "none"
+    condition: float = math.inf
+    spectrum: Spectrum | None = dataclasses.field(default=None, repr=False, compare=False)
+    beta_estimates: tuple[BetaEstimate, ...] = ()
+
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "n",
+        "p",
+        "alpha",
+        "R0",
+        "sigma_min",
+        "sigma_max",
+        "beta",
+        "beta_kind",
+        "alpha_star",
+        "B",
+        "B_prime",
+        "tangent_distance_bound",
+        "hypotheses_hold",
+        "reasons",
+    )
+
+    def to_dict(self, *, details: bool = False) -> dict[str, Any]:
+        """JSON-ready: exactly the keys in `Certificate.KEYS` (non-finite floats as the
+        strings `"inf"`/`"nan"`). `details=True` adds `notes`, `alpha_condition`,
+        `f0_norm`, `centering`, `condition` and `beta_estimates`."""
+        out = {k: getattr(self, k) for k in self.KEYS}
+        if details:
+            out.update(
+                notes=self.notes,
+                alpha_condition=self.alpha_condition,
+                f0_norm=self.f0_norm,
+                centering=self.centering,
+                condition=self.condition,
+                beta_estimates=[b.to_dict() for b in self.beta_estimates],
+            )
+        return jsonable(out)
+
+
+def _div(a: float, b: float) -> float:
+    """`a / b` with the conventions the bounds need: `x/0 = inf` for `x > 0`, `0/0 = 0`."""
+    if b == 0:
+        return math.inf if a > 0 else 0.0
+    if math.isinf(b):
+        return 0.0 if math.isfinite(a) else math.inf
+    return a / b
+
+
+def theorem_constants(
+    alpha: float, R0: float, sigma_min: float, sigma_max: float, beta: float
+) -> dict[str, float]:
+    """`α*`, `B`, `B'` and the tangent flow's distance bound, from THEORY.md's formulas.
+
+    `α* = β·sqrt(1152·σ_max²·R0)/σ_min³`, `B = σ_min/(2β)`,
+    `B' = 3·sqrt(8·σ_max²·R0)/(α·σ_min²)`, tangent bound `sqrt(2·σ_max²·R0)/(α·σ_min²)`.
+    """
+    s3 = sigma_min**3
+    root = math.sqrt(1152.0 * sigma_max**2 * R0)
+    alpha_star = math.inf if (s3 == 0 or math.isinf(beta)) else _div(beta * root, s3)
+    return {
+        "alpha_star": alpha_star,
+        "B": _div(sigma_min, 2.0 * beta),
+        "B_prime": _div(3.0 * math.sqrt(8.0 * sigma_max**2 * R0), alpha * sigma_min**2),
+        "tangent_distance_bound": _div(math.sqrt(2.0 * sigma_max**2 * R0), alpha * sigma_min**2),
+    }
+
+
+def certify(
+    problem: Problem,
+    *,
+    kernel: Float[Array, "n n"] | None = None,
+    method: str | AbstractNTKMethod = "auto",
+    estimate_beta: bool = True,
+    key: int | PRNGKeyArray = 0,
+    beta_samples: int = 8,
+    beta_iters: int = 30,
+) -> Certificate:
+    """State the lazy-training theorem's certificate for a problem.
+
+    Computes `K0` and its spectrum, `R0`, `β` (certified where THEORY.md proves a bound,
+    otherwise estimated and labelled), then `α*`, `B`, `B'`, and whether the hypotheses
+    hold, with every reason they do not.
+
+    **Arguments:**
+
+    - `problem`: the `Problem`.
+    - `kernel`: a precomputed `K0` (else computed with `method`).
+    - `method`: the NTK method (see `empirical_ntk`).
+    - `estimate_beta`: also compute the curvature and ball-sampling estimates of `β`
+      (always done when no certified bound exists).
+    - `key`: randomness of the `β` estimates.
+    - `beta_samples`, `beta_iters`: ball-sampling points and power iterations.
+
+    **Returns:** a `Certificate`.
+    """
+    K0 = empirical_ntk(problem, method=method) if kernel is None else jnp.asarray(kernel)
+    if K0.shape != (problem.n, problem.n):
+        raise ValueError(f"kernel must have shape {(problem.n, problem.n)}, got {K0.shape}")
+    spec = ntk_spectrum(K0, p=problem.p)
+    r0 = np.asarray(problem.residual(problem.w0), dtype=np.float64)
+    R0 = 0.5 * float(r0 @ r0)
+    f0_norm = float(np.linalg.norm(np.asarray(problem.f(problem.w0))))
+    reasons: list[str] = []
+    notes: list[str] = []
+
+    # -- σ_min -------------------------------------------------------------------------
+    sigma_min = 0.0 if spec.rank_deficient else spec.sigma_min
+    if problem.n > problem.p:
+        reasons.append(
+            f"σ_min = 0 because n > p (n={problem.n}, p={problem.p}): J_0 cannot have "
+            "full row rank; widen the network or use fewer points"
+        )
+    elif spec.rank_deficient:
+        reasons.append(
+            f"σ_min ≈ 0: λ_min(K0) = {spec.eigenvalues[0]:.3g} is below the numerical-rank "
+            f"tolerance {spec.tolerance:.3g} (n·ε·λ_max), so the per-example gradients are "
+            "linearly dependent (repeated inputs?)"
+        )
+
+    # -- β -----------------------------------------------------------------------------
+    estimates: list[BetaEstimate] = []
+    if problem.model.smooth is False:
+        chosen = BetaEstimate(
+            math.inf, "infinite", "smoothness", note=problem.model.not_smooth_reason()
+        )
+        estimates.append(chosen)
+        reasons.append(problem.model.not_smooth_reason())
+    else:
+        cert = certified_beta(problem, sigma_min)
+        if cert is not None:
+            estimates.append(cert)
+        if (cert is None or estimate_beta) and sigma_min > 0:
+            estimates.extend(
+                beta_estimates(
+                    problem, sigma_min, key=key, samples=beta_samples, iters=beta_iters
+                )
+            )
+        if cert is not None:
+            chosen = cert
+        elif estimates:
+            best = max(estimates, key=lambda b: b.value)
+            chosen = dataclasses.replace(best, method=f"max of estimates ({best.method})")
+            reasons.append(
+                f"β is an estimate: not a proof (β={chosen.value:.4g} by "
+                f"{', '.join(b.method for b in estimates)}, each a lower bound on the true "
+                "Lipschitz constant); no certified bound is known for this model"
+            )
+            if problem.model.smooth is None:
+                notes.append("the model's smoothness is unknown (from_apply without smooth=)")
+        else:
+            chosen = BetaEstimate(math.nan, "estimate", "none", note="σ_min = 0: not estimated")
+            reasons.append("β was not estimated (σ_min = 0, so the theorem cannot apply)")
+    beta = chosen.value
+
+    consts = theorem_constants(problem.alpha, R0, sigma_min, spec.sigma_max, beta)
+    alpha_star = consts["alpha_star"]
+    alpha_condition = math.isfinite(alpha_star) and problem.alpha >= alpha_star
+    if sigma_min > 0 and chosen.kind != "infinite" and not math.isnan(beta):
+        if not alpha_condition:
+            reasons.append(
+                f"α={problem.alpha:.4g} < α*={alpha_star:.4g} (equivalently B' = "
+                f"{consts['B_prime']:.3g} > B/2 = {consts['B'] / 2:.3g})"
+            )
+        elif chosen.kind == "estimate":
+            notes.append(
+                f"α={problem.alpha:.4g} ≥ α*={alpha_star:.4g} with the estimated β: the "
+                "conclusions are expected, not proven"
+            )
+
+    # -- centring ----------------------------------------------------------------------
+    if problem.centering.name == "none" and f0_norm > 0:
+        limit = _div(24.0 * beta * spec.sigma_max * f0_norm, sigma_min**3)
+        remark = (
+            f"centering='none' and f(w0) ≠ 0 (‖f(w0)‖={f0_norm:.3g}): R0 grows like α², so "
+            f"α* grows with α; as α → ∞ the condition tends to 1 ≥ 24βσ_max‖f(w0)‖/σ_min³ "
+            f"= {limit:.3g}, which {'no α can satisfy' if limit > 1 else 'holds'}; use "
+            "centering='antisymmetric' or 'subtract' to make f(w0) = 0"
+        )
+        (reasons if not alpha_condition else notes).append(remark)
+
+    hypotheses_hold = sigma_min > 0 and chosen.kind == "certified" and alpha_condition
+    return Certificate(
+        n=problem.n,
+        p=problem.p,
+        alpha=problem.alpha,
+        R0=R0,
+        sigma_min=sigma_min,
+        sigma_max=spec.sigma_max,
+        beta=beta,
+        beta_kind=chosen.kind,
+        alpha_star=alpha_star,
+        B=consts["B"],
+        B_prime=consts["B_prime"],
+        tangent_distance_bound=consts["tangent_distance_bound"],
+        hypotheses_hold=bool(hypotheses_hold),
+        reasons=tuple(reasons),
+        notes=tuple(notes),
+        alpha_condition=bool(alpha_condition),
+        f0_norm=f0_norm,
+        centering=problem.centering.name,
+        condition=_div(spec.sigma_max**2, sigma_min**2),
+        spectrum=spec,
+        beta_estimates=tuple(estimates),
+    )

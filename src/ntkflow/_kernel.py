@@ -1,0 +1,217 @@
+"""The Jacobian `J_w` and the empirical NTK Gram matrix `K_w = J_w J_wᵀ`.
+
+Rows of `J_w ∈ R^{n×p}` are per-example gradients `∇_w f(x_i; w)ᵀ` (THEORY.md,
+"Notation"). They are computed a chunk of points at a time (`vmap` of `jacrev` over the
+points of a chunk, which beats `jacrev` of the whole batch on CPU) and contracted block by
+block, so that `J` is never materialised whole once it would exceed a memory budget:
+memory is `O(chunk·p + n²)`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._problem import Problem
+
+
+@eqx.filter_jit
+def _jacobian_rows(
+    problem: Problem, w: Float[Array, " p"], Xc: Float[Array, "c d"]
+) -> Float[Array, "ck p"]:
+    """Rows of `J_w` for the points `Xc`: shape `(c·k, p)`."""
+
+    def one(x: Array) -> Array:
+        return jax.jacrev(lambda v: problem._raw(v, x[None]).reshape(-1))(w)
+
+    rows = jax.vmap(one)(Xc)
+    return rows.reshape(-1, w.shape[0])
+
+
+def _padded_chunks(X: Array, chunk: int) -> list[tuple[Array, int]]:
+    """Split the rows of `X` into chunks of exactly `chunk` rows (the last one padded by
+    repeating its first row) so that one compiled function serves every chunk."""
+    n = X.shape[0]
+    out = []
+    for start in range(0, n, chunk):
+        Xc = X[start : start + chunk]
+        valid = Xc.shape[0]
+        if valid < chunk and n > chunk:
+            Xc = jnp.concatenate([Xc, jnp.broadcast_to(Xc[:1], (chunk - valid, X.shape[1]))])
+        out.append((Xc, valid))
+    return out
+
+
+def jacobian(
+    problem: Problem, w: Float[Array, " p"] | None = None, *, chunk: int = 256
+) -> Float[Array, "n p"]:
+    """The Jacobian `J_w = ∂f/∂w ∈ R^{n×p}` (default `w = w0`), materialised.
+
+    Meant for small problems and tests; `empirical_ntk` never materialises `J` whole when
+    it is large.
+
+    **Arguments:**
+
+    - `problem`: the `Problem`.
+    - `w`: the flat parameter vector (default `problem.w0`).
+    - `chunk`: points per vectorised Jacobian evaluation.
+    """
+    w = problem.w0 if w is None else w
+    k = problem.data.k
+    blocks = [
+        _jacobian_rows(problem, w, Xc)[: valid * k]
+        for Xc, valid in _padded_chunks(problem.data.X, chunk)
+    ]
+    return jnp.concatenate(blocks, axis=0)
+
+
+class AbstractNTKMethod(eqx.Module):
+    """A way of computing the empirical NTK Gram matrix `K_w = J_w J_wᵀ`."""
+
+    @abc.abstractmethod
+    def __call__(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
+        """`K_w` for the problem's training outputs."""
+
+
+class JacobianContraction(AbstractNTKMethod):
+    """Plain Jacobian contraction, chunked: `K[I, J] = J_I J_Jᵀ` block by block.
+
+    When the whole Jacobian fits in `max_jacobian_bytes` it is formed once and contracted
+    with one GEMM. Otherwise row blocks `J_I` of `chunk` points are formed; block row `I`
+    of `K` recomputes `J_J` for every `J ≥ I`, so peak memory is two blocks plus `K`
+    (`O(chunk·p + n²)`), at the price of recomputing each block about `n/(2·chunk)`
+    times, which costs `O(n²p/chunk)` against the contraction's `O(n²p)`.
+
+    **Arguments:**
+
+    - `chunk`: points per Jacobian block (default: as many as fit in
+      `max_jacobian_bytes / 2`, at most 256 for the materialising path's vmap).
+    - `max_jacobian_bytes`: memory budget for Jacobian blocks (default 1 GiB).
+    """
+
+    chunk: int | None = eqx.field(static=True, default=None)
+    max_jacobian_bytes: int = eqx.field(static=True, default=2**30)
+
+    def __call__(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
+        n_points, k, p = problem.data.n, problem.data.k, problem.p
+        row_bytes = p * k * jnp.dtype(problem.dtype).itemsize
+        if n_points * row_bytes <= self.max_jacobian_bytes:
+            J = jacobian(problem, w, chunk=self.chunk or 256)
+            return J @ J.T
+        chunk = self.chunk or max(1, min(n_points, self.max_jacobian_bytes // (2 * row_bytes)))
+        chunks = _padded_chunks(problem.data.X, chunk)
+        K = np.empty((problem.n, problem.n), dtype=problem.dtype)
+        starts = np.cumsum([0] + [valid * k for _, valid in chunks])
+        for i, (Xi, vi) in enumerate(chunks):
+            Ji = _jacobian_rows(problem, w, Xi)[: vi * k]
+            for j in range(i, len(chunks)):
+                Xj, vj = chunks[j]
+                Jj = Ji if j == i else _jacobian_rows(problem, w, Xj)[: vj * k]
+                block = np.asarray(Ji @ Jj.T)
+                K[starts[i] : starts[i + 1], starts[j] : starts[j + 1]] = block
+                K[starts[j] : starts[j + 1], starts[i] : starts[i + 1]] = block.T
+        return jnp.asarray(K)
+
+
+_METHODS: dict[str, type[AbstractNTKMethod]] = {"jacobian": JacobianContraction}
+
+
+def get_ntk_method(method: str | AbstractNTKMethod) -> AbstractNTKMethod:
+    """Resolve `"auto"`, a method name, or a method object."""
+    if isinstance(method, AbstractNTKMethod):
+        return method
+    name = "jacobian" if method == "auto" else method
+    try:
+        return _METHODS[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown method={method!r}; use 'auto', {', '.join(map(repr, _METHODS))} or an "
+            "AbstractNTKMethod"
+        ) from None
+
+
+def empirical_ntk(
+    problem: Problem,
+    w: Float[Array, " p"] | None = None,
+    *,
+    method: Literal["auto", "jacobian"] | AbstractNTKMethod = "auto",
+) -> Float[Array, "n n"]:
+    """The empirical NTK Gram matrix `K_w = J_w J_wᵀ ∈ R^{n×n}` (default `w = w0`).
+
+    **Arguments:**
+
+    - `problem`: the `Problem`.
+    - `w`: the flat parameter vector (default `problem.w0`).
+    - `method`: `"auto"`, `"jacobian"` (chunked Jacobian contraction), or an
+      `AbstractNTKMethod` such as `JacobianContraction(chunk=128)`.
+    """
+    w = problem.w0 if w is None else w
+    K = get_ntk_method(method)(problem, w)
+    # Exact symmetry: GEMM rounding makes `J Jᵀ` asymmetric in the last bits.
+    return 0.5 * (K + K.T)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spectrum:
+    """The spectrum of a kernel `K = J Jᵀ`, and the singular values of `J` it gives.
+
+    **Fields:**
+
+    - `eigenvalues`: all eigenvalues of `K`, ascending (float64 NumPy array).
+    - `sigma_min`: `σ_n(J) = sqrt(λ_min(K))` (0 when `n > p` or `λ_min ≤ 0`).
+    - `sigma_max`: `σ_1(J) = sqrt(λ_max(K))`.
+    - `tolerance`: the numerical-rank tolerance `n·ε·λ_max` on eigenvalues.
+    - `n`, `p`: the Jacobian's shape.
+    """
+
+    eigenvalues: np.ndarray
+    sigma_min: float
+    sigma_max: float
+    tolerance: float
+    n: int
+    p: int
+
+    @property
+    def condition(self) -> float:
+        """`λ_max(K)/λ_min(K) = (σ_max/σ_min)²` (`inf` when `σ_min = 0`)."""
+        return self.sigma_max**2 / self.sigma_min**2 if self.sigma_min > 0 else math.inf
+
+    @property
+    def rank_deficient(self) -> bool:
+        """Whether `J` has (numerically) dependent rows: `n > p` or `λ_min ≤ tolerance`."""
+        return self.n > self.p or float(self.eigenvalues[0]) <= self.tolerance
+
+
+def ntk_spectrum(K: Float[Array, "n n"], *, p: int | None = None) -> Spectrum:
+    """Eigenvalues of `K` (dense `eigh`) and the extreme singular values of `J`.
+
+    **Arguments:**
+
+    - `K`: the Gram matrix `J Jᵀ`.
+    - `p`: the number of parameters; when `n > p`, `σ_min` is exactly 0 (`K` has rank
+      ≤ p), whatever rounding gives.
+    """
+    K = np.asarray(K)
+    n = K.shape[0]
+    eig = np.linalg.eigvalsh(K).astype(np.float64)
+    lam_max = max(float(eig[-1]), 0.0)
+    tol = n * float(np.finfo(K.dtype).eps) * lam_max
+    p = n if p is None else p
+    lam_min = float(eig[0])
+    sigma_min = 0.0 if (n > p or lam_min <= 0.0) else math.sqrt(lam_min)
+    return Spectrum(
+        eigenvalues=eig,
+        sigma_min=sigma_min,
+        sigma_max=math.sqrt(lam_max),
+        tolerance=tol,
+        n=n,
+        p=p,
+    )

@@ -1,0 +1,169 @@
+"""`Problem`: the lecture's `f(w) ∈ R^n` with scale `α`, centring and squared loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
+
+from ._centering import AbstractCentering, get_centering
+from .datasets import Dataset
+from .models import AbstractModel
+
+
+def as_key(key: int | PRNGKeyArray) -> PRNGKeyArray:
+    """An integer seed or a JAX key, as a key."""
+    if isinstance(key, bool):
+        raise TypeError(f"key must be an integer seed or a JAX PRNG key, got key={key!r}")
+    if isinstance(key, int | np.integer):
+        return jax.random.key(int(key))
+    return key
+
+
+def default_dtype() -> Any:
+    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+
+
+class Problem(eqx.Module):
+    """The lecture's problem: predictions `f(w) = (f(x_1; w), …, f(x_n; w)) ∈ R^n` of a
+    model on the training inputs, trained on the squared loss
+    `R(α f(w)) = ½‖α f(w) − y‖²` (THEORY.md, "Notation").
+
+    Vector outputs (`k` per point) are flattened point-major, so `n` here is then `n·k`.
+    The parameters are a pytree inside the model but a flat vector `w ∈ R^p` here, via
+    `jax.flatten_util.ravel_pytree`.
+
+    **Arguments:**
+
+    - `model`: an `AbstractModel` (`Shallow`, `MLP`, `from_apply(...)`).
+    - `data`: a `Dataset`.
+    - `alpha`: the scale `α > 0`.
+    - `centering`: `"none"`, `"subtract"` (`h(w) = f(w) − f(w0)`), `"antisymmetric"` (the
+      doubling trick), or an `AbstractCentering`.
+    - `key`: an integer seed or JAX key for the model's initialisation.
+    - `dtype`: floating dtype of parameters and data (default float64 when
+      `jax_enable_x64` is on, which `import ntkflow` turns on).
+
+    **Raises:** `ValueError` for `alpha ≤ 0`, an unknown centring, a model whose outputs do
+    not match the targets' shape, or non-finite outputs at `w0`.
+    """
+
+    model: AbstractModel
+    data: Dataset
+    alpha: float = eqx.field(static=True)
+    centering: AbstractCentering
+    w0: Float[Array, " p"]
+    state: PyTree
+    offset: Float[Array, " n"]
+    y: Float[Array, " n"]
+    unravel: Callable[[Array], PyTree] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        model: AbstractModel,
+        data: Dataset,
+        *,
+        alpha: float = 1.0,
+        centering: str | AbstractCentering = "none",
+        key: int | PRNGKeyArray = 0,
+        dtype: Any = None,
+    ):
+        if not isinstance(model, AbstractModel):
+            raise TypeError(
+                f"model must be an ntkflow model (Shallow, MLP, from_apply(...)), got "
+                f"{type(model).__name__}"
+            )
+        if not isinstance(data, Dataset):
+            raise TypeError(
+                f"data must be an ntkflow Dataset (see ntkflow.datasets), got "
+                f"{type(data).__name__}"
+            )
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating):
+            raise ValueError(f"alpha must be a number > 0, got alpha={alpha!r}")
+        if not math.isfinite(alpha) or alpha <= 0:
+            raise ValueError(f"alpha must be a finite number > 0, got alpha={alpha!r}")
+        dtype = default_dtype() if dtype is None else jnp.dtype(dtype)
+        self.model = model
+        self.centering = get_centering(centering)
+        self.alpha = float(alpha)
+        self.data = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), data)
+        params0, self.state = model.init(as_key(key), data.d)
+        params0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params0)
+        self.state = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), self.state)
+        self.w0, self.unravel = ravel_pytree(self.centering.lift(params0))
+
+        raw0 = self._raw(self.w0, self.data.X)
+        if raw0.shape[0] != data.n or math.prod(raw0.shape[1:]) != data.k:
+            raise ValueError(
+                f"the model outputs shape {tuple(raw0.shape)} on {data.n} points but the "
+                f"targets have shape {tuple(data.y.shape)}; make the model's output "
+                "dimension (out_dim) match the targets"
+            )
+        raw0 = raw0.reshape(-1)
+        if not bool(jnp.all(jnp.isfinite(raw0))):
+            raise ValueError("the model's outputs at w0 are not finite; check its init")
+        self.offset = raw0 if self.centering.subtracts_init else jnp.zeros_like(raw0)
+        self.y = self.data.y.reshape(-1)
+
+    # -- the network -----------------------------------------------------------------
+
+    def _raw(self, w: Float[Array, " p"], X: Float[Array, "N d"]) -> Array:
+        def g(params: PyTree, X: Array) -> Array:
+            return self.model.apply(params, self.state, X)
+
+        return self.centering.output(g, self.unravel(w), X)
+
+    def f(self, w: Float[Array, " p"]) -> Float[Array, " n"]:
+        """Predictions on the training inputs, flattened: `f(w) ∈ R^n`."""
+        return self._raw(w, self.data.X).reshape(-1) - self.offset
+
+    def predict(self, w: Float[Array, " p"], X: Float[Array, "N d"]) -> Array:
+        """The (centred) network on other inputs, unscaled: shape `(N,)` or `(N, k)`."""
+        out = self._raw(w, X)
+        if self.centering.subtracts_init:
+            out = out - self._raw(self.w0, X)
+        return out
+
+    def residual(self, w: Float[Array, " p"]) -> Float[Array, " n"]:
+        """`α f(w) − y`, the gradient of the loss in function space."""
+        return self.alpha * self.f(w) - self.y
+
+    def loss(self, w: Float[Array, " p"]) -> Scalar:
+        """`R(α f(w)) = ½‖α f(w) − y‖²`."""
+        r = self.residual(w)
+        return 0.5 * jnp.vdot(r, r)
+
+    # -- sizes and descriptions ---------------------------------------------------------
+
+    @property
+    def n(self) -> int:
+        """Number of outputs `n` (points × outputs per point)."""
+        return int(self.y.shape[0])
+
+    @property
+    def p(self) -> int:
+        """Number of trained parameters `p`."""
+        return int(self.w0.shape[0])
+
+    @property
+    def dtype(self) -> Any:
+        return self.w0.dtype
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description for reports."""
+        return {
+            "model": self.model.describe(),
+            "data": self.data.describe(),
+            "alpha": self.alpha,
+            "centering": self.centering.name,
+            "n": self.n,
+            "p": self.p,
+            "dtype": str(self.dtype),
+        }

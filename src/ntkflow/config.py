@@ -1,0 +1,275 @@
+"""Experiment files: a TOML schema (pydantic) and how it builds a `Problem`.
+
+An experiment names `[data]`, `[model]` and `[problem]` sections; see
+`docs/experiments.md` for every key. Errors are `ConfigError`s with one line naming the key,
+the value and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .models import ACTIVATIONS, get_activation
+
+
+class ConfigError(ValueError):
+    """A bad experiment file or override: the message is one line for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_activation(name: str) -> str:
+    get_activation(name)  # raises ValueError listing the known names
+    return name
+
+
+class DigitsData(_Section):
+    """scikit-learn's digits (see `ntkflow.datasets.digits`)."""
+
+    source: Literal["digits"] = "digits"
+    n: Annotated[int, Field(ge=1)] | None = None
+    classes: Annotated[list[Annotated[int, Field(ge=0, le=9)]], Field(min_length=2)] = [0, 1]
+    n_test: Annotated[int, Field(ge=0)] = 0
+    seed: int = 0
+
+
+class SphereData(_Section):
+    """Uniform on the unit sphere with a random teacher (see `ntkflow.datasets.sphere`)."""
+
+    source: Literal["sphere"]
+    n: Annotated[int, Field(ge=1)]
+    d: Annotated[int, Field(ge=1)]
+    teacher_width: Annotated[int, Field(ge=1)] = 4
+    teacher_activation: str = "tanh"
+    noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    n_test: Annotated[int, Field(ge=0)] = 0
+    seed: int = 0
+
+    _act = field_validator("teacher_activation")(_check_activation)
+
+
+class FileData(_Section):
+    """An `.npz` or `.csv` file (see `ntkflow.datasets.load`); a relative path is read
+    relative to the experiment file."""
+
+    source: Literal["file"]
+    path: str
+    y_column: int = -1
+    n_test: Annotated[int, Field(ge=0)] = 0
+    seed: int = 0
+
+
+class ShallowModel(_Section):
+    """`ntkflow.Shallow`."""
+
+    kind: Literal["shallow"] = "shallow"
+    width: Annotated[int, Field(ge=1)] = 256
+    activation: str = "tanh"
+    train: Literal["hidden", "all"] = "hidden"
+
+    _act = field_validator("activation")(_check_activation)
+
+
+class MLPModel(_Section):
+    """`ntkflow.MLP`."""
+
+    kind: Literal["mlp"]
+    widths: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [512, 512]
+    activation: str = "tanh"
+    out_dim: Annotated[int, Field(ge=1)] = 1
+    bias: bool = False
+
+    _act = field_validator("activation")(_check_activation)
+
+
+class ProblemSection(_Section):
+    """The `Problem`'s settings."""
+
+    alpha: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    centering: Literal["none", "subtract", "antisymmetric"] = "none"
+    seed: int = 0
+    dtype: Literal["float64", "float32"] = "float64"
+
+
+DataSection = Annotated[DigitsData | SphereData | FileData, Field(discriminator="source")]
+ModelSection = Annotated[ShallowModel | MLPModel, Field(discriminator="kind")]
+
+
+class Experiment(_Section):
+    """A whole experiment file."""
+
+    name: str = "experiment"
+    data: DataSection = DigitsData()
+    model: ModelSection = ShallowModel()
+    problem: ProblemSection = ProblemSection()
+
+
+# -- errors, in one line ---------------------------------------------------------------
+
+_HINTS = {
+    "greater_than_equal": "raise it",
+    "greater_than": "raise it",
+    "less_than_equal": "lower it",
+    "finite_number": "give a finite number",
+}
+
+
+def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str:
+    loc = [str(x) for x in err["loc"]]
+    kind = err["type"]
+    # Drop the union tag pydantic inserts for discriminated unions (`data.digits.n`).
+    if len(loc) >= 2 and loc[0] in ("data", "model") and loc[1] in (
+        "digits", "sphere", "file", "shallow", "mlp"
+    ):
+        loc = [loc[0], *loc[2:]]
+    section = f"[{loc[0]}]" if loc else "top level"
+    key = ".".join(loc[1:])
+    where = f"{source}: {section}" + (f" {key}" if key else "")
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        parent = _allowed_keys(loc[:-1], data)
+        allowed = f"; allowed keys: {', '.join(parent)}" if parent else ""
+        return f"{source}: unknown key {loc[-1]!r} in {section if len(loc) > 1 else 'the file'}{allowed}"
+    if kind == "missing":
+        return f"{where}: missing required key; add `{loc[-1]} = …`"
+    if kind == "union_tag_invalid":
+        return f"{where}: {err['msg']}"
+    if kind == "union_tag_not_found":
+        tag = "source" if loc and loc[0] == "data" else "kind"
+        return f"{where}: missing `{tag}`; {err['msg']}"
+    msg = err["msg"]
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+        return f"{where}: {msg}"
+    hint = _HINTS.get(kind)
+    return f"{where}: {msg}, got {value!r}" + (f" ({hint})" if hint else "")
+
+
+def _allowed_keys(loc: list[str], data: dict[str, Any]) -> list[str]:
+    if not loc:
+        return list(Experiment.model_fields)
+    section = loc[0]
+    if section == "data":
+        tag = data.get("data", {}).get("source", "digits")
+        cls = {"digits": DigitsData, "sphere": SphereData, "file": FileData}.get(tag)
+    elif section == "model":
+        tag = data.get("model", {}).get("kind", "shallow")
+        cls = {"shallow": ShallowModel, "mlp": MLPModel}.get(tag)
+    else:
+        cls = {"problem": ProblemSection}.get(section)
+    return list(cls.model_fields) if cls is not None else []
+
+
+def parse_experiment(data: dict[str, Any], *, source: str = "experiment") -> Experiment:
+    """Validate a parsed TOML document. **Raises:** `ConfigError` (one line)."""
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e.errors()[0], source, data)) from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides (values parsed as TOML, else strings).
+
+    **Raises:** `ConfigError` for an override without `=` or a dotted key.
+    """
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise ConfigError(
+                f"--set expects SECTION.KEY=VALUE (e.g. problem.alpha=10), got {item!r}"
+            )
+        section, name = parts
+        target = out.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {item!r}: {section!r} is not a section")
+        target[name] = _parse_value(value.strip())
+    return out
+
+
+def load_experiment(path: str | os.PathLike, overrides: list[str] = ()) -> Experiment:
+    """Read and validate an experiment file.
+
+    Relative data paths are resolved against the file's folder.
+
+    **Raises:** `ConfigError` with a one-line message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file {str(path)!r} does not exist; check the path")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; an experiment is a TOML file") from None
+    data = apply_overrides(data, list(overrides))
+    exp = parse_experiment(data, source=str(path))
+    if isinstance(exp.data, FileData) and not os.path.isabs(exp.data.path):
+        resolved = str(path.parent / exp.data.path)
+        exp = exp.model_copy(update={"data": exp.data.model_copy(update={"path": resolved})})
+    return exp
+
+
+def build_problem(exp: Experiment) -> Any:
+    """Build the `ntkflow.Problem` an experiment describes.
+
+    **Raises:** `ConfigError` (one line) for values only the library can reject (more
+    points than the digits have, a model whose outputs do not match the targets, …).
+    """
+    from . import datasets
+    from ._problem import Problem
+    from .models import MLP, Shallow
+
+    d, m, p = exp.data, exp.model, exp.problem
+    try:
+        if isinstance(d, DigitsData):
+            data = datasets.digits(d.n, tuple(d.classes), n_test=d.n_test, seed=d.seed)
+        elif isinstance(d, SphereData):
+            data = datasets.sphere(
+                d.n,
+                d.d,
+                teacher=d.teacher_width,
+                teacher_activation=d.teacher_activation,
+                noise=d.noise,
+                n_test=d.n_test,
+                seed=d.seed,
+            )
+        else:
+            data = datasets.load(d.path, y_column=d.y_column, n_test=d.n_test, seed=d.seed)
+        if isinstance(m, ShallowModel):
+            model = Shallow(width=m.width, activation=m.activation, train=m.train)
+        else:
+            model = MLP(tuple(m.widths), m.activation, out_dim=m.out_dim, bias=m.bias)
+        return Problem(
+            model, data, alpha=p.alpha, centering=p.centering, key=p.seed, dtype=p.dtype
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "ConfigError",
+    "Experiment",
+    "apply_overrides",
+    "build_problem",
+    "load_experiment",
+    "parse_experiment",
+]

@@ -1,0 +1,78 @@
+"""The seed's shallow network in NTK parametrisation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._activations import Activation, get_activation
+from ._base import AbstractModel
+
+
+class Shallow(AbstractModel):
+    """`f(x; W) = m^{-1/2} Σ_j a_j σ(w_jᵀ x)`, the lecture's shallow network.
+
+    Hidden weights `w_j ~ N(0, I_d)`, output weights `a_j` uniform on `{−1, +1}`.
+    `train="hidden"` trains `W` only and keeps `a` fixed (the lecture's case, for which
+    THEORY.md gives a certified `β`); `train="all"` trains `(W, a)`.
+
+    **Arguments:**
+
+    - `width`: the number of hidden units `m ≥ 1`.
+    - `activation`: a name (`"tanh"`, `"softplus"`, `"sigmoid"`, `"gelu"`, `"erf"`,
+      `"sin"`, `"silu"`/`"swish"`, `"relu"`) or an `Activation`.
+    - `train`: `"hidden"` or `"all"`.
+    """
+
+    width: int = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True)
+    train: Literal["hidden", "all"] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        width: int,
+        activation: str | Activation = "tanh",
+        train: Literal["hidden", "all"] = "hidden",
+    ):
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be an integer ≥ 1, got width={width!r}")
+        if train not in ("hidden", "all"):
+            raise ValueError(f"train must be 'hidden' or 'all', got train={train!r}")
+        self.width = width
+        self.activation = get_activation(activation)
+        self.train = train
+
+    def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:
+        kw, ka = jax.random.split(key)
+        W = jax.random.normal(kw, (self.width, in_dim))
+        a = jax.random.rademacher(ka, (self.width,), dtype=W.dtype)
+        if self.train == "hidden":
+            return {"W": W}, {"a": a}
+        return {"W": W, "a": a}, {}
+
+    def apply(self, params: PyTree, state: PyTree, X: Float[Array, "N d"]) -> Array:
+        a = params["a"] if self.train == "all" else state["a"]
+        W = params["W"]
+        return self.activation(X @ W.T) @ a / jnp.sqrt(self.width).astype(X.dtype)
+
+    @property
+    def smooth(self) -> bool:
+        return self.activation.smooth
+
+    def not_smooth_reason(self) -> str:
+        return (
+            f"{self.activation.name} is not smooth: σ'' is unbounded, so the Jacobian is "
+            "not Lipschitz (β = ∞)"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "shallow",
+            "width": self.width,
+            "activation": self.activation.name,
+            "train": self.train,
+        }
