@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
 from ._json import jsonable
 from ._kernel import AbstractNTKMethod, Spectrum, empirical_ntk, ntk_spectrum
@@ -133,7 +133,7 @@ def theorem_constants(
 def certify(
     problem: Problem,
     *,
-    kernel: Float[Array, "n n"] | None = None,
+    kernel: Float[ArrayLike, "n n"] | None = None,
     method: str | AbstractNTKMethod = "auto",
     estimate_beta: bool = True,
     key: int | PRNGKeyArray = 0,

@@ -12,13 +12,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from typing import Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ._problem import Problem
 
@@ -142,7 +141,7 @@ def empirical_ntk(
     problem: Problem,
     w: Float[Array, " p"] | None = None,
     *,
-    method: Literal["auto", "jacobian"] | AbstractNTKMethod = "auto",
+    method: str | AbstractNTKMethod = "auto",
 ) -> Float[Array, "n n"]:
     """The empirical NTK Gram matrix `K_w = J_w J_wᵀ ∈ R^{n×n}` (default `w = w0`).
 
@@ -190,7 +189,7 @@ class Spectrum:
         return self.n > self.p or float(self.eigenvalues[0]) <= self.tolerance
 
 
-def ntk_spectrum(K: Float[Array, "n n"], *, p: int | None = None) -> Spectrum:
+def ntk_spectrum(K: Float[ArrayLike, "n n"], *, p: int | None = None) -> Spectrum:
     """Eigenvalues of `K` (dense `eigh`) and the extreme singular values of `J`.
 
     **Arguments:**

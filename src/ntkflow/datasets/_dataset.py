@@ -8,7 +8,8 @@ from typing import Any
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, Float
+from numpy.typing import ArrayLike
 
 
 def _as_float_array(name: str, value: ArrayLike) -> np.ndarray:

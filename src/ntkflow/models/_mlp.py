@@ -76,7 +76,7 @@ class MLP(AbstractModel):
             W = layer["W"]
             h = h @ W.T / jnp.sqrt(W.shape[1]).astype(h.dtype)
             if self.bias:
-                h = h + layer["b"]
+                h = h + layer["b"][None, :]
             if i < len(params) - 1:
                 h = self.activation(h)
         return h[:, 0] if self.out_dim == 1 else h

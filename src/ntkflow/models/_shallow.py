@@ -36,7 +36,7 @@ class Shallow(AbstractModel):
         self,
         width: int,
         activation: str | Activation = "tanh",
-        train: Literal["hidden", "all"] = "hidden",
+        train: str = "hidden",
     ):
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be an integer ≥ 1, got width={width!r}")

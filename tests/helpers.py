@@ -1,0 +1,35 @@
+"""Shared tolerances and comparisons for the tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Tolerances by dtype: (rtol, atol) for results that should agree to rounding.
+TOL = {
+    jnp.dtype("float64"): (1e-12, 1e-12),
+    jnp.dtype("float32"): (1e-5, 1e-6),
+}
+# Central finite differences with step h: truncation O(h²) plus rounding O(ε/h).
+FD_STEP = 1e-5
+FD_RTOL = 1e-7
+
+
+def tree_allclose(x, y, *, rtol=None, atol=None):
+    """Whether two pytrees have equal structure and allclose leaves."""
+    lx, tx = jax.tree_util.tree_flatten(x)
+    ly, ty = jax.tree_util.tree_flatten(y)
+    if tx != ty:
+        return False
+    for a, b in zip(lx, ly, strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        r, t = TOL.get(jnp.dtype(a.dtype), (1e-12, 1e-12))
+        if a.shape != b.shape or not np.allclose(
+            a, b, rtol=r if rtol is None else rtol, atol=t if atol is None else atol
+        ):
+            return False
+    return True
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(float).tiny))

@@ -1,0 +1,109 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from families import CENTERINGS, FAMILIES, make, tiny_data
+from helpers import FD_RTOL, FD_STEP, rel_err
+
+import ntkflow as nf
+
+
+@pytest.mark.parametrize("centering", CENTERINGS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_jacobian_matches_central_differences(family, centering, getkey):
+    problem = make(family, centering)
+    J = np.asarray(nf.jacobian(problem))
+    assert J.shape == (problem.n, problem.p)
+    w0, f = problem.w0, eqx.filter_jit(problem.f)
+    # Every column against its own central difference...
+    for j in range(problem.p):
+        e = jnp.zeros_like(w0).at[j].set(FD_STEP)
+        fd = (f(w0 + e) - f(w0 - e)) / (2 * FD_STEP)
+        np.testing.assert_allclose(J[:, j], fd, rtol=FD_RTOL, atol=FD_RTOL)
+    # ...and at a point away from w0, along random directions.
+    w = w0 + 0.3 * jax.random.normal(getkey(), w0.shape)
+    Jw = np.asarray(nf.jacobian(problem, w))
+    for _ in range(3):
+        v = jax.random.normal(getkey(), w0.shape)
+        fd = (f(w + FD_STEP * v) - f(w - FD_STEP * v)) / (2 * FD_STEP)
+        assert rel_err(Jw @ np.asarray(v), fd) < FD_RTOL
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_kernel_symmetric_psd(family):
+    problem = make(family)
+    K = np.asarray(nf.empirical_ntk(problem))
+    J = np.asarray(nf.jacobian(problem))
+    np.testing.assert_array_equal(K, K.T)
+    np.testing.assert_allclose(K, J @ J.T, rtol=1e-12, atol=1e-12)
+    eig = np.linalg.eigvalsh(K)
+    assert eig[0] >= -problem.n * np.finfo(float).eps * eig[-1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_chunked_contraction_equals_materialised(family):
+    problem = make(family)
+    K = np.asarray(nf.empirical_ntk(problem))
+    # A budget below one Jacobian row forces the block-recomputing path, with a chunk
+    # (4 points) that does not divide n = 6.
+    method = nf.JacobianContraction(chunk=4, max_jacobian_bytes=1)
+    K_chunked = np.asarray(nf.empirical_ntk(problem, method=method))
+    np.testing.assert_allclose(K_chunked, K, rtol=1e-12, atol=1e-13)
+
+
+def test_linear_model_kernel_is_gram_matrix(getkey):
+    rng = np.random.default_rng(3)
+    Phi = rng.standard_normal((8, 11))
+    data = nf.datasets.from_arrays(Phi, rng.standard_normal(8))
+    model = nf.from_apply(lambda params, X: X @ params["w"], {"w": jnp.zeros(11)})
+    problem = nf.Problem(model, data, alpha=2.0)
+    np.testing.assert_array_equal(np.asarray(nf.jacobian(problem)), Phi)
+    np.testing.assert_allclose(np.asarray(nf.empirical_ntk(problem)), Phi @ Phi.T, rtol=1e-14)
+    np.testing.assert_allclose(problem.f(problem.w0 + 1.0), Phi.sum(axis=1), rtol=1e-14)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_antisymmetric_centring_zero_output_and_same_kernel(family):
+    base = make(family, "none")
+    anti = make(family, "antisymmetric")
+    np.testing.assert_array_equal(np.asarray(anti.f(anti.w0)), np.zeros(anti.n))
+    assert anti.p == 2 * base.p
+    K_base = np.asarray(nf.empirical_ntk(base))
+    K_anti = np.asarray(nf.empirical_ntk(anti))
+    np.testing.assert_allclose(K_anti, K_base, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_subtract_centring_zero_output_same_jacobian(family):
+    base = make(family, "none")
+    sub = make(family, "subtract")
+    np.testing.assert_array_equal(np.asarray(sub.f(sub.w0)), np.zeros(sub.n))
+    np.testing.assert_array_equal(np.asarray(nf.jacobian(sub)), np.asarray(nf.jacobian(base)))
+
+
+def test_spectrum_of_wide_and_narrow_jacobians():
+    rng = np.random.default_rng(0)
+    J = rng.standard_normal((5, 9))
+    spec = nf.ntk_spectrum(J @ J.T, p=9)
+    s = np.linalg.svd(J, compute_uv=False)
+    np.testing.assert_allclose([spec.sigma_max, spec.sigma_min], [s[0], s[-1]], rtol=1e-12)
+    np.testing.assert_allclose(spec.condition, (s[0] / s[-1]) ** 2, rtol=1e-10)
+    assert not spec.rank_deficient
+    assert np.all(np.diff(spec.eigenvalues) >= 0)
+    narrow = rng.standard_normal((9, 5))
+    spec = nf.ntk_spectrum(narrow @ narrow.T, p=5)
+    assert spec.sigma_min == 0.0 and spec.rank_deficient and spec.condition == np.inf
+
+
+def test_repeated_point_is_rank_deficient():
+    problem = nf.Problem(nf.Shallow(width=50), tiny_data(n=4))
+    X = np.asarray(problem.data.X)
+    data = nf.datasets.from_arrays(np.vstack([X, X[:1]]), np.zeros(5))
+    spec = nf.ntk_spectrum(nf.empirical_ntk(nf.Problem(nf.Shallow(width=50), data)), p=100)
+    assert spec.rank_deficient
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(ValueError, match="unknown method='fast'"):
+        nf.empirical_ntk(make("mlp"), method="fast")
