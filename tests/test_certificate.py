@@ -3,10 +3,10 @@ import math
 
 import numpy as np
 import pytest
-from families import make, tiny_data
 from hypothesis import given, strategies as st
 
 import ntkflow as nf
+from families import make, tiny_data
 
 
 def test_theorem_constants_by_hand():

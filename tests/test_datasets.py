@@ -8,6 +8,7 @@ import ntkflow as nf
 def test_digits_standardised_unit_norm_pm1():
     data = nf.datasets.digits(100, n_test=50, seed=1)
     X, y = np.asarray(data.X), np.asarray(data.y)
+    assert data.X_test is not None
     assert X.shape == (100, 64) and data.X_test.shape == (50, 64)
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(np.asarray(data.X_test), axis=1), 1.0, rtol=1e-12)
@@ -51,7 +52,11 @@ def test_sphere_teacher():
 @pytest.mark.parametrize(
     ("X", "y", "match"),
     [
-        ([[0.0, np.nan]], [1.0], r"X contains 1 non-finite value\(s\) \(NaN or inf\) in row\(s\) 0"),
+        (
+            [[0.0, np.nan]],
+            [1.0],
+            r"X contains 1 non-finite value\(s\) \(NaN or inf\) in row\(s\) 0",
+        ),
         ([[0.0], [1.0]], [1.0, np.inf], r"y contains 1 non-finite value"),
         ([[0.0], [1.0]], [1.0], "X has 2 rows but y has 1; they must match"),
         (np.zeros((0, 3)), np.zeros(0), r"X is empty \(shape \(0, 3\)\)"),
@@ -71,7 +76,7 @@ def test_split_and_files(tmp_path):
     data = nf.datasets.load(tmp_path / "d.npz")
     np.testing.assert_array_equal(np.asarray(data.X), X)
     split = nf.datasets.load(tmp_path / "d.npz", n_test=5)
-    assert split.n == 15 and split.X_test.shape == (5, 3)
+    assert split.n == 15 and split.X_test is not None and split.X_test.shape == (5, 3)
     np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,y")
     csv = nf.datasets.load(tmp_path / "d.csv")
     np.testing.assert_allclose(np.asarray(csv.X), X, rtol=1e-15)
@@ -82,7 +87,7 @@ def test_split_and_files(tmp_path):
     with pytest.raises(ValueError, match=r"lacks array\(s\) \['y'\]"):
         nf.datasets.load(tmp_path / "bad.npz")
     (tmp_path / "d.txt").write_text("1,2\n")
-    with pytest.raises(ValueError, match="must end in .npz or .csv"):
+    with pytest.raises(ValueError, match=r"must end in \.npz or \.csv"):
         nf.datasets.load(tmp_path / "d.txt")
     with pytest.raises(ValueError, match="n_test must be between 1 and n-1=19"):
         data.split(20)

@@ -3,10 +3,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from families import CENTERINGS, FAMILIES, make, tiny_data
-from helpers import FD_RTOL, FD_STEP, rel_err
 
 import ntkflow as nf
+from families import CENTERINGS, FAMILIES, make, tiny_data
+from helpers import FD_RTOL, FD_STEP, rel_err
 
 
 @pytest.mark.parametrize("centering", CENTERINGS)

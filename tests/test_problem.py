@@ -3,9 +3,9 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from families import make, tiny_data
 
 import ntkflow as nf
+from families import make, tiny_data
 
 
 @pytest.mark.parametrize("alpha", [0.0, -1.0, math.nan, math.inf])
@@ -27,7 +27,7 @@ def test_bad_names():
         nf.MLP(())
     # (Under the test suite's runtime type checking the annotation rejects it first.)
     with pytest.raises(TypeError, match="model"):
-        nf.Problem("mlp", tiny_data())
+        nf.Problem("mlp", tiny_data())  # pyright: ignore[reportArgumentType]
 
 
 def test_output_shape_mismatch():
@@ -60,6 +60,7 @@ def test_shallow_formula():
 
 def test_subtract_predict_on_test_inputs():
     data = nf.datasets.digits(20, n_test=5)
+    assert data.X_test is not None
     problem = nf.Problem(nf.Shallow(8), data, centering="subtract")
     np.testing.assert_array_equal(problem.predict(problem.w0, data.X_test), np.zeros(5))
     base = nf.Problem(nf.Shallow(8), data)
@@ -92,7 +93,7 @@ def test_activation_constants_bound_the_derivatives():
 
 def test_from_apply_validation():
     with pytest.raises(TypeError, match="apply_fn"):
-        nf.from_apply(3, {"w": jnp.zeros(2)})
+        nf.from_apply(3, {"w": jnp.zeros(2)})  # pyright: ignore[reportArgumentType]
     with pytest.raises(ValueError, match="params0 must contain at least one array"):
         nf.from_apply(lambda p, X: X[:, 0], {})
     with pytest.raises(TypeError, match="params0 leaves must be floating arrays"):

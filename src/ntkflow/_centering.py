@@ -1,8 +1,6 @@
 """Centring: making `f(w0) = 0` so that `R0` does not grow with `α` (THEORY.md, "Scale and
 centring")."""
 
-from __future__ import annotations
-
 import abc
 import math
 from collections.abc import Callable

@@ -1,8 +1,6 @@
 """The lazy-training theorem's certificate (THEORY.md, "The theorem"; Telgarsky, *Deep
 learning theory*, Thm 8.1; Chizat, Oyallon & Bach, NeurIPS 2019, Thm 2.4)."""
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from typing import Any, ClassVar
@@ -196,9 +194,7 @@ def certify(
             estimates.append(cert)
         if (cert is None or estimate_beta) and sigma_min > 0:
             estimates.extend(
-                beta_estimates(
-                    problem, sigma_min, key=key, samples=beta_samples, iters=beta_iters
-                )
+                beta_estimates(problem, sigma_min, key=key, samples=beta_samples, iters=beta_iters)
             )
         if cert is not None:
             chosen = cert

@@ -1,7 +1,5 @@
 """JSON encoding of results: strict JSON has no `inf` or `nan`, so they become strings."""
 
-from __future__ import annotations
-
 import math
 from typing import Any
 

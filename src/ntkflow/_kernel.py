@@ -7,8 +7,6 @@ block, so that `J` is never materialised whole once it would exceed a memory bud
 memory is `O(chunk·p + n²)`.
 """
 
-from __future__ import annotations
-
 import abc
 import dataclasses
 import math
@@ -203,14 +201,14 @@ def ntk_spectrum(K: Float[ArrayLike, "n n"], *, p: int | None = None) -> Spectru
     eig = np.linalg.eigvalsh(K).astype(np.float64)
     lam_max = max(float(eig[-1]), 0.0)
     tol = n * float(np.finfo(K.dtype).eps) * lam_max
-    p = n if p is None else p
     lam_min = float(eig[0])
-    sigma_min = 0.0 if (n > p or lam_min <= 0.0) else math.sqrt(lam_min)
+    n_params = n if p is None else p
+    sigma_min = 0.0 if (n > n_params or lam_min <= 0.0) else math.sqrt(lam_min)
     return Spectrum(
         eigenvalues=eig,
         sigma_min=sigma_min,
         sigma_max=math.sqrt(lam_max),
         tolerance=tol,
         n=n,
-        p=p,
+        p=n_params,
     )

@@ -11,8 +11,6 @@ Certified bounds where THEORY.md ("Smoothness") proves one; estimates otherwise,
   Jacobian-vector products.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from typing import Any, Literal
@@ -105,7 +103,7 @@ def certified_beta(problem: Problem, sigma_min: float | None = None) -> BetaEsti
     params = problem.unravel(problem.w0)
     a = [p["a"] for p in (params if isinstance(params, tuple) else (params,))]
     A0 = float(max(jnp.max(jnp.abs(x)) for x in a))
-    c1 = (math.sqrt(2.0) * act.sup_d1 * float(np.linalg.norm(X)) + A0 * act.sup_d2 * s4)
+    c1 = math.sqrt(2.0) * act.sup_d1 * float(np.linalg.norm(X)) + A0 * act.sup_d2 * s4
     c1 /= math.sqrt(m)
     c2 = act.sup_d2 * s4 / math.sqrt(m)
     # B = σ_min / (2 β(B)) with β(r) = c1 + c2 r  ⇔  2 c2 B² + 2 c1 B − σ_min = 0.

@@ -1,7 +1,5 @@
 """`Problem`: the lecture's `f(w) ∈ R^n` with scale `α`, centring and squared loss."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable
 from typing import Any
@@ -82,8 +80,7 @@ class Problem(eqx.Module):
             )
         if not isinstance(data, Dataset):
             raise TypeError(
-                f"data must be an ntkflow Dataset (see ntkflow.datasets), got "
-                f"{type(data).__name__}"
+                f"data must be an ntkflow Dataset (see ntkflow.datasets), got {type(data).__name__}"
             )
         if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating):
             raise ValueError(f"alpha must be a number > 0, got alpha={alpha!r}")

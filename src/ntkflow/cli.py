@@ -3,8 +3,6 @@
 Exit codes: 0 done, 2 bad input (one line on stderr, no traceback).
 """
 
-from __future__ import annotations
-
 import importlib.resources
 import json
 import math
@@ -53,7 +51,9 @@ def _fmt(x: float) -> str:
 
 def certificate_table(cert) -> Table:
     """The certificate as a rich table."""
-    table = Table(title="Lazy-training certificate (THEORY.md, “The theorem”)", title_justify="left")
+    table = Table(
+        title="Lazy-training certificate (THEORY.md, “The theorem”)", title_justify="left"
+    )
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_column("meaning")
@@ -105,7 +105,7 @@ def certify(
     from ._certificate import certify as certify_problem
 
     try:
-        problem = build_problem(load_experiment(experiment, set_ or []))
+        problem = build_problem(load_experiment(experiment, set_ or []), source=str(experiment))
         cert = certify_problem(problem)
     except (ConfigError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
@@ -123,7 +123,7 @@ def demo() -> None:
 
     path = example_path("seed.toml")
     console.print(f"[bold]ntkflow demo[/]: {path}")
-    below = certify_problem(build_problem(load_experiment(path)))
+    below = certify_problem(build_problem(load_experiment(path), source=str(path)))
     print_certificate(below)
     if not math.isfinite(below.alpha_star):
         console.print("α* is infinite: no scale makes the theorem apply.")
@@ -149,7 +149,7 @@ def demo() -> None:
     )
 
 
-def _version(value: bool) -> None:
+def _version(value: bool | None) -> None:
     if value:
         from . import __version__
 

@@ -5,14 +5,21 @@ An experiment names `[data]`, `[model]` and `[problem]` sections; see
 the value and the fix.
 """
 
-from __future__ import annotations
-
 import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from .models import ACTIVATIONS, get_activation
 
@@ -98,8 +105,27 @@ class ProblemSection(_Section):
     dtype: Literal["float64", "float32"] = "float64"
 
 
-DataSection = Annotated[DigitsData | SphereData | FileData, Field(discriminator="source")]
-ModelSection = Annotated[ShallowModel | MLPModel, Field(discriminator="kind")]
+def _tag(field: str, default: str):
+    """A discriminator that falls back to the default kind when the key is absent."""
+
+    def get(value: Any) -> Any:
+        if isinstance(value, dict):
+            return value.get(field, default)
+        return getattr(value, field, None)
+
+    return Discriminator(get)
+
+
+DataSection = Annotated[
+    Annotated[DigitsData, Tag("digits")]
+    | Annotated[SphereData, Tag("sphere")]
+    | Annotated[FileData, Tag("file")],
+    _tag("source", "digits"),
+]
+ModelSection = Annotated[
+    Annotated[ShallowModel, Tag("shallow")] | Annotated[MLPModel, Tag("mlp")],
+    _tag("kind", "shallow"),
+]
 
 
 class Experiment(_Section):
@@ -125,8 +151,10 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
     loc = [str(x) for x in err["loc"]]
     kind = err["type"]
     # Drop the union tag pydantic inserts for discriminated unions (`data.digits.n`).
-    if len(loc) >= 2 and loc[0] in ("data", "model") and loc[1] in (
-        "digits", "sphere", "file", "shallow", "mlp"
+    if (
+        len(loc) >= 2
+        and loc[0] in ("data", "model")
+        and loc[1] in ("digits", "sphere", "file", "shallow", "mlp")
     ):
         loc = [loc[0], *loc[2:]]
     section = f"[{loc[0]}]" if loc else "top level"
@@ -136,14 +164,16 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
     if kind == "extra_forbidden":
         parent = _allowed_keys(loc[:-1], data)
         allowed = f"; allowed keys: {', '.join(parent)}" if parent else ""
-        return f"{source}: unknown key {loc[-1]!r} in {section if len(loc) > 1 else 'the file'}{allowed}"
+        place = section if len(loc) > 1 else "the file"
+        return f"{source}: unknown key {loc[-1]!r} in {place}{allowed}"
     if kind == "missing":
         return f"{where}: missing required key; add `{loc[-1]} = …`"
     if kind == "union_tag_invalid":
-        return f"{where}: {err['msg']}"
-    if kind == "union_tag_not_found":
         tag = "source" if loc and loc[0] == "data" else "kind"
-        return f"{where}: missing `{tag}`; {err['msg']}"
+        ctx = err.get("ctx", {})
+        return f"{where} {tag}: must be one of {ctx.get('expected_tags')}, got {ctx.get('tag')!r}"
+    if kind == "union_tag_not_found":
+        return f"{where}: must be a table (a [{loc[0]}] section), got {value!r}"
     msg = err["msg"]
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
@@ -172,7 +202,7 @@ def parse_experiment(data: dict[str, Any], *, source: str = "experiment") -> Exp
     try:
         return Experiment.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(e.errors()[0], source, data)) from None
+        raise ConfigError(_format_error(dict(e.errors()[0]), source, data)) from None
 
 
 def _parse_value(text: str) -> Any:
@@ -182,7 +212,7 @@ def _parse_value(text: str) -> Any:
         return text  # a bare string
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply `section.key=value` overrides (values parsed as TOML, else strings).
 
     **Raises:** `ConfigError` for an override without `=` or a dotted key.
@@ -203,7 +233,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def load_experiment(path: str | os.PathLike, overrides: list[str] = ()) -> Experiment:
+def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
     """Read and validate an experiment file.
 
     Relative data paths are resolved against the file's folder.
@@ -227,17 +257,19 @@ def load_experiment(path: str | os.PathLike, overrides: list[str] = ()) -> Exper
     return exp
 
 
-def build_problem(exp: Experiment) -> Any:
+def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
     """Build the `ntkflow.Problem` an experiment describes.
 
-    **Raises:** `ConfigError` (one line) for values only the library can reject (more
-    points than the digits have, a model whose outputs do not match the targets, …).
+    **Raises:** `ConfigError` (one line, prefixed by `source` and the section) for values
+    only the library can reject (more points than the digits have, a model whose outputs
+    do not match the targets, …).
     """
     from . import datasets
     from ._problem import Problem
     from .models import MLP, Shallow
 
     d, m, p = exp.data, exp.model, exp.problem
+    section = "[data]"
     try:
         if isinstance(d, DigitsData):
             data = datasets.digits(d.n, tuple(d.classes), n_test=d.n_test, seed=d.seed)
@@ -253,15 +285,15 @@ def build_problem(exp: Experiment) -> Any:
             )
         else:
             data = datasets.load(d.path, y_column=d.y_column, n_test=d.n_test, seed=d.seed)
+        section = "[model]"
         if isinstance(m, ShallowModel):
             model = Shallow(width=m.width, activation=m.activation, train=m.train)
         else:
             model = MLP(tuple(m.widths), m.activation, out_dim=m.out_dim, bias=m.bias)
-        return Problem(
-            model, data, alpha=p.alpha, centering=p.centering, key=p.seed, dtype=p.dtype
-        )
+        section = "[problem]"
+        return Problem(model, data, alpha=p.alpha, centering=p.centering, key=p.seed, dtype=p.dtype)
     except (ValueError, TypeError) as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(f"{source}: {section} {e}") from None
 
 
 __all__ = [

@@ -1,7 +1,5 @@
 """The `Dataset` container and the checks every way of making one goes through."""
 
-from __future__ import annotations
-
 import json
 from typing import Any
 
@@ -16,7 +14,9 @@ def _as_float_array(name: str, value: ArrayLike) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a numeric array, got {type(value).__name__}: {e}") from None
+        raise ValueError(
+            f"{name} must be a numeric array, got {type(value).__name__}: {e}"
+        ) from None
     return arr
 
 
@@ -141,7 +141,7 @@ class Dataset(eqx.Module):
         out.update(self.info)
         return out
 
-    def split(self, n_test: int, *, seed: int = 0) -> Dataset:
+    def split(self, n_test: int, *, seed: int = 0) -> "Dataset":
         """Hold out `n_test` random training points as the test split.
 
         **Raises:** `ValueError` if `n_test` is not in `[1, n − 1]` or a split exists.
@@ -149,15 +149,11 @@ class Dataset(eqx.Module):
         if self.has_test:
             raise ValueError("this dataset already has a test split")
         if not 1 <= n_test <= self.n - 1:
-            raise ValueError(
-                f"n_test must be between 1 and n-1={self.n - 1}, got n_test={n_test}"
-            )
+            raise ValueError(f"n_test must be between 1 and n-1={self.n - 1}, got n_test={n_test}")
         perm = np.random.default_rng(seed).permutation(self.n)
         test, train = perm[:n_test], perm[n_test:]
         X, y = np.asarray(self.X), np.asarray(self.y)
-        return Dataset(
-            X[train], y[train], X[test], y[test], name=self.name, info=self.info
-        )
+        return Dataset(X[train], y[train], X[test], y[test], name=self.name, info=self.info)
 
 
 def from_arrays(

@@ -1,7 +1,5 @@
 """Where data come from: the unit sphere with a teacher, scikit-learn's digits, files."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Sequence
 
@@ -20,9 +18,7 @@ def _check_counts(n: int, n_test: int) -> None:
         raise ValueError(f"n_test must be an integer ≥ 0, got n_test={n_test!r}")
 
 
-def _split(
-    X: np.ndarray, y: np.ndarray, n_test: int, **kwargs
-) -> Dataset:
+def _split(X: np.ndarray, y: np.ndarray, n_test: int, **kwargs) -> Dataset:
     if n_test:
         return Dataset(X[n_test:], y[n_test:], X[:n_test], y[:n_test], **kwargs)
     return Dataset(X, y, **kwargs)
@@ -66,9 +62,7 @@ def sphere(
     elif isinstance(teacher, int) and not isinstance(teacher, bool) and teacher >= 1:
         model = Shallow(width=teacher, activation=teacher_activation)
     else:
-        raise ValueError(
-            f"teacher must be a width ≥ 1 or a model, got teacher={teacher!r}"
-        )
+        raise ValueError(f"teacher must be a width ≥ 1 or a model, got teacher={teacher!r}")
     params, state = model.init(jax.random.key(seed), d)
     y = np.asarray(model.apply(params, state, jnp.asarray(X)), dtype=np.float64)
     if noise:
@@ -107,26 +101,27 @@ def digits(
     from sklearn.datasets import load_digits  # imported lazily: scikit-learn is slow to import
 
     classes = tuple(classes)
-    if len(classes) < 2 or len(set(classes)) != len(classes) or not all(
-        isinstance(c, int) and 0 <= c <= 9 for c in classes
+    if (
+        len(classes) < 2
+        or len(set(classes)) != len(classes)
+        or not all(isinstance(c, int) and 0 <= c <= 9 for c in classes)
     ):
         raise ValueError(
             f"classes must be two or more distinct digits in 0..9, got classes={classes!r}"
         )
-    bunch = load_digits()
-    images, labels = np.asarray(bunch.data, float), np.asarray(bunch.target)
+    images, labels = load_digits(return_X_y=True)
+    images, labels = np.asarray(images, float), np.asarray(labels)
     keep = np.isin(labels, classes)
     images, labels = images[keep], labels[keep]
     available = images.shape[0]
-    if n is None:
-        n = available - n_test
-    _check_counts(n, n_test)
-    if n + n_test > available:
+    n_train: int = int(available - n_test) if n is None else n
+    _check_counts(n_train, n_test)
+    if n_train + n_test > available:
         raise ValueError(
             f"digits has {available} images of classes {classes}, fewer than "
-            f"n={n} + n_test={n_test}; lower n"
+            f"n={n_train} + n_test={n_test}; lower n"
         )
-    perm = np.random.default_rng(seed).permutation(available)[: n + n_test]
+    perm = np.random.default_rng(seed).permutation(available)[: n_train + n_test]
     images, labels = images[perm], labels[perm]
     train = images[n_test:]
     mean, std = train.mean(axis=0), train.std(axis=0)

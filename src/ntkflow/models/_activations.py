@@ -6,8 +6,6 @@ upper bounds: a closed form where one exists, otherwise a value rounded *up* fro
 numerical maximisation, so that every bound built from it stays a bound.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from collections.abc import Callable
@@ -133,6 +131,4 @@ def get_activation(activation: str | Activation) -> Activation:
         return ACTIVATIONS[key]
     except KeyError:
         known = ", ".join(sorted([*ACTIVATIONS, *_ALIASES]))
-        raise ValueError(
-            f"unknown activation={activation!r}; use one of: {known}"
-        ) from None
+        raise ValueError(f"unknown activation={activation!r}; use one of: {known}") from None

@@ -1,7 +1,5 @@
 """The interface every model family implements."""
 
-from __future__ import annotations
-
 import abc
 from typing import Any
 

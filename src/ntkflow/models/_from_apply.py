@@ -1,7 +1,5 @@
 """Any JAX model: a function `apply_fn(params, X)` and its initial parameters."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 

@@ -1,7 +1,5 @@
 """The seed's deep network `w_L σ(w_{L−1} σ(… σ(w_1 x)))` in NTK parametrisation."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any
 

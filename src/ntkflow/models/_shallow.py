@@ -1,7 +1,5 @@
 """The seed's shallow network in NTK parametrisation."""
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 import equinox as eqx

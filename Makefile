@@ -1,0 +1,55 @@
+# Two commands for a new user: `make demo` and `make test`. Both create .venv on first use
+# and reinstall only when pyproject.toml changes (the package is installed editable).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test test-slow test-all lint format clean help
+
+help:
+	@echo "make demo       set up .venv and run the seed experiment (ntkflow demo)"
+	@echo "make test       set up .venv with the test extra and run the fast test suite"
+	@echo "make test-slow  run only the tests marked slow"
+	@echo "make test-all   run every test"
+	@echo "make lint       ruff (lint + format check) and pyright"
+	@echo "make clean      remove .venv and caches"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(PIP) -e .
+	@touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[test]"
+	@touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[test,dev]"
+	@touch $@
+
+demo: $(VENV)/.stamp-run
+	$(BIN)/ntkflow demo
+
+test: $(VENV)/.stamp-test
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.stamp-test
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: $(VENV)/.stamp-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/pyright
+
+format: $(VENV)/.stamp-dev
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist

@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ntkflow.cli import app
+from ntkflow.config import build_problem, load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = sorted((ROOT / "tests" / "configs" / "bad").glob("*.toml"))
+runner = CliRunner()
+
+TINY = """
+name = "tiny"
+[data]
+source = "sphere"
+n = 8
+d = 3
+[model]
+width = 16
+[problem]
+alpha = 2.0
+centering = "antisymmetric"
+"""
+
+
+def _expect(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} lacks its '# expect:' line"
+    return first.removeprefix("# expect: ")
+
+
+def test_bad_corpus_is_large():
+    assert len(BAD) >= 20
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_experiment_one_line_exit_2(path):
+    result = runner.invoke(app, ["certify", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ntkflow: error: ")
+    assert _expect(path) in lines[0]
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_certify_table_and_json(tmp_path):
+    exp = tmp_path / "tiny.toml"
+    exp.write_text(TINY)
+    result = runner.invoke(app, ["certify", str(exp)])
+    assert result.exit_code == 0, result.output
+    assert "α*" in result.stdout and "Hypotheses fail" in result.stdout
+    result = runner.invoke(app, ["certify", str(exp), "--json", "--set", "problem.alpha=1e9"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert d["alpha"] == 1e9 and d["beta_kind"] == "certified" and d["hypotheses_hold"]
+
+
+def test_bad_override_and_missing_file(tmp_path):
+    result = runner.invoke(app, ["certify", str(tmp_path / "none.toml")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    exp = tmp_path / "tiny.toml"
+    exp.write_text(TINY)
+    result = runner.invoke(app, ["certify", str(exp), "--set", "alpha=3"])
+    assert result.exit_code == 2 and "--set expects SECTION.KEY=VALUE" in result.stderr
+
+
+def test_seed_example_parses():
+    exp = load_experiment(ROOT / "examples" / "seed.toml")
+    assert exp.problem.centering == "antisymmetric" and exp.model.kind == "shallow"
+    problem = build_problem(exp)
+    assert problem.data.name == "digits(0, 1)" and problem.data.has_test
+
+
+def test_real_process_exit_code_no_traceback():
+    # The installed entry point, as a user runs it: exit 2 and one line on stderr.
+    proc = subprocess.run(
+        [sys.executable, "-m", "ntkflow", "certify", str(BAD[0])],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
