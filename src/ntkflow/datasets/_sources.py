@@ -184,6 +184,10 @@ def load(
             skip = 0
         except ValueError:
             skip = 1  # a header line
+        with open(path) as fh:
+            rows = sum(1 for line in fh if line.strip()) - skip
+        if rows <= 0:
+            raise ValueError(f"data file {path!r} has no data rows; give at least one point")
         try:
             table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
         except ValueError as e:
