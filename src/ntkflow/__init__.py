@@ -24,6 +24,8 @@ from ._certificate import (
     certify as certify,
     theorem_constants as theorem_constants,
 )
+from ._flows import solve_flows as solve_flows
+from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
 from ._kernel import (
     AbstractNTKMethod as AbstractNTKMethod,
     JacobianContraction as JacobianContraction,
@@ -39,6 +41,9 @@ from ._lipschitz import (
     sampled_beta as sampled_beta,
 )
 from ._problem import Problem as Problem
+from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
+from ._tangent import TangentFlow as TangentFlow
+from ._verify import Check as Check, Verification as Verification, verify as verify
 from .datasets import Dataset as Dataset
 from .models import MLP as MLP, Shallow as Shallow, from_apply as from_apply
 

@@ -1,0 +1,441 @@
+"""The two gradient flows side by side (THEORY.md, "The two gradient flows").
+
+- Gradient flow of the network: `ẇ = −α J_wᵀ (α f(w) − y)`, integrated by diffrax with
+  adaptive, error-controlled steps. The vector field is `−∇_w R(α f(w))`, one VJP: the
+  Jacobian is never formed. The state is the displacement `δ = w − w0`, so the relative
+  tolerance applies to how far the network has moved, not to the size of its weights
+  (in the lazy regime `‖δ‖ = O(1/α)` is many orders below `‖w0‖`).
+- Tangent flow of the linearised network: in closed form (`TangentFlow`), or as an ODE
+  through `jax.linearize` (one JVP and one VJP per evaluation).
+- Gradient descent, optionally (`_gd.py`).
+"""
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpy.typing as npt
+from jaxtyping import Array, ArrayLike, Float
+
+from ._diagnostics import kernel_diagnostics, test_predictions
+from ._gd import gradient_descent
+from ._kernel import empirical_ntk
+from ._problem import Problem
+from ._solution import FlowSolution, FlowStatus
+from ._tangent import TangentFlow
+
+# The default horizon: the time at which the theorem's envelope R0·exp(−tα²σ_min²/2)
+# reaches this fraction of R0.
+AUTO_HORIZON_DROP = 1e-6
+# Smallest step, as a fraction of the horizon. An explicit solver on the stiffest lazy
+# problems steps at about t1/(30·cond(K0)); this leaves room for cond(K0) up to ~1e11.
+DTMIN_FRACTION = 1e-13
+
+
+def default_solver() -> diffrax.AbstractSolver:
+    """Tsit5 with the bounded scan: same steps as the default, about half the cost per
+    evaluation on CPU (see MEASUREMENTS)."""
+    return diffrax.Tsit5(scan_kind="bounded")
+
+
+def _evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
+    """Vector-field evaluations of an explicit Runge–Kutta solve of `num_steps` (accepted
+    and rejected) steps: `stages − 1` per step when the first stage reuses the last
+    (FSAL), else `stages`, plus one initial evaluation. Exact to within the one or two
+    evaluations diffrax's initial step-size selection adds."""
+    if not isinstance(solver, diffrax.AbstractERK):
+        return None
+    tableau = solver.tableau
+    stages = len(tableau.c) + 1
+    if tableau.fsal:
+        return 1 + (stages - 1) * num_steps
+    return stages * num_steps
+
+
+@eqx.filter_jit
+def _solve(
+    vector_field: Any,
+    scalars: Any,
+    y0: Float[Array, " p"],
+    ts: Float[Array, " s"],
+    solver: diffrax.AbstractSolver,
+    rtol: float,
+    atol: float,
+    max_steps: int,
+    progress_meter: diffrax.AbstractProgressMeter,
+) -> diffrax.Solution:
+    saveat = diffrax.SaveAt(
+        subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(steps=True, fn=scalars)]
+    )
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(vector_field),
+        solver,
+        t0=ts[0],
+        t1=ts[-1],
+        dt0=None,
+        y0=y0,
+        saveat=saveat,
+        # A step below dtmin means the vector field is singular or non-finite ahead (the
+        # controller keeps rejecting NaN steps): stop there rather than burn max_steps.
+        stepsize_controller=diffrax.PIDController(
+            rtol=rtol, atol=atol, dtmin=DTMIN_FRACTION * (ts[-1] - ts[0]), force_dtmin=False
+        ),
+        max_steps=max_steps,
+        throw=False,
+        progress_meter=progress_meter,
+    )
+
+
+class _GradientField(eqx.Module):
+    problem: Problem
+
+    def __call__(self, t, delta, args):
+        return -jax.grad(self.problem.loss)(self.problem.w0 + delta)
+
+
+class _TangentField(eqx.Module):
+    problem: Problem
+
+    def __call__(self, t, delta, args):
+        problem = self.problem
+        f0, jvp = jax.linearize(problem.f, problem.w0)
+        r = problem.alpha * (f0 + jvp(delta)) - problem.y
+        (g,) = jax.linear_transpose(jvp, problem.w0)(r)
+        return -problem.alpha * g
+
+
+class _StepScalars(eqx.Module):
+    """Loss and distance at every solver step: the checks see between the save times."""
+
+    problem: Problem
+
+    def __call__(self, t, delta, args):
+        w = self.problem.w0 + delta
+        return jnp.stack([self.problem.loss(w), jnp.linalg.norm(delta)])
+
+
+def _integrate(field, problem, ts, solver, rtol, atol, max_steps, progress_meter):
+    start = time.perf_counter()
+    sol = _solve(
+        field,
+        _StepScalars(problem),
+        jnp.zeros_like(problem.w0),
+        jnp.asarray(ts, problem.dtype),
+        solver,
+        rtol,
+        atol,
+        max_steps,
+        progress_meter,
+    )
+    jax.block_until_ready(sol.ys)
+    wall = time.perf_counter() - start
+    assert sol.ts is not None and sol.ys is not None
+    deltas = np.array(sol.ys[0], dtype=np.float64)
+    # Saves the solve never reached hold diffrax's fill value (inf): make them NaN.
+    deltas[~np.all(np.isfinite(deltas), axis=1)] = np.nan
+    step_ts = np.asarray(sol.ts[1])
+    step_vals = np.asarray(sol.ys[1])
+    keep = np.isfinite(step_ts)
+    stats = {k: int(v) for k, v in sol.stats.items()}
+    stats["vf_evaluations"] = _evaluations(solver, stats["num_steps"])
+    stats["wall_s"] = wall
+    stats["solver"] = type(solver).__name__
+    stats["rtol"], stats["atol"] = float(rtol), float(atol)
+    return {
+        "deltas": deltas,
+        "step_ts": step_ts[keep],
+        "step_loss": step_vals[keep, 0],
+        "step_dist": step_vals[keep, 1],
+        "result": sol.result,
+        "stats": stats,
+    }
+
+
+def _resolve_times(
+    t1: float | str, saveat: int | npt.ArrayLike, sigma_min: float, alpha: float
+) -> tuple[float, np.ndarray]:
+    if isinstance(saveat, int | np.integer) and not isinstance(saveat, bool):
+        if saveat < 2:
+            raise ValueError(f"saveat must be ≥ 2 save times, got saveat={saveat}")
+        ts = None
+    else:
+        ts = np.asarray(saveat, dtype=np.float64).reshape(-1)
+        if ts.size < 2 or not np.all(np.isfinite(ts)) or ts[0] < 0 or np.any(np.diff(ts) <= 0):
+            raise ValueError(
+                "saveat must be an int or an increasing array of ≥ 2 finite times ≥ 0, got "
+                f"saveat={saveat!r}"
+            )
+    if t1 == "auto":
+        if ts is not None:
+            t1 = float(ts[-1])
+        elif sigma_min > 0:
+            t1 = 2.0 * math.log(1.0 / AUTO_HORIZON_DROP) / (alpha**2 * sigma_min**2)
+        else:
+            raise ValueError(
+                "t1='auto' needs σ_min(J_0) > 0 (the envelope's rate), but σ_min = 0; give "
+                "t1 explicitly"
+            )
+    if isinstance(t1, str) or not math.isfinite(t1) or t1 <= 0:
+        raise ValueError(f"t1 must be 'auto' or a finite time > 0, got t1={t1!r}")
+    if ts is None:
+        ts = np.linspace(0.0, t1, int(saveat))  # pyright: ignore[reportArgumentType]
+    elif ts[-1] > t1 * (1 + 1e-12):
+        raise ValueError(f"saveat times must lie in [0, t1={t1:g}], got max {ts[-1]:g}")
+    if ts[0] != 0.0:
+        ts = np.concatenate([[0.0], ts])
+    return float(t1), ts
+
+
+def _status(
+    result: Any, deltas: np.ndarray, ts: np.ndarray, max_steps: int, steps: dict[str, Any]
+) -> tuple[FlowStatus, str]:
+    """How the gradient-flow solve ended, in words, with the last good state."""
+    finite = np.all(np.isfinite(deltas), axis=1)
+    if result == diffrax.RESULTS.successful and finite.all():
+        return FlowStatus.SUCCESS, "The flows were integrated to t1."
+    good = np.isfinite(steps["step_loss"]) & np.isfinite(steps["step_dist"])
+    if good.any():
+        i = int(np.nonzero(good)[0][-1])
+        t_last = float(steps["step_ts"][i])
+        last = (
+            f"the last good state is at t={t_last:.6g} (loss {steps['step_loss'][i]:.6g}, "
+            f"‖w − w0‖ = {steps['step_dist'][i]:.6g}); saves after it are NaN"
+        )
+    else:
+        t_last = float(ts[0])
+        last = "no step was accepted after w0"
+    if result == diffrax.RESULTS.max_steps_reached:
+        return (
+            FlowStatus.MAX_STEPS,
+            f"The maximum number of solver steps (max_steps={max_steps}) was reached at "
+            f"t={t_last:.6g}, before t1={ts[-1]:.6g}; {last}. Increase `max_steps` (the "
+            "flow is stiff when cond(K0) is large), loosen `rtol`, or shorten `t1`.",
+        )
+    return (
+        FlowStatus.NONFINITE,
+        f"The gradient flow stopped at t={t_last:.6g} before t1={ts[-1]:.6g}: the step size "
+        f"fell below {DTMIN_FRACTION:g}·t1 because the vector field is NaN, infinite or "
+        f"singular just ahead; {last}. Check the model for overflow or a "
+        "singularity, lower α, or shorten `t1`.",
+    )
+
+
+def solve_flows(
+    problem: Problem,
+    t1: float | str = "auto",
+    *,
+    saveat: int | npt.ArrayLike = 100,
+    solver: diffrax.AbstractSolver | None = None,
+    rtol: float = 1e-8,
+    atol: float | str = "auto",
+    flows: Sequence[str] = ("gradient", "tangent"),
+    tangent: str = "closed_form",
+    gd_step: float | None = None,
+    max_steps: int = 100_000,
+    progress: bool | diffrax.AbstractProgressMeter = False,
+    error_estimate: bool = True,
+    save_params: bool = False,
+    diagnostics: bool = True,
+    kernel: Float[ArrayLike, "n n"] | None = None,
+) -> FlowSolution:
+    """Integrate the network's gradient flow `w(t)` and the tangent flow `u(t)` from the
+    same `w0`, and record every quantity the theorem speaks of at the save times.
+
+    **Arguments:**
+
+    - `problem`: the `Problem`.
+    - `t1`: the horizon, or `"auto"`: the time at which the theorem's envelope
+      `R0·exp(−tα²σ_min²/2)` reaches `1e-6·R0` (with an array `saveat`, its last time).
+    - `saveat`: an int (that many evenly spaced times in `[0, t1]`) or an increasing array
+      of times (0 is prepended if absent).
+    - `solver`: a diffrax solver (default `Tsit5(scan_kind="bounded")`).
+    - `rtol`, `atol`: the PID controller's tolerances on the displacement `w − w0`;
+      `atol="auto"` is `rtol` times the RMS entry of `u∞ − w0` (the scale of the motion).
+    - `flows`: which of `"gradient"`, `"tangent"` to integrate.
+    - `tangent`: `"closed_form"` (eigendecomposition of `K0`; exact) or `"ode"` (diffrax
+      on `jax.linearize`).
+    - `gd_step`: if given, also run gradient descent with this step `η`.
+    - `max_steps`: the solver's step budget.
+    - `progress`: show progress (a diffrax progress meter, or `True` for a text meter).
+    - `error_estimate`: re-solve the gradient flow at 10× looser tolerances and use the
+      difference as the error budget of every gradient-flow quantity (see `verify`).
+    - `save_params`: keep `w(t) − w0` and `u(t) − w0` (`n_saves × p` numbers each).
+    - `diagnostics`: compute `σ(J_{w(t)})` and the kernel drift at every save time (one
+      empirical NTK each).
+    - `kernel`: a precomputed `K0`.
+
+    **Returns:** a `FlowSolution`.
+    """
+    flows = tuple(flows)
+    unknown = set(flows) - {"gradient", "tangent"}
+    if unknown or not flows:
+        raise ValueError(
+            f"flows must be a non-empty subset of ('gradient', 'tangent'), got flows={flows!r}"
+        )
+    if tangent not in ("closed_form", "ode"):
+        raise ValueError(f"tangent must be 'closed_form' or 'ode', got tangent={tangent!r}")
+    if not (math.isfinite(rtol) and 0 < rtol < 1):
+        raise ValueError(f"rtol must be in (0, 1), got rtol={rtol!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be an integer ≥ 1, got max_steps={max_steps!r}")
+    solver = default_solver() if solver is None else solver
+    if progress is True:
+        meter: diffrax.AbstractProgressMeter = diffrax.TextProgressMeter()
+    elif progress is False:
+        meter = diffrax.NoProgressMeter()
+    else:
+        meter = progress
+
+    K0 = empirical_ntk(problem) if kernel is None else jnp.asarray(kernel, problem.dtype)
+    tf = TangentFlow(problem, K0)
+    lam = np.asarray(tf.eigenvalues)
+    sigma_min0 = math.sqrt(lam[0]) if lam[0] > tf.rank_tolerance else 0.0
+    sigma_max0 = math.sqrt(lam[-1])
+    t1, ts = _resolve_times(t1, saveat, sigma_min0, problem.alpha)
+    n_save = len(ts)
+    if n_save * problem.p * 8 * (2 if "tangent" in flows else 1) > 8 * 2**30:
+        raise ValueError(
+            f"saving {n_save} states of p={problem.p} parameters needs more than 8 GiB; "
+            "lower saveat"
+        )
+    c_inf = tf.limit_coefficients()
+    dist_u_inf = float(tf.displacement_norm(c_inf))
+    if atol == "auto":
+        scale = dist_u_inf / math.sqrt(problem.p)
+        atol_value = rtol * (scale if scale > 0 else 1e-12)
+    elif isinstance(atol, int | float) and math.isfinite(atol) and atol > 0:
+        atol_value = float(atol)
+    else:
+        raise ValueError(f"atol must be 'auto' or a number > 0, got atol={atol!r}")
+
+    stats: dict[str, Any] = {}
+    y = np.asarray(problem.y)
+    out: dict[str, Any] = {"ts": ts}
+
+    # -- tangent flow ------------------------------------------------------------------
+    delta_u = None
+    if "tangent" in flows:
+        start = time.perf_counter()
+        C = jax.vmap(tf.coefficients)(jnp.asarray(ts))
+        res_u = np.asarray(jax.vmap(tf.residual)(jnp.asarray(ts)))
+        if tangent == "closed_form":
+            delta_u = np.asarray(jax.vmap(tf.displacement)(C))
+            stats["tangent"] = {"method": "closed_form"}
+        else:
+            ode = _integrate(
+                _TangentField(problem), problem, ts, solver, rtol, atol_value, max_steps, meter
+            )
+            delta_u = ode["deltas"]
+            # α f_0(u) − y = r0 + α J_0 (u − w0): the linear model, not the network.
+            _, jvp = jax.linearize(problem.f, problem.w0)
+            lin = jax.vmap(jvp)(jnp.asarray(delta_u))
+            res_u = np.asarray(tf.r0[None, :] + problem.alpha * lin)
+            stats["tangent"] = {"method": "ode", **ode["stats"]}
+        stats["tangent"]["wall_s"] = time.perf_counter() - start
+        out["loss_u"] = 0.5 * np.sum(res_u**2, axis=1)
+        out["dist_u"] = np.linalg.norm(delta_u, axis=1)
+        if tangent == "closed_form":
+            out["dist_u_to_limit"] = np.asarray(jax.vmap(tf.distance_to_limit)(jnp.asarray(ts)))
+        else:
+            u_inf = np.asarray(tf.displacement(c_inf))
+            out["dist_u_to_limit"] = np.linalg.norm(delta_u - u_inf[None, :], axis=1)
+    else:
+        res_u = None
+
+    # -- gradient flow -----------------------------------------------------------------
+    status, message = FlowStatus.SUCCESS, "The flows were integrated to t1."
+    delta_w = None
+    if "gradient" in flows:
+        grad = _integrate(
+            _GradientField(problem), problem, ts, solver, rtol, atol_value, max_steps, meter
+        )
+        delta_w = grad["deltas"]
+        stats["gradient"] = grad["stats"]
+        W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(delta_w))
+        res_w = np.array(jax.vmap(problem.residual)(W))
+        res_w[~np.all(np.isfinite(delta_w), axis=1)] = np.nan
+        out["loss_w"] = 0.5 * np.sum(res_w**2, axis=1)
+        out["dist_w"] = np.linalg.norm(delta_w, axis=1)
+        out["step_ts"], out["step_loss_w"], out["step_dist_w"] = (
+            grad["step_ts"],
+            grad["step_loss"],
+            grad["step_dist"],
+        )
+        status, message = _status(grad["result"], delta_w, ts, max_steps, grad)
+        if res_u is not None and delta_u is not None:
+            out["gap_f"] = np.linalg.norm(res_w - res_u, axis=1)
+            out["gap_w"] = np.linalg.norm(delta_w - delta_u, axis=1)
+        if error_estimate and status is FlowStatus.SUCCESS:
+            loose = _integrate(
+                _GradientField(problem),
+                problem,
+                ts,
+                solver,
+                rtol * 10,
+                atol_value * 10,
+                max_steps,
+                diffrax.NoProgressMeter(),
+            )
+            stats["error_estimate"] = {"method": "re-solve at 10× rtol/atol", **loose["stats"]}
+            if loose["result"] == diffrax.RESULTS.successful:
+                dl = loose["deltas"]
+                res_l = np.asarray(
+                    jax.vmap(problem.residual)(problem.w0[None, :] + jnp.asarray(dl))
+                )
+                out["err_w"] = np.linalg.norm(delta_w - dl, axis=1)
+                out["err_loss_w"] = np.abs(out["loss_w"] - 0.5 * np.sum(res_l**2, axis=1))
+                out["err_res_w"] = np.linalg.norm(res_w - res_l, axis=1)
+            else:
+                stats["error_estimate"]["failed"] = str(loose["result"])
+
+    # -- kernel diagnostics and test predictions ---------------------------------------
+    if delta_w is not None and diagnostics:
+        out.update(kernel_diagnostics(problem, delta_w, K0, progress=progress is not False))
+    if problem.data.has_test:
+        out.update(test_predictions(problem, delta_w, delta_u))
+
+    # -- gradient descent ----------------------------------------------------------------
+    if gd_step is not None:
+        gd = gradient_descent(problem, gd_step, ts, lambda_max=float(lam[-1]))
+        out["ts_gd"], out["loss_gd"] = gd.ts, gd.loss
+        out["dist_gd"] = np.linalg.norm(gd.deltas, axis=1)
+        if delta_w is not None:
+            out["gap_gd"] = np.linalg.norm(gd.deltas - delta_w, axis=1)
+        stats["gd"] = {
+            "step": gd.step,
+            "iterations": int(gd.iterations[-1]),
+            "stable_limit": gd.stable_limit,
+            "diverged_at": gd.diverged_at,
+            "wall_s": gd.wall_s,
+        }
+        if gd.diverged_at is not None:
+            gd_msg = (
+                f" Gradient descent diverged by iteration {gd.diverged_at} "
+                f"(t={gd.diverged_at * gd.step:.6g}) with η={gd.step:.4g} "
+                f"(stable below 2/(α²λ_max) = {gd.stable_limit:.4g}); lower gd_step."
+            )
+            message += gd_msg
+            if status is FlowStatus.SUCCESS:
+                status = FlowStatus.GD_DIVERGED
+
+    if save_params:
+        out["params_w"], out["params_u"] = delta_w, delta_u
+    return FlowSolution(
+        **out,
+        t1=t1,
+        alpha=problem.alpha,
+        R0=0.5 * float(np.sum((np.asarray(tf.r0)) ** 2)),
+        sigma_min0=sigma_min0,
+        sigma_max0=sigma_max0,
+        dist_u_inf=dist_u_inf,
+        y_norm=float(np.linalg.norm(y)),
+        stats=stats,
+        status=status,
+        message=message,
+    )
