@@ -38,8 +38,9 @@ def test_bad_corpus_is_large():
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
-def test_bad_experiment_one_line_exit_2(path):
-    result = runner.invoke(app, ["certify", str(path)])
+@pytest.mark.parametrize("command", ["certify", "run"])
+def test_bad_experiment_one_line_exit_2(path, command):
+    result = runner.invoke(app, [command, str(path)])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -87,3 +88,23 @@ def test_real_process_exit_code_no_traceback():
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_run_table_json_and_strict(tmp_path):
+    exp = tmp_path / "tiny.toml"
+    exp.write_text(TINY + "[flows]\nsaves = 8\ngd_step = 0.05\n")
+    result = runner.invoke(app, ["run", str(exp)])
+    assert result.exit_code == 0, result.output
+    assert "Conclusions along the flows" in result.stdout and "exit_time" in result.stdout
+    result = runner.invoke(app, ["run", str(exp), "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert set(d) >= {*("n", "p", "alpha_star", "B_prime", "reasons"), "checks", "exit_time"}
+    assert {"gradient", "tangent", "gd"} <= set(d["solver"])
+    assert d["solver"]["gradient"]["num_accepted_steps"] > 0
+    check = d["checks"][0]
+    assert set(check) >= {"name", "holds", "guaranteed", "margin", "t"}
+    failed = [c["name"] for c in d["checks"] if c["holds"] is False]
+    assert failed == ["exit_time"]  # this α is far below α*: the path leaves the ball
+    result = runner.invoke(app, ["run", str(exp), "--strict"])
+    assert result.exit_code == 3

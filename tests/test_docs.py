@@ -9,9 +9,10 @@ def test_readme_python_example_runs(capsys):
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks, "the README has no Python example"
     assert len(blocks[0].strip().splitlines()) <= 15
-    exec(compile(blocks[0], "README.md", "exec"), {})
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
     out = capsys.readouterr().out
-    assert "α*=" in out and "σ_min=" in out
+    assert "α*=" in out and "σ_min=" in out and "exit time T:" in out
 
 
 def test_experiment_docs_cover_every_key():
@@ -25,6 +26,7 @@ def test_experiment_docs_cover_every_key():
         config.ShallowModel,
         config.MLPModel,
         config.ProblemSection,
+        config.FlowsSection,
     ):
         for key in section.model_fields:
             if key not in ("source", "kind"):

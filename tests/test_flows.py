@@ -19,12 +19,13 @@ def _small(width=32, alpha=2.0, centering="antisymmetric", n=8, d=4, seed=0):
 
 def test_tangent_ode_matches_closed_form():
     problem = _small()
-    kw = dict(saveat=25, flows=("tangent",), save_params=True)
+    kw: dict = dict(saveat=25, flows=("tangent",), save_params=True)
     closed = nf.solve_flows(problem, **kw)
     ode = nf.solve_flows(problem, tangent="ode", rtol=1e-12, **kw)
     assert closed.params_u is not None and ode.params_u is not None
     for k in range(1, len(closed.ts)):
         assert rel_err(ode.params_u[k], closed.params_u[k]) < 1e-9, k
+    assert ode.loss_u is not None and closed.loss_u is not None
     np.testing.assert_allclose(ode.loss_u, closed.loss_u, rtol=1e-9, atol=1e-14)
 
 
@@ -153,7 +154,9 @@ def test_non_lazy_problem_fails_a_check_and_says_when():
     assert "loss_envelope_w" in failed and "exit_time" in failed
     assert not failed["loss_envelope_w"].guaranteed and failed["loss_envelope_w"].margin < 0
     assert v.exit_time is not None and 0 < v.exit_time < sol.t1
-    assert "loss_envelope_w fails at t=" in v.summary()
+    assert "loss_envelope_w fails from t=" in v.summary()
+    exit_check = failed["exit_time"]
+    assert exit_check.first_violation == v.exit_time  # the first time ‖w − w0‖ > B
 
 
 def test_nonfinite_vector_field_stops_with_last_good_state():

@@ -27,6 +27,7 @@ from ._diagnostics import kernel_diagnostics, test_predictions
 from ._gd import gradient_descent
 from ._kernel import empirical_ntk
 from ._problem import Problem
+from ._progress import RichProgressMeter
 from ._solution import FlowSolution, FlowStatus
 from ._tangent import TangentFlow
 
@@ -39,9 +40,26 @@ DTMIN_FRACTION = 1e-13
 
 
 def default_solver() -> diffrax.AbstractSolver:
-    """Tsit5 with the bounded scan: same steps as the default, about half the cost per
-    evaluation on CPU (see MEASUREMENTS)."""
+    """Tsit5 with the bounded scan: same steps as diffrax's default stage loop, about half
+    the cost per evaluation on CPU."""
     return diffrax.Tsit5(scan_kind="bounded")
+
+
+_SOLVERS = {
+    "tsit5": lambda: diffrax.Tsit5(scan_kind="bounded"),
+    "dopri5": lambda: diffrax.Dopri5(scan_kind="bounded"),
+    "dopri8": lambda: diffrax.Dopri8(scan_kind="bounded"),
+    "bosh3": lambda: diffrax.Bosh3(scan_kind="bounded"),
+}
+
+
+def get_solver(name: str) -> diffrax.AbstractSolver:
+    """A diffrax solver by name: `"tsit5"` (default), `"dopri5"`, `"dopri8"`, `"bosh3"`,
+    each with the bounded stage scan."""
+    try:
+        return _SOLVERS[name.lower()]()
+    except KeyError:
+        raise ValueError(f"unknown solver={name!r}; use one of: {', '.join(_SOLVERS)}") from None
 
 
 def _evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
@@ -51,7 +69,7 @@ def _evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
     evaluations diffrax's initial step-size selection adds."""
     if not isinstance(solver, diffrax.AbstractERK):
         return None
-    tableau = solver.tableau
+    tableau: Any = solver.tableau
     stages = len(tableau.c) + 1
     if tableau.fsal:
         return 1 + (stages - 1) * num_steps
@@ -65,8 +83,8 @@ def _solve(
     y0: Float[Array, " p"],
     ts: Float[Array, " s"],
     solver: diffrax.AbstractSolver,
-    rtol: float,
-    atol: float,
+    rtol: Float[Array, ""],
+    atol: Float[Array, ""],
     max_steps: int,
     progress_meter: diffrax.AbstractProgressMeter,
 ) -> diffrax.Solution:
@@ -128,8 +146,10 @@ def _integrate(field, problem, ts, solver, rtol, atol, max_steps, progress_meter
         jnp.zeros_like(problem.w0),
         jnp.asarray(ts, problem.dtype),
         solver,
-        rtol,
-        atol,
+        # Arrays, not Python floats: the 10× looser error-estimate solve reuses the
+        # compiled solve instead of tracing a new one.
+        jnp.asarray(rtol, problem.dtype),
+        jnp.asarray(atol, problem.dtype),
         max_steps,
         progress_meter,
     )
@@ -142,7 +162,7 @@ def _integrate(field, problem, ts, solver, rtol, atol, max_steps, progress_meter
     step_ts = np.asarray(sol.ts[1])
     step_vals = np.asarray(sol.ys[1])
     keep = np.isfinite(step_ts)
-    stats = {k: int(v) for k, v in sol.stats.items()}
+    stats: dict[str, Any] = {k: int(v) for k, v in sol.stats.items()}
     stats["vf_evaluations"] = _evaluations(solver, stats["num_steps"])
     stats["wall_s"] = wall
     stats["solver"] = type(solver).__name__
@@ -262,7 +282,8 @@ def solve_flows(
       on `jax.linearize`).
     - `gd_step`: if given, also run gradient descent with this step `η`.
     - `max_steps`: the solver's step budget.
-    - `progress`: show progress (a diffrax progress meter, or `True` for a text meter).
+    - `progress`: show progress: `True` for a rich progress bar on stderr, or any diffrax
+      progress meter.
     - `error_estimate`: re-solve the gradient flow at 10× looser tolerances and use the
       difference as the error budget of every gradient-flow quantity (see `verify`).
     - `save_params`: keep `w(t) − w0` and `u(t) − w0` (`n_saves × p` numbers each).
@@ -286,7 +307,7 @@ def solve_flows(
         raise ValueError(f"max_steps must be an integer ≥ 1, got max_steps={max_steps!r}")
     solver = default_solver() if solver is None else solver
     if progress is True:
-        meter: diffrax.AbstractProgressMeter = diffrax.TextProgressMeter()
+        meter: diffrax.AbstractProgressMeter = RichProgressMeter()
     elif progress is False:
         meter = diffrax.NoProgressMeter()
     else:
@@ -337,7 +358,7 @@ def solve_flows(
             lin = jax.vmap(jvp)(jnp.asarray(delta_u))
             res_u = np.asarray(tf.r0[None, :] + problem.alpha * lin)
             stats["tangent"] = {"method": "ode", **ode["stats"]}
-        stats["tangent"]["wall_s"] = time.perf_counter() - start
+        stats["tangent"] = {**stats["tangent"], "wall_s": time.perf_counter() - start}
         out["loss_u"] = 0.5 * np.sum(res_u**2, axis=1)
         out["dist_u"] = np.linalg.norm(delta_u, axis=1)
         if tangent == "closed_form":
@@ -380,7 +401,7 @@ def solve_flows(
                 rtol * 10,
                 atol_value * 10,
                 max_steps,
-                diffrax.NoProgressMeter(),
+                meter,  # the same meter: a different one would recompile the solve
             )
             stats["error_estimate"] = {"method": "re-solve at 10× rtol/atol", **loose["stats"]}
             if loose["result"] == diffrax.RESULTS.successful:

@@ -13,6 +13,8 @@ accurate as `λ → 0` (its limit is `α² t`) and nothing is divided by `λ`. T
 pseudo-inverse drops eigenvalues below the numerical-rank tolerance).
 """
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -21,7 +23,7 @@ from jaxtyping import Array, Float, Scalar, ScalarLike
 from ._problem import Problem
 
 
-def _phi(lam: Array, t: ScalarLike, alpha2: float) -> Array:
+def _phi(lam: Array, t: ScalarLike, alpha2: float) -> Any:
     """`(1 − e^{−α²λt})/λ`, stably: `α² t · (−expm1(−x))/x` with `x = α²λt ≥ 0`."""
     x = alpha2 * lam * t
     safe = jnp.where(x > 0, x, 1.0)

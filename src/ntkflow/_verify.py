@@ -53,6 +53,8 @@ class Check:
     - `value`, `bound`, `error`: at that time.
     - `flow`: `"gradient"` or `"tangent"`.
     - `description`: the inequality, in words.
+    - `first_violation`: the first time the inequality is violated beyond the error
+      budget (`None` unless `holds is False`).
     """
 
     name: str
@@ -65,6 +67,7 @@ class Check:
     error: float
     flow: str
     description: str
+    first_violation: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self))
@@ -106,7 +109,11 @@ class Verification:
         """One sentence: what held, what failed and when."""
         if self.all_hold:
             return f"All {len(self.checks)} checks hold."
-        parts = [f"{c.name} fails at t={c.t:.4g} (margin {c.margin:.3g})" for c in self.failed]
+        parts = [
+            f"{c.name} fails from t={c.first_violation:.4g} (worst margin {c.margin:.3g} at "
+            f"t={c.t:.4g})"
+            for c in self.failed
+        ]
         parts += [f"{c.name} is inconclusive at t={c.t:.4g}" for c in self.inconclusive]
         return "; ".join(parts) + "."
 
@@ -156,11 +163,14 @@ def _check(
         scale = np.where(np.abs(bound) > 0, np.abs(bound), 1.0)
         margin = np.where(np.isinf(bound), np.inf, slack / scale)
     i = int(np.argmin(margin))
+    first = None
     if np.all(slack - error >= -tol):
         holds: bool | None = True
     elif np.any(slack + error < -tol):
         holds = False
-        i = int(np.argmin(np.where(slack + error < -tol, margin, np.inf)))
+        violated = slack + error < -tol
+        i = int(np.argmin(np.where(violated, margin, np.inf)))
+        first = float(np.min(t[violated]))
     else:
         holds = None
         i = int(np.argmin(np.where(slack - error < -tol, margin, np.inf)))
@@ -175,6 +185,7 @@ def _check(
         float(error[i]),
         flow,
         description,
+        first,
     )
 
 
@@ -209,12 +220,16 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
 
     exit_time = None
     if s.loss_w is not None and s.dist_w is not None:
-        t_all = np.concatenate([s.ts, s.step_ts if s.step_ts is not None else []])
+        none = np.zeros(0)
+        step_t = none if s.step_ts is None else s.step_ts
+        step_loss = none if s.step_loss_w is None else s.step_loss_w
+        step_dist = none if s.step_dist_w is None else s.step_dist_w
+        t_all = np.concatenate([s.ts, step_t])
         err_loss = s.err_loss_w if s.err_loss_w is not None else np.zeros_like(s.loss_w)
         err_w = s.err_w if s.err_w is not None else np.zeros_like(s.dist_w)
-        n_steps = 0 if s.step_ts is None else len(s.step_ts)
-        loss_all = np.concatenate([s.loss_w, s.step_loss_w if n_steps else []])
-        dist_all = np.concatenate([s.dist_w, s.step_dist_w if n_steps else []])
+        n_steps = len(step_t)
+        loss_all = np.concatenate([s.loss_w, step_loss])
+        dist_all = np.concatenate([s.dist_w, step_dist])
         # Rounding floor of a loss computed from a residual of size ‖r‖: ~ n·ε·‖r‖·‖y‖.
         floor = 16 * n * _EPS * (math.sqrt(2 * c.R0) + s.y_norm) ** 2
         e_loss = np.concatenate([err_loss, np.full(n_steps, np.nanmax(err_loss))])

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import ConfigError, build_problem, load_experiment
+from .config import ConfigError, build_problem, flow_settings, load_experiment
 
 app = typer.Typer(
     name="ntkflow",
@@ -113,6 +113,103 @@ def certify(
         print(json.dumps(cert.to_dict(), indent=2, ensure_ascii=False))
     else:
         print_certificate(cert)
+
+
+def checks_table(verification) -> Table:
+    """The theorem's conclusions along the flows, as a rich table."""
+    table = Table(title="Conclusions along the flows", title_justify="left")
+    table.add_column("check", no_wrap=True)
+    table.add_column("holds", no_wrap=True)
+    table.add_column("guaranteed", no_wrap=True)
+    table.add_column("worst margin", justify="right", no_wrap=True)
+    table.add_column("at t", justify="right", no_wrap=True)
+    marks = {True: "[green]yes[/]", False: "[bold red]NO[/]", None: "[yellow]unclear[/]"}
+    for c in verification.checks:
+        table.add_row(
+            c.name,
+            marks[c.holds],
+            "yes" if c.guaranteed else "no (observed)",
+            f"{c.margin:.3g}",
+            f"{c.t:.4g}",
+        )
+    return table
+
+
+def print_run(cert, sol, verification) -> None:
+    print_certificate(cert)
+    console.print()
+    g = sol.stats.get("gradient", {})
+    console.print(
+        f"[bold]Flows[/] to t1 = {sol.t1:.4g}: {sol.message} "
+        f"({g.get('solver', '')}: {g.get('num_accepted_steps', 0)} steps accepted, "
+        f"{g.get('num_rejected_steps', 0)} rejected, {g.get('wall_s', 0.0):.1f} s)",
+        highlight=False,
+    )
+    console.print(checks_table(verification))
+    exit_t = verification.exit_time
+    console.print(
+        "Exit time T = "
+        + ("∞ (the path never left the ball of radius B)" if exit_t is None else f"{exit_t:.4g}")
+        + f". {verification.summary()}",
+        highlight=False,
+    )
+
+
+def run_summary(cert, sol, verification) -> dict:
+    """The JSON summary of a run: the certificate's keys, the checks, the exit time and
+    the solver's statistics."""
+    out = cert.to_dict()
+    v = verification.to_dict()
+    out.update(
+        checks=v["checks"],
+        exit_time=v["exit_time"],
+        all_hold=v["all_hold"],
+        status=sol.status.name.lower(),
+        message=sol.message,
+        t1=sol.scalars()["t1"],
+        solver=sol.scalars()["stats"],
+    )
+    return out
+
+
+@app.command()
+def run(
+    experiment: ExperimentArg,
+    json_: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    set_: SetOpt = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 3 when a conclusion fails.")
+    ] = False,
+) -> None:
+    """Certify an experiment, integrate both gradient flows, and check every conclusion of
+    the theorem along them (exit 0 even when a check fails: that is a result)."""
+    from ._certificate import certify as certify_problem
+    from ._flows import solve_flows
+    from ._verify import verify
+
+    try:
+        exp = load_experiment(experiment, set_ or [])
+        problem = build_problem(exp, source=str(experiment))
+        settings = flow_settings(exp)
+    except (ConfigError, ValueError, TypeError) as e:
+        raise fail(str(e)) from None
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        cert = certify_problem(problem)
+        sol = solve_flows(problem, progress=show, **settings)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    verification = verify(sol, cert)
+    if json_:
+        print(json.dumps(run_summary(cert, sol, verification), indent=2, ensure_ascii=False))
+    else:
+        print_run(cert, sol, verification)
+    if strict and verification.failed:
+        raise typer.Exit(3)
 
 
 @app.command()

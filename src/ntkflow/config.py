@@ -116,6 +116,21 @@ def _tag(field: str, default: str):
     return Discriminator(get)
 
 
+class FlowsSection(_Section):
+    """Settings of `ntkflow.solve_flows` (see its docstring)."""
+
+    t1: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
+    saves: Annotated[int, Field(ge=2)] = 100
+    solver: Literal["tsit5", "dopri5", "dopri8", "bosh3"] = "tsit5"
+    rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-8
+    atol: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
+    max_steps: Annotated[int, Field(ge=1)] = 100_000
+    tangent: Literal["closed_form", "ode"] = "closed_form"
+    gd_step: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    error_estimate: bool = True
+    diagnostics: bool = True
+
+
 DataSection = Annotated[
     Annotated[DigitsData, Tag("digits")]
     | Annotated[SphereData, Tag("sphere")]
@@ -135,6 +150,7 @@ class Experiment(_Section):
     data: DataSection = DigitsData()
     model: ModelSection = ShallowModel()
     problem: ProblemSection = ProblemSection()
+    flows: FlowsSection = FlowsSection()
 
 
 # -- errors, in one line ---------------------------------------------------------------
@@ -157,10 +173,15 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
         and loc[1] in ("digits", "sphere", "file", "shallow", "mlp")
     ):
         loc = [loc[0], *loc[2:]]
+    # Drop the member tags pydantic adds for plain unions (`t1.constrained-float`).
+    union = any(not (x.isidentifier() or x.isdigit()) for x in loc)
+    loc = [x for x in loc if x.isidentifier() or x.isdigit()]
     section = f"[{loc[0]}]" if loc else "top level"
     key = ".".join(loc[1:])
     where = f"{source}: {section}" + (f" {key}" if key else "")
     value = err.get("input")
+    if union and loc and loc[-1] in ("t1", "atol"):
+        return f'{where}: must be "auto" or a finite number > 0, got {value!r}'
     if kind == "extra_forbidden":
         parent = _allowed_keys(loc[:-1], data)
         allowed = f"; allowed keys: {', '.join(parent)}" if parent else ""
@@ -193,7 +214,7 @@ def _allowed_keys(loc: list[str], data: dict[str, Any]) -> list[str]:
         tag = data.get("model", {}).get("kind", "shallow")
         cls = {"shallow": ShallowModel, "mlp": MLPModel}.get(tag)
     else:
-        cls = {"problem": ProblemSection}.get(section)
+        cls = {"problem": ProblemSection, "flows": FlowsSection}.get(section)
     return list(cls.model_fields) if cls is not None else []
 
 
@@ -296,12 +317,32 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
         raise ConfigError(f"{source}: {section} {e}") from None
 
 
+def flow_settings(exp: Experiment) -> dict[str, Any]:
+    """The keyword arguments of `ntkflow.solve_flows` an experiment's `[flows]` gives."""
+    from ._flows import get_solver
+
+    f = exp.flows
+    return {
+        "t1": f.t1,
+        "saveat": f.saves,
+        "solver": get_solver(f.solver),
+        "rtol": f.rtol,
+        "atol": f.atol,
+        "max_steps": f.max_steps,
+        "tangent": f.tangent,
+        "gd_step": f.gd_step,
+        "error_estimate": f.error_estimate,
+        "diagnostics": f.diagnostics,
+    }
+
+
 __all__ = [
     "ACTIVATIONS",
     "ConfigError",
     "Experiment",
     "apply_overrides",
     "build_problem",
+    "flow_settings",
     "load_experiment",
     "parse_experiment",
 ]
