@@ -86,12 +86,13 @@ def test_gradient_descent_converges_at_order_one():
     flow = nf.solve_flows(problem, saveat=[0.0, T], rtol=1e-12, save_params=True)
     assert flow.params_w is not None
     limit = nf.ntk_spectrum(nf.empirical_ntk(problem)).sigma_max ** 2
-    etas = 0.1 / limit * 0.5 ** np.arange(5)
+    # η = T/k with integer k, so GD reaches exactly t = T; the largest η is ≈ 0.1/λ_max.
+    k0 = math.ceil(T * limit / 0.1)
+    etas = T / (k0 * 2.0 ** np.arange(5))
     errs = []
     for eta in etas:
         gd = nf.gradient_descent(problem, float(eta), np.array([0.0, T]), lambda_max=limit)
         errs.append(np.linalg.norm(gd.deltas[-1] - flow.params_w[-1]))
-    # GD's iterate count rounds T/η; every η here divides T to within rounding.
     slope = np.polyfit(np.log(etas), np.log(errs), 1)[0]
     assert 0.8 <= slope <= 1.2, (slope, errs)
 
