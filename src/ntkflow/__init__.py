@@ -41,6 +41,7 @@ from ._lipschitz import (
     sampled_beta as sampled_beta,
 )
 from ._problem import Problem as Problem
+from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results
 from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
 from ._tangent import TangentFlow as TangentFlow
 from ._verify import Check as Check, Verification as Verification, verify as verify

@@ -1,6 +1,7 @@
 """The `ntkflow` command: parse an experiment, call the library, show the result.
 
-Exit codes: 0 done, 2 bad input (one line on stderr, no traceback).
+Exit codes: 0 done (a failed theorem check is a result), 2 bad input (one line on stderr,
+no traceback), 3 a failed check under `--strict`, 130 interrupted (nothing written).
 """
 
 import importlib.resources
@@ -10,11 +11,12 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import ConfigError, build_problem, flow_settings, load_experiment
+from .config import ConfigError
 
 app = typer.Typer(
     name="ntkflow",
@@ -92,27 +94,55 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a key: SECTION.KEY=VALUE (repeatable)."),
 ]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Results directory (default: [output] dir of the experiment)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+ProgressOpt = Annotated[
+    bool | None,
+    typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
+]
+
+
+def _load(experiment: Path, overrides: list[str] | None):
+    from .config import load_experiment
+
+    return load_experiment(experiment, overrides or [])
 
 
 @app.command()
 def certify(
     experiment: ExperimentArg,
-    json_: Annotated[bool, typer.Option("--json", help="Print the certificate as JSON.")] = False,
+    json_: JsonOpt = False,
     set_: SetOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write a results directory with the certificate."),
+    ] = None,
 ) -> None:
     """State the lazy-training theorem's certificate for an experiment: σ_min, σ_max, β,
     α*, B, B', and whether the hypotheses hold, with the reasons when they don't."""
-    from ._certificate import certify as certify_problem
+    from ._results import ResultsError, check_output_dir
+    from .experiment import run_experiment, save_run
 
     try:
-        problem = build_problem(load_experiment(experiment, set_ or []), source=str(experiment))
-        cert = certify_problem(problem)
-    except (ConfigError, ValueError, TypeError) as e:
+        exp = _load(experiment, set_)
+        if out is not None:
+            check_output_dir(out)
+        result = run_experiment(exp, source=str(experiment), flows=False)
+        if out is not None:
+            save_run(result, out)
+    except (ConfigError, ResultsError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; nothing was written", 130) from None
     if json_:
-        print(json.dumps(cert.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(result.certificate.to_dict(), indent=2, ensure_ascii=False))
     else:
-        print_certificate(cert)
+        print_certificate(result.certificate)
+        if out is not None:
+            console.print(f"Results written to {out}", highlight=False)
 
 
 def checks_table(verification) -> Table:
@@ -155,9 +185,10 @@ def print_run(cert, sol, verification) -> None:
     )
 
 
-def run_summary(cert, sol, verification) -> dict:
+def run_summary(result) -> dict:
     """The JSON summary of a run: the certificate's keys, the checks, the exit time and
     the solver's statistics."""
+    cert, sol, verification = result.certificate, result.solution, result.verification
     out = cert.to_dict()
     v = verification.to_dict()
     out.update(
@@ -175,74 +206,147 @@ def run_summary(cert, sol, verification) -> dict:
 @app.command()
 def run(
     experiment: ExperimentArg,
-    json_: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    out: OutOpt = None,
+    json_: JsonOpt = False,
     set_: SetOpt = None,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
-    ] = None,
+    progress: ProgressOpt = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 3 when a conclusion fails.")
     ] = False,
 ) -> None:
-    """Certify an experiment, integrate both gradient flows, and check every conclusion of
-    the theorem along them (exit 0 even when a check fails: that is a result)."""
-    from ._certificate import certify as certify_problem
-    from ._flows import solve_flows
-    from ._verify import verify
+    """Certify an experiment, integrate both gradient flows, check every conclusion of the
+    theorem along them, and write the results directory (summary.json, trajectories.nc,
+    figures/, report.html). Exit 0 even when a check fails (that is a result), 2 on bad
+    input, 3 with --strict when a check fails."""
+    from ._results import ResultsError, check_output_dir
+    from .config import output_dir
 
     try:
-        exp = load_experiment(experiment, set_ or [])
-        problem = build_problem(exp, source=str(experiment))
-        settings = flow_settings(exp)
-    except (ConfigError, ValueError, TypeError) as e:
+        exp = _load(experiment, set_)
+        target = check_output_dir(output_dir(exp, out))
+    except (ConfigError, ResultsError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
-    show = sys.stderr.isatty() if progress is None else progress
-    try:
-        cert = certify_problem(problem)
-        sol = solve_flows(problem, progress=show, **settings)
-    except ValueError as e:
-        raise fail(str(e)) from None
-    verification = verify(sol, cert)
+    result = _run_and_save(exp, str(experiment), target, progress)
+    assert result.solution is not None and result.verification is not None
     if json_:
-        print(json.dumps(run_summary(cert, sol, verification), indent=2, ensure_ascii=False))
+        print(json.dumps(run_summary(result), indent=2, ensure_ascii=False))
     else:
-        print_run(cert, sol, verification)
-    if strict and verification.failed:
+        print_run(result.certificate, result.solution, result.verification)
+        console.print(
+            f"Results written to {target} (open {target / 'report.html'})", highlight=False
+        )
+
+    if strict and result.verification.failed:
         raise typer.Exit(3)
 
 
+def _run_and_save(exp, source: str, target: Path, progress: bool | None):
+    """Run an experiment and write its results; one-line errors, clean interrupts."""
+    from ._results import ResultsError
+    from .experiment import run_experiment, save_run
+
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        result = run_experiment(exp, source=source, progress=show)
+        save_run(result, target)
+    except (ConfigError, ResultsError, ValueError, TypeError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; no results were written", 130) from None
+    return result
+
+
 @app.command()
-def demo() -> None:
-    """Run the seed's experiment (shallow tanh network on digits 0 vs 1, antisymmetric
-    centring) below and at its certified scale α*, and say what the theorem gives."""
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A results directory of `ntkflow run`.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write a re-rendered copy here instead of in place."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-render the figures and report.html of a results directory from its saved data
+    (summary.json and trajectories.nc)."""
+    from ._results import ResultsError, load_results, write_results
+    from .experiment import render
+
+    try:
+        loaded = load_results(results_dir)
+        if out is None:
+            render(loaded.path, loaded.dataset, loaded.summary)
+            target = loaded.path
+        else:
+            target = out
+            write_results(out, loaded.summary, loaded.dataset, render=render)
+    except (ResultsError, ValueError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    if json_:
+        print(json.dumps(loaded.summary, indent=2, ensure_ascii=False))
+    else:
+        console.print(f"Report written to {target / 'report.html'}", highlight=False)
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the two results directories go.")
+    ] = Path("results/demo"),
+    progress: ProgressOpt = None,
+) -> None:
+    """Run the seed's experiment (a shallow tanh network on digits 0 vs 1, antisymmetric
+    centring) below its certified scale α* and at it, write both reports, and say what
+    the theorem gave."""
     from ._certificate import certify as certify_problem
+    from .config import build_problem
 
     path = example_path("seed.toml")
-    console.print(f"[bold]ntkflow demo[/]: {path}")
-    below = certify_problem(build_problem(load_experiment(path), source=str(path)))
-    print_certificate(below)
-    if not math.isfinite(below.alpha_star):
-        console.print("α* is infinite: no scale makes the theorem apply.")
-        return
-    alpha = float(f"{below.alpha_star * 1.001:.3g}")
-    if alpha < below.alpha_star:
-        alpha = below.alpha_star * 1.001
-    above = certify_problem(build_problem(load_experiment(path, [f"problem.alpha={alpha!r}"])))
+    console.print(f"[bold]ntkflow demo[/]: the seed experiment {path}", highlight=False)
+    exp = _load(path, None)
+    alpha_star = certify_problem(build_problem(exp, source=str(path))).alpha_star
+    if not math.isfinite(alpha_star):
+        raise fail("the seed experiment's α* is infinite; check examples/seed.toml")
+    above = float(f"{alpha_star * 1.005:.3g}")
+    above = above if above >= alpha_star else alpha_star * 1.005
+    runs = []
+    for label, alpha in (("below-alpha-star", exp.problem.alpha), ("above-alpha-star", above)):
+        e = _load(path, [f"problem.alpha={alpha!r}"])
+        console.print(f"\n[bold]α = {alpha:.4g}[/] ({label.replace('-', ' ')})")
+        result = _run_and_save(e, str(path), out / label, progress)
+        assert result.verification is not None
+        print_run(result.certificate, result.solution, result.verification)
+        runs.append((label, result))
+    (_, lo), (_, hi) = runs
     console.print()
-    print_certificate(above)
-    console.print()
-    console.print(
-        f"[bold]Verdict.[/] On {below.n} digits with p = {below.p} parameters, the "
-        f"empirical NTK has σ_min = {below.sigma_min:.3g} and σ_max = {below.sigma_max:.3g} "
-        f"(condition number {below.condition:.3g}), and the Jacobian is {below.beta_kind} "
-        f"β = {below.beta:.3g}-Lipschitz. With centring, R0 = {below.R0:.3g} does not depend "
-        f"on α, so the theorem needs α ≥ α* = {below.alpha_star:.4g}: at α = "
-        f"{below.alpha:g} it {'applies' if below.hypotheses_hold else 'does not apply'}, at "
-        f"α = {above.alpha:.4g} it {'applies' if above.hypotheses_hold else 'does not apply'}, "
-        f"and then both flows stay within B' = {above.B_prime:.3g} of w0, inside the ball "
-        f"of radius B = {above.B:.3g} on which σ_min(J) ≥ σ_min/2.",
-        highlight=False,
+    console.print(_demo_verdict(lo, hi), highlight=False)
+    for label, _ in runs:
+        console.print(f"Report: {out / label / 'report.html'}", highlight=False)
+
+
+def _demo_verdict(lo, hi) -> str:
+    c = lo.certificate
+    vlo, vhi = lo.verification, hi.verification
+
+    def held(v) -> str:
+        failed = [x.name for x in v.failed]
+        if not failed:
+            return f"all {len(v.checks)} checks held"
+        return f"{len(failed)} of {len(v.checks)} checks failed ({', '.join(failed)})"
+
+    return (
+        f"[bold]Verdict.[/] On {c.n} digits with p = {c.p} parameters the empirical NTK has "
+        f"σ_min = {c.sigma_min:.3g}, σ_max = {c.sigma_max:.3g} (condition number "
+        f"{c.condition:.3g}) and the Jacobian is {c.beta_kind} β = {c.beta:.3g}-Lipschitz. "
+        f"With antisymmetric centring R0 = {c.R0:.3g} does not depend on α, so the theorem "
+        f"needs α ≥ α* = {c.alpha_star:.4g}. At α = {lo.certificate.alpha:.4g} it does not "
+        f"apply, and along the flows {held(vlo)}; the path left the ball of radius B "
+        + (f"at T = {vlo.exit_time:.3g}" if vlo.exit_time is not None else "never")
+        + f". At α = {hi.certificate.alpha:.4g} the hypotheses "
+        f"{'hold' if hi.certificate.hypotheses_hold else 'still fail'} and {held(vhi)}: the "
+        f"network moved ‖w − w0‖ ≤ {np.nanmax(hi.solution.dist_w):.3g} ≤ B' = "
+        f"{hi.certificate.B_prime:.3g}, and its loss followed its linearisation's to within "
+        f"{np.nanmax(hi.solution.gap_f):.3g} in function space."
     )
 
 

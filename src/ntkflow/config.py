@@ -131,6 +131,15 @@ class FlowsSection(_Section):
     diagnostics: bool = True
 
 
+class OutputSection(_Section):
+    """Where and what `ntkflow run` writes."""
+
+    dir: str = "results/{name}"
+    figures: bool = True
+    report: bool = True
+    dpi: Annotated[int, Field(ge=30, le=600)] = 110
+
+
 DataSection = Annotated[
     Annotated[DigitsData, Tag("digits")]
     | Annotated[SphereData, Tag("sphere")]
@@ -151,6 +160,7 @@ class Experiment(_Section):
     model: ModelSection = ShallowModel()
     problem: ProblemSection = ProblemSection()
     flows: FlowsSection = FlowsSection()
+    output: OutputSection = OutputSection()
 
 
 # -- errors, in one line ---------------------------------------------------------------
@@ -214,7 +224,11 @@ def _allowed_keys(loc: list[str], data: dict[str, Any]) -> list[str]:
         tag = data.get("model", {}).get("kind", "shallow")
         cls = {"shallow": ShallowModel, "mlp": MLPModel}.get(tag)
     else:
-        cls = {"problem": ProblemSection, "flows": FlowsSection}.get(section)
+        cls = {
+            "problem": ProblemSection,
+            "flows": FlowsSection,
+            "output": OutputSection,
+        }.get(section)
     return list(cls.model_fields) if cls is not None else []
 
 
@@ -317,6 +331,13 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
         raise ConfigError(f"{source}: {section} {e}") from None
 
 
+def output_dir(exp: Experiment, out: str | os.PathLike | None = None) -> Path:
+    """`--out` if given, else `[output] dir` with `{name}` filled in."""
+    if out is not None:
+        return Path(out)
+    return Path(exp.output.dir.replace("{name}", exp.name))
+
+
 def flow_settings(exp: Experiment) -> dict[str, Any]:
     """The keyword arguments of `ntkflow.solve_flows` an experiment's `[flows]` gives."""
     from ._flows import get_solver
@@ -344,5 +365,6 @@ __all__ = [
     "build_problem",
     "flow_settings",
     "load_experiment",
+    "output_dir",
     "parse_experiment",
 ]

@@ -1,0 +1,232 @@
+"""Results on disk: a directory that is either complete or absent.
+
+    RESULTS_DIR/
+      summary.json       certificate, checks, solver statistics, versions, resolved config
+      trajectories.nc    xarray Dataset: coordinate t, one variable per tracked quantity
+      figures/*.png      the figures (plotting.py)
+      report.html        one self-contained page (report.py)
+
+Everything is written into a hidden sibling directory `.NAME.partial-PID-…` and renamed
+into place only when complete, so an interrupted run (SIGINT, SIGKILL, a crash) never
+leaves a directory that looks finished; `summary.json` also carries `"complete": true`,
+which `load_results` and `ntkflow report` require.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._json import jsonable
+
+FORMAT = "ntkflow-results/1"
+SUMMARY = "summary.json"
+TRAJECTORIES = "trajectories.nc"
+REPORT = "report.html"
+FIGURES = "figures"
+
+
+class ResultsError(ValueError):
+    """A results directory that is missing, incomplete or not ntkflow's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """A results directory loaded back: `dataset` (the trajectories as an
+    `xarray.Dataset`), `summary` (the parsed `summary.json`), `path`."""
+
+    dataset: Any
+    summary: dict[str, Any]
+    path: Path
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software that produced a result."""
+    import importlib.metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("ntkflow", "jax", "jaxlib", "diffrax", "equinox", "numpy", "scipy", "xarray"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _is_results_dir(path: Path) -> bool:
+    try:
+        with open(path / SUMMARY) as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Remove `.NAME.partial-PID-…` left by killed runs whose process is gone."""
+    for p in target.parent.glob(f".{target.name}.partial-*"):
+        try:
+            pid = int(p.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+        except (IndexError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def check_output_dir(target: str | os.PathLike) -> Path:
+    """Refuse to overwrite a directory that is not an ntkflow results directory.
+
+    **Raises:** `ResultsError` naming the path and the fix.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ResultsError(f"--out {str(target)!r} is a file; give a directory path")
+    if target.is_dir() and any(target.iterdir()) and not _is_results_dir(target):
+        raise ResultsError(
+            f"--out {str(target)!r} exists and is not an ntkflow results directory; choose "
+            "another path (results directories are replaced whole, so ntkflow will not "
+            "overwrite other files)"
+        )
+    return target
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside `target`; on success, move it to `target`
+    (replacing an older results directory there), on any exception or interrupt, delete
+    it."""
+    target = check_output_dir(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target)
+    prefix = f".{target.name}.partial-{os.getpid()}-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; results are not
+    try:
+        yield tmp
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file through a temporary sibling and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _netcdf_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """netCDF attributes are numbers or strings: encode the rest as JSON text."""
+    out = {}
+    for k, v in attrs.items():
+        if isinstance(v, bool) or v is None or isinstance(v, dict | list | tuple):
+            out[k] = json.dumps(jsonable(v))
+        elif isinstance(v, int | float | str | np.number):
+            out[k] = v
+        else:
+            out[k] = str(v)
+    return out
+
+
+def write_results(
+    target: str | os.PathLike,
+    summary: dict[str, Any],
+    dataset: Any,
+    *,
+    render: Callable[[Path, Any, dict[str, Any]], None] | None = None,
+) -> Path:
+    """Write a results directory atomically.
+
+    **Arguments:**
+
+    - `target`: the directory to create (or replace, if it holds older results).
+    - `summary`: JSON-ready summary; `format` and `complete` are added.
+    - `dataset`: the trajectories, an `xarray.Dataset`.
+    - `render`: called as `render(tmp_dir, dataset, summary)` to add figures and the report
+      before the directory is moved into place.
+
+    **Returns:** the path written.
+    """
+    summary = {"format": FORMAT, **jsonable(summary), "complete": True}
+    with atomic_directory(target) as tmp:
+        ds = dataset.copy()
+        ds.attrs = _netcdf_attrs(ds.attrs)
+        ds.to_netcdf(tmp / TRAJECTORIES, engine="h5netcdf")
+        if render is not None:
+            render(tmp, dataset, summary)
+        # Last, so a directory with a summary always has everything else.
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    return Path(target)
+
+
+def load_results(path: str | os.PathLike) -> Results:
+    """Load a results directory written by `ntkflow run` (or `write_results`).
+
+    **Raises:** `ResultsError` when the directory is missing, incomplete (an interrupted
+    run) or not ntkflow's.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ResultsError(f"results directory {str(path)!r} does not exist")
+    try:
+        summary = json.loads((path / SUMMARY).read_text())
+    except FileNotFoundError:
+        raise ResultsError(
+            f"{str(path)!r} has no {SUMMARY}: not a complete ntkflow results directory "
+            "(an interrupted run?); run the experiment again"
+        ) from None
+    except ValueError as e:
+        raise ResultsError(f"{str(path / SUMMARY)!r} is not valid JSON: {e}") from None
+    if not isinstance(summary, dict) or summary.get("format") != FORMAT:
+        raise ResultsError(f"{str(path)!r} is not an ntkflow results directory ({FORMAT})")
+    if summary.get("complete") is not True:
+        raise ResultsError(f"{str(path)!r} is incomplete; run the experiment again")
+    if not (path / TRAJECTORIES).is_file():
+        raise ResultsError(f"{str(path)!r} lacks {TRAJECTORIES}; run the experiment again")
+    dataset = xr.load_dataset(path / TRAJECTORIES, engine="h5netcdf")
+    return Results(dataset=dataset, summary=summary, path=path)

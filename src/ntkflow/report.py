@@ -1,0 +1,210 @@
+"""The HTML report: one self-contained page (figures embedded) that opens with the verdict.
+
+Rendered from saved results only (`summary.json` and the figures), so `ntkflow report
+RESULTS_DIR` can re-render it any time.
+"""
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .plotting import captions
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 62rem; color: #1d2330; line-height: 1.45; padding: 0 1rem; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #d8dde6; padding-bottom: .2rem; }
+.sub { color: #5b6475; margin-top: 0; }
+.verdict { border-radius: 8px; padding: 0.8rem 1.2rem; margin: 1rem 0; }
+.ok { background: #e8f6ec; border: 1px solid #6fbf84; }
+.bad { background: #fdeceb; border: 1px solid #e08a84; }
+.warn { background: #fff6e0; border: 1px solid #e0b84f; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.92rem; }
+th, td { border: 1px solid #d8dde6; padding: 0.25rem 0.6rem; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.held { color: #1d7a3a; font-weight: 600; } .failed { color: #b3261e; font-weight: 600; }
+.unclear { color: #9a6b00; font-weight: 600; }
+figure { margin: 1.2rem 0 2rem; } figure img { max-width: 100%; border: 1px solid #e3e6ec; }
+figcaption { color: #3d4556; font-size: 0.92rem; margin-top: 0.3rem; }
+pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(x: Any) -> str:
+    if isinstance(x, str):
+        return {"inf": "∞", "-inf": "−∞", "nan": "nan"}.get(x, x)
+    if isinstance(x, float):
+        return f"{x:.6g}" if math.isfinite(x) else str(x)
+    return str(x)
+
+
+def _verdict(summary: dict[str, Any]) -> str:
+    cert = summary["certificate"]
+    ver = summary.get("verification")
+    parts = []
+    if cert["hypotheses_hold"]:
+        parts.append(
+            '<div class="verdict ok"><strong>The theorem\'s hypotheses hold</strong>: '
+            f"σ_min &gt; 0, β is certified and α = {_num(cert['alpha'])} ≥ α* = "
+            f"{_num(cert['alpha_star'])}. Its conclusions are guaranteed.</div>"
+        )
+    else:
+        reasons = "".join(f"<li>{_e(r)}</li>" for r in cert["reasons"])
+        parts.append(
+            '<div class="verdict bad"><strong>The theorem\'s hypotheses do not hold</strong>, '
+            f"so its conclusions are not guaranteed here:<ul>{reasons}</ul></div>"
+        )
+    if ver is not None:
+        checks = ver["checks"]
+        failed = [c for c in checks if c["holds"] is False]
+        unclear = [c for c in checks if c["holds"] is None]
+        cls = "ok" if not failed and not unclear else ("bad" if failed else "warn")
+        n_ok = sum(c["holds"] is True for c in checks)
+        items = []
+        for c in checks:
+            state = {
+                True: ("held", "held"),
+                False: ("failed", "FAILED"),
+                None: ("unclear", "inconclusive"),
+            }[c["holds"]]
+            when = (
+                f", first violated at t = {_num(c['first_violation'])}"
+                if c.get("first_violation") is not None
+                else ""
+            )
+            items.append(
+                f'<li><span class="{state[0]}">{state[1]}</span> — {_e(c["description"])} '
+                f"(worst margin {_num(c['margin'])} at t = {_num(c['t'])}{when}; "
+                f"{'guaranteed' if c['guaranteed'] else 'observed'})</li>"
+            )
+        exit_time = ver.get("exit_time")
+        exit_text = (
+            "The path never left the ball of radius B (exit time T = ∞ within the horizon)."
+            if exit_time is None
+            else f"The path left the ball of radius B at T = {_num(exit_time)}."
+        )
+        parts.append(
+            f'<div class="verdict {cls}"><strong>Along the simulated flows, {n_ok} of '
+            f"{len(checks)} conclusions held.</strong> {exit_text}<ul>{''.join(items)}</ul>"
+            "</div>"
+        )
+    solver = summary.get("solver")
+    if solver is not None and solver.get("status") != "success":
+        parts.append(f'<div class="verdict warn">{_e(solver.get("message", ""))}</div>')
+    return "\n".join(parts)
+
+
+def _certificate_table(cert: dict[str, Any]) -> str:
+    rows = [
+        ("n (outputs)", cert["n"], ""),
+        ("p (parameters)", cert["p"], ""),
+        ("α", cert["alpha"], "scale"),
+        ("R0", cert["R0"], "initial loss ½‖αf(w0) − y‖²"),
+        ("σ_min", cert["sigma_min"], "σ_n(J_0) = sqrt(λ_min(K0))"),
+        ("σ_max", cert["sigma_max"], "σ_1(J_0) = sqrt(λ_max(K0))"),
+        ("cond(K0)", cert.get("condition", "nan"), "(σ_max/σ_min)²"),
+        ("β", cert["beta"], f"Lipschitz constant of J ({cert['beta_kind']})"),
+        ("α*", cert["alpha_star"], "β·sqrt(1152·σ_max²·R0)/σ_min³"),
+        ("B", cert["B"], "radius of the proof's ball, σ_min/(2β)"),
+        ("B'", cert["B_prime"], "distance bound 3·sqrt(8σ_max²R0)/(ασ_min²)"),
+        ("tangent bound", cert["tangent_distance_bound"], "sqrt(2σ_max²R0)/(ασ_min²)"),
+    ]
+    body = "".join(
+        f"<tr><td>{_e(k)}</td><td class='num'>{_num(v)}</td><td>{_e(m)}</td></tr>"
+        for k, v, m in rows
+    )
+    betas = cert.get("beta_estimates") or []
+    beta_rows = "".join(
+        f"<tr><td>{_e(b['method'])}</td><td class='num'>{_num(b['value'])}</td>"
+        f"<td>{_e(b['kind'])}</td><td>{_e(b['note'])}</td></tr>"
+        for b in betas
+    )
+    notes = "".join(f"<li>{_e(n)}</li>" for n in cert.get("notes") or [])
+    out = f"<table><tr><th>quantity</th><th>value</th><th>meaning</th></tr>{body}</table>"
+    if beta_rows:
+        out += (
+            "<p>Every β computed (an <em>estimate</em> is a lower bound on the true "
+            "Lipschitz constant, not a proof):</p><table><tr><th>method</th><th>value</th>"
+            f"<th>kind</th><th>note</th></tr>{beta_rows}</table>"
+        )
+    if notes:
+        out += f"<ul>{notes}</ul>"
+    return out
+
+
+def _solver_table(solver: dict[str, Any]) -> str:
+    stats = solver.get("stats", {})
+    keys = [
+        "solver",
+        "num_accepted_steps",
+        "num_rejected_steps",
+        "vf_evaluations",
+        "rtol",
+        "atol",
+        "wall_s",
+        "method",
+        "step",
+        "iterations",
+        "stable_limit",
+    ]
+    flows = [f for f in stats if isinstance(stats[f], dict)]
+    head = "".join(f"<th>{_e(f)}</th>" for f in flows)
+    body = ""
+    for k in keys:
+        if any(k in stats[f] for f in flows):
+            cells = "".join(f"<td class='num'>{_num(stats[f].get(k, ''))}</td>" for f in flows)
+            body += f"<tr><td>{_e(k)}</td>{cells}</tr>"
+    return (
+        f"<p>{_e(solver.get('message', ''))} Horizon t1 = {_num(solver.get('t1'))}.</p>"
+        f"<table><tr><th></th>{head}</tr>{body}</table>"
+    )
+
+
+def render_report(summary: dict[str, Any], figures: dict[str, Path]) -> str:
+    """The report as one HTML string, with the PNG figures embedded as data URIs."""
+    title = f"ntkflow report — {summary.get('name', 'experiment')}"
+    problem = summary.get("problem", {})
+    sub = (
+        f"{_e(problem.get('model', {}).get('kind', ''))} network, "
+        f"{_e(problem.get('data', {}).get('name', ''))}, centring "
+        f"{_e(problem.get('centering', ''))}, α = {_num(summary['certificate']['alpha'])} · "
+        f"{_e(summary.get('created', ''))}"
+    )
+    figs = ""
+    caps = captions()
+    for name, path in figures.items():
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        figs += (
+            f'<figure id="fig-{_e(name)}"><img alt="{_e(name)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{_e(caps.get(name, ""))}'
+            "</figcaption></figure>"
+        )
+    sections = [
+        f"<h1>{_e(title)}</h1><p class='sub'>{sub}</p>",
+        "<h2>Verdict</h2>" + _verdict(summary),
+        "<h2>Certificate</h2>" + _certificate_table(summary["certificate"]),
+    ]
+    if figs:
+        sections.append("<h2>Figures</h2>" + figs)
+    if summary.get("solver") is not None:
+        sections.append("<h2>Solver</h2>" + _solver_table(summary["solver"]))
+    sections.append(
+        "<h2>Configuration</h2><pre>"
+        + _e(json.dumps(summary.get("config", {}), indent=2, ensure_ascii=False))
+        + "</pre><h2>Versions</h2><pre>"
+        + _e(json.dumps(summary.get("versions", {}), indent=2))
+        + "</pre>"
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>"
+    )
