@@ -27,6 +27,7 @@ def test_experiment_docs_cover_every_key():
         config.MLPModel,
         config.ProblemSection,
         config.FlowsSection,
+        config.OutputSection,
     ):
         for key in section.model_fields:
             if key not in ("source", "kind"):
@@ -43,3 +44,16 @@ def test_architecture_lists_every_module():
         if rel == "__main__.py":
             continue
         assert f"`{rel}`" in text, f"docs/architecture.md misses {rel}"
+
+
+def test_figures_doc_covers_every_figure_and_readme_images_exist():
+    from ntkflow.plotting import FIGURES
+
+    text = (ROOT / "docs" / "figures.md").read_text()
+    for name, _, _, caption in FIGURES:
+        assert f"`{name}.png`" in text and caption in text, name
+    readme = (ROOT / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert images
+    for image in images:
+        assert (ROOT / image).is_file(), image

@@ -389,6 +389,14 @@ def solve_flows(
             grad["step_dist"],
         )
         status, message = _status(grad["result"], delta_w, ts, max_steps, grad)
+        if tangent == "closed_form" and "tangent" in flows and len(grad["step_ts"]):
+            # The tangent flow at the gradient flow's steps too (closed form: cheap), so
+            # both are drawn at the same resolution.
+            st = jnp.asarray(grad["step_ts"])
+            out["step_loss_u"] = np.asarray(jax.lax.map(tf.loss, st, batch_size=512))
+            out["step_dist_u"] = np.asarray(
+                jax.lax.map(lambda t: tf.displacement_norm(tf.coefficients(t)), st, batch_size=512)
+            )
         if res_u is not None and delta_u is not None:
             out["gap_f"] = np.linalg.norm(res_w - res_u, axis=1)
             out["gap_w"] = np.linalg.norm(delta_w - delta_u, axis=1)

@@ -57,7 +57,8 @@ class FlowSolution:
     Every per-time series is a NumPy array over `ts` (see `SERIES` for their meaning), or
     `None` when not computed (e.g. `loss_u` without the tangent flow, `loss_gd` without
     `gd_step`). `step_ts`, `step_loss_w`, `step_dist_w` are the gradient flow's loss and
-    distance at every accepted solver step (the checks use them between save times).
+    distance at every accepted solver step (the checks use them between save times);
+    `step_loss_u`, `step_dist_u` are the closed-form tangent flow's at the same times.
     `pred_w_test`, `pred_u_test` are `α f` on the test inputs, shape `(saves, n_test·k)`;
     `params_w`, `params_u` are `w(t) − w0`, `u(t) − w0` when `save_params=True`.
 
@@ -93,6 +94,8 @@ class FlowSolution:
     step_ts: np.ndarray | None = None
     step_loss_w: np.ndarray | None = None
     step_dist_w: np.ndarray | None = None
+    step_loss_u: np.ndarray | None = None
+    step_dist_u: np.ndarray | None = None
     pred_w_test: np.ndarray | None = None
     pred_u_test: np.ndarray | None = None
     loss_w_test: np.ndarray | None = None
@@ -136,8 +139,10 @@ class FlowSolution:
             if value is not None:
                 data_vars[name] = ("t", np.asarray(value), {"long_name": long_name})
         if self.step_ts is not None:
-            for name in ("step_loss_w", "step_dist_w"):
-                data_vars[name] = ("step_t", np.asarray(getattr(self, name)))
+            for name in ("step_loss_w", "step_dist_w", "step_loss_u", "step_dist_u"):
+                value = getattr(self, name)
+                if value is not None:
+                    data_vars[name] = ("step_t", np.asarray(value))
         for name in ("pred_w_test", "pred_u_test"):
             value = getattr(self, name)
             if value is not None:

@@ -137,7 +137,7 @@ def plot_distances(ds: Any, summary: dict[str, Any]) -> Any:
         ("dist_u", "‖u(t) − w0‖ (linearisation)", dict(color="C1", lw=2, ls="--")),
         ("dist_gd", "‖w_k − w0‖ (gradient descent)", dict(color="C2", ls="", marker="o", ms=3)),
     ):
-        tt, y = _fine(ds, name) if name == "dist_w" else (t, _var(ds, name))
+        tt, y = _fine(ds, name) if name != "dist_gd" else (t, _var(ds, name))
         if y is not None:
             ax.plot(*_positive(tt, y), label=label, **style)
     _hline(ax, c["B_prime"], "B' (theorem's distance bound)", color="C3", ls="--")

@@ -1,0 +1,234 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+import ntkflow as nf
+from ntkflow._json import jsonable
+from ntkflow.cli import app
+from ntkflow.config import load_experiment, parse_experiment
+from ntkflow.experiment import run_experiment, save_run
+
+runner = CliRunner()
+TINY = {
+    "name": "tiny",
+    "data": {"source": "sphere", "n": 8, "d": 3, "n_test": 4},
+    "model": {"width": 32},
+    "problem": {"alpha": 2.0, "centering": "antisymmetric"},
+    "flows": {"saves": 6, "gd_step": 0.05},
+}
+
+
+def _write(path: Path, doc: dict) -> Path:
+    lines = []
+    for key, value in doc.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    run = run_experiment(parse_experiment(TINY))
+    save_run(run, out)
+    return run, out
+
+
+def test_load_results_round_trips_exactly(tiny_run):
+    run, out = tiny_run
+    loaded = nf.load_results(out)
+    xr.testing.assert_identical(loaded.dataset, run.dataset)
+    expected = {"format": "ntkflow-results/1", **jsonable(run.summary), "complete": True}
+    assert loaded.summary == expected
+    assert {p.name for p in (out / "figures").iterdir()} == {
+        "losses.png",
+        "distances.png",
+        "singular_values.png",
+        "gaps.png",
+        "kernel_drift.png",
+        "spectrum.png",
+        "test_loss.png",
+    }
+    summary = loaded.summary
+    assert set(summary) >= {"certificate", "verification", "solver", "versions", "config"}
+    assert summary["config"]["flows"]["saves"] == 6
+    assert "loss" in loaded.dataset and loaded.dataset["loss"].dims == ("flow", "t")
+    assert list(loaded.dataset["flow"].values) == ["gradient", "tangent", "gd"]
+
+
+def test_report_is_self_contained_and_opens_with_the_verdict(tiny_run):
+    _, out = tiny_run
+    html = (out / "report.html").read_text()
+    verdict = html.index("<h2>Verdict</h2>")
+    assert verdict < html.index("<h2>Certificate</h2>") < html.index("<h2>Figures</h2>")
+    assert "hypotheses do not hold" in html and "FAILED" in html  # α ≪ α*: exit_time
+    assert html.count('src="data:image/png;base64,') == 7
+    assert 'src="http' not in html and "<script" not in html
+
+
+def test_report_command_rerenders_and_copies(tiny_run, tmp_path):
+    _, out = tiny_run
+    before = (out / "report.html").stat().st_mtime_ns
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").stat().st_mtime_ns >= before
+    copy = tmp_path / "copy"
+    result = runner.invoke(app, ["report", str(out), "--out", str(copy), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["name"] == "tiny"
+    xr.testing.assert_identical(nf.load_results(copy).dataset, nf.load_results(out).dataset)
+
+
+def test_report_rejects_incomplete_directories(tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "trajectories.nc").write_bytes(b"")
+    for target in (tmp_path / "half", tmp_path / "missing"):
+        result = runner.invoke(app, ["report", str(target)])
+        assert result.exit_code == 2
+        assert result.stderr.count("\n") == 1
+    with pytest.raises(nf.ResultsError, match="not a complete ntkflow results directory"):
+        nf.load_results(tmp_path / "half")
+
+
+def test_out_refuses_foreign_directories(tmp_path):
+    exp = _write(tmp_path / "tiny.toml", TINY)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    result = runner.invoke(app, ["run", str(exp), "--out", str(foreign)])
+    assert result.exit_code == 2 and "is not an ntkflow results directory" in result.stderr
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_every_command_smoke(tmp_path):
+    exp = _write(tmp_path / "tiny.toml", {**TINY, "flows": {"saves": 4}})
+    result = runner.invoke(app, ["certify", str(exp), "--out", str(tmp_path / "cert")])
+    assert result.exit_code == 0, result.output
+    loaded = nf.load_results(tmp_path / "cert")
+    assert "verification" not in loaded.summary and "ntk_eigenvalues" in loaded.dataset
+    assert (tmp_path / "cert" / "figures" / "spectrum.png").is_file()
+    result = runner.invoke(app, ["run", str(exp), "--out", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checks"]
+    # Running again replaces the results directory whole.
+    result = runner.invoke(app, ["run", str(exp), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert not list(tmp_path.glob(".run.*"))
+    demo = _write(tmp_path / "demo.toml", {**TINY, "flows": {"saves": 4}})
+    result = runner.invoke(
+        app, ["demo", "--experiment", str(demo), "--out", str(tmp_path / "demo")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Verdict." in result.stdout
+    for label in ("below-alpha-star", "above-alpha-star"):
+        summary = nf.load_results(tmp_path / "demo" / label).summary
+        assert summary["certificate"]["hypotheses_hold"] is (label == "above-alpha-star")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent / "configs" / "bad").glob("*.toml")))
+def test_bad_experiment_writes_nothing(path, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 2
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_examples_run_with_tiny_overrides(tmp_path):
+    examples = sorted((Path(__file__).parents[1] / "examples").glob("*.toml"))
+    assert examples
+    for path in examples:
+        exp = load_experiment(path, ["data.n=6", "flows.saves=3", "flows.diagnostics=false"])
+        run = run_experiment(exp)
+        assert run.solution is not None and run.solution.succeeded, path.name
+
+
+def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    # Enough work (about 20 s) that the signal lands mid-run.
+    doc = {
+        **TINY,
+        "data": {"source": "sphere", "n": 24, "d": 6},
+        "model": {"width": 64},
+        "flows": {"saves": 150},
+    }
+    exp = _write(tmp_path / "slow.toml", doc)
+    out = tmp_path / "res"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ntkflow", "run", str(exp), "--out", str(out), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, out
+
+
+def _assert_not_complete(out: Path) -> None:
+    with pytest.raises(nf.ResultsError):
+        nf.load_results(out)
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 2
+
+
+def _wait_for(predicate, timeout=120.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_sigint_midway_leaves_nothing(tmp_path):
+    proc, out = _start_run(tmp_path)
+    time.sleep(8.0)
+    assert proc.poll() is None, "the run finished before the signal; make it slower"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130 and "interrupted; no results were written" in err
+    assert "Traceback" not in err
+    _assert_not_complete(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".res.")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_signal_while_writing_leaves_no_complete_directory(tmp_path, sig):
+    proc, out = _start_run(tmp_path)
+
+    def writing():
+        return proc.poll() is not None or any(
+            p.name.startswith(".res.partial-") for p in tmp_path.iterdir()
+        )
+
+    assert _wait_for(writing)
+    assert proc.poll() is None, "the run finished before the signal"
+    os.kill(proc.pid, sig)
+    proc.communicate(timeout=180)
+    _assert_not_complete(out)
+    if sig == signal.SIGKILL:
+        # The next run to the same place cleans up what the killed one left.
+        run = run_experiment(parse_experiment({**TINY, "flows": {"saves": 3}}))
+        save_run(run, out)
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".res.")]
+        assert nf.load_results(out).summary["complete"] is True
+    else:
+        assert proc.returncode == 130
+
+
+def test_results_dataset_values_match_solution(tiny_run):
+    run, out = tiny_run
+    ds = nf.load_results(out).dataset
+    np.testing.assert_array_equal(ds["loss_w"].values, run.solution.loss_w)
+    np.testing.assert_array_equal(ds["loss"].sel(flow="tangent").values, run.solution.loss_u)
