@@ -34,13 +34,13 @@ demo: $(VENV)/.stamp-run
 	$(BIN)/ntkflow demo
 
 test: $(VENV)/.stamp-test
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n auto $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.stamp-test
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow -n auto $(PYTEST_ARGS)
 
 test-all: $(VENV)/.stamp-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests

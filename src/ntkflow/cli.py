@@ -96,7 +96,7 @@ SetOpt = Annotated[
 ]
 OutOpt = Annotated[
     Path | None,
-    typer.Option("--out", help="Results directory (default: [output] dir of the experiment)."),
+    typer.Option("--out", help="Results directory (default: the experiment's output.dir)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 ProgressOpt = Annotated[
@@ -121,8 +121,10 @@ def certify(
         typer.Option("--out", help="Also write a results directory with the certificate."),
     ] = None,
 ) -> None:
-    """State the lazy-training theorem's certificate for an experiment: σ_min, σ_max, β,
-    α*, B, B', and whether the hypotheses hold, with the reasons when they don't."""
+    """State the theorem's certificate: σ_min, σ_max, β, α*, B, B', hypotheses.
+
+    Says whether the hypotheses hold, with the reasons when they don't.
+    """
     from ._results import ResultsError, check_output_dir
     from .experiment import run_experiment, save_run
 
@@ -214,10 +216,12 @@ def run(
         bool, typer.Option("--strict", help="Exit 3 when a conclusion fails.")
     ] = False,
 ) -> None:
-    """Certify an experiment, integrate both gradient flows, check every conclusion of the
-    theorem along them, and write the results directory (summary.json, trajectories.nc,
-    figures/, report.html). Exit 0 even when a check fails (that is a result), 2 on bad
-    input, 3 with --strict when a check fails."""
+    """Certify, integrate both flows, check the theorem along them, write results.
+
+    The results directory holds summary.json, trajectories.nc, figures/ and report.html.
+    Exit 0 even when a check fails (that is a result), 2 on bad input, 3 with --strict when
+    a check fails, 130 when interrupted (nothing is written).
+    """
     from ._results import ResultsError, check_output_dir
     from .config import output_dir
 
@@ -265,8 +269,10 @@ def report(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Re-render the figures and report.html of a results directory from its saved data
-    (summary.json and trajectories.nc)."""
+    """Re-render the figures and report.html of a results directory.
+
+    Drawn from its saved data (summary.json and trajectories.nc) alone.
+    """
     from ._results import ResultsError, load_results, write_results
     from .experiment import render
 
@@ -299,9 +305,11 @@ def demo(
         typer.Option("--experiment", help="Another experiment file (default: the seed's)."),
     ] = None,
 ) -> None:
-    """Run the seed's experiment (a shallow tanh network on digits 0 vs 1, antisymmetric
-    centring) below its certified scale α* and at it, write both reports, and say what
-    the theorem gave."""
+    """Run the seed's experiment below and at its certified scale α*, with reports.
+
+    The seed: a shallow tanh network on scikit-learn's digits 0 vs 1, antisymmetric
+    centring. Writes both results directories and says what the theorem gave.
+    """
     from ._certificate import certify as certify_problem
     from .config import build_problem
 
