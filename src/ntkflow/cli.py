@@ -7,9 +7,10 @@ no traceback), 3 a failed check under `--strict`, 130 interrupted (nothing writt
 import importlib.resources
 import json
 import math
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import numpy as np
 import typer
@@ -32,6 +33,18 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error (no rich wrapping) and return the exit to raise."""
     print(f"ntkflow: error: {' '.join(str(message).split())}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def interrupted(message: str) -> NoReturn:
+    """After Ctrl-C (the partial results already removed): say so and exit 130 at once.
+
+    `os._exit` skips the interpreter's teardown, which can crash (SIGSEGV) while XLA's
+    threads are still busy with the computation the interrupt cut short.
+    """
+    print(f"ntkflow: error: {message}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def example_path(name: str) -> Path:
@@ -138,7 +151,7 @@ def certify(
     except (ConfigError, ResultsError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; nothing was written", 130) from None
+        interrupted("interrupted; nothing was written")
     if json_:
         print(json.dumps(result.certificate.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -256,7 +269,7 @@ def _run_and_save(exp, source: str, target: Path, progress: bool | None):
     except (ConfigError, ResultsError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; no results were written", 130) from None
+        interrupted("interrupted; no results were written")
     return result
 
 
@@ -287,7 +300,7 @@ def report(
     except (ResultsError, ValueError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        raise fail("interrupted", 130) from None
+        interrupted("interrupted")
     if json_:
         print(json.dumps(loaded.summary, indent=2, ensure_ascii=False))
     else:
