@@ -119,10 +119,17 @@ def check_output_dir(target: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(
+    target: str | os.PathLike, *, cancelled: Callable[[], bool] | None = None
+) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `target`; on success, move it to `target`
     (replacing an older results directory there), on any exception or interrupt, delete
-    it."""
+    it.
+
+    `cancelled()` is asked once more just before the move: a Ctrl-C whose
+    `KeyboardInterrupt` was swallowed on the way (Python ignores exceptions raised in
+    weakref callbacks and destructors) still cancels the write.
+    """
     target = check_output_dir(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(target)
@@ -131,6 +138,8 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; results are not
     try:
         yield tmp
+        if cancelled is not None and cancelled():
+            raise KeyboardInterrupt
         if target.exists():
             old = target.parent / f".{target.name}.old-{os.getpid()}"
             os.replace(target, old)
@@ -177,6 +186,7 @@ def write_results(
     dataset: Any,
     *,
     render: Callable[[Path, Any, dict[str, Any]], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Path:
     """Write a results directory atomically.
 
@@ -187,11 +197,12 @@ def write_results(
     - `dataset`: the trajectories, an `xarray.Dataset`.
     - `render`: called as `render(tmp_dir, dataset, summary)` to add figures and the report
       before the directory is moved into place.
+    - `cancelled`: see `atomic_directory`.
 
     **Returns:** the path written.
     """
     summary = {"format": FORMAT, **jsonable(summary), "complete": True}
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, cancelled=cancelled) as tmp:
         ds = dataset.copy()
         ds.attrs = _netcdf_attrs(ds.attrs)
         ds.to_netcdf(tmp / TRAJECTORIES, engine="h5netcdf")

@@ -8,9 +8,11 @@ import importlib.resources
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import numpy as np
 import typer
@@ -33,6 +35,30 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error (no rich wrapping) and return the exit to raise."""
     print(f"ntkflow: error: {' '.join(str(message).split())}", file=sys.stderr)
     return typer.Exit(code)
+
+
+_INTERRUPT = threading.Event()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    # Remember the interrupt even if the KeyboardInterrupt raised here is swallowed (Python
+    # ignores exceptions in weakref callbacks and destructors): writers check it last.
+    _INTERRUPT.set()
+    raise KeyboardInterrupt
+
+
+def _unraisable(args: Any) -> None:
+    # A KeyboardInterrupt swallowed in a callback is already recorded in _INTERRUPT.
+    if args.exc_type is not None and issubclass(args.exc_type, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(args)
+
+
+def catch_interrupts() -> None:
+    """Install the Ctrl-C handler for a command that writes results."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+        sys.unraisablehook = _unraisable
 
 
 def interrupted(message: str) -> NoReturn:
@@ -145,9 +171,10 @@ def certify(
         exp = _load(experiment, set_)
         if out is not None:
             check_output_dir(out)
+        catch_interrupts()
         result = run_experiment(exp, source=str(experiment), flows=False)
         if out is not None:
-            save_run(result, out)
+            save_run(result, out, cancelled=_INTERRUPT.is_set)
     except (ConfigError, ResultsError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
@@ -263,9 +290,10 @@ def _run_and_save(exp, source: str, target: Path, progress: bool | None):
     from .experiment import run_experiment, save_run
 
     show = sys.stderr.isatty() if progress is None else progress
+    catch_interrupts()
     try:
-        result = run_experiment(exp, source=source, progress=show)
-        save_run(result, target)
+        result = run_experiment(exp, source=source, progress=show, cancelled=_INTERRUPT.is_set)
+        save_run(result, target, cancelled=_INTERRUPT.is_set)
     except (ConfigError, ResultsError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:

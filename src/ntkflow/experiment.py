@@ -7,6 +7,7 @@ and sweeps call it.
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +67,28 @@ def run_experiment(
     source: str = "experiment",
     flows: bool = True,
     progress: bool = False,
+    cancelled: Callable[[], bool] | None = None,
 ) -> RunOutput:
     """Certify an experiment and (with `flows=True`) integrate and check both flows.
 
+    `cancelled()` is asked between the phases; when true, `KeyboardInterrupt` is raised.
+
     **Raises:** `ConfigError`/`ValueError` for bad input, with a one-line message.
     """
+
+    def check() -> None:
+        if cancelled is not None and cancelled():
+            raise KeyboardInterrupt
+
     start = time.perf_counter()
     problem = build_problem(experiment, source=source)
     cert = certify(problem)
     t_cert = time.perf_counter() - start
     solution = verification = None
     if flows:
+        check()
         solution = solve_flows(problem, progress=progress, **flow_settings(experiment))
+        check()
         verification = verify(solution, cert)
     summary: dict[str, Any] = {
         "name": experiment.name,
@@ -129,11 +140,13 @@ def render(
         atomic_write_bytes(directory / REPORT, html.encode("utf-8"))
 
 
-def save_run(run: RunOutput, out: str | os.PathLike) -> Path:
+def save_run(
+    run: RunOutput, out: str | os.PathLike, *, cancelled: Callable[[], bool] | None = None
+) -> Path:
     """Write a run's results directory atomically (see `_results.py`)."""
     o = run.experiment.output
 
     def _render(tmp: Path, ds: Any, summary: dict[str, Any]) -> None:
         render(tmp, ds, summary, figures=o.figures, report=o.report, dpi=o.dpi)
 
-    return write_results(out, run.summary, run.dataset, render=_render)
+    return write_results(out, run.summary, run.dataset, render=_render, cancelled=cancelled)
