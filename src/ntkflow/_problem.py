@@ -1,7 +1,6 @@
 """`Problem`: the lecture's `f(w) ∈ R^n` with scale `α`, centring and squared loss."""
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -27,6 +26,28 @@ def as_key(key: int | PRNGKeyArray) -> PRNGKeyArray:
 
 def default_dtype() -> Any:
     return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+
+
+class Unravel(eqx.Module):
+    """`w ∈ R^p` back to the parameter pytree: `ravel_pytree`'s inverse, but hashable by
+    value (tree structure, shapes, dtypes), so equal structures share compiled code."""
+
+    treedef: Any = eqx.field(static=True)
+    shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    dtypes: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, tree: PyTree):
+        leaves, self.treedef = jax.tree_util.tree_flatten(tree)
+        self.shapes = tuple(tuple(x.shape) for x in leaves)
+        self.dtypes = tuple(str(x.dtype) for x in leaves)
+
+    def __call__(self, w: Float[Array, " p"]) -> PyTree:
+        leaves, start = [], 0
+        for shape, dtype in zip(self.shapes, self.dtypes, strict=True):
+            size = math.prod(shape)
+            leaves.append(w[start : start + size].reshape(shape).astype(dtype))
+            start += size
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
 
 class Problem(eqx.Module):
@@ -55,13 +76,15 @@ class Problem(eqx.Module):
 
     model: AbstractModel
     data: Dataset
-    alpha: float = eqx.field(static=True)
+    # α as a traced 0-d array, so that problems differing only in α share compiled code
+    # (a sweep over α compiles once); `alpha` gives it back as a float.
+    scale: Float[Array, ""]
     centering: AbstractCentering
     w0: Float[Array, " p"]
     state: PyTree
     offset: Float[Array, " n"]
     y: Float[Array, " n"]
-    unravel: Callable[[Array], PyTree] = eqx.field(static=True)
+    unravel: "Unravel"
 
     def __init__(
         self,
@@ -89,12 +112,14 @@ class Problem(eqx.Module):
         dtype = default_dtype() if dtype is None else jnp.dtype(dtype)
         self.model = model
         self.centering = get_centering(centering)
-        self.alpha = float(alpha)
         self.data = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), data)
         params0, self.state = model.init(as_key(key), data.d)
         params0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params0)
         self.state = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), self.state)
-        self.w0, self.unravel = ravel_pytree(self.centering.lift(params0))
+        self.scale = jnp.asarray(float(alpha), dtype)
+        lifted = self.centering.lift(params0)
+        self.w0, _ = ravel_pytree(lifted)
+        self.unravel = Unravel(lifted)
 
         raw0 = self._raw(self.w0, self.data.X)
         if raw0.shape[0] != data.n or math.prod(raw0.shape[1:]) != data.k:
@@ -130,7 +155,7 @@ class Problem(eqx.Module):
 
     def residual(self, w: Float[Array, " p"]) -> Float[Array, " n"]:
         """`α f(w) − y`, the gradient of the loss in function space."""
-        return self.alpha * self.f(w) - self.y
+        return self.scale * self.f(w) - self.y
 
     def loss(self, w: Float[Array, " p"]) -> Scalar:
         """`R(α f(w)) = ½‖α f(w) − y‖²`."""
@@ -138,6 +163,11 @@ class Problem(eqx.Module):
         return 0.5 * jnp.vdot(r, r)
 
     # -- sizes and descriptions ---------------------------------------------------------
+
+    @property
+    def alpha(self) -> float:
+        """The scale `α` (a float; traced code uses the array `scale`)."""
+        return float(self.scale)
 
     @property
     def n(self) -> int:

@@ -58,7 +58,8 @@ class FlowSolution:
     `None` when not computed (e.g. `loss_u` without the tangent flow, `loss_gd` without
     `gd_step`). `step_ts`, `step_loss_w`, `step_dist_w` are the gradient flow's loss and
     distance at every accepted solver step (the checks use them between save times);
-    `step_loss_u`, `step_dist_u` are the closed-form tangent flow's at the same times.
+    `step_loss_u`, `step_dist_u` are the closed-form tangent flow's at the same times, and
+    `step_gap_f` the gap `‖αf(w) − αf_0(u)‖` there.
     `pred_w_test`, `pred_u_test` are `α f` on the test inputs, shape `(saves, n_test·k)`;
     `params_w`, `params_u` are `w(t) − w0`, `u(t) − w0` when `save_params=True`.
 
@@ -96,6 +97,7 @@ class FlowSolution:
     step_dist_w: np.ndarray | None = None
     step_loss_u: np.ndarray | None = None
     step_dist_u: np.ndarray | None = None
+    step_gap_f: np.ndarray | None = None
     pred_w_test: np.ndarray | None = None
     pred_u_test: np.ndarray | None = None
     loss_w_test: np.ndarray | None = None
@@ -139,7 +141,7 @@ class FlowSolution:
             if value is not None:
                 data_vars[name] = ("t", np.asarray(value), {"long_name": long_name})
         if self.step_ts is not None:
-            for name in ("step_loss_w", "step_dist_w", "step_loss_u", "step_dist_u"):
+            for name in ("step_loss_w", "step_dist_w", "step_loss_u", "step_dist_u", "step_gap_f"):
                 value = getattr(self, name)
                 if value is not None:
                     data_vars[name] = ("step_t", np.asarray(value))

@@ -23,7 +23,7 @@ from jaxtyping import Array, Float, Scalar, ScalarLike
 from ._problem import Problem
 
 
-def _phi(lam: Array, t: ScalarLike, alpha2: float) -> Any:
+def _phi(lam: Array, t: ScalarLike, alpha2: ScalarLike) -> Any:
     """`(1 − e^{−α²λt})/λ`, stably: `α² t · (−expm1(−x))/x` with `x = α²λt ≥ 0`."""
     x = alpha2 * lam * t
     safe = jnp.where(x > 0, x, 1.0)
@@ -43,7 +43,8 @@ class TangentFlow(eqx.Module):
     eigenvalues: Float[Array, " n"]
     eigenvectors: Float[Array, "n n"]
     r0: Float[Array, " n"]
-    rank_tolerance: float = eqx.field(static=True)
+    # An array, not a static float: problems differing in it share compiled solves.
+    rank_tolerance: Float[Array, ""]
 
     def __init__(self, problem: Problem, K0: Float[Array, "n n"]):
         lam, V = jnp.linalg.eigh(K0)
@@ -51,8 +52,8 @@ class TangentFlow(eqx.Module):
         self.eigenvalues = jnp.maximum(lam, 0.0)
         self.eigenvectors = V
         self.r0 = problem.residual(problem.w0)
-        lam_max = float(jnp.max(self.eigenvalues))
-        self.rank_tolerance = problem.n * float(jnp.finfo(K0.dtype).eps) * lam_max
+        eps = float(jnp.finfo(K0.dtype).eps)
+        self.rank_tolerance = problem.n * eps * jnp.max(self.eigenvalues)
 
     def _rotate(self, scale: Float[Array, " n"]) -> Float[Array, " n"]:
         """`V diag(scale) Vᵀ r0`."""
@@ -61,7 +62,7 @@ class TangentFlow(eqx.Module):
 
     def residual(self, t: ScalarLike) -> Float[Array, " n"]:
         """`α f_0(u(t)) − y = E(t) r0`."""
-        a2 = self.problem.alpha**2
+        a2 = self.problem.scale**2
         return self._rotate(jnp.exp(-a2 * self.eigenvalues * t))
 
     def loss(self, t: ScalarLike) -> Scalar:
@@ -71,7 +72,7 @@ class TangentFlow(eqx.Module):
 
     def coefficients(self, t: ScalarLike) -> Float[Array, " n"]:
         """`c(t)` with `u(t) − w0 = J_0ᵀ c(t)`."""
-        a = self.problem.alpha
+        a = self.problem.scale
         return -self._rotate(_phi(self.eigenvalues, t, a * a)) / a
 
     def limit_coefficients(self) -> Float[Array, " n"]:
@@ -79,12 +80,12 @@ class TangentFlow(eqx.Module):
         lam = self.eigenvalues
         keep = lam > self.rank_tolerance
         inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
-        return -self._rotate(inv) / self.problem.alpha
+        return -self._rotate(inv) / self.problem.scale
 
     def distance_to_limit(self, t: ScalarLike) -> Scalar:
         """`‖u(t) − u∞‖`, without cancellation: in the eigenbasis `c(t) − c∞` has entries
         `e^{−α²λt}(vᵀr0)/(αλ)` on the kept modes and `−φ_t(λ)(vᵀr0)/α` on the others."""
-        a = self.problem.alpha
+        a = self.problem.scale
         lam = self.eigenvalues
         proj = self.eigenvectors.T @ self.r0
         keep = lam > self.rank_tolerance

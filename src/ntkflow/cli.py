@@ -302,6 +302,100 @@ def _run_and_save(exp, source: str, target: Path, progress: bool | None):
 
 
 @app.command()
+def sweep(
+    experiment: ExperimentArg,
+    out: OutOpt = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Points run in parallel.")] = 1,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a sweep in --out, skipping done points.")
+    ] = False,
+    json_: JsonOpt = False,
+    set_: SetOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Run every point of the experiment's [sweep] grid; fit the scaling laws.
+
+    Writes sweep.nc (a dimension per swept key, plus t), summary.json (per-point
+    summaries, fitted slopes with bootstrap intervals, critical α), figures and report.html.
+    Each finished point is saved at once, so --resume after an interruption skips it.
+    """
+    from ._sweep import LocalProcesses, SweepError, run_sweep
+    from .config import apply_overrides, output_dir, parse_experiment, read_document
+
+    try:
+        doc = apply_overrides(read_document(experiment), set_ or [])
+        exp = parse_experiment(doc, source=str(experiment))
+        target = output_dir(exp, out)
+        executor = LocalProcesses(jobs)
+    except (ConfigError, SweepError, ValueError, TypeError) as e:
+        raise fail(str(e)) from None
+    show = sys.stderr.isatty() if progress is None else progress
+    catch_interrupts()
+    try:
+        result = run_sweep(doc, target, executor=executor, resume=resume, progress=show)
+    except (ConfigError, SweepError, ValueError, TypeError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        interrupted(
+            f"interrupted; the points finished so far are saved in {target}: continue with --resume"
+        )
+    if json_:
+        print(json.dumps(result.summary, indent=2, ensure_ascii=False))
+        return
+    print_sweep(result.summary)
+    console.print(f"Sweep written to {target} (open {target / 'report.html'})", highlight=False)
+
+
+def print_sweep(summary: dict) -> None:
+    """Fitted slopes, critical α and failed points, as rich tables."""
+    fits = summary.get("fits") or []
+    if fits:
+        table = Table(
+            title="Scaling laws (log-log fits, 95% bootstrap intervals)", title_justify="left"
+        )
+        for col in ("quantity", "vs", "at", "slope", "interval", "theory"):
+            table.add_column(col, no_wrap=col != "at")
+        for f in fits:
+            where = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in f["where"].items())
+            table.add_row(
+                f["quantity"],
+                f["against"].split(".")[-1],
+                where or "—",
+                _fmt_json(f["slope"]),
+                f"[{_fmt_json(f['low'])}, {_fmt_json(f['high'])}]",
+                f"{f['theory']:g}" + (" ✓" if f.get("agrees") else ""),
+            )
+        console.print(table)
+    crit = summary.get("critical_alpha") or []
+    if crit:
+        table = Table(
+            title="Critical α: smallest α at which every check held", title_justify="left"
+        )
+        for col in ("at", "α empirical", "α*", "α*/α_emp"):
+            table.add_column(col)
+        for r in crit:
+            where = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["where"].items())
+            table.add_row(
+                where or "—",
+                _fmt_json(r["alpha_empirical"]),
+                _fmt_json(r["alpha_star"]),
+                _fmt_json(r["looseness"]),
+            )
+        console.print(table)
+    for f in summary.get("failed_points") or []:
+        console.print(
+            f"[yellow]point {f['index']}[/] {f['assignment']}: {f['status']} — {f['message']}",
+            highlight=False,
+        )
+
+
+def _fmt_json(x) -> str:
+    if isinstance(x, str):
+        return {"inf": "∞", "nan": "nan"}.get(x, x)
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+@app.command()
 def report(
     results_dir: Annotated[Path, typer.Argument(help="A results directory of `ntkflow run`.")],
     out: Annotated[

@@ -161,6 +161,9 @@ class Experiment(_Section):
     problem: ProblemSection = ProblemSection()
     flows: FlowsSection = FlowsSection()
     output: OutputSection = OutputSection()
+    # `ntkflow sweep`: dotted keys to lists of values (checked by `_sweep.make_grid`);
+    # other commands run the base experiment.
+    sweep: dict[str, list[Any]] = {}
 
 
 # -- errors, in one line ---------------------------------------------------------------
@@ -268,10 +271,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return out
 
 
-def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
-    """Read and validate an experiment file.
-
-    Relative data paths are resolved against the file's folder.
+def read_document(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an experiment file as a dict, with a relative data path made relative to the
+    file's folder.
 
     **Raises:** `ConfigError` with a one-line message.
     """
@@ -284,12 +286,22 @@ def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> E
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file; an experiment is a TOML file") from None
-    data = apply_overrides(data, list(overrides))
-    exp = parse_experiment(data, source=str(path))
-    if isinstance(exp.data, FileData) and not os.path.isabs(exp.data.path):
-        resolved = str(path.parent / exp.data.path)
-        exp = exp.model_copy(update={"data": exp.data.model_copy(update={"path": resolved})})
-    return exp
+    section = data.get("data")
+    relative = isinstance(section, dict) and isinstance(section.get("path"), str)
+    if relative and isinstance(section, dict) and not os.path.isabs(section["path"]):
+        data["data"] = {**section, "path": str(path.parent / section["path"])}
+    return data
+
+
+def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
+    """Read and validate an experiment file.
+
+    Relative data paths are resolved against the file's folder.
+
+    **Raises:** `ConfigError` with a one-line message.
+    """
+    data = apply_overrides(read_document(path), list(overrides))
+    return parse_experiment(data, source=str(path))
 
 
 def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:

@@ -190,17 +190,17 @@ def plot_singular_values(ds: Any, summary: dict[str, Any]) -> Any:
 def plot_gaps(ds: Any, summary: dict[str, Any]) -> Any:
     """The distances between the flows: `‖αf(w) − αf_0(u)‖` and `‖w − u‖`."""
     fig, ax = _figure()
-    t = np.asarray(ds["t"].values)
     for name, label, color in (
         ("gap_f", "‖αf(w(t)) − αf_0(u(t))‖ (function space)", "C0"),
         ("gap_w", "‖w(t) − u(t)‖ (parameter space)", "C1"),
         ("gap_gd", "‖w_k − w(kη)‖ (descent vs flow)", "C2"),
     ):
-        y = _var(ds, name)
+        tt, y = _fine(ds, name)
         if y is not None:
-            ax.plot(*_positive(t, y), color=color, lw=2, label=label)
+            ax.plot(*_positive(tt, y), color=color, lw=2, label=label)
     ax.set_yscale("log")
-    ax.set_xlabel(_TIME)
+    ax.set_xscale("log")
+    ax.set_xlabel(_TIME + ", log scale")
     ax.set_ylabel("gap")
     ax.set_title("Network against its linearisation")
     ax.legend(fontsize=8)
@@ -347,6 +347,139 @@ def save_figures(
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, fig in make_figures(ds, summary).items():
+        path = directory / f"{name}.png"
+        fig.savefig(path, dpi=dpi)
+        paths[name] = path
+    return paths
+
+
+# -- sweeps ----------------------------------------------------------------------------
+
+
+def _where_label(where: dict[str, Any]) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in where.items())
+
+
+def plot_scaling(fit: dict[str, Any]) -> Any:
+    """One fitted power law on log-log axes, with the theory's slope beside it."""
+    fig, ax = _figure()
+    x = np.asarray(fit["x"], dtype=np.float64)
+    y = np.asarray([np.nan if isinstance(v, str) else v for v in fit["y"]], dtype=np.float64)
+    ok = np.isfinite(y) & (y > 0)
+    ax.plot(
+        x[ok], y[ok], "o", color="C0", ms=6, label=f"measured ({fit['replicates']} replicate(s))"
+    )
+    if ok.sum() >= 2 and isinstance(fit["slope"], float):
+        xx = np.geomspace(x[ok].min(), x[ok].max(), 50)
+        ax.plot(
+            xx,
+            np.exp(fit["intercept"]) * xx ** fit["slope"],
+            color="C0",
+            label=f"fit: slope {fit['slope']:.3f} [{fit['low']:.3f}, {fit['high']:.3f}]",
+        )
+        # The theory's line through the data's geometric centre.
+        cx, cy = np.exp(np.mean(np.log(x[ok]))), np.exp(np.mean(np.log(y[ok])))
+        ax.plot(
+            xx,
+            cy * (xx / cx) ** fit["theory"],
+            color="k",
+            ls=":",
+            label=f"theory: slope {fit['theory']:g}",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(fit["against"])
+    ax.set_ylabel(fit["note"].split(";")[0])
+    where = _where_label(fit.get("where") or {})
+    ax.set_title(
+        f"{fit['quantity']} vs {fit['against'].split('.')[-1]}" + (f" ({where})" if where else "")
+    )
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_critical_alpha(rows: list[dict[str, Any]]) -> Any:
+    """The empirical critical α against the theorem's α*, per setting."""
+    fig, ax = _figure()
+    labels = [_where_label(r["where"]) or "all" for r in rows]
+    k = np.arange(len(rows))
+    emp = np.asarray(
+        [np.nan if isinstance(r["alpha_empirical"], str) else r["alpha_empirical"] for r in rows],
+        dtype=np.float64,
+    )
+    star = np.asarray(
+        [np.nan if isinstance(r["alpha_star"], str) else r["alpha_star"] for r in rows],
+        dtype=np.float64,
+    )
+    ax.plot(k, star, "s", color="C3", label="α* (theorem's sufficient scale)")
+    ax.plot(k, emp, "o", color="C0", label="empirical critical α (all checks held)")
+    for i in range(len(rows)):
+        if np.isfinite(emp[i]) and np.isfinite(star[i]):
+            ax.annotate(
+                f"×{star[i] / emp[i]:.3g}",
+                (k[i], np.sqrt(emp[i] * star[i])),
+                ha="center",
+                fontsize=8,
+            )
+    ax.set_yscale("log")
+    ax.set_xticks(k, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("α")
+    ax.set_title("How loose is the theorem? α*/α_empirical")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_lazy_active(ds: Any, summary: dict[str, Any]) -> Any:
+    """End-of-training test loss of the network and of its linearisation against α."""
+    fig, ax = _figure()
+    dim = "problem_alpha"
+    alphas = np.asarray(ds[dim].values, dtype=np.float64)
+    for name, label, color in (
+        ("final_test_loss_w", "network", "C0"),
+        ("final_test_loss_u", "linearisation (tangent model)", "C1"),
+    ):
+        arr = ds[name]
+        others = [d for d in arr.dims if d != dim]
+        per_alpha = arr.transpose(dim, *others).values.reshape(len(alphas), -1)
+        for j in range(per_alpha.shape[1]):
+            ax.plot(alphas, per_alpha[:, j], color=color, alpha=0.25, lw=1)
+        ax.plot(
+            alphas,
+            np.nanmedian(per_alpha, axis=1),
+            "o-",
+            color=color,
+            lw=2,
+            label=f"{label} (median over the other keys)",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("α (problem.alpha)")
+    ax.set_ylabel("test loss at t1  ½‖αf(X_test) − y_test‖²")
+    ax.set_title("Lazy vs active: where laziness starts to cost generalisation")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save_sweep_figures(
+    directory: str | Path, ds: Any, summary: dict[str, Any], *, dpi: int = 110
+) -> dict[str, Path]:
+    """Render a sweep's figures: one per scaling fit, the critical α, and the test losses
+    against α (lazy vs active) when the data have a test split."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Any] = {}
+    for i, fit in enumerate(summary.get("fits", [])):
+        figures[f"scaling_{i:02d}_{fit['quantity']}"] = plot_scaling(fit)
+    rows = summary.get("critical_alpha") or []
+    if rows:
+        figures["critical_alpha"] = plot_critical_alpha(rows)
+    has_test = "final_test_loss_w" in ds and bool(
+        np.isfinite(np.asarray(ds["final_test_loss_w"].values, dtype=float)).any()
+    )
+    if "problem_alpha" in ds.dims and has_test:
+        figures["lazy_vs_active"] = plot_lazy_active(ds, summary)
+    paths = {}
+    for name, fig in figures.items():
         path = directory / f"{name}.png"
         fig.savefig(path, dpi=dpi)
         paths[name] = path

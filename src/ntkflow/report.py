@@ -45,6 +45,16 @@ def _num(x: Any) -> str:
     return str(x)
 
 
+def _figure(name: str, path: Path, caption: str = "") -> str:
+    """A figure with its PNG embedded as a data URI (the report needs no other file)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
+    return (
+        f'<figure id="fig-{_e(name)}"><img alt="{_e(name)}" '
+        f'src="data:image/png;base64,{data}">{cap}</figure>'
+    )
+
+
 def _verdict(summary: dict[str, Any]) -> str:
     cert = summary["certificate"]
     ver = summary.get("verification")
@@ -177,15 +187,8 @@ def render_report(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         f"{_e(problem.get('centering', ''))}, α = {_num(summary['certificate']['alpha'])} · "
         f"{_e(summary.get('created', ''))}"
     )
-    figs = ""
     caps = captions()
-    for name, path in figures.items():
-        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        figs += (
-            f'<figure id="fig-{_e(name)}"><img alt="{_e(name)}" '
-            f'src="data:image/png;base64,{data}"><figcaption>{_e(caps.get(name, ""))}'
-            "</figcaption></figure>"
-        )
+    figs = "".join(_figure(name, path, caps.get(name, "")) for name, path in figures.items())
     sections = [
         f"<h1>{_e(title)}</h1><p class='sub'>{sub}</p>",
         "<h2>Verdict</h2>" + _verdict(summary),
@@ -200,6 +203,102 @@ def render_report(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         + _e(json.dumps(summary.get("config", {}), indent=2, ensure_ascii=False))
         + "</pre><h2>Versions</h2><pre>"
         + _e(json.dumps(summary.get("versions", {}), indent=2))
+        + "</pre>"
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>"
+    )
+
+
+def _fit_rows(fits: list[dict[str, Any]]) -> str:
+    rows = ""
+    for f in fits:
+        where = ", ".join(f"{k}={v}" for k, v in (f.get("where") or {}).items()) or "—"
+        ok = f.get("agrees")
+        mark = '<span class="held">yes</span>' if ok else '<span class="failed">no</span>'
+        rows += (
+            f"<tr><td>{_e(f['note'].split(';')[0])}</td><td>{_e(f['against'])}</td>"
+            f"<td>{_e(where)}</td><td class='num'>{_num(f['slope'])}</td>"
+            f"<td class='num'>[{_num(f['low'])}, {_num(f['high'])}]</td>"
+            f"<td class='num'>{_num(f['theory'])}</td><td>{mark}</td>"
+            f"<td>{_e(f['method'])}</td></tr>"
+        )
+    return (
+        "<table><tr><th>quantity</th><th>against</th><th>at</th><th>fitted slope</th>"
+        "<th>95% interval</th><th>theory</th><th>theory in interval</th><th>interval</th>"
+        f"</tr>{rows}</table>"
+    )
+
+
+def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> str:
+    """A sweep's report: overview, failed points, scaling laws, critical α, figures, and
+    one row per point."""
+    title = f"ntkflow sweep — {summary.get('name', 'experiment')}"
+    grid = "".join(
+        f"<li><code>{_e(k)}</code> ∈ {_e(v)}</li>"
+        for k, v in zip(summary["keys"], summary["values"], strict=True)
+    )
+    failed = summary.get("failed_points") or []
+    sections = [
+        f"<h1>{_e(title)}</h1><p class='sub'>{summary['n_points']} points · "
+        f"{_e(summary.get('created', ''))}</p><ul>{grid}</ul>"
+    ]
+    if failed:
+        items = "".join(
+            f"<li>point {f['index']} ({_e(f['assignment'])}): <strong>{_e(f['status'])}"
+            f"</strong> — {_e(f['message'])}</li>"
+            for f in failed
+        )
+        sections.append(
+            f'<div class="verdict warn"><strong>{len(failed)} point(s) did not finish '
+            f"cleanly</strong> (recorded; the sweep carried on):<ul>{items}</ul></div>"
+        )
+    fits = summary.get("fits") or []
+    if fits:
+        sections.append("<h2>Scaling laws</h2>" + _fit_rows(fits))
+    crit = summary.get("critical_alpha") or []
+    if crit:
+        rows = "".join(
+            f"<tr><td>{_e(', '.join(f'{k}={v}' for k, v in r['where'].items()) or '—')}</td>"
+            f"<td class='num'>{_num(r['alpha_empirical'])}</td>"
+            f"<td class='num'>{_num(r['alpha_star'])}</td>"
+            f"<td class='num'>{_num(r['looseness'])}</td></tr>"
+            for r in crit
+        )
+        sections.append(
+            "<h2>Critical α</h2><p>The smallest α on the grid at which every conclusion held "
+            "along the flows, against the theorem's sufficient α*; their ratio measures how "
+            "loose the theorem is.</p><table><tr><th>at</th><th>empirical α</th><th>α*</th>"
+            f"<th>α*/α_emp</th></tr>{rows}</table>"
+        )
+    figs = "".join(_figure(name, path) for name, path in figures.items())
+    if figs:
+        sections.append("<h2>Figures</h2>" + figs)
+    cols = [
+        "status",
+        "all_hold",
+        "hypotheses_hold",
+        "alpha_star",
+        "sup_dist_w",
+        "sup_gap_f",
+        "sup_kernel_drift",
+        "final_test_loss_w",
+        "final_test_loss_u",
+        "wall_s",
+    ]
+    head = "".join(f"<th>{_e(c)}</th>" for c in ["point", *cols])
+    body = ""
+    for p in summary.get("points", []):
+        cells = "".join(f"<td class='num'>{_num(p.get(c, ''))}</td>" for c in cols)
+        shown = ", ".join(f"{k}={v}" for k, v in p["assignment"].items())
+        body += f"<tr><td>{_e(shown)}</td>{cells}</tr>"
+    sections.append(f"<h2>Points</h2><table><tr>{head}</tr>{body}</table>")
+    sections.append(
+        "<h2>Configuration</h2><pre>"
+        + _e(json.dumps(summary.get("config", {}), indent=2, ensure_ascii=False))
         + "</pre>"
     )
     return (

@@ -59,6 +59,27 @@ def check_arrays(
     return X, y
 
 
+class Metadata:
+    """A dataset's name and description. Static in the pytree but ignored by JIT caching
+    (all instances compare equal): it never changes a computation, and two datasets that
+    differ only in their labels should share compiled code."""
+
+    __slots__ = ("info_json", "name")
+
+    def __init__(self, name: str, info_json: str):
+        self.name = name
+        self.info_json = info_json
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Metadata)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return f"Metadata({self.name!r})"
+
+
 class Dataset(eqx.Module):
     """Training inputs and targets, and an optional held-out test split.
 
@@ -75,8 +96,7 @@ class Dataset(eqx.Module):
     y: Array
     X_test: Float[Array, "n_test d"] | None
     y_test: Array | None
-    name: str = eqx.field(static=True)
-    info_json: str = eqx.field(static=True)
+    meta: "Metadata" = eqx.field(static=True)
 
     def __init__(
         self,
@@ -106,14 +126,16 @@ class Dataset(eqx.Module):
             self.X_test, self.y_test = jnp.asarray(Xt), jnp.asarray(yt)
         else:
             self.X_test = self.y_test = None
-        self.name = name
-        # Kept as JSON text: static fields must be hashable, and reports want JSON anyway.
-        self.info_json = json.dumps(info or {}, sort_keys=True, default=str)
+        self.meta = Metadata(name, json.dumps(info or {}, sort_keys=True, default=str))
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
 
     @property
     def info(self) -> dict[str, Any]:
         """How the data were made (source, seed, …)."""
-        return json.loads(self.info_json)
+        return json.loads(self.meta.info_json)
 
     @property
     def n(self) -> int:

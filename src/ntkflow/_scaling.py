@@ -1,0 +1,161 @@
+"""Scaling laws on a log-log scale, with bootstrap intervals, and the empirical critical α.
+
+The lazy-training theory predicts, with centring (Chizat, Oyallon & Bach, NeurIPS 2019,
+Thm 2.4; THEORY.md, "Scale and centring"): `sup_t ‖w − w0‖ ∝ α^{-1}`,
+`sup_t ‖αf(w) − αf_0(u)‖ ∝ α^{-1}`, `sup_t ‖w − u‖ ∝ α^{-2}` up to a logarithm; and in
+the NTK parametrisation, at fixed α, the kernel drift and the relative weight change
+`‖w(t1) − w0‖/‖w0‖` `∝ m^{-1/2}` in the width `m`.
+"""
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from ._json import jsonable
+
+# How far outside its bootstrap interval a theory's slope may lie and still "agree".
+AGREEMENT_TOLERANCE = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalingFit:
+    """A power law `y ≈ C·x^slope` fitted on a log-log scale.
+
+    **Fields:** `quantity`, `against` (the swept key), `slope` (least squares on the
+    log-mean over replicates), `low`, `high` (a 95% bootstrap interval), `theory` (the
+    predicted slope), `intercept` (`log C`), `x`, `y` (the replicate-averaged points, a
+    geometric mean), `replicates`, `method` (how the interval was bootstrapped), `where`
+    (the values of the other swept keys this fit holds them at), `note`, `kind`
+    (`"rate"`: the theory's slope is expected; `"bound"`: the theory only bounds it).
+    """
+
+    quantity: str
+    against: str
+    slope: float
+    low: float
+    high: float
+    theory: float
+    intercept: float
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    replicates: int
+    method: str
+    where: dict[str, Any] = dataclasses.field(default_factory=dict)
+    note: str = ""
+    kind: str = "rate"
+
+    @property
+    def agrees(self) -> bool:
+        """For a `"rate"`: whether the theory's slope lies in the bootstrap interval widened
+        by `AGREEMENT_TOLERANCE` (deterministic runs give intervals far narrower than the
+        pre-asymptotic corrections a finite grid sees). For a `"bound"`: whether the
+        quantity falls at least as fast, `high ≤ theory + AGREEMENT_TOLERANCE`."""
+        tol = AGREEMENT_TOLERANCE
+        if self.kind == "bound":
+            return self.high <= self.theory + tol
+        return self.low - tol <= self.theory <= self.high + tol
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(dataclasses.asdict(self) | {"agrees": self.agrees})
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN; NaN where a column has no finite value (no warning)."""
+    finite = np.isfinite(a)
+    count = finite.sum(axis=0)
+    total = np.where(finite, a, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _slope(logx: np.ndarray, logy: np.ndarray) -> tuple[float, float]:
+    ok = np.isfinite(logy)
+    if ok.sum() < 2:
+        return math.nan, math.nan
+    slope, intercept = np.polyfit(logx[ok], logy[ok], 1)
+    return float(slope), float(intercept)
+
+
+def fit_power_law(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    quantity: str,
+    against: str,
+    theory: float,
+    n_boot: int = 2000,
+    seed: int = 0,
+    where: dict[str, Any] | None = None,
+    note: str = "",
+    kind: str = "rate",
+) -> ScalingFit:
+    """Fit `log y = slope·log x + c` with a bootstrap interval.
+
+    **Arguments:**
+
+    - `x`: the grid, shape `(k,)`, positive.
+    - `y`: the measurements, shape `(r, k)` for `r` replicates (seeds) or `(k,)`.
+      Non-positive or non-finite entries are ignored.
+    - `theory`: the predicted slope.
+    - `kind`: `"rate"` (the law is expected with this slope) or `"bound"` (the theory
+      bounds the quantity: it must fall at least this fast).
+    - `n_boot`: bootstrap resamples. With `r ≥ 2` replicates the replicates are resampled
+      (all grid points of a replicate together: the seeds are the independent units);
+      with one, the grid points are (a pairs bootstrap).
+
+    **Returns:** a `ScalingFit`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    positive = np.isfinite(y) & (y > 0)
+    logy_all = np.where(positive, np.log(np.where(positive, y, 1.0)), np.nan)
+    logx = np.log(x)
+    mean_log = _nanmean_rows(logy_all)
+    slope, intercept = _slope(logx, mean_log)
+    rng = np.random.default_rng(seed)
+    r = y.shape[0]
+    boots = []
+    if r >= 2:
+        method = f"bootstrap over {r} replicates ({n_boot} resamples)"
+        for _ in range(n_boot):
+            boots.append(_slope(logx, _nanmean_rows(logy_all[rng.integers(0, r, r)]))[0])
+    else:
+        method = f"pairs bootstrap over {len(x)} grid points ({n_boot} resamples)"
+        for _ in range(n_boot):
+            idx = rng.integers(0, len(x), len(x))
+            if len(np.unique(idx)) >= 2:
+                boots.append(_slope(logx[idx], mean_log[idx])[0])
+    boots = np.asarray([b for b in boots if math.isfinite(b)])
+    low, high = (
+        (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)))
+        if boots.size
+        else (math.nan, math.nan)
+    )
+    return ScalingFit(
+        quantity=quantity,
+        against=against,
+        slope=slope,
+        low=low,
+        high=high,
+        theory=theory,
+        intercept=intercept,
+        x=tuple(float(v) for v in x),
+        y=tuple(float(math.exp(v)) if math.isfinite(v) else math.nan for v in mean_log),
+        replicates=r,
+        method=method,
+        where=dict(where or {}),
+        note=note,
+        kind=kind,
+    )
+
+
+def critical_alpha(alphas: np.ndarray, all_hold: np.ndarray) -> float:
+    """The smallest `α` on the grid at which every conclusion held (`nan` if none)."""
+    alphas = np.asarray(alphas, dtype=np.float64)
+    held = np.asarray(all_hold, dtype=bool)
+    order = np.argsort(alphas)
+    for i in order:
+        if held[i]:
+            return float(alphas[i])
+    return math.nan
