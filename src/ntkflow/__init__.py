@@ -42,7 +42,16 @@ from ._lipschitz import (
 )
 from ._problem import Problem as Problem
 from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results
+from ._scaling import ScalingFit as ScalingFit
 from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
+from ._sweep import (
+    AbstractExecutor as AbstractExecutor,
+    LocalProcesses as LocalProcesses,
+    SweepError as SweepError,
+    SweepResult as SweepResult,
+    load_sweep as load_sweep,
+    sweep as sweep,
+)
 from ._tangent import TangentFlow as TangentFlow
 from ._verify import Check as Check, Verification as Verification, verify as verify
 from .datasets import Dataset as Dataset

@@ -60,6 +60,16 @@ class ScalingFit:
     def to_dict(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self) | {"agrees": self.agrees})
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScalingFit":
+        """The inverse of `to_dict` (as read back from a sweep's summary.json)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        floats = ("slope", "low", "high", "theory", "intercept")
+        kw |= {k: float(kw[k]) for k in floats}  # "nan"/"inf" strings back to floats
+        kw |= {k: tuple(float(v) for v in kw[k]) for k in ("x", "y")}
+        return cls(**kw)
+
 
 def _nanmean_rows(a: np.ndarray) -> np.ndarray:
     """Column means ignoring NaN; NaN where a column has no finite value (no warning)."""

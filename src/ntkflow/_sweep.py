@@ -741,16 +741,13 @@ def assemble(
     tmp = out / f".{DATASET}.tmp-{os.getpid()}"
     ds.to_netcdf(tmp, engine="h5netcdf")
     os.replace(tmp, out / DATASET)
+    result = SweepResult(dataset=ds, summary=jsonable(summary), fits=fits, path=out)
     if render:
-        from .plotting import save_sweep_figures
-        from .report import render_sweep_report
-
-        paths = save_sweep_figures(out / "figures", ds, summary)
-        atomic_write_bytes(out / "report.html", render_sweep_report(summary, paths).encode())
+        render_sweep(result)
     atomic_write_bytes(
         out / "summary.json", json.dumps(jsonable(summary), indent=2, ensure_ascii=False).encode()
     )
-    return SweepResult(dataset=ds, summary=jsonable(summary), fits=fits, path=out)
+    return result
 
 
 def load_sweep(path: str | os.PathLike) -> SweepResult:
@@ -770,8 +767,24 @@ def load_sweep(path: str | os.PathLike) -> SweepResult:
         ) from None
     if summary.get("format") != FORMAT or summary.get("complete") is not True:
         raise SweepError(f"{str(path)!r} is not a finished ntkflow sweep")
-    ds = xr.load_dataset(path / DATASET, engine="h5netcdf")
-    return SweepResult(dataset=ds, summary=summary, fits=[], path=path)
+    try:
+        ds = xr.load_dataset(path / DATASET, engine="h5netcdf")
+    except (OSError, ValueError) as e:
+        raise SweepError(f"{str(path / DATASET)!r} cannot be read: {e}") from None
+    fits = [ScalingFit.from_dict(f) for f in summary.get("fits", [])]
+    return SweepResult(dataset=ds, summary=summary, fits=fits, path=path)
+
+
+def render_sweep(result: SweepResult, *, dpi: int = 110) -> Path:
+    """(Re-)draw a finished sweep's figures and report.html from sweep.nc and summary.json
+    alone; returns the report's path."""
+    from .plotting import save_sweep_figures
+    from .report import render_sweep_report
+
+    paths = save_sweep_figures(result.path / "figures", result.dataset, result.summary, dpi=dpi)
+    target = result.path / "report.html"
+    atomic_write_bytes(target, render_sweep_report(result.summary, paths).encode())
+    return target
 
 
 def sweep(
@@ -779,6 +792,7 @@ def sweep(
     out: str | os.PathLike,
     *,
     jobs: int = 1,
+    executor: AbstractExecutor | None = None,
     resume: bool = False,
     progress: bool = False,
     overrides: Iterable[str] = (),
@@ -790,6 +804,7 @@ def sweep(
     - `experiment`: a TOML path or the parsed document.
     - `out`: the sweep directory.
     - `jobs`: parallel local worker processes.
+    - `executor`: how points run, overriding `jobs` (any `AbstractExecutor`).
     - `resume`: skip points already done in `out`.
     - `progress`: a progress bar with ETA.
     - `overrides`: `SECTION.KEY=VALUE` changes to the base experiment.
@@ -800,4 +815,5 @@ def sweep(
 
     doc = read_document(experiment) if not isinstance(experiment, dict) else dict(experiment)
     doc = apply_overrides(doc, list(overrides))
-    return run_sweep(doc, out, executor=LocalProcesses(jobs), resume=resume, progress=progress)
+    executor = executor or LocalProcesses(jobs)
+    return run_sweep(doc, out, executor=executor, resume=resume, progress=progress)

@@ -397,20 +397,25 @@ def _fmt_json(x) -> str:
 
 @app.command()
 def report(
-    results_dir: Annotated[Path, typer.Argument(help="A results directory of `ntkflow run`.")],
+    results_dir: Annotated[
+        Path, typer.Argument(help="A results directory of `ntkflow run` or `ntkflow sweep`.")
+    ],
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Write a re-rendered copy here instead of in place."),
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Re-render the figures and report.html of a results directory.
+    """Re-render the figures and report.html of a results or sweep directory.
 
-    Drawn from its saved data (summary.json and trajectories.nc) alone.
+    Drawn from its saved data alone (summary.json with trajectories.nc, or sweep.nc).
     """
     from ._results import ResultsError, load_results, write_results
     from .experiment import render
 
+    if (results_dir / "sweep.json").is_file():
+        _report_sweep(results_dir, out, json_)
+        return
     try:
         loaded = load_results(results_dir)
         if out is None:
@@ -427,6 +432,26 @@ def report(
         print(json.dumps(loaded.summary, indent=2, ensure_ascii=False))
     else:
         console.print(f"Report written to {target / 'report.html'}", highlight=False)
+
+
+def _report_sweep(directory: Path, out: Path | None, json_: bool) -> None:
+    from ._sweep import SweepError, load_sweep, render_sweep
+
+    if out is not None:
+        raise fail(
+            f"--out {str(out)!r}: a sweep's report is re-rendered in place; drop --out (or "
+            "copy the sweep directory first)"
+        )
+    try:
+        target = render_sweep(load_sweep(directory))
+    except SweepError as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        interrupted("interrupted")
+    if json_:
+        print(json.dumps(load_sweep(directory).summary, indent=2, ensure_ascii=False))
+    else:
+        console.print(f"Report written to {target}", highlight=False)
 
 
 @app.command()

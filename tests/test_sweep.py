@@ -1,0 +1,184 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from ntkflow import load_sweep
+from ntkflow._sweep import LocalProcesses, SweepError, make_grid, run_sweep
+from ntkflow.cli import app
+
+runner = CliRunner()
+BASE = {
+    "name": "sw",
+    "data": {"source": "sphere", "n": 6, "d": 3, "n_test": 8},
+    "model": {"width": 64},
+    "problem": {"alpha": 1.0, "centering": "antisymmetric"},
+    "flows": {"saves": 8, "error_estimate": False, "diagnostics": False},
+}
+GRID = {**BASE, "sweep": {"problem.alpha": [10.0, 30.0, 100.0], "problem.seed": [0, 1]}}
+
+
+def _toml(path: Path, doc: dict) -> Path:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            lines.append(f"[{k}]")
+            lines += [f"{json.dumps(kk) if '.' in kk else kk} = {json.dumps(vv)}"
+                      for kk, vv in v.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "ref"
+    return run_sweep(GRID, out)
+
+
+def test_alpha_scaling_of_the_distance(reference):
+    fits = {f.quantity: f for f in reference.fits}
+    dist = fits["sup_dist_w"]
+    # With centring, sup_t ‖w − w0‖ ∝ 1/α (Chizat et al. 2019, Thm 2.4).
+    assert dist.theory == -1.0 and abs(dist.slope - -1.0) <= 0.15 and dist.agrees
+    assert dist.replicates == 2 and dist.low <= dist.slope <= dist.high
+    assert abs(fits["sup_gap_w"].slope - -2.0) <= 0.3
+    ds = reference.dataset
+    assert ds["dist_w"].dims == ("problem_alpha", "problem_seed", "t")
+    assert set(ds["status"].values.ravel()) == {"success"}
+    assert {"holds_exit_time", "margin_distance_w", "alpha_star"} <= set(ds.data_vars)
+    # The critical α is on the grid, and far below α* (the theorem is loose).
+    for row in reference.summary["critical_alpha"]:
+        assert row["alpha_empirical"] in (10.0, 30.0, 100.0)
+        assert row["looseness"] > 10
+
+
+def test_sweep_report_and_summary(reference):
+    summary = json.loads((reference.path / "summary.json").read_text())
+    assert summary["complete"] is True and summary["n_points"] == 6
+    assert {f["quantity"] for f in summary["fits"]} == {"sup_dist_w", "sup_gap_f", "sup_gap_w"}
+    html = (reference.path / "report.html").read_text()
+    assert "Scaling laws" in html and "Critical α" in html
+    assert (reference.path / "figures" / "critical_alpha.png").is_file()
+    loaded = load_sweep(reference.path)
+    assert loaded.fits == reference.fits
+    xr.testing.assert_identical(loaded.dataset, reference.dataset)
+
+
+def test_sweep_report_rerenders_in_place(reference, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(reference.path, copy)
+    (copy / "report.html").unlink()
+    result = runner.invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert "Scaling laws" in (copy / "report.html").read_text()
+    result = runner.invoke(app, ["report", str(copy), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "re-rendered in place" in result.stderr
+    (copy / "summary.json").unlink()
+    result = runner.invoke(app, ["report", str(copy)])
+    assert result.exit_code == 2 and "not a finished ntkflow sweep" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("widths", "seeds"),
+    [
+        pytest.param([64, 256, 1024], [0, 1], id="fast"),
+        pytest.param([64, 256, 1024, 4096], [0, 1, 2, 3], id="wide", marks=pytest.mark.slow),
+    ],
+)
+def test_width_scaling(tmp_path, widths, seeds):
+    # α = 1 with centring, shallow tanh: a factor 16–64 in width moves the kernel drift by
+    # 16–64× if it is ∝ 1/m, and seeds average out the init-dependent constant; the
+    # smallest width (64 ≫ n = 6) keeps every point well conditioned.
+    doc = {
+        **BASE,
+        "flows": {"saves": 8, "error_estimate": False, "diagnostics": True},
+        "sweep": {"model.width": widths, "problem.seed": seeds},
+    }
+    result = run_sweep(doc, tmp_path / "w", executor=LocalProcesses(1), render=False)
+    fits = {f.quantity: f for f in result.fits}
+    drift, rel = fits["sup_kernel_drift"], fits["rel_weight_change"]
+    # The theory bounds the drift by O(m^-1/2) (2σ_max·β·‖w − w0‖, β ∝ m^-1/2) ...
+    assert drift.kind == "bound" and drift.theory == -0.5 and drift.agrees
+    # ... and it falls like 1/m: the first-order change averages out over the random-sign
+    # output weights (Dyer & Gur-Ari 2020).
+    assert abs(drift.slope - -1.0) <= 0.15
+    # ‖w − w0‖ = O(1) and ‖w0‖ ∝ √p ∝ √m.
+    assert rel.theory == pytest.approx(-0.5) and abs(rel.slope - -0.5) <= 0.15
+
+
+def test_same_config_in_parallel_is_identical(reference, tmp_path):
+    parallel = run_sweep(GRID, tmp_path / "par", executor=LocalProcesses(2), render=False)
+    xr.testing.assert_identical(parallel.dataset, reference.dataset)
+
+
+def test_resume_after_sigkill_is_identical(reference, tmp_path):
+    exp = _toml(tmp_path / "grid.toml", GRID)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ntkflow", "sweep", str(exp), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = lambda: len(list((out / "points").glob("*.json"))) if (out / "points").is_dir() else 0
+    end = time.monotonic() + 300
+    while done() < 2 and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= done() < 6 and not (out / "summary.json").exists()
+    again = runner.invoke(app, ["sweep", str(exp), "--out", str(out)])
+    assert again.exit_code == 2 and "add --resume" in again.stderr
+    resumed = runner.invoke(app, ["sweep", str(exp), "--out", str(out), "--resume", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    final = xr.load_dataset(out / "sweep.nc", engine="h5netcdf")
+    xr.testing.assert_identical(final, reference.dataset)
+
+
+def test_failing_points_are_recorded_and_the_sweep_carries_on(tmp_path):
+    doc = {
+        **BASE,
+        "data": {"source": "digits", "n": 10},
+        "sweep": {"flows.max_steps": [3, 100000], "data.n": [10, 1000]},
+    }
+    result = run_sweep(doc, tmp_path / "f")
+    status = result.dataset["status"].values
+    assert status[0, 0] == "max_steps" and status[1, 0] == "success"
+    assert list(status[:, 1]) == ["error", "error"]  # 1000 digits 0/1 do not exist
+    failed = result.summary["failed_points"]
+    assert len(failed) == 3
+    assert any("digits has 360 images" in f["message"] for f in failed)
+    html = (result.path / "report.html").read_text()
+    assert "3 point(s) did not finish cleanly" in html and "max_steps" in html
+    assert np.isnan(result.dataset["sup_dist_w"].values[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("sweep", "match"),
+    [
+        ({"alpha": [1, 2]}, 'key \'alpha\' must be "SECTION.KEY"'),
+        ({"problem.alpha": []}, "must be a non-empty list"),
+        ({"problem.alpha": [1.0, -1.0]}, "point (problem.alpha=-1.0): [problem] alpha"),
+        ({"problem.alpha": [1.0, 1.0]}, "values must be distinct"),
+    ],
+)
+def test_bad_sweeps_are_one_line_errors(tmp_path, sweep, match):
+    exp = _toml(tmp_path / "bad.toml", {**BASE, "sweep": sweep})
+    result = runner.invoke(app, ["sweep", str(exp), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert match in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_make_grid_requires_a_sweep():
+    with pytest.raises(SweepError, match="no \\[sweep\\] section"):
+        make_grid({})
+    grid = make_grid({"problem.alpha": [1, 2], "model.width": [8, 16, 32]})
+    assert grid.shape == (2, 3) and len(grid.points()) == 6
+    assert grid.points()[1] == {"problem.alpha": 1, "model.width": 16}
