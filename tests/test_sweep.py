@@ -32,8 +32,9 @@ def _toml(path: Path, doc: dict) -> Path:
     for k, v in doc.items():
         if isinstance(v, dict):
             lines.append(f"[{k}]")
-            lines += [f"{json.dumps(kk) if '.' in kk else kk} = {json.dumps(vv)}"
-                      for kk, vv in v.items()]
+            lines += [
+                f"{json.dumps(kk) if '.' in kk else kk} = {json.dumps(vv)}" for kk, vv in v.items()
+            ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -162,7 +163,7 @@ def test_failing_points_are_recorded_and_the_sweep_carries_on(tmp_path):
 @pytest.mark.parametrize(
     ("sweep", "match"),
     [
-        ({"alpha": [1, 2]}, 'key \'alpha\' must be "SECTION.KEY"'),
+        ({"alpha": [1, 2]}, "key 'alpha' must be \"SECTION.KEY\""),
         ({"problem.alpha": []}, "must be a non-empty list"),
         ({"problem.alpha": [1.0, -1.0]}, "point (problem.alpha=-1.0): [problem] alpha"),
         ({"problem.alpha": [1.0, 1.0]}, "values must be distinct"),

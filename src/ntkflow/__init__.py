@@ -40,10 +40,12 @@ from ._lipschitz import (
     curvature_beta as curvature_beta,
     sampled_beta as sampled_beta,
 )
+from ._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
 from ._problem import Problem as Problem
 from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results
 from ._scaling import ScalingFit as ScalingFit
 from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
+from ._structured import StructuredDense as StructuredDense
 from ._sweep import (
     AbstractExecutor as AbstractExecutor,
     LocalProcesses as LocalProcesses,

@@ -32,6 +32,12 @@ class AbstractCentering(eqx.Module):
     def output(self, g: BaseApply, params: PyTree, X: Float[Array, "N d"]) -> Array:
         """The trained network's outputs on a batch (before any subtraction)."""
 
+    def components(self, params: PyTree) -> tuple[tuple[float, PyTree], ...] | None:
+        """When the trained network is `Σ_c s_c g(params_c)` over disjoint parameter
+        copies: the pairs `(s_c, params_c)`, so that `K = Σ_c s_c² K_g(params_c)`; `None`
+        when it is not of that form."""
+        return None
+
 
 class NoCentering(AbstractCentering):
     """`f(w) = g(w)`: no centring. Then `R0 = ½‖α g(w0) − y‖²` grows like `α²`."""
@@ -43,6 +49,9 @@ class NoCentering(AbstractCentering):
 
     def output(self, g: BaseApply, params: PyTree, X: Float[Array, "N d"]) -> Array:
         return g(params, X)
+
+    def components(self, params: PyTree) -> tuple[tuple[float, PyTree], ...]:
+        return ((1.0, params),)
 
 
 class Subtract(NoCentering):
@@ -72,6 +81,10 @@ class Antisymmetric(AbstractCentering):
     def output(self, g: BaseApply, params: PyTree, X: Float[Array, "N d"]) -> Array:
         p1, p2 = params
         return (g(p1, X) - g(p2, X)) / math.sqrt(2.0)
+
+    def components(self, params: PyTree) -> tuple[tuple[float, PyTree], ...]:
+        p1, p2 = params
+        return ((1 / math.sqrt(2.0), p1), (-1 / math.sqrt(2.0), p2))
 
 
 _CENTERINGS: dict[str, type[AbstractCentering]] = {

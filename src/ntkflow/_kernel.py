@@ -10,6 +10,7 @@ memory is `O(chunk·p + n²)`.
 import abc
 import dataclasses
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -118,21 +119,37 @@ class JacobianContraction(AbstractNTKMethod):
         return jnp.asarray(K)
 
 
-_METHODS: dict[str, type[AbstractNTKMethod]] = {"jacobian": JacobianContraction}
+METHOD_NAMES = ("auto", "structured", "jacobian", "ntk_vp")
 
 
-def get_ntk_method(method: str | AbstractNTKMethod) -> AbstractNTKMethod:
-    """Resolve `"auto"`, a method name, or a method object."""
+def get_ntk_method(
+    method: str | AbstractNTKMethod, problem: Problem | None = None, *, chunk: int | None = None
+) -> AbstractNTKMethod:
+    """Resolve a method name or object. `"auto"` is `"structured"` where it applies (a
+    dense-layer model with an additive centring: `Shallow`, `MLP`) and `"jacobian"`
+    otherwise."""
     if isinstance(method, AbstractNTKMethod):
         return method
-    name = "jacobian" if method == "auto" else method
-    try:
-        return _METHODS[name]()
-    except KeyError:
+    from ._ntkvp import NTKVectorProducts
+    from ._structured import StructuredDense, structured_applies
+
+    classes: dict[str, type[AbstractNTKMethod]] = {
+        "structured": StructuredDense,
+        "jacobian": JacobianContraction,
+        "ntk_vp": NTKVectorProducts,
+    }
+    name = method
+    if method == "auto":
+        name = "structured" if problem is not None and structured_applies(problem) else "jacobian"
+    if not isinstance(name, str) or name not in classes:
         raise ValueError(
-            f"unknown method={method!r}; use 'auto', {', '.join(map(repr, _METHODS))} or an "
+            f"unknown method={method!r}; use {', '.join(map(repr, METHOD_NAMES))} or an "
             "AbstractNTKMethod"
-        ) from None
+        )
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be an integer ≥ 1, got chunk={chunk!r}")
+    cls: Any = classes[name]
+    return cls(chunk=chunk) if chunk is not None else cls()
 
 
 def empirical_ntk(
@@ -140,6 +157,7 @@ def empirical_ntk(
     w: Float[Array, " p"] | None = None,
     *,
     method: str | AbstractNTKMethod = "auto",
+    chunk: int | None = None,
 ) -> Float[Array, "n n"]:
     """The empirical NTK Gram matrix `K_w = J_w J_wᵀ ∈ R^{n×n}` (default `w = w0`).
 
@@ -147,11 +165,14 @@ def empirical_ntk(
 
     - `problem`: the `Problem`.
     - `w`: the flat parameter vector (default `problem.w0`).
-    - `method`: `"auto"`, `"jacobian"` (chunked Jacobian contraction), or an
-      `AbstractNTKMethod` such as `JacobianContraction(chunk=128)`.
+    - `method`: `"auto"` (the fastest that applies), `"structured"` (structured
+      derivatives for dense layers, `StructuredDense`), `"jacobian"` (chunked Jacobian
+      contraction, `JacobianContraction`), `"ntk_vp"` (NTK-vector products, JVP ∘ VJP,
+      `NTKVectorProducts`), or an `AbstractNTKMethod` object.
+    - `chunk`: points per block of the named method (bounds its memory).
     """
     w = problem.w0 if w is None else w
-    K = get_ntk_method(method)(problem, w)
+    K = get_ntk_method(method, problem, chunk=chunk)(problem, w)
     # Exact symmetry: GEMM rounding makes `J Jᵀ` asymmetric in the last bits.
     return 0.5 * (K + K.T)
 

@@ -33,6 +33,27 @@ class AbstractModel(eqx.Module):
         """Evaluate the network on a batch: an array of shape `(N,)` or `(N, k)`."""
 
     @property
+    def dense_widths(self) -> tuple[int, ...] | None:
+        """For a network whose trained parameters all sit in dense layers: the widths of
+        those layers' pre-activations (the output layer's is `k`); `None` otherwise. A
+        model that gives them implements `apply_tapped`, and the empirical NTK then has
+        the structured form `K = Σ_l (X_l X_lᵀ + c_l) ∘ (G_l G_lᵀ)` (`StructuredDense`)."""
+        return None
+
+    def apply_tapped(
+        self, params: PyTree, state: PyTree, X: Float[Array, "N d"], taps: tuple[Array, ...]
+    ) -> tuple[Array, tuple[Array, ...], tuple[float, ...]]:
+        """`apply`, with `taps[l]` (shape `(N, dense_widths[l])`) added to the
+        pre-activation `z_l` of the `l`-th trained dense layer.
+
+        **Returns:** `(outputs, inputs, bias)`: the outputs as `apply` gives them; each
+        layer's effective input `X_l` (shape `(N, fan_in)`), scaled so that
+        `∂f(x_i)/∂W_l = (∂f(x_i)/∂z_l) ⊗ X_l[i]`; and each layer's bias coefficient `c_l`
+        (`∂z_l/∂b_l = √c_l`; 0 when the layer has no trained bias).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no dense-layer structure")
+
+    @property
     def smooth(self) -> bool | None:
         """Whether the network is a smooth function of its parameters; `None` if unknown."""
         return None

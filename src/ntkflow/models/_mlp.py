@@ -80,6 +80,26 @@ class MLP(AbstractModel):
         return h[:, 0] if self.out_dim == 1 else h
 
     @property
+    def dense_widths(self) -> tuple[int, ...]:
+        return (*self.widths, self.out_dim)
+
+    def apply_tapped(
+        self, params: PyTree, state: PyTree, X: Float[Array, "N d"], taps: tuple[Array, ...]
+    ) -> tuple[Array, tuple[Array, ...], tuple[float, ...]]:
+        h, inputs = X, []
+        for i, layer in enumerate(params):
+            W = layer["W"]
+            x = h / jnp.sqrt(W.shape[1]).astype(h.dtype)
+            inputs.append(x)
+            h = x @ W.T + taps[i]
+            if self.bias:
+                h = h + layer["b"][None, :]
+            if i < len(params) - 1:
+                h = self.activation(h)
+        out = h[:, 0] if self.out_dim == 1 else h
+        return out, tuple(inputs), (1.0 if self.bias else 0.0,) * len(params)
+
+    @property
     def smooth(self) -> bool:
         return self.activation.smooth
 

@@ -58,6 +58,20 @@ class Shallow(AbstractModel):
         return self.activation(X @ W.T) @ a / jnp.sqrt(self.width).astype(X.dtype)
 
     @property
+    def dense_widths(self) -> tuple[int, ...]:
+        return (self.width,) if self.train == "hidden" else (self.width, 1)
+
+    def apply_tapped(
+        self, params: PyTree, state: PyTree, X: Float[Array, "N d"], taps: tuple[Array, ...]
+    ) -> tuple[Array, tuple[Array, ...], tuple[float, ...]]:
+        a = params["a"] if self.train == "all" else state["a"]
+        z = X @ params["W"].T + taps[0]
+        h = self.activation(z) / jnp.sqrt(self.width).astype(X.dtype)
+        if self.train == "hidden":
+            return h @ a, (X,), (0.0,)
+        return h @ a + taps[1][:, 0], (X, h), (0.0, 0.0)
+
+    @property
     def smooth(self) -> bool:
         return self.activation.smooth
 

@@ -1,0 +1,212 @@
+"""The empirical NTK of dense networks without a Jacobian: structured derivatives.
+
+For a network whose trained parameters all sit in dense layers `z_l = W_l X_l + √c_l b_l`,
+the per-example gradient with respect to `W_l` is the outer product `G_l[i] ⊗ X_l[i]`,
+with `G_l[i] = ∂f(x_i)/∂z_l` the cotangent of the layer's pre-activation. Hence
+
+    K = Σ_l (X_l X_lᵀ + c_l) ∘ (G_l G_lᵀ)
+
+(Novak, Sohl-Dickstein & Schoenholz, *Fast Finite Width Neural Tangent Kernel*, ICML 2022,
+eq. 9): per layer two Gram matrices of sizes `n×fan_in` and `n×fan_out` and a Hadamard
+product, `O(n²·(fan_in + fan_out))` instead of the contraction's `O(n²·fan_in·fan_out)`.
+One forward and one backward pass (`k` for `k` outputs per point) give every `X_l`, `G_l`.
+
+Centrings that are sums of copies of the base network over disjoint parameters
+(`Σ_c s_c g(w_c)`: none, subtract, antisymmetric) give `K = Σ_c s_c² K_g(w_c)`.
+"""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PyTree
+
+from ._kernel import AbstractNTKMethod, _padded_chunks
+from ._problem import Problem
+from .models import AbstractModel
+
+
+def structured_applies(problem: Problem) -> bool:
+    """Whether `StructuredDense` applies: a dense-layer model and an additive centring."""
+    return (
+        problem.model.dense_widths is not None
+        and problem.centering.components(problem.unravel(problem.w0)) is not None
+    )
+
+
+@eqx.filter_jit
+def _factors(
+    model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, "c d"]
+) -> tuple[tuple[Array, ...], tuple[Array, ...]]:
+    """Every trained dense layer's effective inputs `X_l` `(c, fan_in)` and pre-activation
+    cotangents `G_l` `(k, c, fan_out)`, one per output."""
+    widths = model.dense_widths
+    assert widths is not None
+    taps = tuple(jnp.zeros((X.shape[0], m), X.dtype) for m in widths)
+
+    def out(taps: tuple[Array, ...]) -> tuple[Array, tuple[Array, ...]]:
+        y, inputs, _ = model.apply_tapped(params, state, X, taps)
+        return y, inputs
+
+    y, vjp, inputs = jax.vjp(out, taps, has_aux=True)
+    k = 1 if y.ndim == 1 else y.shape[1]
+    if y.ndim == 1:
+        cts = jnp.ones((1, *y.shape), y.dtype)
+    else:
+        cts = jnp.broadcast_to(jnp.eye(k, dtype=y.dtype)[:, None, :], (k, *y.shape))
+    (G,) = jax.vmap(vjp)(cts)
+    return inputs, G
+
+
+def _same(trees: list[PyTree]) -> bool:
+    first = jax.tree_util.tree_leaves(trees[0])
+    for t in trees[1:]:
+        leaves = jax.tree_util.tree_leaves(t)
+        if not all(bool(jnp.array_equal(a, b)) for a, b in zip(first, leaves, strict=True)):
+            return False
+    return True
+
+
+@jax.jit
+def _gram_block(
+    xi: tuple[Array, ...],
+    gi: tuple[Array, ...],
+    xj: tuple[Array, ...],
+    gj: tuple[Array, ...],
+    bias: Array,
+) -> Array:
+    """`Σ_l (X_l[I] X_l[J]ᵀ + c_l) ∘ (G_l[I] G_l[J]ᵀ)` as a `(|I|·k, |J|·k)` block."""
+    total = None
+    for i, (a, g, b, h) in enumerate(zip(xi, gi, xj, gj, strict=True)):
+        S = a @ b.T + bias[i]
+        GG = jnp.einsum("aic,bjc->iajb", g, h)
+        term = S[:, None, :, None] * GG
+        total = term if total is None else total + term
+    assert total is not None
+    ni, k, nj, _ = total.shape
+    return total.reshape(ni * k, nj * k)
+
+
+def _syrk(a: np.ndarray) -> np.ndarray:
+    """`a aᵀ` by BLAS `?syrk` (half a GEMM's FLOPs): upper triangle, Fortran order."""
+    from scipy.linalg import get_blas_funcs
+
+    (syrk,) = get_blas_funcs(("syrk",), (a,))
+    return syrk(1.0, a.T, trans=1)
+
+
+class StructuredDense(AbstractNTKMethod):
+    """The structured-derivatives kernel `K = Σ_l (X_l X_lᵀ + c_l) ∘ (G_l G_lᵀ)` for
+    dense-layer models (`Shallow`, `MLP`, under any built-in centring).
+
+    **Arguments:**
+
+    - `gram`: how the Gram matrices are formed: `"syrk"` (BLAS `?syrk` through SciPy,
+      half the FLOPs of a GEMM by symmetry; CPU, scalar outputs), `"jax"` (XLA GEMMs, in
+      row blocks of `chunk` points; any device and output count), or `"auto"` (`"syrk"` on
+      CPU with scalar outputs, else `"jax"`).
+    - `chunk`: points per forward/backward pass and per block of `K` on the `"jax"` path
+      (memory `O(chunk·Σ_l width_l + n²)`).
+
+    **Raises:** `ValueError` when the model has no dense-layer structure
+    (`dense_widths is None`, e.g. `from_apply`) or the centring is not additive.
+    """
+
+    gram: str = eqx.field(static=True, default="auto")
+    chunk: int = eqx.field(static=True, default=4096)
+
+    def __check_init__(self):
+        if self.gram not in ("auto", "syrk", "jax"):
+            raise ValueError(f"gram must be 'auto', 'syrk' or 'jax', got gram={self.gram!r}")
+        if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
+            raise ValueError(f"chunk must be an integer ≥ 1, got chunk={self.chunk!r}")
+
+    def __call__(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
+        model = problem.model
+        comps = problem.centering.components(problem.unravel(w))
+        if model.dense_widths is None or comps is None:
+            raise ValueError(
+                f"method='structured' needs a dense-layer model (Shallow, MLP) and an "
+                f"additive centring, got {type(model).__name__} with "
+                f"{problem.centering.name!r}; use method='auto' or 'jacobian'"
+            )
+        comps = list(comps)
+        if len(comps) > 1 and _same([c[1] for c in comps]):
+            comps = [(math.sqrt(sum(s * s for s, _ in comps)), comps[0][1])]
+        X = problem.data.X
+        _, _, bias = model.apply_tapped(
+            comps[0][1], problem.state, X[:1], tuple(jnp.zeros((1, m)) for m in model.dense_widths)
+        )
+        factors = []
+        for s, params in comps:
+            xs, gs = [], []
+            for Xc, valid in _padded_chunks(X, self.chunk):
+                a, g = _factors(model, params, problem.state, Xc)
+                xs.append([x[:valid] for x in a])
+                gs.append([h[:, :valid] for h in g])
+            xs = [jnp.concatenate([c[i] for c in xs]) for i in range(len(bias))]
+            gs = [jnp.concatenate([c[i] for c in gs], axis=1) for i in range(len(bias))]
+            factors.append((s, xs, gs))
+        k = factors[0][2][0].shape[0]
+        gram = self.gram
+        if gram == "auto":
+            gram = "syrk" if k == 1 and jax.default_backend() == "cpu" else "jax"
+        if gram == "syrk":
+            if k != 1:
+                raise ValueError(f"gram='syrk' needs scalar outputs, got k={k}; use 'jax'")
+            return jnp.asarray(_combine_syrk(factors, bias, problem.dtype))
+        return _combine_jax(factors, bias, self.chunk, problem.n, k, problem.dtype)
+
+
+def _combine_syrk(factors, bias, dtype) -> np.ndarray:
+    n = factors[0][1][0].shape[0]
+    K = np.zeros((n, n), dtype=dtype, order="F")
+    for s, xs, gs in factors:
+        for x, g, c in zip(xs, gs, bias, strict=True):
+            g = np.asarray(g[0])
+            S = _syrk(np.asarray(x))
+            if c:
+                S += np.asarray(c, dtype)
+            if g.shape[1] == 1:  # a rank-one G Gᵀ: an outer product, no GEMM
+                S *= g[:, 0][:, None]
+                S *= g[:, 0][None, :]
+            else:
+                S *= _syrk(g)
+            if s * s != 1.0:
+                S *= np.asarray(s * s, dtype)
+            K += S
+    # Only the upper triangles are valid: mirror them.
+    upper = np.triu(K)
+    return upper + np.triu(upper, 1).T
+
+
+def _combine_jax(factors, bias, chunk, n_out, k, dtype) -> Array:
+    n = factors[0][1][0].shape[0]
+    b = jnp.asarray(bias, dtype)
+    if n <= chunk:
+        total = None
+        for s, xs, gs in factors:
+            term = (s * s) * _gram_block(tuple(xs), tuple(gs), tuple(xs), tuple(gs), b)
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+    K = np.zeros((n_out, n_out), dtype=dtype)
+    starts = list(range(0, n, chunk))
+    for i in starts:
+        for j in starts:
+            if j < i:
+                continue
+            block = None
+            for s, xs, gs in factors:
+                xi = tuple(x[i : i + chunk] for x in xs)
+                gi = tuple(g[:, i : i + chunk] for g in gs)
+                xj = tuple(x[j : j + chunk] for x in xs)
+                gj = tuple(g[:, j : j + chunk] for g in gs)
+                term = (s * s) * _gram_block(xi, gi, xj, gj, b)
+                block = term if block is None else block + term
+            blk = np.asarray(block)
+            K[i * k : i * k + blk.shape[0], j * k : j * k + blk.shape[1]] = blk
+            K[j * k : j * k + blk.shape[1], i * k : i * k + blk.shape[0]] = blk.T
+    return jnp.asarray(K)
