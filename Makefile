@@ -5,13 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-slow test-all lint format clean help
+.PHONY: demo test test-slow test-all bench bench-quick lint format clean help
 
 help:
 	@echo "make demo       set up .venv and run the seed experiment (ntkflow demo)"
 	@echo "make test       set up .venv with the test extra and run the fast test suite"
 	@echo "make test-slow  run only the tests marked slow"
 	@echo "make test-all   run every test"
+	@echo "make bench      NTK benchmark vs plain JAX and neural-tangents (bench/results/)"
 	@echo "make lint       ruff (lint + format check) and pyright"
 	@echo "make clean      remove .venv and caches"
 
@@ -42,14 +43,28 @@ test-slow: $(VENV)/.stamp-test
 test-all: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
+# neural-tangents 0.6.5 runs all three of its methods only on jax 0.4.25: its own venv.
+NT_VENV := .venv-nt
+$(NT_VENV)/.stamp:
+	$(PYTHON) -m venv $(NT_VENV)
+	$(NT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		jax==0.4.25 jaxlib==0.4.25 neural-tangents==0.6.5 "numpy<2"
+	@touch $@
+
+bench: $(VENV)/.stamp-run $(NT_VENV)/.stamp
+	$(BIN)/python bench/ntk.py --nt-python $(NT_VENV)/bin/python
+
+bench-quick: $(VENV)/.stamp-run $(NT_VENV)/.stamp
+	$(BIN)/python bench/ntk.py --quick --nt-python $(NT_VENV)/bin/python
+
 lint: $(VENV)/.stamp-dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pyright
 
 format: $(VENV)/.stamp-dev
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) $(NT_VENV) .pytest_cache .ruff_cache .hypothesis build dist

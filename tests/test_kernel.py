@@ -168,3 +168,46 @@ def test_ntk_operator_matches_kernel(getkey):
     V = np.asarray(jax.random.normal(getkey(), (problem.n, 3)))
     np.testing.assert_allclose(op.matmat(V), K @ V, rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(op.matvec(V[:, 0]), K @ V[:, 0], rtol=1e-11, atol=1e-12)
+
+
+def _clustered_kernel(n, lam_min, seed=0):
+    """`Q diag(λ) Qᵀ` with a cluster of small eigenvalues near `λ_min` (hard for plain
+    Lanczos on K) and a spread of large ones."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.concatenate(
+        [lam_min * (1 + 1e-3 * rng.random(n // 4)), rng.uniform(1, 50, n - n // 4)]
+    )
+    return (Q * lam) @ Q.T, np.sort(lam)
+
+
+@pytest.mark.parametrize("lam_min", [1e-2, 1e-6])
+def test_iterative_spectrum_matches_eigh(lam_min):
+    K, lam = _clustered_kernel(300, lam_min)
+    dense = nf.ntk_spectrum(K, p=1000, method="dense")
+    it = nf.ntk_spectrum(K, p=1000, method="iterative")
+    assert dense.complete and not it.complete and it.method == "iterative"
+    assert abs(it.sigma_max - dense.sigma_max) <= 1e-9 * dense.sigma_max
+    assert abs(it.sigma_min - dense.sigma_min) <= 1e-7 * dense.sigma_min
+    assert abs(it.sigma_min**2 - lam[0]) <= 1e-6 * lam[0]
+    assert it.tolerance == pytest.approx(dense.tolerance, rel=1e-9)
+
+
+def test_iterative_spectrum_of_an_operator_and_of_a_singular_kernel(getkey):
+    problem = make("mlp", "antisymmetric")
+    K = np.asarray(nf.empirical_ntk(problem))
+    dense = nf.ntk_spectrum(K, p=problem.p)
+    op = nf.ntk_spectrum(nf.ntk_operator(problem), p=problem.p, method="auto")
+    assert op.method == "iterative"
+    assert op.sigma_max == pytest.approx(dense.sigma_max, rel=1e-9)
+    assert op.sigma_min == pytest.approx(dense.sigma_min, rel=1e-6)
+    # A repeated point: K is singular, the Cholesky factorisation fails, σ_min = 0.
+    X = np.asarray(problem.data.X)
+    data = nf.datasets.from_arrays(np.vstack([X, X[:1]]), np.zeros(7))
+    Ks = np.asarray(nf.empirical_ntk(nf.Problem(nf.Shallow(width=50), data)))
+    spec = nf.ntk_spectrum(Ks, p=50, method="iterative")
+    assert spec.sigma_min == 0.0 and spec.rank_deficient
+    with pytest.raises(ValueError, match="method must be 'auto', 'dense' or 'iterative'"):
+        nf.ntk_spectrum(K, method="lanczos")
+    with pytest.raises(ValueError, match="needs K as an array"):
+        nf.ntk_spectrum(nf.ntk_operator(problem), method="dense")

@@ -29,10 +29,8 @@ from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
 from ._kernel import (
     AbstractNTKMethod as AbstractNTKMethod,
     JacobianContraction as JacobianContraction,
-    Spectrum as Spectrum,
     empirical_ntk as empirical_ntk,
     jacobian as jacobian,
-    ntk_spectrum as ntk_spectrum,
 )
 from ._lipschitz import (
     BetaEstimate as BetaEstimate,
@@ -45,6 +43,7 @@ from ._problem import Problem as Problem
 from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results
 from ._scaling import ScalingFit as ScalingFit
 from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
+from ._spectrum import Spectrum as Spectrum, ntk_spectrum as ntk_spectrum
 from ._structured import StructuredDense as StructuredDense
 from ._sweep import (
     AbstractExecutor as AbstractExecutor,

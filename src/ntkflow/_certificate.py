@@ -10,9 +10,10 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
 from ._json import jsonable
-from ._kernel import AbstractNTKMethod, Spectrum, empirical_ntk, ntk_spectrum
+from ._kernel import AbstractNTKMethod, empirical_ntk
 from ._lipschitz import BetaEstimate, BetaKind, beta_estimates, certified_beta
 from ._problem import Problem
+from ._spectrum import Spectrum, ntk_spectrum
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,15 +8,13 @@ memory is `O(chunk·p + n²)`.
 """
 
 import abc
-import dataclasses
-import math
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, Float
 
 from ._problem import Problem
 
@@ -175,61 +173,3 @@ def empirical_ntk(
     K = get_ntk_method(method, problem, chunk=chunk)(problem, w)
     # Exact symmetry: GEMM rounding makes `J Jᵀ` asymmetric in the last bits.
     return 0.5 * (K + K.T)
-
-
-@dataclasses.dataclass(frozen=True)
-class Spectrum:
-    """The spectrum of a kernel `K = J Jᵀ`, and the singular values of `J` it gives.
-
-    **Fields:**
-
-    - `eigenvalues`: all eigenvalues of `K`, ascending (float64 NumPy array).
-    - `sigma_min`: `σ_n(J) = sqrt(λ_min(K))` (0 when `n > p` or `λ_min ≤ 0`).
-    - `sigma_max`: `σ_1(J) = sqrt(λ_max(K))`.
-    - `tolerance`: the numerical-rank tolerance `n·ε·λ_max` on eigenvalues.
-    - `n`, `p`: the Jacobian's shape.
-    """
-
-    eigenvalues: np.ndarray
-    sigma_min: float
-    sigma_max: float
-    tolerance: float
-    n: int
-    p: int
-
-    @property
-    def condition(self) -> float:
-        """`λ_max(K)/λ_min(K) = (σ_max/σ_min)²` (`inf` when `σ_min = 0`)."""
-        return self.sigma_max**2 / self.sigma_min**2 if self.sigma_min > 0 else math.inf
-
-    @property
-    def rank_deficient(self) -> bool:
-        """Whether `J` has (numerically) dependent rows: `n > p` or `λ_min ≤ tolerance`."""
-        return self.n > self.p or float(self.eigenvalues[0]) <= self.tolerance
-
-
-def ntk_spectrum(K: Float[ArrayLike, "n n"], *, p: int | None = None) -> Spectrum:
-    """Eigenvalues of `K` (dense `eigh`) and the extreme singular values of `J`.
-
-    **Arguments:**
-
-    - `K`: the Gram matrix `J Jᵀ`.
-    - `p`: the number of parameters; when `n > p`, `σ_min` is exactly 0 (`K` has rank
-      ≤ p), whatever rounding gives.
-    """
-    K = np.asarray(K)
-    n = K.shape[0]
-    eig = np.linalg.eigvalsh(K).astype(np.float64)
-    lam_max = max(float(eig[-1]), 0.0)
-    tol = n * float(np.finfo(K.dtype).eps) * lam_max
-    lam_min = float(eig[0])
-    n_params = n if p is None else p
-    sigma_min = 0.0 if (n > n_params or lam_min <= 0.0) else math.sqrt(lam_min)
-    return Spectrum(
-        eigenvalues=eig,
-        sigma_min=sigma_min,
-        sigma_max=math.sqrt(lam_max),
-        tolerance=tol,
-        n=n,
-        p=n_params,
-    )

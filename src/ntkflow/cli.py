@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .config import ConfigError
@@ -361,11 +362,18 @@ def print_sweep(summary: dict) -> None:
                 f["quantity"],
                 f["against"].split(".")[-1],
                 where or "—",
-                _fmt_json(f["slope"]),
-                f"[{_fmt_json(f['low'])}, {_fmt_json(f['high'])}]",
+                _fmt_slope(f["slope"]),
+                escape(f"[{_fmt_slope(f['low'])}, {_fmt_slope(f['high'])}]"),
                 f"{f['theory']:g}" + (" ✓" if f.get("agrees") else ""),
             )
         console.print(table)
+        for f in fits:
+            if _fmt_slope(f["slope"]) == "nan":
+                console.print(
+                    f"[yellow]{f['quantity']}[/]: fewer than two usable points "
+                    f"({escape(f['note'])})",
+                    highlight=False,
+                )
     crit = summary.get("critical_alpha") or []
     if crit:
         table = Table(
@@ -384,9 +392,15 @@ def print_sweep(summary: dict) -> None:
         console.print(table)
     for f in summary.get("failed_points") or []:
         console.print(
-            f"[yellow]point {f['index']}[/] {f['assignment']}: {f['status']} — {f['message']}",
+            f"[yellow]point {f['index']}[/] {escape(str(f['assignment']))}: {f['status']} — "
+            f"{escape(f['message'])}",
             highlight=False,
         )
+
+
+def _fmt_slope(x) -> str:
+    x = float(x)  # "nan" from JSON too
+    return "nan" if x != x else f"{x:.3f}"
 
 
 def _fmt_json(x) -> str:

@@ -1,0 +1,73 @@
+"""neural-tangents 0.6.5's empirical NTK on the benchmark's MLP, in its own venv.
+
+Run by `bench/ntk.py` with `.venv-nt/bin/python` (jax 0.4.25, the last JAX on which all
+three of its implementations run). Reads the inputs and weights ntkflow used (saved by the
+driver), times `nt.empirical_ntk_fn(..., implementation=IMPL)` and compares its kernel to
+ntkflow's. Prints one JSON line.
+"""
+
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[sys.argv.index("--worker") + 1])
+    if spec["dtype"] == "float64":
+        from jax import config
+
+        config.update("jax_enable_x64", True)
+    import jax
+    import jax.numpy as jnp
+    import neural_tangents as nt
+    from neural_tangents import stax
+
+    saved = np.load(spec["kernel"] + ".params.npz")
+    dtype = np.float32 if spec["dtype"] == "float32" else np.float64
+    X = jnp.asarray(saved["X"], dtype)
+    Ws = [saved[f"W{i}"] for i in range(len([k for k in saved.files if k.startswith("W")]))]
+    layers = []
+    for i, W in enumerate(Ws):
+        layers.append(stax.Dense(W.shape[0], W_std=1.0, b_std=None, parameterization="ntk"))
+        if i < len(Ws) - 1:
+            layers.append(stax.Elementwise(jnp.tanh))
+    _, apply_fn, _ = stax.serial(*layers)
+    params = []
+    for i, W in enumerate(Ws):
+        params.append((jnp.asarray(W.T, dtype), None))
+        if i < len(Ws) - 1:
+            params.append(())
+    kfn = jax.jit(
+        nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=spec["impl"])
+    )
+
+    def run():
+        return kfn(X, None, params).block_until_ready()
+
+    run()
+    times = []
+    for _ in range(spec["repeats"]):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    K = np.asarray(run(), dtype=np.float64)
+    ours = np.load(spec["kernel"]).astype(np.float64)
+    diff = float(np.linalg.norm(K - ours) / np.linalg.norm(ours))
+    print(
+        json.dumps(
+            {
+                "seconds": sorted(times)[len(times) // 2],
+                "times": times,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                "max_rel_diff": diff,
+                "jax": jax.__version__,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

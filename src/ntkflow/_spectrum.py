@@ -1,0 +1,138 @@
+"""The spectrum of `K = J Jᵀ`, and the singular values `σ_min = σ_n(J)`, `σ_max = σ_1(J)`.
+
+Dense `eigh` while it is cheap (every eigenvalue, `O(n³)`); beyond that, only the two
+extremes: `λ_max` by Lanczos (`scipy.sparse.linalg.eigsh`, ARPACK) on kernel-vector
+products, and `λ_min` by Lanczos on `K⁻¹` through a Cholesky factor (shift-invert at 0).
+Lanczos alone finds a small `λ_min` slowly when small eigenvalues cluster — their gaps,
+relative to `λ_max`, are tiny — while on `K⁻¹` it is the *largest* eigenvalue, separated
+by relative gaps of order one. A Cholesky factorisation that fails proves `K` is not
+numerically positive definite: `σ_min` is then reported as 0.
+"""
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+from jaxtyping import ArrayLike, Float
+
+# `method="auto"` uses dense `eigh` up to this many rows.
+DENSE_MAX_N = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Spectrum:
+    """The spectrum of a kernel `K = J Jᵀ`, and the singular values of `J` it gives.
+
+    **Fields:**
+
+    - `eigenvalues`: the eigenvalues of `K` that were computed, ascending (float64 NumPy
+      array): all of them (`complete=True`, dense `eigh`), or `[λ_min, λ_max]`.
+    - `sigma_min`: `σ_n(J) = sqrt(λ_min(K))` (0 when `n > p` or `λ_min ≤ 0`).
+    - `sigma_max`: `σ_1(J) = sqrt(λ_max(K))`.
+    - `tolerance`: the numerical-rank tolerance `n·ε·λ_max` on eigenvalues.
+    - `n`, `p`: the Jacobian's shape.
+    - `method`: `"dense"` or `"iterative"`; `complete`: whether every eigenvalue is there.
+    """
+
+    eigenvalues: np.ndarray
+    sigma_min: float
+    sigma_max: float
+    tolerance: float
+    n: int
+    p: int
+    method: str = "dense"
+    complete: bool = True
+
+    @property
+    def condition(self) -> float:
+        """`λ_max(K)/λ_min(K) = (σ_max/σ_min)²` (`inf` when `σ_min = 0`)."""
+        return self.sigma_max**2 / self.sigma_min**2 if self.sigma_min > 0 else math.inf
+
+    @property
+    def rank_deficient(self) -> bool:
+        """Whether `J` has (numerically) dependent rows: `n > p` or `λ_min ≤ tolerance`."""
+        return self.n > self.p or float(self.eigenvalues[0]) <= self.tolerance
+
+
+def _extremes(K: Any, n: int, dtype: Any, tol: float) -> tuple[float, float]:
+    """`(λ_min, λ_max)` of a symmetric PSD `K` (array or `LinearOperator`)."""
+    import scipy.linalg
+    from scipy.sparse import linalg as sla
+
+    eigsh: Any = sla.eigsh  # (SciPy's stubs type `tol` as int)
+    LinearOperator: Any = sla.LinearOperator
+    aslinearoperator: Any = sla.aslinearoperator
+    rng = np.random.default_rng(0)  # a fixed start vector: reproducible results
+    v0 = rng.standard_normal(n)
+    op = aslinearoperator(K)
+    lam_max = float(eigsh(op, k=1, which="LA", v0=v0, tol=tol, return_eigenvectors=False)[0])
+    if isinstance(K, LinearOperator):
+        # No matrix to factor: Lanczos for the smallest eigenvalue directly (slower when
+        # small eigenvalues cluster; form K for the shift-invert path).
+        lam_min = float(eigsh(op, k=1, which="SA", v0=v0, tol=tol, return_eigenvectors=False)[0])
+        return lam_min, lam_max
+    try:
+        factor = scipy.linalg.cho_factor(np.asarray(K, np.float64), lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return 0.0, lam_max  # not numerically positive definite
+    inv = LinearOperator(
+        (n, n), matvec=lambda x: scipy.linalg.cho_solve(factor, x), dtype=np.float64
+    )
+    mu = float(eigsh(inv, k=1, which="LA", v0=v0, tol=tol, return_eigenvectors=False)[0])
+    return (1.0 / mu if mu > 0 else 0.0), lam_max
+
+
+def ntk_spectrum(
+    K: Float[ArrayLike, "n n"] | Any,
+    *,
+    p: int | None = None,
+    method: str = "auto",
+    tol: float = 1e-10,
+) -> Spectrum:
+    """Eigenvalues of `K` and the extreme singular values of `J`.
+
+    **Arguments:**
+
+    - `K`: the Gram matrix `J Jᵀ`, an array, or a `scipy.sparse.linalg.LinearOperator`
+      (e.g. `ntk_operator(problem)`: `K` is then never formed).
+    - `p`: the number of parameters; when `n > p`, `σ_min` is exactly 0 (`K` has rank
+      ≤ p), whatever rounding gives.
+    - `method`: `"dense"` (`eigh`: every eigenvalue), `"iterative"` (the two extremes:
+      Lanczos, and Lanczos on the Cholesky-factored inverse), or `"auto"` (dense up to
+      `n = 4096` and for arrays only).
+    - `tol`: the iterative solver's relative tolerance on the eigenvalues.
+
+    **Raises:** `ValueError` for an unknown method, or `"dense"` on an operator.
+    """
+    from scipy.sparse.linalg import LinearOperator
+
+    operator = isinstance(K, LinearOperator)
+    n = int(np.shape(K)[0]) if not isinstance(K, LinearOperator) else int(K.shape[0])
+    if method == "auto":
+        method = "dense" if not operator and n <= DENSE_MAX_N else "iterative"
+    if method not in ("dense", "iterative"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'iterative', got method={method!r}")
+    if method == "dense" and operator:
+        raise ValueError("method='dense' needs K as an array; use 'iterative' for an operator")
+    dtype = np.float64 if operator else np.asarray(K).dtype
+    n_params = n if p is None else p
+    if method == "dense" or n <= 2:
+        eig = np.linalg.eigvalsh(np.asarray(K)).astype(np.float64)
+        lam_min, lam_max, complete = float(eig[0]), max(float(eig[-1]), 0.0), True
+    else:
+        lam_min, lam_max = _extremes(K, n, dtype, tol)
+        lam_max = max(lam_max, 0.0)
+        eig, complete = np.asarray([lam_min, lam_max]), False
+    eps = float(np.finfo(dtype).eps)
+    sigma_min = 0.0 if (n > n_params or lam_min <= 0.0) else math.sqrt(lam_min)
+    return Spectrum(
+        eigenvalues=eig,
+        sigma_min=sigma_min,
+        sigma_max=math.sqrt(lam_max),
+        tolerance=n * eps * lam_max,
+        n=n,
+        p=n_params,
+        method="dense" if complete else "iterative",
+        complete=complete,
+    )
