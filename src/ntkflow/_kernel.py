@@ -8,7 +8,7 @@ memory is `O(chunk·p + n²)`.
 """
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -70,7 +70,12 @@ def jacobian(
 
 
 class AbstractNTKMethod(eqx.Module):
-    """A way of computing the empirical NTK Gram matrix `K_w = J_w J_wᵀ`."""
+    """A way of computing the empirical NTK Gram matrix `K_w = J_w J_wᵀ`.
+
+    `symmetric`: whether the result is exactly symmetric already (else `empirical_ntk`
+    symmetrises it)."""
+
+    symmetric: ClassVar[bool] = False
 
     @abc.abstractmethod
     def __call__(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
@@ -170,6 +175,7 @@ def empirical_ntk(
     - `chunk`: points per block of the named method (bounds its memory).
     """
     w = problem.w0 if w is None else w
-    K = get_ntk_method(method, problem, chunk=chunk)(problem, w)
+    m = get_ntk_method(method, problem, chunk=chunk)
+    K = m(problem, w)
     # Exact symmetry: GEMM rounding makes `J Jᵀ` asymmetric in the last bits.
-    return 0.5 * (K + K.T)
+    return K if m.symmetric else 0.5 * (K + K.T)

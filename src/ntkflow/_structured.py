@@ -16,6 +16,7 @@ Centrings that are sums of copies of the base network over disjoint parameters
 """
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -39,15 +40,18 @@ def structured_applies(problem: Problem) -> bool:
 @eqx.filter_jit
 def _factors(
     model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, "c d"]
-) -> tuple[tuple[Array, ...], tuple[Array, ...]]:
-    """Every trained dense layer's effective inputs `X_l` `(c, fan_in)` and pre-activation
-    cotangents `G_l` `(k, c, fan_out)`, one per output."""
+) -> tuple[tuple[Array, ...], tuple[Array, ...], tuple[float, ...]]:
+    """Every trained dense layer's effective inputs `X_l` `(c, fan_in)`, pre-activation
+    cotangents `G_l` `(k, c, fan_out)` (one per output) and bias coefficient `c_l`."""
     widths = model.dense_widths
     assert widths is not None
     taps = tuple(jnp.zeros((X.shape[0], m), X.dtype) for m in widths)
 
+    bias: list[tuple[float, ...]] = []
+
     def out(taps: tuple[Array, ...]) -> tuple[Array, tuple[Array, ...]]:
-        y, inputs, _ = model.apply_tapped(params, state, X, taps)
+        y, inputs, b = model.apply_tapped(params, state, X, taps)
+        bias.append(tuple(float(c) for c in b))
         return y, inputs
 
     y, vjp, inputs = jax.vjp(out, taps, has_aux=True)
@@ -57,7 +61,7 @@ def _factors(
     else:
         cts = jnp.broadcast_to(jnp.eye(k, dtype=y.dtype)[:, None, :], (k, *y.shape))
     (G,) = jax.vmap(vjp)(cts)
-    return inputs, G
+    return inputs, G, bias[0]
 
 
 def _same(trees: list[PyTree]) -> bool:
@@ -116,6 +120,7 @@ class StructuredDense(AbstractNTKMethod):
 
     gram: str = eqx.field(static=True, default="auto")
     chunk: int = eqx.field(static=True, default=4096)
+    symmetric: ClassVar[bool] = True
 
     def __check_init__(self):
         if self.gram not in ("auto", "syrk", "jax"):
@@ -136,18 +141,20 @@ class StructuredDense(AbstractNTKMethod):
         if len(comps) > 1 and _same([c[1] for c in comps]):
             comps = [(math.sqrt(sum(s * s for s, _ in comps)), comps[0][1])]
         X = problem.data.X
-        _, _, bias = model.apply_tapped(
-            comps[0][1], problem.state, X[:1], tuple(jnp.zeros((1, m)) for m in model.dense_widths)
-        )
-        factors = []
+        factors, bias = [], ()
         for s, params in comps:
             xs, gs = [], []
             for Xc, valid in _padded_chunks(X, self.chunk):
-                a, g = _factors(model, params, problem.state, Xc)
-                xs.append([x[:valid] for x in a])
-                gs.append([h[:, :valid] for h in g])
-            xs = [jnp.concatenate([c[i] for c in xs]) for i in range(len(bias))]
-            gs = [jnp.concatenate([c[i] for c in gs], axis=1) for i in range(len(bias))]
+                a, g, bias = _factors(model, params, problem.state, Xc)
+                if valid < Xc.shape[0]:
+                    a, g = [x[:valid] for x in a], [h[:, :valid] for h in g]
+                xs.append(a)
+                gs.append(g)
+            if len(xs) > 1:
+                xs = [jnp.concatenate([c[i] for c in xs]) for i in range(len(bias))]
+                gs = [jnp.concatenate([c[i] for c in gs], axis=1) for i in range(len(bias))]
+            else:
+                xs, gs = list(xs[0]), list(gs[0])
             factors.append((s, xs, gs))
         k = factors[0][2][0].shape[0]
         gram = self.gram
@@ -161,8 +168,7 @@ class StructuredDense(AbstractNTKMethod):
 
 
 def _combine_syrk(factors, bias, dtype) -> np.ndarray:
-    n = factors[0][1][0].shape[0]
-    K = np.zeros((n, n), dtype=dtype, order="F")
+    K = None
     for s, xs, gs in factors:
         for x, g, c in zip(xs, gs, bias, strict=True):
             g = np.asarray(g[0])
@@ -176,10 +182,16 @@ def _combine_syrk(factors, bias, dtype) -> np.ndarray:
                 S *= _syrk(g)
             if s * s != 1.0:
                 S *= np.asarray(s * s, dtype)
-            K += S
-    # Only the upper triangles are valid: mirror them.
-    upper = np.triu(K)
-    return upper + np.triu(upper, 1).T
+            if K is None:
+                K = S
+            else:
+                K += S
+    assert K is not None
+    # Only the upper triangles are valid: mirror them (exactly symmetric).
+    K = np.triu(K)
+    K += K.T
+    K.flat[:: K.shape[0] + 1] *= np.asarray(0.5, dtype)
+    return K
 
 
 def _combine_jax(factors, bias, chunk, n_out, k, dtype) -> Array:
@@ -191,7 +203,7 @@ def _combine_jax(factors, bias, chunk, n_out, k, dtype) -> Array:
             term = (s * s) * _gram_block(tuple(xs), tuple(gs), tuple(xs), tuple(gs), b)
             total = term if total is None else total + term
         assert total is not None
-        return total
+        return 0.5 * (total + total.T)
     K = np.zeros((n_out, n_out), dtype=dtype)
     starts = list(range(0, n, chunk))
     for i in starts:
