@@ -120,8 +120,16 @@ METHODS = {
 }
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("centering", CENTERINGS)
+# The centring matters to the structured kernel (it sums over parameter copies); the other
+# methods differentiate `f` as a whole and are checked under the antisymmetric one.
+CASES = [
+    (m, c)
+    for m in METHODS
+    for c in (CENTERINGS if m in ("structured-syrk", "structured-jax") else ("antisymmetric",))
+]
+
+
+@pytest.mark.parametrize(("method", "centering"), CASES)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_method_agrees_with_jacobian_contraction(family, centering, method, getkey):
     problem = make(family, centering)
