@@ -151,6 +151,8 @@ def worker(spec: dict) -> dict:
             spectrum_seconds=time.perf_counter() - t0,
             sigma_min=spec_.sigma_min,
             sigma_max=spec_.sigma_max,
+            rank_tolerance=spec_.tolerance,
+            rank_deficient=spec_.rank_deficient,
         )
     if spec.get("save"):
         K = np.asarray(run())
@@ -183,6 +185,12 @@ def run_worker(spec: dict, python: str = sys.executable, script: Path | None = N
     return json.loads(lines[-1])
 
 
+def run_large(repeats: int) -> dict:
+    spec = {"method": "structured", "dtype": "float32", "n": 20000, "workload": LARGE}
+    large = run_worker(spec | {"repeats": repeats, "spectrum": True})
+    return large | {"n": 20000, "p": n_params(LARGE)}
+
+
 def fit_slope(xs: list[float], ys: list[float]) -> float:
     import numpy as np
 
@@ -194,6 +202,9 @@ def main() -> None:
     ap.add_argument("--worker")
     ap.add_argument("--quick", action="store_true", help="n ∈ {512, 2048}; no large run")
     ap.add_argument("--no-large", action="store_true", help="skip the n = 20,000 run")
+    ap.add_argument(
+        "--large-only", action="store_true", help="rerun the n = 20,000 run into ntk.json"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--nt-python", default=str(ROOT / ".venv-nt" / "bin" / "python"))
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -204,6 +215,13 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.large_only:
+        result = json.loads((out / "ntk.json").read_text())
+        result["large"] = run_large(args.repeats)
+        (out / "ntk.json").write_text(json.dumps(result, indent=2))
+        (out / "ntk.md").write_text(render(result))
+        print(render(result))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="ntkbench-"))
     have_nt = Path(args.nt_python).is_file()
     if not have_nt:
@@ -234,7 +252,8 @@ def main() -> None:
             spec |= {"repeats": args.repeats}
             if method == "structured" and have_nt:
                 spec["save"] = save
-            add({**base, "impl": f"ntkflow {method}", **run_worker(spec)})
+            impl = "plain JAX: vmap(grad), J Jᵀ" if method == "plain_jax" else f"ntkflow {method}"
+            add({**base, "impl": impl, **run_worker(spec)})
         if have_nt:
             impls = {1: "jacobian contraction", 2: "NTK-vector products", 3: "structured"}
             for impl, name in impls.items():
@@ -267,9 +286,7 @@ def main() -> None:
             log(widths[-1])
     large = None
     if not (args.quick or args.no_large):
-        spec = {"method": "structured", "dtype": "float32", "n": 20000, "workload": LARGE}
-        large = run_worker(spec | {"repeats": 1, "spectrum": True})
-        large |= {"n": 20000, "p": n_params(LARGE)}
+        large = run_large(1)
         log({"large": large})
 
     # Scaling: time vs n (structured f32), time vs width (n = 2048, f32).
@@ -346,7 +363,9 @@ def render(result: dict) -> str:
             f"{lg.get('seconds', math.nan):.1f} s, "
             f"extreme eigenvalues in {lg.get('spectrum_seconds', math.nan):.1f} s "
             f"(σ_min = {lg.get('sigma_min', math.nan):.4g}, σ_max = "
-            f"{lg.get('sigma_max', math.nan):.4g}), peak RSS "
+            f"{lg.get('sigma_max', math.nan):.4g}; λ_min below the float32 rank tolerance "
+            f"n·ε·λ_max = {lg.get('rank_tolerance', math.nan):.2g}: "
+            f"{lg.get('rank_deficient')}), peak RSS "
             f"{lg.get('peak_rss_mib', math.nan) / 1024:.1f} GiB"
             + (f"; error: {lg['error']}" if "error" in lg else ""),
         ]

@@ -33,3 +33,18 @@ def tree_allclose(x, y, *, rtol=None, atol=None):
 def rel_err(a, b):
     a, b = np.asarray(a), np.asarray(b)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(float).tiny))
+
+
+def write_toml(path, doc: dict):
+    """Write a dict of scalars and tables as a TOML file (dotted keys quoted)."""
+    import json
+
+    lines = [f"{k} = {json.dumps(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            lines += [
+                f"{json.dumps(k) if '.' in k else k} = {json.dumps(v)}" for k, v in value.items()
+            ]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -12,6 +12,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 import ntkflow as nf
+from helpers import write_toml
 from ntkflow._json import jsonable
 from ntkflow.cli import app
 from ntkflow.config import load_experiment, parse_experiment
@@ -25,19 +26,6 @@ TINY = {
     "problem": {"alpha": 2.0, "centering": "antisymmetric"},
     "flows": {"saves": 6, "gd_step": 0.05},
 }
-
-
-def _write(path: Path, doc: dict) -> Path:
-    lines = []
-    for key, value in doc.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {json.dumps(value)}")
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            lines.append(f"[{key}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +93,7 @@ def test_report_rejects_incomplete_directories(tmp_path):
 
 
 def test_out_refuses_foreign_directories(tmp_path):
-    exp = _write(tmp_path / "tiny.toml", TINY)
+    exp = write_toml(tmp_path / "tiny.toml", TINY)
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
@@ -115,7 +103,7 @@ def test_out_refuses_foreign_directories(tmp_path):
 
 
 def test_every_command_smoke(tmp_path):
-    exp = _write(tmp_path / "tiny.toml", {**TINY, "flows": {"saves": 4}})
+    exp = write_toml(tmp_path / "tiny.toml", {**TINY, "flows": {"saves": 4}})
     result = runner.invoke(app, ["certify", str(exp), "--out", str(tmp_path / "cert")])
     assert result.exit_code == 0, result.output
     loaded = nf.load_results(tmp_path / "cert")
@@ -128,7 +116,7 @@ def test_every_command_smoke(tmp_path):
     result = runner.invoke(app, ["run", str(exp), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert not list(tmp_path.glob(".run.*"))
-    demo = _write(tmp_path / "demo.toml", {**TINY, "flows": {"saves": 4}})
+    demo = write_toml(tmp_path / "demo.toml", {**TINY, "flows": {"saves": 4}})
     result = runner.invoke(
         app, ["demo", "--experiment", str(demo), "--out", str(tmp_path / "demo")]
     )
@@ -164,7 +152,7 @@ def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
         "model": {"width": 64},
         "flows": {"saves": 150},
     }
-    exp = _write(tmp_path / "slow.toml", doc)
+    exp = write_toml(tmp_path / "slow.toml", doc)
     out = tmp_path / "res"
     proc = subprocess.Popen(
         [sys.executable, "-m", "ntkflow", "run", str(exp), "--out", str(out), "--no-progress"],

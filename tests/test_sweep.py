@@ -5,13 +5,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
+from helpers import write_toml
 from ntkflow import load_sweep
 from ntkflow._sweep import LocalProcesses, SweepError, make_grid, run_sweep
 from ntkflow.cli import app
@@ -25,18 +25,6 @@ BASE = {
     "flows": {"saves": 8, "error_estimate": False, "diagnostics": False},
 }
 GRID = {**BASE, "sweep": {"problem.alpha": [10.0, 30.0, 100.0], "problem.seed": [0, 1]}}
-
-
-def _toml(path: Path, doc: dict) -> Path:
-    lines = [f"{k} = {json.dumps(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    for k, v in doc.items():
-        if isinstance(v, dict):
-            lines.append(f"[{k}]")
-            lines += [
-                f"{json.dumps(kk) if '.' in kk else kk} = {json.dumps(vv)}" for kk, vv in v.items()
-            ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -116,21 +104,32 @@ def test_width_scaling(tmp_path, widths, seeds):
     assert rel.theory == pytest.approx(-0.5) and abs(rel.slope - -0.5) <= 0.15
 
 
-def test_resume_after_sigkill_in_parallel_is_identical(reference, tmp_path):
-    # Killed after two points, resumed with two worker processes: the dataset equals the
-    # uninterrupted serial run's (a point's numbers depend only on its configuration).
-    exp = _toml(tmp_path / "grid.toml", GRID)
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "ntkflow", "sweep", str(exp), "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _start_and_stop_after(cmd, out, points, sig):
+    """Start a sweep, send `sig` once `points` points are written; return (exit code,
+    stderr, points written)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     done = lambda: len(list((out / "points").glob("*.json"))) if (out / "points").is_dir() else 0
     end = time.monotonic() + 300
-    while done() < 2 and proc.poll() is None and time.monotonic() < end:
+    while done() < points and proc.poll() is None and time.monotonic() < end:
         time.sleep(0.05)
-    assert proc.poll() is None, "the sweep finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 2 <= done() < 6 and not (out / "summary.json").exists()
+    assert proc.poll() is None, "the sweep finished before it could be interrupted"
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err, done()
+
+
+def test_resume_after_sigint_and_sigkill_in_parallel_is_identical(reference, tmp_path):
+    # Interrupted by Ctrl-C after one point, resumed and killed (SIGKILL) after three,
+    # resumed again with two worker processes: the dataset equals the uninterrupted
+    # serial run's (a point's numbers depend only on its configuration).
+    exp = write_toml(tmp_path / "grid.toml", GRID)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ntkflow", "sweep", str(exp), "--out", str(out), "--no-progress"]
+    code, err, n = _start_and_stop_after(cmd, out, 1, signal.SIGINT)
+    assert code == 130 and "continue with --resume" in err and "Traceback" not in err
+    assert 1 <= n < 6 and not (out / "summary.json").exists()
+    code, _, n = _start_and_stop_after([*cmd, "--resume"], out, 3, signal.SIGKILL)
+    assert code == -signal.SIGKILL and 3 <= n < 6 and not (out / "summary.json").exists()
     again = runner.invoke(app, ["sweep", str(exp), "--out", str(out)])
     assert again.exit_code == 2 and "add --resume" in again.stderr
     resumed = runner.invoke(
@@ -169,7 +168,7 @@ def test_failing_points_are_recorded_and_the_sweep_carries_on(tmp_path):
     ],
 )
 def test_bad_sweeps_are_one_line_errors(tmp_path, sweep, match):
-    exp = _toml(tmp_path / "bad.toml", {**BASE, "sweep": sweep})
+    exp = write_toml(tmp_path / "bad.toml", {**BASE, "sweep": sweep})
     result = runner.invoke(app, ["sweep", str(exp), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert match in result.stderr

@@ -18,6 +18,10 @@ from jaxtyping import ArrayLike, Float
 
 # `method="auto"` uses dense `eigh` up to this many rows.
 DENSE_MAX_N = 4096
+# OpenBLAS 0.3.31's Cholesky (`potrf`, through SciPy and NumPy alike) crashes the process
+# (SIGSEGV) on matrices of 2 GiB or more (n ≥ 16,384 in float64); beyond that the
+# shift-invert path is not taken.
+CHOLESKY_MAX_BYTES = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,17 +71,21 @@ def _extremes(K: Any, n: int, dtype: Any, tol: float) -> tuple[float, float]:
     v0 = rng.standard_normal(n)
     op = aslinearoperator(K)
     lam_max = float(eigsh(op, k=1, which="LA", v0=v0, tol=tol, return_eigenvectors=False)[0])
-    if isinstance(K, LinearOperator):
-        # No matrix to factor: Lanczos for the smallest eigenvalue directly (slower when
-        # small eigenvalues cluster; form K for the shift-invert path).
+    Kd = None if isinstance(K, LinearOperator) else np.asarray(K)
+    if Kd is None or Kd.nbytes >= CHOLESKY_MAX_BYTES:
+        # No matrix to factor (or too large for LAPACK's potrf here): Lanczos for the
+        # smallest eigenvalue directly (slower when small eigenvalues cluster).
         lam_min = float(eigsh(op, k=1, which="SA", v0=v0, tol=tol, return_eigenvectors=False)[0])
         return lam_min, lam_max
     try:
-        factor = scipy.linalg.cho_factor(np.asarray(K, np.float64), lower=True, check_finite=False)
+        # In K's own precision: a float32 K carries float32 rounding anyway.
+        factor = scipy.linalg.cho_factor(Kd, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
         return 0.0, lam_max  # not numerically positive definite
     inv = LinearOperator(
-        (n, n), matvec=lambda x: scipy.linalg.cho_solve(factor, x), dtype=np.float64
+        (n, n),
+        matvec=lambda x: scipy.linalg.cho_solve(factor, x.astype(Kd.dtype)).astype(np.float64),
+        dtype=np.float64,
     )
     mu = float(eigsh(inv, k=1, which="LA", v0=v0, tol=tol, return_eigenvectors=False)[0])
     return (1.0 / mu if mu > 0 else 0.0), lam_max

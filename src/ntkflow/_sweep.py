@@ -394,6 +394,7 @@ def run_sweep(
     resume: bool = False,
     progress: bool = False,
     render: bool = True,
+    cancelled: Callable[[], bool] | None = None,
 ) -> SweepResult:
     """Run every point of an experiment's `[sweep]` grid and assemble the results.
 
@@ -406,6 +407,8 @@ def run_sweep(
     - `resume`: continue a sweep in `out`, skipping the points already done.
     - `progress`: a progress bar over points with ETA (stderr).
     - `render`: draw the figures and the report.
+    - `cancelled`: polled as each point finishes; when it returns true the sweep stops
+      with `KeyboardInterrupt` (the points done so far stay, for `resume`).
 
     **Returns:** a `SweepResult`.
 
@@ -450,12 +453,16 @@ def run_sweep(
         records[record["index"]] = record
         if bar is not None and task is not None:
             bar.advance(task)
+        if cancelled is not None and cancelled():
+            raise KeyboardInterrupt
 
     try:
         executor.run(run_point, pending, on_result)
     finally:
         if bar is not None:
             bar.stop()
+    if cancelled is not None and cancelled():
+        raise KeyboardInterrupt
     return assemble(out, grid, payloads, records, experiment_doc, render=render)
 
 

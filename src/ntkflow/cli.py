@@ -333,7 +333,14 @@ def sweep(
     show = sys.stderr.isatty() if progress is None else progress
     catch_interrupts()
     try:
-        result = run_sweep(doc, target, executor=executor, resume=resume, progress=show)
+        result = run_sweep(
+            doc,
+            target,
+            executor=executor,
+            resume=resume,
+            progress=show,
+            cancelled=_INTERRUPT.is_set,
+        )
     except (ConfigError, SweepError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
