@@ -16,7 +16,7 @@ Centrings that are sums of copies of the base network over disjoint parameters
 """
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -29,6 +29,10 @@ from ._problem import Problem
 from .models import AbstractModel
 
 
+# `gram="auto"` on CPU: the fused XLA program up to this many points, BLAS syrk beyond.
+FUSED_MAX_N = 1024
+
+
 def structured_applies(problem: Problem) -> bool:
     """Whether `StructuredDense` applies: a dense-layer model and an additive centring."""
     return (
@@ -37,8 +41,7 @@ def structured_applies(problem: Problem) -> bool:
     )
 
 
-@eqx.filter_jit
-def _factors(
+def _factors_impl(
     model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, "c d"]
 ) -> tuple[tuple[Array, ...], tuple[Array, ...], tuple[float, ...]]:
     """Every trained dense layer's effective inputs `X_l` `(c, fan_in)`, pre-activation
@@ -64,6 +67,9 @@ def _factors(
     return inputs, G, bias[0]
 
 
+_factors = eqx.filter_jit(_factors_impl)
+
+
 def _same(trees: list[PyTree]) -> bool:
     first = jax.tree_util.tree_leaves(trees[0])
     for t in trees[1:]:
@@ -73,24 +79,39 @@ def _same(trees: list[PyTree]) -> bool:
     return True
 
 
-@jax.jit
-def _gram_block(
+def _gram_block_impl(
     xi: tuple[Array, ...],
     gi: tuple[Array, ...],
     xj: tuple[Array, ...],
     gj: tuple[Array, ...],
-    bias: Array,
+    bias: Any,
 ) -> Array:
     """`Σ_l (X_l[I] X_l[J]ᵀ + c_l) ∘ (G_l[I] G_l[J]ᵀ)` as a `(|I|·k, |J|·k)` block."""
     total = None
     for i, (a, g, b, h) in enumerate(zip(xi, gi, xj, gj, strict=True)):
         S = a @ b.T + bias[i]
-        GG = jnp.einsum("aic,bjc->iajb", g, h)
-        term = S[:, None, :, None] * GG
+        if g.shape[0] == 1:  # scalar outputs: plain GEMMs
+            term = S * (g[0] @ h[0].T)
+        else:
+            GG = jnp.einsum("aic,bjc->iajb", g, h)
+            term = (S[:, None, :, None] * GG).reshape(GG.shape[0] * GG.shape[1], -1)
         total = term if total is None else total + term
     assert total is not None
-    ni, k, nj, _ = total.shape
-    return total.reshape(ni * k, nj * k)
+    return total
+
+
+_gram_block = jax.jit(_gram_block_impl)
+
+
+@eqx.filter_jit
+def _fused(
+    model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, "n d"]
+) -> Float[Array, "nk nk"]:
+    """The whole kernel of one parameter copy in one XLA program (factors, Gram matrices,
+    Hadamard products), exactly symmetric: the fastest path while `K` fits one block."""
+    xs, gs, bias = _factors_impl(model, params, state, X)
+    K = _gram_block_impl(xs, gs, xs, gs, bias)
+    return 0.5 * (K + K.T)
 
 
 def _syrk(a: np.ndarray) -> np.ndarray:
@@ -108,9 +129,10 @@ class StructuredDense(AbstractNTKMethod):
     **Arguments:**
 
     - `gram`: how the Gram matrices are formed: `"syrk"` (BLAS `?syrk` through SciPy,
-      half the FLOPs of a GEMM by symmetry; CPU, scalar outputs), `"jax"` (XLA GEMMs, in
-      row blocks of `chunk` points; any device and output count), or `"auto"` (`"syrk"` on
-      CPU with scalar outputs, else `"jax"`).
+      half the FLOPs of a GEMM by symmetry; CPU, scalar outputs), `"jax"` (XLA GEMMs: one
+      fused program with the forward/backward pass while `n ≤ chunk`, row blocks of
+      `chunk` points beyond; any device and output count), or `"auto"` (`"syrk"` on CPU
+      with scalar outputs and more than 1024 points, else `"jax"`).
     - `chunk`: points per forward/backward pass and per block of `K` on the `"jax"` path
       (memory `O(chunk·Σ_l width_l + n²)`).
 
@@ -141,6 +163,22 @@ class StructuredDense(AbstractNTKMethod):
         if len(comps) > 1 and _same([c[1] for c in comps]):
             comps = [(math.sqrt(sum(s * s for s, _ in comps)), comps[0][1])]
         X = problem.data.X
+        n_points, k = problem.data.n, problem.data.k
+        gram = self.gram
+        if gram == "auto":
+            # One fused XLA program at small n (on CPU its fixed cost is the lowest); BLAS
+            # syrk beyond, on CPU with scalar outputs (`bench/ntk.py`).
+            cpu = jax.default_backend() == "cpu"
+            gram = "syrk" if k == 1 and cpu and n_points > FUSED_MAX_N else "jax"
+        if gram == "syrk" and k != 1:
+            raise ValueError(f"gram='syrk' needs scalar outputs, got k={k}; use 'jax'")
+        if gram == "jax" and n_points <= self.chunk:
+            K = None
+            for s, params in comps:
+                term = (s * s) * _fused(model, params, problem.state, X)
+                K = term if K is None else K + term
+            assert K is not None
+            return K
         factors, bias = [], ()
         for s, params in comps:
             xs, gs = [], []
@@ -156,13 +194,7 @@ class StructuredDense(AbstractNTKMethod):
             else:
                 xs, gs = list(xs[0]), list(gs[0])
             factors.append((s, xs, gs))
-        k = factors[0][2][0].shape[0]
-        gram = self.gram
-        if gram == "auto":
-            gram = "syrk" if k == 1 and jax.default_backend() == "cpu" else "jax"
         if gram == "syrk":
-            if k != 1:
-                raise ValueError(f"gram='syrk' needs scalar outputs, got k={k}; use 'jax'")
             K = _combine_syrk(factors, bias, problem.dtype)
             # Fortran order from BLAS; K is symmetric, so its transpose is the same matrix
             # in C order, which JAX takes without a strided copy.
@@ -209,13 +241,6 @@ def _mirror_upper(K: np.ndarray, block: int = 256) -> np.ndarray:
 def _combine_jax(factors, bias, chunk, n_out, k, dtype) -> Array:
     n = factors[0][1][0].shape[0]
     b = jnp.asarray(bias, dtype)
-    if n <= chunk:
-        total = None
-        for s, xs, gs in factors:
-            term = (s * s) * _gram_block(tuple(xs), tuple(gs), tuple(xs), tuple(gs), b)
-            total = term if total is None else total + term
-        assert total is not None
-        return 0.5 * (total + total.T)
     K = np.zeros((n_out, n_out), dtype=dtype)
     starts = list(range(0, n, chunk))
     for i in starts:
@@ -231,6 +256,8 @@ def _combine_jax(factors, bias, chunk, n_out, k, dtype) -> Array:
                 term = (s * s) * _gram_block(xi, gi, xj, gj, b)
                 block = term if block is None else block + term
             blk = np.asarray(block)
+            if i == j:
+                blk = 0.5 * (blk + blk.T)  # exactly symmetric
             K[i * k : i * k + blk.shape[0], j * k : j * k + blk.shape[1]] = blk
             K[j * k : j * k + blk.shape[1], i * k : i * k + blk.shape[0]] = blk.T
     return jnp.asarray(K)
