@@ -28,7 +28,6 @@ from ._kernel import AbstractNTKMethod, _padded_chunks
 from ._problem import Problem
 from .models import AbstractModel
 
-
 # `gram="auto"` on CPU: the fused XLA program up to this many points, BLAS syrk beyond.
 FUSED_MAX_N = 1024
 
