@@ -314,7 +314,7 @@ def sweep(
     set_: SetOpt = None,
     progress: ProgressOpt = None,
 ) -> None:
-    """Run every point of the experiment's [sweep] grid; fit the scaling laws.
+    """Run every point of the experiment's \\[sweep] grid; fit the scaling laws.
 
     Writes sweep.nc (a dimension per swept key, plus t), summary.json (per-point
     summaries, fitted slopes with bootstrap intervals, critical α), figures and report.html.
