@@ -181,3 +181,8 @@ def test_make_grid_requires_a_sweep():
     grid = make_grid({"problem.alpha": [1, 2], "model.width": [8, 16, 32]})
     assert grid.shape == (2, 3) and len(grid.points()) == 6
     assert grid.points()[1] == {"problem.alpha": 1, "model.width": 16}
+
+
+def test_sweep_help_names_the_section():
+    result = runner.invoke(app, ["sweep", "--help"])
+    assert result.exit_code == 0 and "[sweep] grid" in result.output
