@@ -219,6 +219,9 @@ def _fit_rows(fits: list[dict[str, Any]]) -> str:
         where = ", ".join(f"{k}={v}" for k, v in (f.get("where") or {}).items()) or "—"
         ok = f.get("agrees")
         mark = '<span class="held">yes</span>' if ok else '<span class="failed">no</span>'
+        # A "rate": the theory's slope lies in the (widened) interval; a "bound": the
+        # quantity falls at least as fast as the theory's slope.
+        mark += " (rate in interval)" if f.get("kind", "rate") == "rate" else " (at least as fast)"
         rows += (
             f"<tr><td>{_e(f['note'].split(';')[0])}</td><td>{_e(f['against'])}</td>"
             f"<td>{_e(where)}</td><td class='num'>{_num(f['slope'])}</td>"
@@ -228,7 +231,7 @@ def _fit_rows(fits: list[dict[str, Any]]) -> str:
         )
     return (
         "<table><tr><th>quantity</th><th>against</th><th>at</th><th>fitted slope</th>"
-        "<th>95% interval</th><th>theory</th><th>theory in interval</th><th>interval</th>"
+        "<th>95% interval</th><th>theory</th><th>agrees</th><th>interval</th>"
         f"</tr>{rows}</table>"
     )
 
