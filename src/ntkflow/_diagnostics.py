@@ -29,9 +29,9 @@ def kernel_diagnostics(
     rows = range(s)
     bar = None
     if progress:
-        from rich.progress import Progress
+        from ._progress import rich_bar
 
-        bar = Progress(transient=True)
+        bar = rich_bar(counts=True)
         bar.start()
         task = bar.add_task("kernel diagnostics", total=s)
     try:

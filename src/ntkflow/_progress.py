@@ -22,10 +22,14 @@ _IDS = itertools.count(1)
 _LOCK = threading.Lock()
 
 
-def _open(description: str) -> np.ndarray:
+def rich_bar(*, counts: bool = False) -> Any:
+    """A transient rich progress bar on stderr (so `--json` output stays clean): the task's
+    description, the bar, the percentage (or `done/total` with `counts`), the elapsed
+    time and an ETA. Every progress bar of ntkflow is one of these."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
+        MofNCompleteColumn,
         Progress,
         TaskProgressColumn,
         TextColumn,
@@ -33,15 +37,19 @@ def _open(description: str) -> np.ndarray:
         TimeRemainingColumn,
     )
 
-    bar = Progress(
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TaskProgressColumn(),
+        MofNCompleteColumn() if counts else TaskProgressColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
     )
+
+
+def _open(description: str) -> np.ndarray:
+    bar = rich_bar()
     bar.start()
     task = bar.add_task(description, total=100.0)
     with _LOCK:

@@ -59,7 +59,7 @@ class Spectrum:
         return self.n > self.p or float(self.eigenvalues[0]) <= self.tolerance
 
 
-def _extremes(K: Any, n: int, dtype: Any, tol: float) -> tuple[float, float]:
+def _extremes(K: Any, n: int, tol: float) -> tuple[float, float]:
     """`(λ_min, λ_max)` of a symmetric PSD `K` (array or `LinearOperator`)."""
     import scipy.linalg
     from scipy.sparse import linalg as sla
@@ -116,7 +116,7 @@ def ntk_spectrum(
     from scipy.sparse.linalg import LinearOperator
 
     operator = isinstance(K, LinearOperator)
-    n = int(np.shape(K)[0]) if not isinstance(K, LinearOperator) else int(K.shape[0])
+    n = int(K.shape[0]) if operator else int(np.shape(K)[0])
     if method == "auto":
         method = "dense" if not operator and n <= DENSE_MAX_N else "iterative"
     if method not in ("dense", "iterative"):
@@ -129,7 +129,7 @@ def ntk_spectrum(
         eig = np.linalg.eigvalsh(np.asarray(K)).astype(np.float64)
         lam_min, lam_max, complete = float(eig[0]), max(float(eig[-1]), 0.0), True
     else:
-        lam_min, lam_max = _extremes(K, n, dtype, tol)
+        lam_min, lam_max = _extremes(K, n, tol)
         lam_max = max(lam_max, 0.0)
         eig, complete = np.asarray([lam_min, lam_max]), False
     eps = float(np.finfo(dtype).eps)

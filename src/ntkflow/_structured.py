@@ -198,7 +198,7 @@ class StructuredDense(AbstractNTKMethod):
             # Fortran order from BLAS; K is symmetric, so its transpose is the same matrix
             # in C order, which JAX takes without a strided copy.
             return jnp.asarray(K.T)
-        return _combine_jax(factors, bias, self.chunk, problem.n, k, problem.dtype)
+        return _combine_jax(factors, bias, self.chunk, k, problem.dtype)
 
 
 def _combine_syrk(factors, bias, dtype) -> np.ndarray:
@@ -237,10 +237,10 @@ def _mirror_upper(K: np.ndarray, block: int = 256) -> np.ndarray:
     return K
 
 
-def _combine_jax(factors, bias, chunk, n_out, k, dtype) -> Array:
+def _combine_jax(factors, bias, chunk, k, dtype) -> Array:
     n = factors[0][1][0].shape[0]
     b = jnp.asarray(bias, dtype)
-    K = np.zeros((n_out, n_out), dtype=dtype)
+    K = np.zeros((n * k, n * k), dtype=dtype)
     starts = list(range(0, n, chunk))
     for i in starts:
         for j in starts:

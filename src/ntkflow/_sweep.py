@@ -427,27 +427,11 @@ def run_sweep(
 
     bar = task = None
     if progress and pending:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from ._progress import rich_bar
 
-        bar = Progress(
-            TextColumn("[bold]sweep"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
+        bar = rich_bar(counts=True)
         bar.start()
-        task = bar.add_task("points", total=len(payloads), completed=len(records))
+        task = bar.add_task("sweep", total=len(payloads), completed=len(records))
 
     def on_result(record: dict[str, Any]) -> None:
         records[record["index"]] = record

@@ -464,13 +464,14 @@ def _report_sweep(directory: Path, out: Path | None, json_: bool) -> None:
             "copy the sweep directory first)"
         )
     try:
-        target = render_sweep(load_sweep(directory))
+        loaded = load_sweep(directory)
+        target = render_sweep(loaded)
     except SweepError as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         interrupted("interrupted")
     if json_:
-        print(json.dumps(load_sweep(directory).summary, indent=2, ensure_ascii=False))
+        print(json.dumps(loaded.summary, indent=2, ensure_ascii=False))
     else:
         console.print(f"Report written to {target}", highlight=False)
 

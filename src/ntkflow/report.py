@@ -177,6 +177,20 @@ def _solver_table(solver: dict[str, Any]) -> str:
     )
 
 
+def _json_section(heading: str, obj: Any) -> str:
+    return f"<h2>{_e(heading)}</h2><pre>{_e(json.dumps(obj, indent=2, ensure_ascii=False))}</pre>"
+
+
+def _page(title: str, sections: list[str]) -> str:
+    """A self-contained HTML page: the shared style, then the sections."""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>"
+    )
+
+
 def render_report(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     """The report as one HTML string, with the PNG figures embedded as data URIs."""
     title = f"ntkflow report — {summary.get('name', 'experiment')}"
@@ -198,19 +212,9 @@ def render_report(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         sections.append("<h2>Figures</h2>" + figs)
     if summary.get("solver") is not None:
         sections.append("<h2>Solver</h2>" + _solver_table(summary["solver"]))
-    sections.append(
-        "<h2>Configuration</h2><pre>"
-        + _e(json.dumps(summary.get("config", {}), indent=2, ensure_ascii=False))
-        + "</pre><h2>Versions</h2><pre>"
-        + _e(json.dumps(summary.get("versions", {}), indent=2))
-        + "</pre>"
-    )
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(sections)
-        + "</body></html>"
-    )
+    sections.append(_json_section("Configuration", summary.get("config", {})))
+    sections.append(_json_section("Versions", summary.get("versions", {})))
+    return _page(title, sections)
 
 
 def _fit_rows(fits: list[dict[str, Any]]) -> str:
@@ -299,14 +303,5 @@ def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> st
         shown = ", ".join(f"{k}={v}" for k, v in p["assignment"].items())
         body += f"<tr><td>{_e(shown)}</td>{cells}</tr>"
     sections.append(f"<h2>Points</h2><table><tr>{head}</tr>{body}</table>")
-    sections.append(
-        "<h2>Configuration</h2><pre>"
-        + _e(json.dumps(summary.get("config", {}), indent=2, ensure_ascii=False))
-        + "</pre>"
-    )
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(sections)
-        + "</body></html>"
-    )
+    sections.append(_json_section("Configuration", summary.get("config", {})))
+    return _page(title, sections)
