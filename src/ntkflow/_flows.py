@@ -24,6 +24,7 @@ import numpy.typing as npt
 from jaxtyping import Array, ArrayLike, Float
 
 from ._diagnostics import kernel_diagnostics, test_predictions
+from ._exponential import ExponentialNTK
 from ._gd import gradient_descent
 from ._kernel import empirical_ntk
 from ._problem import Problem
@@ -46,6 +47,7 @@ def default_solver() -> diffrax.AbstractSolver:
 
 
 _SOLVERS = {
+    "exponential": ExponentialNTK,
     "tsit5": lambda: diffrax.Tsit5(scan_kind="bounded"),
     "dopri5": lambda: diffrax.Dopri5(scan_kind="bounded"),
     "dopri8": lambda: diffrax.Dopri8(scan_kind="bounded"),
@@ -53,13 +55,39 @@ _SOLVERS = {
 }
 
 
+SOLVER_NAMES = ("auto", *_SOLVERS)
+# `solver="auto"` takes the exponential integrator from this cond(K0) up (`bench/flows.py`).
+AUTO_EXPONENTIAL_COND = 10.0
+# ... while the traced kernel fits: a whole Jacobian of at most this many bytes (models
+# without dense-layer structure) and at most this many outputs (an eigh per step).
+AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES = 2**30
+AUTO_EXPONENTIAL_MAX_N = 4096
+
+
 def get_solver(name: str) -> diffrax.AbstractSolver:
-    """A diffrax solver by name: `"tsit5"` (default), `"dopri5"`, `"dopri8"`, `"bosh3"`,
-    each with the bounded stage scan."""
+    """A solver by name: `"exponential"` (`ExponentialNTK`, the NTK exponential
+    integrator), or diffrax's `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`, each with the
+    bounded stage scan. (`"auto"` needs the problem: see `choose_solver`.)"""
     try:
         return _SOLVERS[name.lower()]()
-    except KeyError:
+    except (KeyError, AttributeError):
         raise ValueError(f"unknown solver={name!r}; use one of: {', '.join(_SOLVERS)}") from None
+
+
+def choose_solver(problem: Problem, cond: float) -> diffrax.AbstractSolver:
+    """`solver="auto"`: the exponential integrator when the flow is stiff
+    (`cond(K0) ≥ 10`) and a kernel per step is affordable (at most 4096 outputs; a
+    dense-layer model, or a Jacobian of at most 1 GiB), else Tsit5."""
+    from ._structured import structured_applies
+
+    itemsize = jnp.dtype(problem.dtype).itemsize
+    affordable = problem.n <= AUTO_EXPONENTIAL_MAX_N and (
+        structured_applies(problem)
+        or problem.n * problem.p * itemsize <= AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES
+    )
+    if affordable and not cond < AUTO_EXPONENTIAL_COND:
+        return ExponentialNTK()
+    return default_solver()
 
 
 def _evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
@@ -67,6 +95,8 @@ def _evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
     and rejected) steps: `stages − 1` per step when the first stage reuses the last
     (FSAL), else `stages`, plus one initial evaluation. Exact to within the one or two
     evaluations diffrax's initial step-size selection adds."""
+    if isinstance(solver, ExponentialNTK):  # F at w_k (in the linearisation), U_2, U_3
+        return 2 + 3 * num_steps
     if not isinstance(solver, diffrax.AbstractERK):
         return None
     tableau: Any = solver.tableau
@@ -174,6 +204,9 @@ def _integrate(field, problem, ts, solver, rtol, atol, max_steps, progress_meter
     keep = np.isfinite(step_ts)
     stats: dict[str, Any] = {k: int(v) for k, v in sol.stats.items()}
     stats["vf_evaluations"] = _evaluations(solver, stats["num_steps"])
+    stats["kernel_evaluations"] = (
+        stats["num_steps"] if isinstance(solver, ExponentialNTK) else 0
+    )
     stats["wall_s"] = wall
     stats["solver"] = type(solver).__name__
     stats["rtol"], stats["atol"] = float(rtol), float(atol)
@@ -262,7 +295,7 @@ def solve_flows(
     t1: float | str = "auto",
     *,
     saveat: int | npt.ArrayLike = 100,
-    solver: diffrax.AbstractSolver | None = None,
+    solver: str | diffrax.AbstractSolver = "auto",
     rtol: float = 1e-8,
     atol: float | str = "auto",
     flows: Sequence[str] = ("gradient", "tangent"),
@@ -285,7 +318,10 @@ def solve_flows(
       `R0·exp(−tα²σ_min²/2)` reaches `1e-6·R0` (with an array `saveat`, its last time).
     - `saveat`: an int (that many evenly spaced times in `[0, t1]`) or an increasing array
       of times (0 is prepended if absent).
-    - `solver`: a diffrax solver (default `Tsit5(scan_kind="bounded")`).
+    - `solver`: `"auto"` (the exponential integrator when the flow is stiff, see
+      `choose_solver`), `"exponential"` (`ExponentialNTK`), `"tsit5"`, `"dopri5"`,
+      `"dopri8"`, `"bosh3"`, or any diffrax solver. The tangent flow's ODE
+      (`tangent="ode"`) uses Tsit5 when the gradient flow's solver is exponential.
     - `rtol`, `atol`: the PID controller's tolerances on the displacement `w − w0`;
       `atol="auto"` is `rtol` times the RMS entry of `u∞ − w0` (the scale of the motion).
     - `flows`: which of `"gradient"`, `"tangent"` to integrate.
@@ -316,7 +352,13 @@ def solve_flows(
         raise ValueError(f"rtol must be in (0, 1), got rtol={rtol!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer ≥ 1, got max_steps={max_steps!r}")
-    solver = default_solver() if solver is None else solver
+    if solver is None or (isinstance(solver, str) and solver.lower() != "auto"):
+        solver = default_solver() if solver is None else get_solver(solver)
+    elif not isinstance(solver, str | diffrax.AbstractSolver):
+        raise ValueError(
+            f"solver must be a name ({', '.join(SOLVER_NAMES)}) or a diffrax solver, got "
+            f"solver={solver!r}"
+        )
     if progress is True:
         meter: diffrax.AbstractProgressMeter = RichProgressMeter()
     elif progress is False:
@@ -330,6 +372,9 @@ def solve_flows(
     sigma_min0 = math.sqrt(lam[0]) if lam[0] > float(tf.rank_tolerance) else 0.0
     sigma_max0 = math.sqrt(lam[-1])
     t1, ts = _resolve_times(t1, saveat, sigma_min0, problem.alpha)
+    if isinstance(solver, str):
+        cond = lam[-1] / lam[0] if lam[0] > 0 else math.inf
+        solver = choose_solver(problem, cond)
     n_save = len(ts)
     if n_save * problem.p * 8 * (2 if "tangent" in flows else 1) > 8 * 2**30:
         raise ValueError(
@@ -360,8 +405,9 @@ def solve_flows(
             delta_u = np.asarray(jax.vmap(tf.displacement)(C))
             stats["tangent"] = {"method": "closed_form"}
         else:
+            tsolver = default_solver() if isinstance(solver, ExponentialNTK) else solver
             ode = _integrate(
-                _TangentField(problem), problem, ts, solver, rtol, atol_value, max_steps, meter
+                _TangentField(problem), problem, ts, tsolver, rtol, atol_value, max_steps, meter
             )
             delta_u = ode["deltas"]
             # α f_0(u) − y = r0 + α J_0 (u − w0): the linear model, not the network.

@@ -121,7 +121,7 @@ class FlowsSection(_Section):
 
     t1: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
     saves: Annotated[int, Field(ge=2)] = 100
-    solver: Literal["tsit5", "dopri5", "dopri8", "bosh3"] = "tsit5"
+    solver: Literal["auto", "exponential", "tsit5", "dopri5", "dopri8", "bosh3"] = "auto"
     rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-8
     atol: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
     max_steps: Annotated[int, Field(ge=1)] = 100_000
@@ -352,13 +352,11 @@ def output_dir(exp: Experiment, out: str | os.PathLike | None = None) -> Path:
 
 def flow_settings(exp: Experiment) -> dict[str, Any]:
     """The keyword arguments of `ntkflow.solve_flows` an experiment's `[flows]` gives."""
-    from ._flows import get_solver
-
     f = exp.flows
     return {
         "t1": f.t1,
         "saveat": f.saves,
-        "solver": get_solver(f.solver),
+        "solver": f.solver,
         "rtol": f.rtol,
         "atol": f.atol,
         "max_steps": f.max_steps,

@@ -1,0 +1,246 @@
+"""An exponential integrator for the gradient flow: each step solves the local tangent flow
+exactly and corrects for the nonlinearity (THEORY.md, "The two gradient flows").
+
+The gradient flow `δ̇ = F(δ) = −α J_wᵀ (α f(w) − y)`, `w = w0 + δ`, has Jacobian
+`−α² J_wᵀ J_w − α Σ_i r_i ∇²f_i(w)`. Its first part has eigenvalues `α² λ_i(K_w)` and makes
+explicit solvers take `~cond(K)·ln(1/ε)` steps; the second is small in the lazy regime
+(THEORY.md's `‖r‖β ≪ ασ²`). At the start `w_k` of each step we split
+
+    F(δ) = L_k (δ − δ_k) + N_k(δ),    L_k = −α² J_kᵀ J_k  (Gauss–Newton / NTK part),
+
+and take an explicit *exponential Runge–Kutta* step (Hochbruck & Ostermann, *Exponential
+integrators*, Acta Numerica 19, 2010, §2.3; the `D_i` form of Luan & Ostermann, 2014):
+`L_k` is integrated exactly through the φ-functions `φ_j(z) = Σ_m z^m/(m+j)!` and only
+`N_k` is approximated. With `Z = hL_k`, `c = (0, 1/3, 2/3)` and
+`D_i = N_k(U_i) − N_k(w_k)`:
+
+    U_2 = δ_k + (h/3) φ_1(Z/3) F_k
+    U_3 = δ_k + (2h/3) φ_1(2Z/3) F_k + (4h/3) φ_2(2Z/3) D_2
+    δ_{k+1} = δ_k + h φ_1(Z) F_k + (3h/2) φ_2(Z) D_3                  (order 3)
+    δ̂_{k+1} = δ_k + h φ_1(Z) F_k + 3h φ_2(Z) D_2                     (order 2)
+
+The pair is the exponential analogue of Heun's third-order method (Hochbruck & Ostermann
+2005, SIAM J. Numer. Anal. 43); its order conditions `Σ b_i c_i = φ_2`,
+`Σ b_i c_i²/2 = φ_3` (classically) and `Σ_j a_3j c_j = c_3² φ_2(c_3 Z)` (exactly) give
+classical order 3, and stiff order 2: the third-order condition holds only as `Z → 0`,
+its defect `φ_2(Z)/3 − φ_3(Z)` decaying like `1/|Z|` on the stiff modes. The difference
+`δ_{k+1} − δ̂_{k+1} = (3h/2) φ_2(Z)(D_3 − 2D_2) = O(h³)` is the error estimate that drives
+diffrax's PID controller; the step advances with the third-order solution. Dense output
+`δ(t_k + θh) = δ_k + θh φ_1(θZ) F_k + (3h/2) θ² φ_2(θZ) D_3` is of order 2 and equals
+`δ_{k+1}` at `θ = 1`.
+
+For a model linear in its parameters, `N_k` is constant, every `D_i` vanishes and one
+step is the exact solution for any `h`.
+
+Matrix functions of `L_k` never form a `p × p` matrix: with `K_k = J_k J_kᵀ = V Λ Vᵀ`,
+
+    φ_j(sL_k) J_kᵀ c = J_kᵀ V φ_j(−sα²Λ) Vᵀ c,
+    φ_j(sL_k) v = v/j! − sα² J_kᵀ V φ_{j+1}(−sα²Λ) Vᵀ (J_k v),
+
+(`φ_j(z) = 1/j! + z φ_{j+1}(z)`), so a step costs one empirical NTK with its
+eigendecomposition, three evaluations of `F`, two JVPs and a few VJPs at `w_k`.
+"""
+
+import math
+from typing import Any, ClassVar
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from ._kernel import _jacobian_rows
+from ._problem import Problem
+
+# Below this |z| the φ-functions are summed as Taylor series (no cancellation).
+_SERIES_BELOW = 1.0
+_SERIES_TERMS = 24
+
+
+def phi(j: int, z: Array) -> Array:
+    """`φ_j(z) = Σ_{m≥0} z^m/(m+j)!` for `z ≤ 0`, elementwise and without cancellation:
+    `φ_0 = e^z`, `φ_{j+1}(z) = (φ_j(z) − 1/j!)/z` for `|z| ≥ 1`, the Taylor series below."""
+    if j == 0:
+        return jnp.exp(z)
+    small = jnp.abs(z) < _SERIES_BELOW
+    zs = jnp.where(small, z, 0.0)
+    series = jnp.zeros_like(z)
+    for m in reversed(range(_SERIES_TERMS)):
+        series = series * zs + 1.0 / math.factorial(m + j)
+    zb = jnp.where(small, -1.0, z)
+    big = jnp.expm1(zb)
+    for i in range(1, j):
+        big = big - zb**i / math.factorial(i)
+    big = big / zb**j
+    return jnp.where(small, series, big)
+
+
+def traced_kernel(problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
+    """`K_w`, traceable (inside a jitted solve): structured derivatives for dense-layer
+    models with an additive centring (one XLA program per parameter copy), else the
+    Jacobian contraction of the whole `J_w` (`n·p` numbers)."""
+    from ._structured import _fused
+
+    comps = (
+        problem.centering.components(problem.unravel(w))
+        if problem.model.dense_widths is not None
+        else None
+    )
+    if comps is not None:
+        K = None
+        for s, params in comps:
+            term = (s * s) * _fused(problem.model, params, problem.state, problem.data.X)
+            K = term if K is None else K + term
+        assert K is not None
+        return K
+    J = _jacobian_rows(problem, w, problem.data.X)
+    K = J @ J.T
+    return 0.5 * (K + K.T)
+
+
+class _Local(eqx.Module):
+    """The local tangent flow at `w_k`: `f(w_k)`, the JVP and VJP of `f` there and the
+    eigendecomposition of `K_k`, with the φ-function actions built on them."""
+
+    problem: Problem
+    w: Array
+    r: Array
+    lam: Array
+    V: Array
+    K: Array
+    jvp: Any
+    vjp: Any
+
+    @classmethod
+    def at(cls, problem: Problem, delta: Array) -> "_Local":
+        w = problem.w0 + delta
+        f, jvp = jax.linearize(problem.f, w)
+        vjp = jax.linear_transpose(jvp, w)
+        K = traced_kernel(problem, w)
+        lam, V = jnp.linalg.eigh(K)
+        return cls(problem, w, problem.scale * f - problem.y, jnp.maximum(lam, 0.0), V, K, jvp, vjp)
+
+    def JT(self, c: Array) -> Array:
+        (out,) = self.vjp(c)
+        return out
+
+    def rotate(self, g: Array, c: Array) -> Array:
+        """`V diag(g) Vᵀ c`."""
+        return self.V @ (g * (self.V.T @ c))
+
+    def z(self, s: Any) -> Array:
+        a = self.problem.scale
+        return -s * a * a * self.lam
+
+    def row(self, j: int, s: Any) -> Array:
+        """Coefficients `c'` with `φ_j(sL) F_k = J_kᵀ c'` (`F_k = −α J_kᵀ r_k`)."""
+        return -self.problem.scale * self.rotate(phi(j, self.z(s)), self.r)
+
+    def general(self, j: int, s: Any, Jv: Array) -> Array:
+        """Coefficients `c'` with `φ_j(sL) v = v/j! + J_kᵀ c'`, given `J_k v`."""
+        a = self.problem.scale
+        return -s * a * a * self.rotate(phi(j + 1, self.z(s)), Jv)
+
+
+def _field(problem: Problem, delta: Array) -> Array:
+    return -jax.grad(problem.loss)(problem.w0 + delta)
+
+
+class _ExponentialInterpolation(diffrax.AbstractLocalInterpolation):
+    """Dense output of one step: `δ(t_k + θh) = δ_k + θh φ_1(θZ) F_k + (3h/2)θ² φ_2(θZ) D_3`
+    (order 2), one VJP at `w_k` per evaluation."""
+
+    t0: Any
+    t1: Any
+    problem: Problem
+    y0: Array
+    r: Array
+    lam: Array
+    V: Array
+    D3: Array
+    JD3: Array
+
+    def evaluate(self, t0, t1=None, left=True):
+        del left
+        if t1 is not None:
+            return self.evaluate(t1) - self.evaluate(t0)
+        problem = self.problem
+        a = problem.scale
+        h = self.t1 - self.t0
+        s = t0 - self.t0
+        theta = s / jnp.where(h > 0, h, 1.0)
+        z = -s * a * a * self.lam
+        rot = lambda g, c: self.V @ (g * (self.V.T @ c))  # noqa: E731
+        coef = -a * s * rot(phi(1, z), self.r) + (1.5 * h * theta**2) * (
+            -s * a * a * rot(phi(3, z), self.JD3)
+        )
+        _, vjp = jax.vjp(problem.f, problem.w0 + self.y0)
+        (move,) = vjp(coef)
+        return self.y0 + (0.75 * h * theta**2) * self.D3 + move
+
+
+class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
+    """The NTK exponential integrator (exponential Runge–Kutta 3(2) on the Gauss–Newton
+    splitting, see the module docstring) as a diffrax solver, for `solve_flows`'s gradient
+    flow: the term must be the gradient-flow field of a `Problem`, whose state is
+    `δ = w − w0`.
+
+    Use it with `diffrax.PIDController` like any adaptive solver; `order` is 3, and the
+    error estimate is that of the embedded second-order solution.
+    """
+
+    term_structure: ClassVar = diffrax.ODETerm
+    interpolation_cls: ClassVar = _ExponentialInterpolation
+
+    def order(self, terms):
+        return 3
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        problem = _problem_of(terms)
+        h = t1 - t0
+        a = problem.scale
+        loc = _Local.at(problem, y0)
+        r, K = loc.r, loc.K
+        # Stage 2: U2 − δ_k = J_kᵀ a2, so J_k (U2 − δ_k) = K a2 and L_k(U2 − δ_k) = −α²J_kᵀ K a2.
+        a2 = (h / 3) * loc.row(1, h / 3)
+        U2 = y0 + loc.JT(a2)
+        # D = F(U) − F_k − L_k(U − δ_k) = F(U) + J_kᵀ(α r_k + α² J_k(U − δ_k))
+        D2 = _field(problem, U2) + loc.JT(a * r + a * a * (K @ a2))
+        JD2 = loc.jvp(D2)
+        # Stage 3: U3 − δ_k = (2h/3)φ_1(2Z/3)F_k + (4h/3)φ_2(2Z/3)D2
+        #        = (2h/3) D2 + J_kᵀ b3.
+        c3 = 2 * h / 3
+        b3 = c3 * loc.row(1, c3) + (4 * h / 3) * loc.general(2, c3, JD2)
+        U3 = y0 + c3 * D2 + loc.JT(b3)
+        JU3 = c3 * JD2 + K @ b3
+        D3 = _field(problem, U3) + loc.JT(a * r + a * a * JU3)
+        JD3 = loc.jvp(D3)
+        # δ_{k+1} = δ_k + hφ_1(Z)F_k + (3h/2)φ_2(Z)D3, error (3h/2)φ_2(Z)(D3 − 2D2).
+        coef_y = h * loc.row(1, h) + (3 * h / 2) * loc.general(2, h, JD3)
+        coef_e = (3 * h / 2) * loc.general(2, h, JD3 - 2 * JD2)
+        moves = jax.vmap(loc.JT)(jnp.stack([coef_y, coef_e]))
+        y1 = y0 + (3 * h / 4) * D3 + moves[0]
+        y_error = (3 * h / 4) * (D3 - 2 * D2) + moves[1]
+        dense_info = dict(problem=problem, y0=y0, r=r, lam=loc.lam, V=loc.V, D3=D3, JD3=JD3)
+        return y1, y_error, dense_info, None, diffrax.RESULTS.successful
+
+
+def _problem_of(terms: Any) -> Problem:
+    while hasattr(terms, "term"):  # diffrax's WrapTerm (time direction)
+        terms = terms.term
+    field = getattr(terms, "vector_field", None)
+    problem = getattr(field, "problem", None)
+    if not isinstance(problem, Problem):
+        raise ValueError(
+            "ExponentialNTK integrates the gradient flow of an ntkflow Problem: use it "
+            "through solve_flows(..., solver='exponential'), not on another vector field"
+        )
+    return problem
