@@ -24,7 +24,12 @@ from ._certificate import (
     certify as certify,
     theorem_constants as theorem_constants,
 )
-from ._flows import solve_flows as solve_flows
+from ._exponential import ExponentialNTK as ExponentialNTK
+from ._flows import (
+    choose_solver as choose_solver,
+    get_solver as get_solver,
+    solve_flows as solve_flows,
+)
 from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
 from ._kernel import (
     AbstractNTKMethod as AbstractNTKMethod,
