@@ -57,7 +57,7 @@ _SOLVERS = {
 
 SOLVER_NAMES = ("auto", *_SOLVERS)
 # `solver="auto"` takes the exponential integrator from this cond(K0) up (`bench/flows.py`).
-AUTO_EXPONENTIAL_COND = 10.0
+AUTO_EXPONENTIAL_COND = 100.0
 # ... while the traced kernel fits: a whole Jacobian of at most this many bytes (models
 # without dense-layer structure) and at most this many outputs (an eigh per step).
 AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES = 2**30
@@ -76,7 +76,7 @@ def get_solver(name: str) -> diffrax.AbstractSolver:
 
 def choose_solver(problem: Problem, cond: float) -> diffrax.AbstractSolver:
     """`solver="auto"`: the exponential integrator when the flow is stiff
-    (`cond(K0) ≥ 10`) and a kernel per step is affordable (at most 4096 outputs; a
+    (`cond(K0) ≥ 100`) and a kernel per step is affordable (at most 4096 outputs; a
     dense-layer model, or a Jacobian of at most 1 GiB), else Tsit5."""
     from ._structured import structured_applies
 
