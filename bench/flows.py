@@ -5,7 +5,8 @@
 Problems: a centred (antisymmetric) `Shallow(64)` tanh network on `n = 8` unit-norm
 inputs in `d = 16`, the inputs drawn close together (`x_i ∝ b + ε·z_i`) with `ε` chosen by
 bisection so that `cond(K0)` is 10, 10³ or 10⁵; `α ∈ {1, 10, 100}`; horizon `t1 = "auto"`
-(the theorem's envelope falls to 1e-6·R0; save times rounded to GD's grid `k·η`). For each problem, in one process:
+(the theorem's envelope falls to 1e-6·R0), save times rounded to GD's grid `k·η`. For
+each problem, in one process:
 
 - ntkflow's exponential integrator (`solver="exponential"`), diffrax Tsit5 and Dopri8
   (PID controller), all at `rtol = 1e-8` with `atol="auto"` and the default

@@ -204,9 +204,7 @@ def _integrate(field, problem, ts, solver, rtol, atol, max_steps, progress_meter
     keep = np.isfinite(step_ts)
     stats: dict[str, Any] = {k: int(v) for k, v in sol.stats.items()}
     stats["vf_evaluations"] = _evaluations(solver, stats["num_steps"])
-    stats["kernel_evaluations"] = (
-        stats["num_steps"] if isinstance(solver, ExponentialNTK) else 0
-    )
+    stats["kernel_evaluations"] = stats["num_steps"] if isinstance(solver, ExponentialNTK) else 0
     stats["wall_s"] = wall
     stats["solver"] = type(solver).__name__
     stats["rtol"], stats["atol"] = float(rtol), float(atol)
@@ -279,7 +277,13 @@ def _status(
             FlowStatus.MAX_STEPS,
             f"The maximum number of solver steps (max_steps={max_steps}) was reached at "
             f"t={t_last:.6g}, before t1={ts[-1]:.6g}; {last}. Increase `max_steps` (the "
-            "flow is stiff when cond(K0) is large), loosen `rtol`, or shorten `t1`.",
+            "flow is stiff when cond(K0) is large"
+            + (
+                ""
+                if steps["stats"]["solver"] == "ExponentialNTK"
+                else "; solver='exponential' is not"
+            )
+            + "), loosen `rtol`, or shorten `t1`.",
         )
     return (
         FlowStatus.NONFINITE,

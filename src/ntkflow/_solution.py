@@ -64,7 +64,8 @@ class FlowSolution:
     `params_w`, `params_u` are `w(t) − w0`, `u(t) − w0` when `save_params=True`.
 
     `stats` has, per flow, `num_steps`, `num_accepted_steps`, `num_rejected_steps`,
-    `vf_evaluations`, `wall_s`, the solver and tolerances. `status` is a `FlowStatus`
+    `vf_evaluations`, `kernel_evaluations` (one per step of the exponential integrator),
+    `wall_s`, the solver and tolerances. `status` is a `FlowStatus`
     and `message` says how the solve ended, with times and the fix.
     """
 

@@ -156,6 +156,7 @@ def _solver_table(solver: dict[str, Any]) -> str:
         "num_accepted_steps",
         "num_rejected_steps",
         "vf_evaluations",
+        "kernel_evaluations",
         "rtol",
         "atol",
         "wall_s",
