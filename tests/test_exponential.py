@@ -2,6 +2,7 @@
 
 import math
 from fractions import Fraction
+from typing import Any
 
 import diffrax
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ def _exact_phi(j: int, z: float) -> float:
 
 def _fixed_steps(problem, t1, steps, ts=None):
     saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
-    return diffrax.diffeqsolve(
+    ys = diffrax.diffeqsolve(
         diffrax.ODETerm(_GradientField(problem)),
         ExponentialNTK(),
         0.0,
@@ -32,11 +33,13 @@ def _fixed_steps(problem, t1, steps, ts=None):
         stepsize_controller=diffrax.ConstantStepSize(),
         max_steps=steps + 4,
     ).ys
+    assert ys is not None
+    return ys
 
 
 def _reference(problem, t1):
     """Dopri8 at rtol 1e-13: an independent, explicit integrator."""
-    return diffrax.diffeqsolve(
+    ys = diffrax.diffeqsolve(
         diffrax.ODETerm(_GradientField(problem)),
         diffrax.Dopri8(),
         0.0,
@@ -45,7 +48,9 @@ def _reference(problem, t1):
         jnp.zeros_like(problem.w0),
         stepsize_controller=diffrax.PIDController(rtol=1e-13, atol=1e-15),
         max_steps=10**6,
-    ).ys[-1]
+    ).ys
+    assert ys is not None
+    return ys[-1]
 
 
 @pytest.mark.parametrize("j", [0, 1, 2, 3])
@@ -88,7 +93,8 @@ def test_linear_model_needs_few_adaptive_steps():
     )
     assert sol.status is nf.FlowStatus.SUCCESS
     assert sol.stats["gradient"]["num_steps"] <= 12  # the step grows 10× per step
-    assert sol.gap_w is not None and np.max(sol.gap_w) <= 1e-11 * np.max(sol.dist_u)
+    assert sol.gap_w is not None and sol.dist_u is not None
+    assert np.max(sol.gap_w) <= 1e-11 * np.max(sol.dist_u)
 
 
 @pytest.mark.parametrize("alpha, width, t1", [(1.0, 16, 2.0), (0.5, 32, 2.0)])
@@ -130,7 +136,9 @@ def test_agrees_with_reference_on_the_seed_network(alpha):
     the requested tolerance, with more steps where the flow is less linear."""
     data = nf.datasets.digits(32, classes=(0, 1))
     problem = nf.Problem(nf.Shallow(256), data, alpha=alpha, centering="antisymmetric")
-    common = dict(saveat=12, diagnostics=False, error_estimate=False, save_params=True)
+    common: dict[str, Any] = dict(
+        saveat=12, diagnostics=False, error_estimate=False, save_params=True
+    )
     t1 = 3.0 / alpha**2
     ref = nf.solve_flows(problem, t1, solver="dopri8", rtol=1e-12, **common)
     steps = {}

@@ -173,7 +173,9 @@ def test_nonfinite_vector_field_stops_with_last_good_state(solver):
     sol = nf.solve_flows(problem, saveat=20, diagnostics=False, solver=solver)
     assert sol.status is nf.FlowStatus.NONFINITE
     assert "the last good state is at t=" in sol.message
-    last = float(re.search(r"‖w − w0‖ = ([0-9.]+)\)", sol.message).group(1))
+    found = re.search(r"‖w − w0‖ = ([0-9.]+)\)", sol.message)
+    assert found is not None
+    last = float(found.group(1))
     # Tsit5's steps shrink onto the singular sphere ‖w‖ = 1/√2; the exponential
     # integrator's last accepted step lies inside it.
     if solver == "tsit5":

@@ -48,7 +48,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ._kernel import _jacobian_rows
 from ._problem import Problem
@@ -125,7 +125,7 @@ class _Local(eqx.Module):
         (out,) = self.vjp(c)
         return out
 
-    def JT_batch(self, c1: Array, c2: Array) -> tuple[Array, Array]:
+    def JT_batch(self, c1: ArrayLike, c2: ArrayLike) -> tuple[Array, Array]:
         """`J_kᵀ c1`, `J_kᵀ c2` in one batched VJP."""
         out = jax.vmap(self.JT)(jnp.stack([c1, c2]))
         return out[0], out[1]
