@@ -153,8 +153,9 @@ def _field(problem: Problem, delta: Array) -> Array:
 
 
 class _ExponentialInterpolation(diffrax.AbstractLocalInterpolation):
-    """Dense output of one step: `δ(t_k + θh) = δ_k + θh φ_1(θZ) F_k + (3h/2)θ² φ_2(θZ) D_3`
-    (order 2), one VJP at `w_k` per evaluation."""
+    """Dense output of one step, `δ(t_k + θh) = δ_k + θh φ_1(θZ) F_k + b h θ² φ_2(θZ) D`
+    (order 2): `b = 3/2`, `D = D_3` for the third-order solution, `b = 3`, `D = D_2` for
+    the embedded one. One VJP at `w_k` per evaluation."""
 
     t0: Any
     t1: Any
@@ -163,8 +164,9 @@ class _ExponentialInterpolation(diffrax.AbstractLocalInterpolation):
     r: Array
     lam: Array
     V: Array
-    D3: Array
-    JD3: Array
+    D: Array
+    JD: Array
+    b: Any
 
     def evaluate(self, t0, t1=None, left=True):
         del left
@@ -177,12 +179,13 @@ class _ExponentialInterpolation(diffrax.AbstractLocalInterpolation):
         theta = s / jnp.where(h > 0, h, 1.0)
         z = -s * a * a * self.lam
         rot = lambda g, c: self.V @ (g * (self.V.T @ c))
-        coef = -a * s * rot(phi(1, z), self.r) + (1.5 * h * theta**2) * (
-            -s * a * a * rot(phi(3, z), self.JD3)
+        # φ_2(θZ) D = D/2 − sα² J_kᵀ V φ_3(−sα²Λ) Vᵀ (J_k D)
+        coef = -a * s * rot(phi(1, z), self.r) + (self.b * h * theta**2) * (
+            -s * a * a * rot(phi(3, z), self.JD)
         )
         _, vjp = jax.vjp(problem.f, problem.w0 + self.y0)
         (move,) = vjp(coef)
-        return self.y0 + (0.75 * h * theta**2) * self.D3 + move
+        return self.y0 + (0.5 * self.b * h * theta**2) * self.D + move
 
 
 class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
@@ -193,8 +196,16 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
 
     Use it with `diffrax.PIDController` like any adaptive solver; `order` is 3, and the
     error estimate is that of the embedded second-order solution.
+
+    **Arguments:**
+
+    - `embedded`: advance with the embedded second-order solution instead (same steps'
+      error estimate). `solve_flows` uses it for the error-estimate re-solve: unlike a
+      re-solve at looser tolerances with the same method, it differs from the main
+      solve even when both take the same steps (in the lazy regime, often one step).
     """
 
+    embedded: bool = eqx.field(static=True, default=False)
     term_structure: ClassVar = diffrax.ODETerm
     interpolation_cls: ClassVar = _ExponentialInterpolation
 
@@ -237,7 +248,11 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
         move_y, move_e = loc.JT_batch(coef_y, coef_e)
         y1 = y0 + (3 * h / 4) * D3 + move_y
         y_error = (3 * h / 4) * (D3 - 2 * D2) + move_e
-        dense_info = dict(problem=problem, y0=y0, r=r, lam=loc.lam, V=loc.V, D3=D3, JD3=JD3)
+        dense_info = dict(problem=problem, y0=y0, r=r, lam=loc.lam, V=loc.V)
+        if self.embedded:  # δ̂_{k+1} = δ_k + hφ_1(Z)F_k + 3hφ_2(Z)D2 = δ_{k+1} − error
+            dense_info |= dict(D=D2, JD=JD2, b=jnp.asarray(3.0, y0.dtype))
+            return y1 - y_error, y_error, dense_info, None, diffrax.RESULTS.successful
+        dense_info |= dict(D=D3, JD=JD3, b=jnp.asarray(1.5, y0.dtype))
         return y1, y_error, dense_info, None, diffrax.RESULTS.successful
 
 
