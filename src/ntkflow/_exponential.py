@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._kernel import _jacobian_rows
+from ._kernel import jacobian
 from ._problem import Problem
 
 # Below this |z| the φ-functions are summed as Taylor series (no cancellation).
@@ -79,35 +79,49 @@ def phi(j: int, z: Array) -> Array:
 def traced_kernel(problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
     """`K_w`, traceable (inside a jitted solve): structured derivatives for dense-layer
     models with an additive centring (one XLA program per parameter copy), else the
-    Jacobian contraction of the whole `J_w` (`n·p` numbers)."""
-    from ._structured import _fused
+    contraction of the whole Jacobian `J_w` (`n·p` numbers)."""
+    from ._structured import fused_kernel, structured_applies
 
-    comps = (
-        problem.centering.components(problem.unravel(w))
-        if problem.model.dense_widths is not None
-        else None
-    )
-    if comps is not None:
-        K = None
-        for s, params in comps:
-            term = (s * s) * _fused(problem.model, params, problem.state, problem.data.X)
-            K = term if K is None else K + term
-        assert K is not None
-        return K
-    J = _jacobian_rows(problem, w, problem.data.X)
+    if structured_applies(problem):
+        comps = problem.centering.components(problem.unravel(w))
+        assert comps is not None
+        return fused_kernel(problem, comps)
+    J = jacobian(problem, w)
     K = J @ J.T
     return 0.5 * (K + K.T)
 
 
-class _Local(eqx.Module):
-    """The local tangent flow at `w_k`: `f(w_k)`, the JVP and VJP of `f` there and the
-    eigendecomposition of `K_k`, with the φ-function actions built on them."""
+class _Eigen(eqx.Module):
+    """`K_k = V Λ Vᵀ` and `r_k` at the start of a step: the φ-function actions of
+    `L_k = −α² J_kᵀ J_k`, as coefficient vectors `c'` (the move itself is `J_kᵀ c'`). Arrays
+    only, so the step's dense output carries it too."""
 
-    problem: Problem
-    w: Array
-    r: Array
+    scale: Array
     lam: Array
     V: Array
+    r: Array
+
+    def rotate(self, g: Array, c: Array) -> Array:
+        """`V diag(g) Vᵀ c`."""
+        return self.V @ (g * (self.V.T @ c))
+
+    def z(self, s: Any) -> Array:
+        return -s * self.scale * self.scale * self.lam
+
+    def row(self, j: int, s: Any) -> Array:
+        """Coefficients `c'` with `φ_j(sL) F_k = J_kᵀ c'` (`F_k = −α J_kᵀ r_k`)."""
+        return -self.scale * self.rotate(phi(j, self.z(s)), self.r)
+
+    def general(self, j: int, s: Any, Jv: Array) -> Array:
+        """Coefficients `c'` with `φ_j(sL) v = v/j! + J_kᵀ c'`, given `J_k v`."""
+        return -s * self.scale * self.scale * self.rotate(phi(j + 1, self.z(s)), Jv)
+
+
+class _Local(eqx.Module):
+    """The local tangent flow at `w_k`: `K_k` and its eigendecomposition, and the JVP and
+    VJP of `f` there."""
+
+    eig: _Eigen
     K: Array
     jvp: Any
     vjp: Any
@@ -119,7 +133,8 @@ class _Local(eqx.Module):
         vjp = jax.linear_transpose(jvp, w)
         K = traced_kernel(problem, w)
         lam, V = jnp.linalg.eigh(K)
-        return cls(problem, w, problem.scale * f - problem.y, jnp.maximum(lam, 0.0), V, K, jvp, vjp)
+        r = problem.scale * f - problem.y
+        return cls(_Eigen(problem.scale, jnp.maximum(lam, 0.0), V, r), K, jvp, vjp)
 
     def JT(self, c: Array) -> Array:
         (out,) = self.vjp(c)
@@ -129,23 +144,6 @@ class _Local(eqx.Module):
         """`J_kᵀ c1`, `J_kᵀ c2` in one batched VJP."""
         out = jax.vmap(self.JT)(jnp.stack([c1, c2]))
         return out[0], out[1]
-
-    def rotate(self, g: Array, c: Array) -> Array:
-        """`V diag(g) Vᵀ c`."""
-        return self.V @ (g * (self.V.T @ c))
-
-    def z(self, s: Any) -> Array:
-        a = self.problem.scale
-        return -s * a * a * self.lam
-
-    def row(self, j: int, s: Any) -> Array:
-        """Coefficients `c'` with `φ_j(sL) F_k = J_kᵀ c'` (`F_k = −α J_kᵀ r_k`)."""
-        return -self.problem.scale * self.rotate(phi(j, self.z(s)), self.r)
-
-    def general(self, j: int, s: Any, Jv: Array) -> Array:
-        """Coefficients `c'` with `φ_j(sL) v = v/j! + J_kᵀ c'`, given `J_k v`."""
-        a = self.problem.scale
-        return -s * a * a * self.rotate(phi(j + 1, self.z(s)), Jv)
 
 
 def _field(problem: Problem, delta: Array) -> Array:
@@ -161,9 +159,7 @@ class _ExponentialInterpolation(diffrax.AbstractLocalInterpolation):
     t1: Any
     problem: Problem
     y0: Array
-    r: Array
-    lam: Array
-    V: Array
+    eig: _Eigen
     D: Array
     JD: Array
     b: Any
@@ -172,18 +168,12 @@ class _ExponentialInterpolation(diffrax.AbstractLocalInterpolation):
         del left
         if t1 is not None:
             return self.evaluate(t1) - self.evaluate(t0)
-        problem = self.problem
-        a = problem.scale
         h = self.t1 - self.t0
         s = t0 - self.t0
         theta = s / jnp.where(h > 0, h, 1.0)
-        z = -s * a * a * self.lam
-        rot = lambda g, c: self.V @ (g * (self.V.T @ c))
-        # φ_2(θZ) D = D/2 − sα² J_kᵀ V φ_3(−sα²Λ) Vᵀ (J_k D)
-        coef = -a * s * rot(phi(1, z), self.r) + (self.b * h * theta**2) * (
-            -s * a * a * rot(phi(3, z), self.JD)
-        )
-        _, vjp = jax.vjp(problem.f, problem.w0 + self.y0)
+        # sφ_1(sL)F_k + b h θ² φ_2(sL) D, with φ_2(sL) D = D/2 + J_kᵀ general(2, s, J_k D)
+        coef = s * self.eig.row(1, s) + (self.b * h * theta**2) * self.eig.general(2, s, self.JD)
+        _, vjp = jax.vjp(self.problem.f, self.problem.w0 + self.y0)
         (move,) = vjp(coef)
         return self.y0 + (0.5 * self.b * h * theta**2) * self.D + move
 
@@ -224,11 +214,11 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
         h = t1 - t0
         a = problem.scale
         loc = _Local.at(problem, y0)
-        r, K = loc.r, loc.K
+        eig, r, K = loc.eig, loc.eig.r, loc.K
         # Stage 2: U2 − δ_k = J_kᵀ a2, so J_k (U2 − δ_k) = K a2 and L_k(U2 − δ_k) = −α²J_kᵀ K a2.
         # D = F(U) − F_k − L_k(U − δ_k) = F(U) + J_kᵀ(α r_k + α² J_k(U − δ_k)); both VJPs
         # of a stage in one batched call.
-        a2 = (h / 3) * loc.row(1, h / 3)
+        a2 = (h / 3) * eig.row(1, h / 3)
         move2, lin2 = loc.JT_batch(a2, a * r + a * a * (K @ a2))
         U2 = y0 + move2
         D2 = _field(problem, U2) + lin2
@@ -236,19 +226,19 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
         # Stage 3: U3 − δ_k = (2h/3)φ_1(2Z/3)F_k + (4h/3)φ_2(2Z/3)D2
         #        = (2h/3) D2 + J_kᵀ b3.
         c3 = 2 * h / 3
-        b3 = c3 * loc.row(1, c3) + (4 * h / 3) * loc.general(2, c3, JD2)
+        b3 = c3 * eig.row(1, c3) + (4 * h / 3) * eig.general(2, c3, JD2)
         JU3 = c3 * JD2 + K @ b3
         move3, lin3 = loc.JT_batch(b3, a * r + a * a * JU3)
         U3 = y0 + c3 * D2 + move3
         D3 = _field(problem, U3) + lin3
         JD3 = loc.jvp(D3)
         # δ_{k+1} = δ_k + hφ_1(Z)F_k + (3h/2)φ_2(Z)D3, error (3h/2)φ_2(Z)(D3 − 2D2).
-        coef_y = h * loc.row(1, h) + (3 * h / 2) * loc.general(2, h, JD3)
-        coef_e = (3 * h / 2) * loc.general(2, h, JD3 - 2 * JD2)
+        coef_y = h * eig.row(1, h) + (3 * h / 2) * eig.general(2, h, JD3)
+        coef_e = (3 * h / 2) * eig.general(2, h, JD3 - 2 * JD2)
         move_y, move_e = loc.JT_batch(coef_y, coef_e)
         y1 = y0 + (3 * h / 4) * D3 + move_y
         y_error = (3 * h / 4) * (D3 - 2 * D2) + move_e
-        dense_info = dict(problem=problem, y0=y0, r=r, lam=loc.lam, V=loc.V)
+        dense_info = dict(problem=problem, y0=y0, eig=eig)
         if self.embedded:  # δ̂_{k+1} = δ_k + hφ_1(Z)F_k + 3hφ_2(Z)D2 = δ_{k+1} − error
             dense_info |= dict(D=D2, JD=JD2, b=jnp.asarray(3.0, y0.dtype))
             return y1 - y_error, y_error, dense_info, None, diffrax.RESULTS.successful

@@ -113,6 +113,17 @@ def _fused(
     return 0.5 * (K + K.T)
 
 
+def fused_kernel(problem: Problem, comps) -> Float[Array, "nk nk"]:
+    """`Σ_c s_c² K_g(w_c)` over the centring's parameter copies, each by `_fused`:
+    traceable, so it also serves inside a jitted solve (`ExponentialNTK`)."""
+    K = None
+    for s, params in comps:
+        term = (s * s) * _fused(problem.model, params, problem.state, problem.data.X)
+        K = term if K is None else K + term
+    assert K is not None
+    return K
+
+
 def _syrk(a: np.ndarray) -> np.ndarray:
     """`a aᵀ` by BLAS `?syrk` (half a GEMM's FLOPs): upper triangle, Fortran order."""
     from scipy.linalg import get_blas_funcs
@@ -172,12 +183,7 @@ class StructuredDense(AbstractNTKMethod):
         if gram == "syrk" and k != 1:
             raise ValueError(f"gram='syrk' needs scalar outputs, got k={k}; use 'jax'")
         if gram == "jax" and n_points <= self.chunk:
-            K = None
-            for s, params in comps:
-                term = (s * s) * _fused(model, params, problem.state, X)
-                K = term if K is None else K + term
-            assert K is not None
-            return K
+            return fused_kernel(problem, comps)
         factors, bias = [], ()
         for s, params in comps:
             xs, gs = [], []
