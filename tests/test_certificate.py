@@ -24,7 +24,7 @@ def test_theorem_constants_by_hand():
     alpha=st.floats(1e-2, 1e6),
 )
 def test_alpha_star_is_b_prime_below_half_b(R0, sigma_min, ratio, beta, alpha):
-    # THEORY.md: "The condition α ≥ α* is exactly B' ≤ B/2".
+    # docs/theory.md, "The theorem": the condition α ≥ α* is exactly B' ≤ B/2.
     c = nf.theorem_constants(alpha, R0, sigma_min, sigma_min * ratio, beta)
     lhs, rhs = alpha / c["alpha_star"], 0.5 * c["B"] / c["B_prime"]
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
@@ -35,7 +35,7 @@ def test_certificate_equals_hand_computation():
         nf.Shallow(30, "tanh"), tiny_data(n=5, d=3), alpha=3.0, centering="antisymmetric"
     )
     cert = nf.certify(problem)
-    # By hand, from THEORY.md, with an independent dense Jacobian.
+    # By hand, from docs/theory.md, with an independent dense Jacobian.
     J = np.asarray(nf.jacobian(problem))
     s = np.linalg.svd(J, compute_uv=False)
     X, y = np.asarray(problem.data.X), np.asarray(problem.data.y)

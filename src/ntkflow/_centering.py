@@ -1,4 +1,4 @@
-"""Centring: making `f(w0) = 0` so that `R0` does not grow with `α` (THEORY.md, "Scale and
+"""Centring: making `f(w0) = 0` so that `R0` does not grow with `α` (docs/theory.md, "Scale and
 centring")."""
 
 import abc

@@ -1,4 +1,4 @@
-"""The lazy-training theorem's certificate (THEORY.md, "The theorem"; Telgarsky, *Deep
+"""The lazy-training theorem's certificate (docs/theory.md, "The theorem"; Telgarsky, *Deep
 learning theory*, Thm 8.1; Chizat, Oyallon & Bach, NeurIPS 2019, Thm 2.4)."""
 
 import dataclasses
@@ -113,7 +113,7 @@ def _div(a: float, b: float) -> float:
 def theorem_constants(
     alpha: float, R0: float, sigma_min: float, sigma_max: float, beta: float
 ) -> dict[str, float]:
-    """`α*`, `B`, `B'` and the tangent flow's distance bound, from THEORY.md's formulas.
+    """`α*`, `B`, `B'` and the tangent flow's distance bound, from docs/theory.md, "The theorem".
 
     `α* = β·sqrt(1152·σ_max²·R0)/σ_min³`, `B = σ_min/(2β)`,
     `B' = 3·sqrt(8·σ_max²·R0)/(α·σ_min²)`, tangent bound `sqrt(2·σ_max²·R0)/(α·σ_min²)`.
@@ -141,7 +141,7 @@ def certify(
 ) -> Certificate:
     """State the lazy-training theorem's certificate for a problem.
 
-    Computes `K0` and its spectrum, `R0`, `β` (certified where THEORY.md proves a bound,
+    Computes `K0` and its spectrum, `R0`, `β` (certified where docs/theory.md, "Smoothness", proves a bound,
     otherwise estimated and labelled), then `α*`, `B`, `B'`, and whether the hypotheses
     hold, with every reason they do not.
 

@@ -1,10 +1,10 @@
 """An exponential integrator for the gradient flow: each step solves the local tangent flow
-exactly and corrects for the nonlinearity (THEORY.md, "The two gradient flows").
+exactly and corrects for the nonlinearity (docs/theory.md, "The two gradient flows").
 
 The gradient flow `δ̇ = F(δ) = −α J_wᵀ (α f(w) − y)`, `w = w0 + δ`, has Jacobian
 `−α² J_wᵀ J_w − α Σ_i r_i ∇²f_i(w)`. Its first part has eigenvalues `α² λ_i(K_w)` and makes
 explicit solvers take `~cond(K)·ln(1/ε)` steps; the second is small in the lazy regime
-(THEORY.md's `‖r‖β ≪ ασ²`). At the start `w_k` of each step we split
+(docs/theory.md, "The proof's quantities": `‖r‖β ≪ ασ²`). At the start `w_k` of each step we split
 
     F(δ) = L_k (δ − δ_k) + N_k(δ),    L_k = −α² J_kᵀ J_k  (Gauss–Newton / NTK part),
 

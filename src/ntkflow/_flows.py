@@ -1,4 +1,4 @@
-"""The two gradient flows side by side (THEORY.md, "The two gradient flows").
+"""The two gradient flows side by side (docs/theory.md, "The two gradient flows").
 
 - Gradient flow of the network: `ẇ = −α J_wᵀ (α f(w) − y)`, integrated by diffrax with
   adaptive, error-controlled steps. The vector field is `−∇_w R(α f(w))`, one VJP: the

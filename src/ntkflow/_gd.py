@@ -1,4 +1,4 @@
-"""Discrete gradient descent, the gradient flow's Euler discretisation (THEORY.md, "The two
+"""Discrete gradient descent, the gradient flow's Euler discretisation (docs/theory.md, "The two
 gradient flows"): `w_{k+1} = w_k − η ∇_w R(α f(w_k))`, at time `t = kη`."""
 
 import dataclasses

@@ -1,6 +1,6 @@
 """The Jacobian `J_w` and the empirical NTK Gram matrix `K_w = J_w J_wᵀ`.
 
-Rows of `J_w ∈ R^{n×p}` are per-example gradients `∇_w f(x_i; w)ᵀ` (THEORY.md,
+Rows of `J_w ∈ R^{n×p}` are per-example gradients `∇_w f(x_i; w)ᵀ` (docs/theory.md,
 "Notation"). They are computed a chunk of points at a time (`vmap` of `jacrev` over the
 points of a chunk, which beats `jacrev` of the whole batch on CPU) and contracted block by
 block, so that `J` is never materialised whole once it would exceed a memory budget:

@@ -1,6 +1,6 @@
 """`β`, the Lipschitz constant of the Jacobian: `‖J_w − J_v‖_op ≤ β ‖w − v‖`.
 
-Certified bounds where THEORY.md ("Smoothness") proves one; estimates otherwise, each a
+Certified bounds where docs/theory.md, "Smoothness", proves one; estimates otherwise, each a
 *lower* bound on the true supremum and labelled as such:
 
 - curvature at `w0`: `β(w0) = sup_{‖d‖=1} ‖DJ(w0)[d]‖_op = sup_{‖v‖=1} ‖Σ_i v_i H_i(w0)‖_op`
@@ -67,7 +67,7 @@ def _shallow_trained_width(problem: Problem) -> tuple[Shallow, int] | None:
 
 
 def certified_beta(problem: Problem, sigma_min: float | None = None) -> BetaEstimate | None:
-    """The certified `β` of THEORY.md for a shallow network, or `None` if none is known.
+    """The certified `β` of docs/theory.md, "Smoothness", for a shallow network, or `None` if none is known.
 
     - `Shallow(train="hidden")`: `β = (sup|σ''|/√m) · sqrt(Σ_i ‖x_i‖⁴)`, valid everywhere.
     - `Shallow(train="all")`: `β(r) = m^{-1/2} (√2 sup|σ'| ‖X‖_F + (A0 + r) sup|σ''|

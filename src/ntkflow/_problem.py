@@ -53,7 +53,7 @@ class Unravel(eqx.Module):
 class Problem(eqx.Module):
     """The lecture's problem: predictions `f(w) = (f(x_1; w), …, f(x_n; w)) ∈ R^n` of a
     model on the training inputs, trained on the squared loss
-    `R(α f(w)) = ½‖α f(w) − y‖²` (THEORY.md, "Notation").
+    `R(α f(w)) = ½‖α f(w) − y‖²` (docs/theory.md, "Notation").
 
     Vector outputs (`k` per point) are flattened point-major, so `n` here is then `n·k`.
     The parameters are a pytree inside the model but a flat vector `w ∈ R^p` here, via

@@ -1,7 +1,7 @@
 """Scaling laws on a log-log scale, with bootstrap intervals, and the empirical critical α.
 
 The lazy-training theory predicts, with centring (Chizat, Oyallon & Bach, NeurIPS 2019,
-Thm 2.4; THEORY.md, "Scale and centring"): `sup_t ‖w − w0‖ ∝ α^{-1}`,
+Thm 2.4; docs/theory.md, "Scale and centring"): `sup_t ‖w − w0‖ ∝ α^{-1}`,
 `sup_t ‖αf(w) − αf_0(u)‖ ∝ α^{-1}`, `sup_t ‖w − u‖ ∝ α^{-2}` up to a logarithm; and in
 the NTK parametrisation, at fixed α, the kernel drift and the relative weight change
 `‖w(t1) − w0‖/‖w0‖` `∝ m^{-1/2}` in the width `m`.

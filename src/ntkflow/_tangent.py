@@ -1,4 +1,4 @@
-"""The tangent flow in closed form (THEORY.md, "The two gradient flows").
+"""The tangent flow in closed form (docs/theory.md, "The two gradient flows").
 
 The linearised network `f_0(u) = f(w0) + J_0 (u − w0)` trained by gradient flow,
 `u̇ = −α J_0ᵀ (α f_0(u) − y)`, `u(0) = w0`, is a linear ODE. With `r0 = α f(w0) − y`,

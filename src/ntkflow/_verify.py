@@ -1,5 +1,5 @@
 """Every conclusion of the theorem, and every lemma of its proof, checked along the flows
-(THEORY.md, "The theorem" and "The proof's quantities").
+(docs/theory.md, "The theorem" and "The proof's quantities").
 
 Each check compares a tracked quantity with its bound at every save time and, for the
 gradient flow's loss and distance, at every accepted solver step. Its *margin* is the worst

@@ -94,7 +94,7 @@ def _fmt(x: float) -> str:
 def certificate_table(cert) -> Table:
     """The certificate as a rich table."""
     table = Table(
-        title="Lazy-training certificate (THEORY.md, “The theorem”)", title_justify="left"
+        title="Lazy-training certificate (docs/theory.md, “The theorem”)", title_justify="left"
     )
     table.add_column("quantity")
     table.add_column("value", justify="right")

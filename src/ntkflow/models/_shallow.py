@@ -16,7 +16,7 @@ class Shallow(AbstractModel):
 
     Hidden weights `w_j ~ N(0, I_d)`, output weights `a_j` uniform on `{−1, +1}`.
     `train="hidden"` trains `W` only and keeps `a` fixed (the lecture's case, for which
-    THEORY.md gives a certified `β`); `train="all"` trains `(W, a)`.
+    docs/theory.md, "Smoothness", gives a certified `β`); `train="all"` trains `(W, a)`.
 
     **Arguments:**
 
