@@ -1,6 +1,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,3 +59,148 @@ def test_figures_doc_covers_every_figure_and_readme_images_exist():
     assert images
     for image in images:
         assert (ROOT / image).is_file(), image
+
+
+# -- docs/theory.md: every cited section exists -------------------------------------------
+
+THEORY = ROOT / "docs" / "theory.md"
+# Where citations of docs/theory.md may appear.
+CITING = ("src", "docs", "tests", "examples", "bench", "README.md", "CONTRIBUTING.md")
+# Derived or ignored trees: not the project's own text.
+NOT_PROJECT = {
+    ".git",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "build",
+    "dist",
+}
+# The statements the code and docs rely on, each of which must have its own section.
+REQUIRED_SECTIONS = (
+    "Notation",
+    "The two gradient flows",
+    "The tangent flow in closed form",
+    "The exponential integrator",
+    "The theorem",
+    "The proof's quantities",
+    "The ball lemma",
+    "Loss decay inside the ball",
+    "Path length inside the ball",
+    "The path never leaves the ball",
+    "Smoothness",
+    "Shallow network, output weights fixed",
+    "Shallow network, both layers trained",
+    "Estimates for other models",
+    "Scale and centring",
+    "Subtract and antisymmetric",
+    "Numerical rank",
+    "What verified means",
+    "The three-way decision",
+    "Truncated and diverged solves",
+    "Rounding",
+)
+# A template, not a citation: CONTRIBUTING.md shows the citation form with it.
+PLACEHOLDERS = {"Section"}
+
+# The path (or the Markdown link `[docs/theory.md](docs/theory.md)`), a comma, then one or
+# more quoted section names, straight or curly, joined by `,`, `and` or `, and`. A
+# citation may wrap across lines, Python comment lines included.
+_GAP = r"[\s#]*"
+_NAME = r'(?:"[^"]{1,80}"|“[^”]{1,80}”)'
+_JOIN = _GAP + r"(?:,?" + _GAP + r"and|,)" + _GAP
+_CITATION = re.compile(
+    r"docs/theory\.md(?:\]\(docs/theory\.md\))?`?," + _GAP + rf"({_NAME}(?:{_JOIN}{_NAME})*)"
+)
+# After the path, anything that looks like the start of a quoted name: every such place
+# must parse as a citation (so a name in other quotes cannot slip through).
+_QUOTED_AFTER = re.compile(r"docs/theory\.md(?:\]\(docs/theory\.md\))?`?," + _GAP + "[\"“'‘]")
+
+
+def _cited_sections(text: str) -> list[str]:
+    """The section names cited in `text`, whitespace and comment markers normalised."""
+    parsed = {m.start() for m in _CITATION.finditer(text)}
+    for m in _QUOTED_AFTER.finditer(text):
+        assert m.start() in parsed, f"unparsed citation: {text[m.start() : m.start() + 80]!r}"
+    names = []
+    for m in _CITATION.finditer(text):
+        for straight, curly in re.findall(r'"([^"]*)"|“([^”]*)”', m.group(1)):
+            names.append(" ".join((straight or curly).replace("#", " ").split()))
+    return names
+
+
+def _headings(text: str) -> set[str]:
+    """The `##` and `###` headings of a Markdown text (outside fenced code)."""
+    out, fenced = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := re.match(r"#{2,3} (.+?)\s*$", line)):
+            out.add(m.group(1))
+    return out
+
+
+def _files(*roots: Path):
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(root.rglob("*"))
+        for path in paths:
+            rel = path.relative_to(ROOT).parts
+            if path.is_file() and not any(
+                p in NOT_PROJECT or p.startswith(".venv") or p.endswith(".egg-info") for p in rel
+            ):
+                yield path
+
+
+def test_citation_parser_catches_every_form():
+    cite = "docs/" + "theory.md"  # split, so this file cites nothing itself
+    assert _cited_sections(f'see {cite}, "Notation")') == ["Notation"]
+    assert _cited_sections(f"({cite}, “The theorem”)") == ["The theorem"]
+    assert _cited_sections(f'[{cite}]({cite}), "Notation":') == ["Notation"]
+    assert _cited_sections(f'({cite},\n    "Scale and\n    centring")') == ["Scale and centring"]
+    assert _cited_sections(f'# {cite},\n# "The proof\'s\n# quantities"') == [
+        "The proof's quantities"
+    ]
+    assert _cited_sections(f'({cite}, "A", "B" and "C"; "D")') == ["A", "B", "C"]
+    assert _cited_sections(f'{cite}, "A", and “B”') == ["A", "B"]
+    assert _cited_sections(f"a bare [{cite}]({cite}): the mathematics") == []
+    with pytest.raises(AssertionError, match="unparsed citation"):
+        _cited_sections(f"{cite}, 'Notation'")
+    # A wrong name is found, and is not a heading.
+    assert "No such section" not in _headings(THEORY.read_text())
+    assert _cited_sections(f'{cite}, "No such section"') == ["No such section"]
+
+
+def test_every_theory_citation_resolves():
+    headings = _headings(THEORY.read_text())
+    cited: dict[str, list[str]] = {}
+    for path in _files(*(ROOT / p for p in CITING)):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for name in _cited_sections(text):
+            cited.setdefault(name, []).append(path.relative_to(ROOT).as_posix())
+    assert cited, "no citation of docs/theory.md found: is the pattern still right?"
+    missing = {
+        name: sorted(set(where))
+        for name, where in cited.items()
+        if name not in headings and name not in PLACEHOLDERS
+    }
+    assert not missing, f"cited sections that docs/theory.md lacks: {missing}"
+
+
+def test_theory_has_a_section_for_every_topic():
+    text = THEORY.read_text()
+    headings = _headings(text)
+    assert not [s for s in REQUIRED_SECTIONS if s not in headings]
+    # The constants of theorem_constants, as the page derives them.
+    for formula in ("1152", "3 · sqrt(8 σ_max² R0)", "σ_min/(2β)", "2c₂ r² + 2c₁ r − σ_min"):
+        assert formula in text, formula
+
+
+def test_no_reference_to_a_missing_theory_file():
+    needle = b"THEORY" + b".md"  # spelt so that this file does not hold it
+    offenders = [
+        path.relative_to(ROOT).as_posix() for path in _files(ROOT) if needle in path.read_bytes()
+    ]
+    assert not offenders, f"{needle.decode()} (the project has docs/theory.md): {offenders}"
