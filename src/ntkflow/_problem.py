@@ -11,6 +11,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
 from ._centering import AbstractCentering, get_centering
+from ._memory import TooLarge, available_bytes, human_bytes
 from .datasets import Dataset
 from .models import AbstractModel
 
@@ -50,6 +51,76 @@ class Unravel(eqx.Module):
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
 
+def _float_dtype(dtype: Any) -> Any:
+    """`dtype` as float32 or float64 (`None`: the default). **Raises:** `ValueError`."""
+    if dtype is None:
+        return default_dtype()
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in (jnp.dtype("float32"), jnp.dtype("float64")):
+        raise ValueError(
+            f"dtype must be float32 or float64, got dtype={dtype!r}; pass dtype='float64' "
+            "(the default) or dtype='float32'"
+        )
+    if resolved == jnp.dtype("float64") and not jax.config.read("jax_enable_x64"):
+        raise ValueError(
+            "dtype='float64' needs JAX's 64-bit mode, which is off (NTKFLOW_X64=0 or "
+            "jax_enable_x64=False); pass dtype='float32' or turn it on"
+        )
+    return resolved
+
+
+def _check_memory(
+    model: AbstractModel, data: Dataset, centering: AbstractCentering, key: Any, dtype: Any
+) -> None:
+    """Refuse a problem that cannot fit in the memory here, from shapes alone
+    (`jax.eval_shape`: nothing is allocated).
+
+    Counted: the parameters twice (the model's pytree and the flat `w0`), one forward
+    pass's hidden activations on the training points (for models that give their
+    `dense_widths`), and the `n × n` kernel (the certificate's spectrum forms it). Every
+    run needs at least this much, so only problems that cannot run are refused.
+    **Raises:** `_memory.TooLarge`.
+    """
+    try:
+        base = jax.eval_shape(lambda k: model.init(k, data.d), key)
+        lifted = jax.eval_shape(centering.lift, base[0])
+    except Exception:  # the real `init` below raises this model's error with its context
+        return
+    size = lambda tree: sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree))
+    p, p_base, n = size(lifted), size(base[0]), data.n * data.k
+    itemsize = jnp.dtype(dtype).itemsize
+    param_bytes = (p + p_base + size(base[1])) * itemsize
+    widths = model.dense_widths
+    hidden_bytes = data.n * sum(widths) * itemsize if widths else 0
+    kernel_bytes = n * n * itemsize
+    need = param_bytes + hidden_bytes + kernel_bytes
+    limit = available_bytes()
+    if limit is None or need <= limit:
+        return
+    copies = f", {p // p_base}× the model's for {centering.name} centring" if p > p_base else ""
+    hidden = (
+        f", hidden activations on {data.n} points ({human_bytes(hidden_bytes)})"
+        if hidden_bytes
+        else ""
+    )
+    if param_bytes + hidden_bytes >= kernel_bytes:
+        part, fix = "model", "use a narrower or shallower model (fewer parameters)"
+    else:
+        part, fix = "data", "use fewer points (the kernel grows like n²)"
+    if itemsize == 8:
+        fix += ", or dtype='float32' (half the memory)"
+    raise TooLarge(
+        f"the problem needs at least {human_bytes(need)} of memory, more than the "
+        f"{human_bytes(limit)} here: {p:,} parameters{copies} "
+        f"({human_bytes(param_bytes)} in {jnp.dtype(dtype).name} with their flat copy)"
+        f"{hidden} and the {n}×{n} kernel ({human_bytes(kernel_bytes)}); {fix}",
+        part,
+    )
+
+
 class Problem(eqx.Module):
     """The lecture's problem: predictions `f(w) = (f(x_1; w), …, f(x_n; w)) ∈ R^n` of a
     model on the training inputs, trained on the squared loss
@@ -70,8 +141,10 @@ class Problem(eqx.Module):
     - `dtype`: floating dtype of parameters and data (default float64 when
       `jax_enable_x64` is on, which `import ntkflow` turns on).
 
-    **Raises:** `ValueError` for `alpha ≤ 0`, an unknown centring, a model whose outputs do
-    not match the targets' shape, or non-finite outputs at `w0`.
+    **Raises:** `ValueError` for `alpha ≤ 0`, an unknown centring, a `dtype` other than
+    float32/float64, a model whose outputs do not match the targets' shape, non-finite
+    outputs at `w0`, or a problem whose parameters and `n × n` kernel would not fit in
+    memory (estimated from the shapes before anything is allocated).
     """
 
     model: AbstractModel
@@ -109,9 +182,12 @@ class Problem(eqx.Module):
             raise ValueError(f"alpha must be a number > 0, got alpha={alpha!r}")
         if not math.isfinite(alpha) or alpha <= 0:
             raise ValueError(f"alpha must be a finite number > 0, got alpha={alpha!r}")
-        dtype = default_dtype() if dtype is None else jnp.dtype(dtype)
+        dtype = _float_dtype(dtype)
+        if isinstance(key, int | np.integer) and not -(2**63) <= int(key) < 2**63:
+            raise ValueError(f"key must be an integer seed in [-2**63, 2**63), got key={key}")
         self.model = model
         self.centering = get_centering(centering)
+        _check_memory(model, data, self.centering, as_key(key), dtype)
         self.data = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), data)
         params0, self.state = model.init(as_key(key), data.d)
         params0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params0)
@@ -125,8 +201,7 @@ class Problem(eqx.Module):
         if raw0.shape[0] != data.n or math.prod(raw0.shape[1:]) != data.k:
             raise ValueError(
                 f"the model outputs shape {tuple(raw0.shape)} on {data.n} points but the "
-                f"targets have shape {tuple(data.y.shape)}; make the model's output "
-                "dimension (out_dim) match the targets"
+                f"targets have shape {tuple(data.y.shape)}; {model.output_dim_fix(data.k)}"
             )
         raw0 = raw0.reshape(-1)
         if not bool(jnp.all(jnp.isfinite(raw0))):

@@ -10,11 +10,17 @@ Everything is written into a hidden sibling directory `.NAME.partial-PID-…` an
 into place only when complete, so an interrupted run (SIGINT, SIGKILL, a crash) never
 leaves a directory that looks finished; `summary.json` also carries `"complete": true`,
 which `load_results` and `ntkflow report` require.
+
+One process at a time writes a results directory: `output_lock` holds an exclusive
+`flock` on `.NAME.lock` beside it from the check of the target to the rename, so a second
+writer is refused at once instead of silently replacing the first one's results. The
+kernel releases the lock when its process dies, so a killed run never blocks the next.
 """
 
 import contextlib
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import platform
@@ -102,20 +108,152 @@ def _remove_stale_partials(target: Path) -> None:
 
 
 def check_output_dir(target: str | os.PathLike) -> Path:
-    """Refuse to overwrite a directory that is not an ntkflow results directory.
+    """Refuse a results directory that cannot be written: a file, the current or a root
+    directory, a parent that is a file, or a directory that is not an ntkflow results
+    directory (results directories are replaced whole).
 
-    **Raises:** `ResultsError` naming the path and the fix.
+    Writes nothing. **Raises:** `ResultsError` naming the path and the fix.
     """
     target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise ResultsError(f"--out {str(target)!r} is a file; give a directory path")
-    if target.is_dir() and any(target.iterdir()) and not _is_results_dir(target):
+    shown = repr(str(target))
+    if target.name in ("", ".", ".."):
         raise ResultsError(
-            f"--out {str(target)!r} exists and is not an ntkflow results directory; choose "
-            "another path (results directories are replaced whole, so ntkflow will not "
-            "overwrite other files)"
+            f"results directory {shown} names no new directory; give a path like "
+            "results/NAME (results directories are replaced whole)"
+        )
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ResultsError(
+                    f"results directory {shown}: {str(parent)!r} is a file, not a directory; "
+                    "choose another path"
+                )
+            break
+    if target.exists() and not target.is_dir():
+        raise ResultsError(f"results directory {shown} is a file; give a directory path")
+    try:
+        foreign = target.is_dir() and any(target.iterdir()) and not _is_results_dir(target)
+    except OSError as e:
+        raise ResultsError(
+            f"results directory {shown} cannot be read ({e.strerror}); choose another path"
+        ) from None
+    if foreign:
+        raise ResultsError(
+            f"results directory {shown} exists and is not an ntkflow results directory; "
+            "choose another path (results directories are replaced whole, so ntkflow will "
+            "not overwrite other files)"
         )
     return target
+
+
+def _make_parents(target: Path) -> list[Path]:
+    """Create `target`'s missing parents; return those created, deepest first.
+
+    **Raises:** `ResultsError` when a parent cannot be created (permissions, a file).
+    """
+    missing = [p for p in reversed(target.parents) if not p.exists()]
+    created = []
+    try:
+        for p in missing:
+            p.mkdir()
+            created.append(p)
+    except OSError as e:
+        _remove_empty(created[::-1])
+        raise ResultsError(
+            f"results directory {str(target)!r} cannot be created ({e.strerror} on "
+            f"{e.filename or str(target.parent)!r}); choose a writable path"
+        ) from None
+    return created[::-1]
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for p in directories:
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
+# Locks this process holds, by lock-file path: a nested writer (`write_results` inside the
+# CLI's `output_lock`) reuses its caller's, as `flock` on a second descriptor would block.
+_HELD: set[str] = set()
+
+
+def _lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
+def _acquire(path: Path, target: Path) -> int:
+    """An exclusive `flock` on `path` (created if absent); its file descriptor.
+
+    After locking, the file must still be the one at `path`: a holder removes it on
+    release, and a lock on the removed inode would guard nothing.
+    """
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as e:
+            raise ResultsError(
+                f"results directory {str(target)!r} cannot be written ({e.strerror} on "
+                f"{str(path.parent)!r}); choose a writable path"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            try:
+                holder = path.read_text().strip()
+            except OSError:
+                holder = ""
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise ResultsError(
+                f"results directory {str(target)!r} is being written by another ntkflow "
+                f"process{pid}; wait for it to finish, or choose another path"
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike) -> Iterator[Path]:
+    """Check `target` (`check_output_dir`) and hold the exclusive write lock on it until
+    the block ends; on the way out the lock file goes, and so do the parents this made
+    when nothing was written.
+
+    **Raises:** `ResultsError` when the target cannot be written or another process is
+    writing it.
+    """
+    target = check_output_dir(target)
+    lock = _lock_path(target)
+    key = os.path.abspath(lock)
+    if key in _HELD:
+        yield target
+        return
+    created = _make_parents(target)
+    try:
+        fd = _acquire(lock, target)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    _HELD.add(key)
+    try:
+        yield check_output_dir(target)  # again, now that no other writer can change it
+    finally:
+        _HELD.discard(key)
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+        if not target.exists():
+            _remove_empty(created)
 
 
 @contextlib.contextmanager
@@ -130,26 +268,31 @@ def atomic_directory(
     `KeyboardInterrupt` was swallowed on the way (Python ignores exceptions raised in
     weakref callbacks and destructors) still cancels the write.
     """
-    target = check_output_dir(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(target)
-    prefix = f".{target.name}.partial-{os.getpid()}-"
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; results are not
-    try:
-        yield tmp
-        if cancelled is not None and cancelled():
-            raise KeyboardInterrupt
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_lock(target) as target:
+        _remove_stale_partials(target)
+        prefix = f".{target.name}.partial-{os.getpid()}-"
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        except OSError as e:
+            raise ResultsError(
+                f"results directory {str(target)!r} cannot be written ({e.strerror}); "
+                "choose a writable path"
+            ) from None
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; results are not
+        try:
+            yield tmp
+            if cancelled is not None and cancelled():
+                raise KeyboardInterrupt
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{os.getpid()}"
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -222,22 +365,37 @@ def load_results(path: str | os.PathLike) -> Results:
     import xarray as xr
 
     path = Path(path)
+    if path.is_file():
+        raise ResultsError(f"{str(path)!r} is a file, expected a results directory")
     if not path.is_dir():
-        raise ResultsError(f"results directory {str(path)!r} does not exist")
+        raise ResultsError(f"results directory {str(path)!r} does not exist; check the path")
+    damaged = "the results directory is damaged: run the experiment again"
     try:
-        summary = json.loads((path / SUMMARY).read_text())
+        summary = json.loads((path / SUMMARY).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResultsError(
             f"{str(path)!r} has no {SUMMARY}: not a complete ntkflow results directory "
             "(an interrupted run?); run the experiment again"
         ) from None
-    except ValueError as e:
-        raise ResultsError(f"{str(path / SUMMARY)!r} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise ResultsError(
+            f"{str(path / SUMMARY)!r} cannot be read ({e.strerror}); {damaged}"
+        ) from None
+    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError
+        raise ResultsError(f"{str(path / SUMMARY)!r} is not valid JSON ({e}); {damaged}") from None
     if not isinstance(summary, dict) or summary.get("format") != FORMAT:
         raise ResultsError(f"{str(path)!r} is not an ntkflow results directory ({FORMAT})")
     if summary.get("complete") is not True:
         raise ResultsError(f"{str(path)!r} is incomplete; run the experiment again")
+    if not isinstance(summary.get("certificate"), dict):
+        raise ResultsError(f"{str(path / SUMMARY)!r} has no certificate; {damaged}")
     if not (path / TRAJECTORIES).is_file():
         raise ResultsError(f"{str(path)!r} lacks {TRAJECTORIES}; run the experiment again")
-    dataset = xr.load_dataset(path / TRAJECTORIES, engine="h5netcdf")
+    try:
+        dataset = xr.load_dataset(path / TRAJECTORIES, engine="h5netcdf")
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        shown = " ".join(str(e).split())[:160] or type(e).__name__
+        raise ResultsError(
+            f"{str(path / TRAJECTORIES)!r} cannot be read ({shown}); {damaged}"
+        ) from None
     return Results(dataset=dataset, summary=summary, path=path)

@@ -91,6 +91,24 @@ def _extremes(K: Any, n: int, tol: float) -> tuple[float, float]:
     return (1.0 / mu if mu > 0 else 0.0), lam_max
 
 
+def _span(K: np.ndarray) -> str:
+    """The range of `|K_ij|`, for messages."""
+    a = np.abs(K[np.isfinite(K)])
+    return f"|K_ij| in [{a.min():.3g}, {a.max():.3g}]" if a.size else "no finite values"
+
+
+def _check_finite(K: np.ndarray) -> None:
+    """The kernel at `w0` must be finite for any spectrum to mean something: inputs of a
+    huge scale (1e200) overflow `J Jᵀ` long before the network's outputs do."""
+    bad = ~np.isfinite(K)
+    if bad.any():
+        raise ValueError(
+            f"the empirical NTK K0 is not finite ({int(bad.sum())} of its {K.size} entries "
+            "are NaN or inf): the inputs or the parameters are too large for its dtype; "
+            "standardise the inputs (zero mean, unit variance per feature) or rescale them"
+        )
+
+
 def ntk_spectrum(
     K: Float[ArrayLike, "n n"] | Any,
     *,
@@ -111,7 +129,8 @@ def ntk_spectrum(
       `n = 4096` and for arrays only).
     - `tol`: the iterative solver's relative tolerance on the eigenvalues.
 
-    **Raises:** `ValueError` for an unknown method, or `"dense"` on an operator.
+    **Raises:** `ValueError` for an unknown method, `"dense"` on an operator, a kernel
+    with NaN or inf entries, or an eigensolver that does not converge.
     """
     from scipy.sparse.linalg import LinearOperator
 
@@ -125,8 +144,17 @@ def ntk_spectrum(
         raise ValueError("method='dense' needs K as an array; use 'iterative' for an operator")
     dtype = np.float64 if operator else np.asarray(K).dtype
     n_params = n if p is None else p
+    if not operator:
+        _check_finite(np.asarray(K))
     if method == "dense" or n <= 2:
-        eig = np.linalg.eigvalsh(np.asarray(K)).astype(np.float64)
+        try:
+            eig = np.linalg.eigvalsh(np.asarray(K)).astype(np.float64)
+        except np.linalg.LinAlgError as e:
+            raise ValueError(
+                f"the eigensolver did not converge on the empirical NTK K0 ({n}×{n}: {e}); "
+                f"its entries span {_span(np.asarray(K))}: standardise the inputs (zero "
+                "mean, unit variance per feature) or rescale them"
+            ) from None
         lam_min, lam_max, complete = float(eig[0]), max(float(eig[-1]), 0.0), True
     else:
         lam_min, lam_max = _extremes(K, n, tol)

@@ -19,11 +19,81 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click import exceptions as click_errors
+from typer.core import TyperGroup
 
 from .config import ConfigError
 
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line error (no rich wrapping) and return the exit to raise."""
+    print(f"ntkflow: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+class _OneLineErrors(TyperGroup):
+    """The command group, with usage errors (a bad option value, a missing argument, an
+    unknown option or command) in one line on stderr like every other bad input, instead
+    of a boxed usage message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        kwargs = dict(prog_name=prog_name, complete_var=complete_var, **extra)
+        if not standalone_mode:
+            return super().main(args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError:
+            print(self.get_help(self.make_context("ntkflow", ["--help"], resilient_parsing=True)))
+            sys.exit(2)
+        except click_errors.UsageError as e:
+            fail(_usage_line(e, args, [c for c in args if c in self.commands][:1]))
+            sys.exit(2)
+        except click_errors.ClickException as e:
+            fail(e.format_message())
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            fail("aborted", 1)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_line(e: "click_errors.UsageError", args: list[str], sub: list[str]) -> str:
+    """A usage error as one line: what was wrong, the value given, where to look."""
+    command = e.ctx.command_path if e.ctx is not None else " ".join(["ntkflow", *sub])
+    see = f"see `{command} --help`"
+    if isinstance(e, click_errors.BadParameter) and not isinstance(
+        e, click_errors.MissingParameter
+    ):
+        param = e.param
+        opts = list(getattr(param, "opts", [])) if param is not None else []
+        name = "/".join(opts) if opts else (e.param_hint or "argument")
+        given = _given(opts, args)
+        value = f" got {given!r}:" if given is not None else ""
+        return f"{name}:{value} {e.message.rstrip('.')}; {see}"
+    if isinstance(e, click_errors.MissingParameter) and e.param is not None:
+        opts = list(getattr(e.param, "opts", []))
+        if e.param.param_type_name == "argument":
+            return f"missing argument {(e.param.name or '').upper()}; {see}"
+        return f"missing option {'/'.join(opts)}; {see}"
+    return f"{e.format_message().rstrip('.')}; {see}"
+
+
+def _given(opts: list[str], args: list[str]) -> str | None:
+    """The value an option was given on the command line (its last occurrence)."""
+    found = None
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                found = args[i + 1]
+            elif arg.startswith(opt + "="):
+                found = arg[len(opt) + 1 :]
+    return found
+
+
 app = typer.Typer(
     name="ntkflow",
+    cls=_OneLineErrors,
     help="Lazy training, made executable: the NTK certificate and the two gradient flows.",
     add_completion=False,
     no_args_is_help=True,
@@ -32,10 +102,12 @@ app = typer.Typer(
 console = Console()
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error (no rich wrapping) and return the exit to raise."""
-    print(f"ntkflow: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return typer.Exit(code)
+def _out_error(error: Exception, out: Path | None, experiment: Path | None) -> str:
+    """A library error about the results directory, saying where its path came from:
+    `--out`, or the experiment's `[output] dir`."""
+    if out is not None or experiment is None:
+        return f"--out: {error}"
+    return f"{experiment}: [output] dir: {error}"
 
 
 _INTERRUPT = threading.Event()
@@ -165,18 +237,25 @@ def certify(
 
     Says whether the hypotheses hold, with the reasons when they don't.
     """
-    from ._results import ResultsError, check_output_dir
+    import contextlib
+
+    from ._results import ResultsError, output_lock
     from .experiment import run_experiment, save_run
 
     try:
         exp = _load(experiment, set_)
-        if out is not None:
-            check_output_dir(out)
-        catch_interrupts()
-        result = run_experiment(exp, source=str(experiment), flows=False)
-        if out is not None:
-            save_run(result, out, cancelled=_INTERRUPT.is_set)
-    except (ConfigError, ResultsError, ValueError, TypeError) as e:
+    except (ConfigError, ValueError, TypeError) as e:
+        raise fail(str(e)) from None
+    try:
+        # The lock (and the check of --out) is held from before the run to the write.
+        with output_lock(out) if out is not None else contextlib.nullcontext():
+            catch_interrupts()
+            result = run_experiment(exp, source=str(experiment), flows=False)
+            if out is not None:
+                save_run(result, out, cancelled=_INTERRUPT.is_set)
+    except ResultsError as e:
+        raise fail(_out_error(e, out, experiment)) from None
+    except (ConfigError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         interrupted("interrupted; nothing was written")
@@ -263,15 +342,15 @@ def run(
     Exit 0 even when a check fails (that is a result), 2 on bad input, 3 with --strict when
     a check fails, 130 when interrupted (nothing is written).
     """
-    from ._results import ResultsError, check_output_dir
     from .config import output_dir
 
     try:
         exp = _load(experiment, set_)
-        target = check_output_dir(output_dir(exp, out))
-    except (ConfigError, ResultsError, ValueError, TypeError) as e:
+        target = output_dir(exp, out)
+    except (ConfigError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
-    result = _run_and_save(exp, str(experiment), target, progress)
+    where = None if out is not None else experiment
+    result = _run_and_save(exp, str(experiment), target, progress, where)
     assert result.solution is not None and result.verification is not None
     if json_:
         print(json.dumps(run_summary(result), indent=2, ensure_ascii=False))
@@ -285,17 +364,22 @@ def run(
         raise typer.Exit(3)
 
 
-def _run_and_save(exp, source: str, target: Path, progress: bool | None):
-    """Run an experiment and write its results; one-line errors, clean interrupts."""
-    from ._results import ResultsError
+def _run_and_save(exp, source: str, target: Path, progress: bool | None, where: Path | None = None):
+    """Run an experiment and write its results, holding the results directory's lock
+    from its check to its write; one-line errors, clean interrupts. `where`: the
+    experiment file when the path came from its `[output] dir` (for messages)."""
+    from ._results import ResultsError, output_lock
     from .experiment import run_experiment, save_run
 
     show = sys.stderr.isatty() if progress is None else progress
     catch_interrupts()
     try:
-        result = run_experiment(exp, source=source, progress=show, cancelled=_INTERRUPT.is_set)
-        save_run(result, target, cancelled=_INTERRUPT.is_set)
-    except (ConfigError, ResultsError, ValueError, TypeError) as e:
+        with output_lock(target):
+            result = run_experiment(exp, source=source, progress=show, cancelled=_INTERRUPT.is_set)
+            save_run(result, target, cancelled=_INTERRUPT.is_set)
+    except ResultsError as e:
+        raise fail(_out_error(e, None if where else target, where)) from None
+    except (ConfigError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         interrupted("interrupted; no results were written")
@@ -306,7 +390,9 @@ def _run_and_save(exp, source: str, target: Path, progress: bool | None):
 def sweep(
     experiment: ExperimentArg,
     out: OutOpt = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Points run in parallel.")] = 1,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Points run in parallel (≥ 1).")
+    ] = 1,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue a sweep in --out, skipping done points.")
     ] = False,
@@ -342,7 +428,7 @@ def sweep(
             cancelled=_INTERRUPT.is_set,
         )
     except (ConfigError, SweepError, ValueError, TypeError) as e:
-        raise fail(str(e)) from None
+        raise fail(_sweep_error(e, target, out, experiment)) from None
     except KeyboardInterrupt:
         interrupted(
             f"interrupted; the points finished so far are saved in {target}: continue with --resume"
@@ -352,6 +438,18 @@ def sweep(
         return
     print_sweep(result.summary)
     console.print(f"Sweep written to {target} (open {target / 'report.html'})", highlight=False)
+
+
+def _sweep_error(error: Exception, target: Path, out: Path | None, experiment: Path) -> str:
+    """A sweep error that names `--out`, said of the `[output] dir` it came from when no
+    `--out` was given."""
+    message = str(error)
+    flag = f"--out {str(target)!r}"
+    if out is not None or flag not in message:
+        return message
+    message = message.replace(flag, f"[output] dir {str(target)!r}")
+    message = message.replace("another --out", "another [output] dir (or pass --out)")
+    return f"{experiment}: {message}"
 
 
 def print_sweep(summary: dict) -> None:
@@ -439,14 +537,30 @@ def report(
         return
     try:
         loaded = load_results(results_dir)
+    except ResultsError as e:
+        raise fail(str(e)) from None
+    try:
         if out is None:
             render(loaded.path, loaded.dataset, loaded.summary)
             target = loaded.path
         else:
             target = out
             write_results(out, loaded.summary, loaded.dataset, render=render)
-    except (ResultsError, ValueError) as e:
-        raise fail(str(e)) from None
+    except ResultsError as e:
+        raise fail(_out_error(e, out, None)) from None
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
+        # A summary.json edited by hand, or written by another version: the saved data
+        # do not hold what the figures and the report read.
+        raise fail(
+            f"{str(results_dir)!r}: cannot render from its saved data ({type(e).__name__}: "
+            f"{e}); the results directory is damaged or from another version of ntkflow: "
+            "run the experiment again"
+        ) from None
+    except OSError as e:
+        raise fail(
+            f"{str(target if out is not None else results_dir)!r} cannot be written "
+            f"({e.strerror}); choose a writable path"
+        ) from None
     except KeyboardInterrupt:
         interrupted("interrupted")
     if json_:
@@ -466,8 +580,13 @@ def _report_sweep(directory: Path, out: Path | None, json_: bool) -> None:
     try:
         loaded = load_sweep(directory)
         target = render_sweep(loaded)
-    except SweepError as e:
+    except (SweepError, ValueError) as e:
         raise fail(str(e)) from None
+    except OSError as e:
+        raise fail(
+            f"{str(directory)!r}: cannot read or write the sweep ({e.strerror}: "
+            f"{e.filename}); the sweep directory is damaged or not writable"
+        ) from None
     except KeyboardInterrupt:
         interrupted("interrupted")
     if json_:
@@ -493,21 +612,31 @@ def demo(
     centring. Writes both results directories and says what the theorem gave.
     """
     from ._certificate import certify as certify_problem
+    from ._results import ResultsError, check_output_dir
     from .config import build_problem
 
     path = example_path("seed.toml") if experiment is None else experiment
-    console.print(f"[bold]ntkflow demo[/]: the experiment {path}", highlight=False)
+    labels = ("below-alpha-star", "above-alpha-star")
     try:
         exp = _load(path, None)
+    except (ConfigError, ValueError, TypeError) as e:
+        raise fail(str(e)) from None
+    try:
+        for label in labels:  # both, before either run
+            check_output_dir(out / label)
+    except ResultsError as e:
+        raise fail(_out_error(e, out, None)) from None
+    try:
         alpha_star = certify_problem(build_problem(exp, source=str(path))).alpha_star
     except (ConfigError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     if not math.isfinite(alpha_star):
         raise fail(f"{path}: α* is infinite (the theorem cannot apply at any scale)")
+    console.print(f"[bold]ntkflow demo[/]: the experiment {path}", highlight=False)
     above = float(f"{alpha_star * 1.005:.3g}")
     above = above if above >= alpha_star else alpha_star * 1.005
     runs = []
-    for label, alpha in (("below-alpha-star", exp.problem.alpha), ("above-alpha-star", above)):
+    for label, alpha in zip(labels, (exp.problem.alpha, above), strict=True):
         e = _load(path, [f"problem.alpha={alpha!r}"])
         console.print(f"\n[bold]α = {alpha:.4g}[/] ({label.replace('-', ' ')})")
         result = _run_and_save(e, str(path), out / label, progress)

@@ -6,6 +6,7 @@ the value and the fix.
 """
 
 import os
+import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,21 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: `width = true` or `width = 1e9` must not become 1 or 1000000000, nor
+    # `figures = 1` a boolean; an integer is still accepted where a float is wanted.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# Seeds feed NumPy (non-negative) and JAX (64-bit) alike.
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
+
+
+def _check_label(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty; give a non-blank string")
+    if any(ord(c) < 32 for c in text):
+        raise ValueError(f"must not contain control characters, got {text!r}")
+    return text
 
 
 def _check_activation(name: str) -> str:
@@ -44,7 +59,7 @@ class DigitsData(_Section):
     n: Annotated[int, Field(ge=1)] | None = None
     classes: Annotated[list[Annotated[int, Field(ge=0, le=9)]], Field(min_length=2)] = [0, 1]
     n_test: Annotated[int, Field(ge=0)] = 0
-    seed: int = 0
+    seed: Seed = 0
 
 
 class SphereData(_Section):
@@ -57,7 +72,7 @@ class SphereData(_Section):
     teacher_activation: str = "tanh"
     noise: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     n_test: Annotated[int, Field(ge=0)] = 0
-    seed: int = 0
+    seed: Seed = 0
 
     _act = field_validator("teacher_activation")(_check_activation)
 
@@ -68,9 +83,11 @@ class FileData(_Section):
 
     source: Literal["file"]
     path: str
-    y_column: int = -1
+    y_column: int | None = None
+
+    _path = field_validator("path")(_check_label)
     n_test: Annotated[int, Field(ge=0)] = 0
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ShallowModel(_Section):
@@ -101,7 +118,7 @@ class ProblemSection(_Section):
 
     alpha: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
     centering: Literal["none", "subtract", "antisymmetric"] = "none"
-    seed: int = 0
+    seed: Seed = 0
     dtype: Literal["float64", "float32"] = "float64"
 
 
@@ -120,11 +137,11 @@ class FlowsSection(_Section):
     """Settings of `ntkflow.solve_flows` (see its docstring)."""
 
     t1: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
-    saves: Annotated[int, Field(ge=2)] = 100
+    saves: Annotated[int, Field(ge=2, le=1_000_000)] = 100
     solver: Literal["auto", "exponential", "tsit5", "dopri5", "dopri8", "bosh3"] = "auto"
     rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-8
     atol: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
-    max_steps: Annotated[int, Field(ge=1)] = 100_000
+    max_steps: Annotated[int, Field(ge=1, le=2**31 - 1)] = 100_000
     tangent: Literal["closed_form", "ode"] = "closed_form"
     gd_step: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     error_estimate: bool = True
@@ -138,6 +155,17 @@ class OutputSection(_Section):
     figures: bool = True
     report: bool = True
     dpi: Annotated[int, Field(ge=30, le=600)] = 110
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, value: str) -> str:
+        _check_label(value)
+        unknown = sorted(set(re.findall(r"\{[^{}]*\}", value)) - {"{name}"})
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {unknown[0]} in {value!r}; the only one is {{name}}"
+            )
+        return value
 
 
 DataSection = Annotated[
@@ -164,6 +192,8 @@ class Experiment(_Section):
     # `ntkflow sweep`: dotted keys to lists of values (checked by `_sweep.make_grid`);
     # other commands run the base experiment.
     sweep: dict[str, list[Any]] = {}
+
+    _name = field_validator("name")(_check_label)
 
 
 # -- errors, in one line ---------------------------------------------------------------
@@ -212,8 +242,25 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
         return f"{where}: {msg}"
-    hint = _HINTS.get(kind)
+    hint = _type_hint(kind, value) or _HINTS.get(kind)
     return f"{where}: {msg}, got {value!r}" + (f" ({hint})" if hint else "")
+
+
+def _type_hint(kind: str, value: Any) -> str | None:
+    """The fix for a value of the wrong type (the schema is strict: nothing is coerced)."""
+    if kind == "int_type":
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+            return f"write {int(value)}: an integer, without a decimal point or exponent"
+        return "give an integer, e.g. 3"
+    if kind == "bool_type":
+        return "write true or false, unquoted"
+    if kind == "float_type":
+        return "give a number, unquoted, e.g. 1.0 or 1e-3"
+    if kind == "string_type":
+        return 'give a string in quotes, e.g. "tanh"'
+    if kind in ("list_type", "dict_type"):
+        return "e.g. [1, 2]" if kind == "list_type" else "a table of SECTION.KEY = [values]"
+    return None
 
 
 def _allowed_keys(loc: list[str], data: dict[str, Any]) -> list[str]:
@@ -235,6 +282,18 @@ def _allowed_keys(loc: list[str], data: dict[str, Any]) -> list[str]:
     return list(cls.model_fields) if cls is not None else []
 
 
+_SECTION_CLASSES: list[tuple[str, type[BaseModel]]] = [
+    ("data", DigitsData),
+    ("data", SphereData),
+    ("data", FileData),
+    ("model", ShallowModel),
+    ("model", MLPModel),
+    ("problem", ProblemSection),
+    ("flows", FlowsSection),
+    ("output", OutputSection),
+]
+
+
 def parse_experiment(data: dict[str, Any], *, source: str = "experiment") -> Experiment:
     """Validate a parsed TOML document. **Raises:** `ConfigError` (one line)."""
     try:
@@ -251,18 +310,36 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply `section.key=value` overrides (values parsed as TOML, else strings).
+    """Apply `section.key=value` overrides (values parsed as TOML, else strings); a
+    top-level key (`name=…`) has no section, and a `[sweep]` key is itself dotted
+    (`sweep.problem.alpha=[1, 10]`).
 
-    **Raises:** `ConfigError` for an override without `=` or a dotted key.
+    **Raises:** `ConfigError` for an override without `=`, a malformed key, or a section
+    given a value.
     """
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    sections = [k for k, v in Experiment.model_fields.items() if k != "name"]
     for item in overrides:
         key, sep, value = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or len(parts) != 2 or not all(parts):
+        parts = [p.strip() for p in key.strip().split(".")]
+        if parts[0] == "sweep" and len(parts) > 2:
+            parts = ["sweep", ".".join(parts[1:])]
+        if not sep or len(parts) > 2 or not all(parts):
             raise ConfigError(
                 f"--set expects SECTION.KEY=VALUE (e.g. problem.alpha=10), got {item!r}"
             )
+        if len(parts) == 1 and parts[0] != "name":
+            if parts[0] in sections:
+                raise ConfigError(
+                    f"--set {item!r}: {parts[0]!r} is a section; set one of its keys, "
+                    f"e.g. {parts[0]}.KEY=VALUE"
+                )
+            homes = [s for s, cls in _SECTION_CLASSES if parts[0] in cls.model_fields]
+            example = f"{homes[0]}.{parts[0]}={value.strip()}" if homes else "problem.alpha=10"
+            raise ConfigError(f"--set expects SECTION.KEY=VALUE (e.g. {example}), got {item!r}")
+        if len(parts) == 1:
+            out["name"] = _parse_value(value.strip())
+            continue
         section, name = parts
         target = out.setdefault(section, {})
         if not isinstance(target, dict):
@@ -278,14 +355,33 @@ def read_document(path: str | os.PathLike) -> dict[str, Any]:
     **Raises:** `ConfigError` with a one-line message.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(
+            f"experiment file {str(path)!r} is a directory, expected a file (a TOML file)"
+        )
+    if not path.exists():
         raise ConfigError(f"experiment file {str(path)!r} does not exist; check the path")
     try:
-        data = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read experiment file {str(path)!r} ({e.strerror}); check its permissions"
+        ) from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(
+            f"{path}: UTF-16 text; TOML files are UTF-8: save it as UTF-8 (e.g. "
+            "`iconv -f UTF-16 -t UTF-8`)"
+        )
+    try:
+        # "utf-8-sig": a UTF-8 byte-order mark (some editors write one) is dropped.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file; an experiment is a TOML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {e.start} is {raw[e.start : e.start + 1]!r}); an "
+            "experiment is a TOML file in UTF-8"
+        ) from None
     section = data.get("data")
     relative = isinstance(section, dict) and isinstance(section.get("path"), str)
     if relative and isinstance(section, dict) and not os.path.isabs(section["path"]):
@@ -312,6 +408,7 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
     do not match the targets, …).
     """
     from . import datasets
+    from ._memory import TooLarge
     from ._problem import Problem
     from .models import MLP, Shallow
 
@@ -337,10 +434,27 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
             model = Shallow(width=m.width, activation=m.activation, train=m.train)
         else:
             model = MLP(tuple(m.widths), m.activation, out_dim=m.out_dim, bias=m.bias)
+        outputs = m.out_dim if isinstance(m, MLPModel) else 1
+        if outputs != data.k:
+            raise ValueError(_outputs_fix(m, data.k))
         section = "[problem]"
         return Problem(model, data, alpha=p.alpha, centering=p.centering, key=p.seed, dtype=p.dtype)
+    except TooLarge as e:
+        raise ConfigError(f"{source}: [{e.part}] {e}") from None
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{source}: {section} {e}") from None
+
+
+def _outputs_fix(m: "ShallowModel | MLPModel", k: int) -> str:
+    """A model whose outputs per point do not match the targets' columns, in the file's
+    terms (the library's message names `MLP(out_dim=…)`)."""
+    columns = "one target column" if k == 1 else f"{k} target columns"
+    if isinstance(m, ShallowModel):
+        return (
+            f'kind = "shallow" has one output per point but the data have {columns}; use '
+            f'kind = "mlp" with out_dim = {k}, or data with one target column'
+        )
+    return f"out_dim = {m.out_dim} but the data have {columns}; set out_dim = {k}"
 
 
 def output_dir(exp: Experiment, out: str | os.PathLike | None = None) -> Path:

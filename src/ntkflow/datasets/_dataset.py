@@ -11,13 +11,31 @@ from numpy.typing import ArrayLike
 
 
 def _as_float_array(name: str, value: ArrayLike) -> np.ndarray:
+    """`value` as float64, refusing what a cast would silently change: complex values
+    (the imaginary part dropped), strings ("1.5" parsed), objects."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
     except (TypeError, ValueError) as e:
         raise ValueError(
-            f"{name} must be a numeric array, got {type(value).__name__}: {e}"
+            f"{name} must be a numeric array, got {type(value).__name__} ({e}); give an "
+            "array of numbers with the same length in every row"
         ) from None
-    return arr
+    if raw.dtype.kind == "c":
+        raise ValueError(
+            f"{name} has complex values (dtype={raw.dtype}); ntkflow trains on real "
+            f"numbers: give {name}.real, or the real and imaginary parts as separate columns"
+        )
+    if raw.dtype.kind in "USVMm":
+        raise ValueError(
+            f"{name} must be a numeric array, got dtype={raw.dtype}; convert it to numbers "
+            "first (e.g. np.asarray(x, float))"
+        )
+    try:
+        return np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{name} must be a numeric array, got dtype={raw.dtype} ({e}); give an array of numbers"
+        ) from None
 
 
 def check_arrays(
@@ -25,8 +43,9 @@ def check_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate a design matrix and its targets; return them as float64 NumPy arrays.
 
-    `X` must be `(n, d)` (a 1-D `X` is read as `n` scalar inputs), `y` `(n,)` or `(n, k)`,
-    `n ≥ 1`, everything finite.
+    `X` must be `(n, d)`, `y` `(n,)` or `(n, k)`, `n ≥ 1`, everything real and finite. A
+    1-D `X` is refused rather than guessed at (`n` points with one feature, or one point
+    with `d`?).
 
     **Raises:** `ValueError` naming the argument, what was received and the fix.
     """
@@ -34,7 +53,10 @@ def check_arrays(
     X = _as_float_array(xname, X)
     y = _as_float_array(yname, y)
     if X.ndim == 1:
-        X = X[:, None]
+        raise ValueError(
+            f"{xname} must be 2-D (n, d), got shape {X.shape}; if it holds one feature per "
+            f"point, reshape it to ({X.shape[0]}, 1) yourself ({xname}.reshape(-1, 1))"
+        )
     if X.ndim != 2:
         raise ValueError(f"{xname} must be 2-D (n, d), got shape {X.shape}")
     if y.ndim not in (1, 2):
@@ -169,7 +191,7 @@ class Dataset(eqx.Module):
         **Raises:** `ValueError` if `n_test` is not in `[1, n − 1]` or a split exists.
         """
         if self.has_test:
-            raise ValueError("this dataset already has a test split")
+            raise ValueError(f"n_test={n_test}: this dataset already has a test split; drop n_test")
         if not 1 <= n_test <= self.n - 1:
             raise ValueError(f"n_test must be between 1 and n-1={self.n - 1}, got n_test={n_test}")
         perm = np.random.default_rng(seed).permutation(self.n)

@@ -1,12 +1,14 @@
 """Where data come from: the unit sphere with a teacher, scikit-learn's digits, files."""
 
 import os
+import zipfile
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._memory import TooLarge, available_bytes, human_bytes
 from ..models import AbstractModel, Shallow
 from ._dataset import Dataset
 
@@ -16,6 +18,25 @@ def _check_counts(n: int, n_test: int) -> None:
         raise ValueError(f"n must be an integer ≥ 1, got n={n!r}")
     if isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 0:
         raise ValueError(f"n_test must be an integer ≥ 0, got n_test={n_test!r}")
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer ≥ 0, got seed={seed!r}")
+
+
+def _check_fits(n: int, d: int, width: int) -> None:
+    """Refuse a dataset whose inputs and teacher (parameters and hidden activations) would
+    not fit in memory, before allocating them."""
+    need = 8 * (n * d + width * (d + 1) + n * width)
+    limit = available_bytes()
+    if limit is not None and need > limit:
+        raise TooLarge(
+            f"the data need about {human_bytes(need)} of memory (n={n} points in d={d} "
+            f"dimensions, a teacher of width {width}), more than the {human_bytes(limit)} "
+            "here; lower n, d or the teacher's width",
+            "data",
+        )
 
 
 def _split(X: np.ndarray, y: np.ndarray, n_test: int, **kwargs) -> Dataset:
@@ -52,8 +73,16 @@ def sphere(
     _check_counts(n, n_test)
     if isinstance(d, bool) or not isinstance(d, int) or d < 1:
         raise ValueError(f"d must be an integer ≥ 1, got d={d!r}")
-    if not np.isfinite(noise) or noise < 0:
+    if (
+        isinstance(noise, bool)
+        or not isinstance(noise, int | float | np.floating)
+        or not np.isfinite(noise)
+        or noise < 0
+    ):
         raise ValueError(f"noise must be a finite number ≥ 0, got noise={noise!r}")
+    _check_seed(seed)
+    if isinstance(teacher, int) and not isinstance(teacher, bool):
+        _check_fits(n + n_test, d, teacher)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n + n_test, d))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
@@ -100,6 +129,7 @@ def digits(
     """
     from sklearn.datasets import load_digits  # imported lazily: scikit-learn is slow to import
 
+    _check_seed(seed)
     classes = tuple(classes)
     if (
         len(classes) < 2
@@ -140,34 +170,47 @@ def digits(
 def load(
     path: str | os.PathLike,
     *,
-    y_column: int = -1,
+    y_column: int | None = None,
     n_test: int = 0,
     seed: int = 0,
 ) -> Dataset:
     """Load a dataset from an `.npz` (arrays `X`, `y`, optionally `X_test`, `y_test`) or a
-    numeric `.csv` file (one row per point, an optional header line; the target in column
-    `y_column`, the rest are inputs).
+    numeric `.csv` file (UTF-8, one row per point, numbers separated by commas, an optional
+    header line; the target in column `y_column`, the rest are inputs).
 
-    `n_test > 0` holds out that many random rows (by `seed`) when the file has no test
-    split.
+    **Arguments:**
 
-    **Raises:** `ValueError` for a missing file, an unknown suffix, missing arrays, or bad
-    values.
+    - `path`: the file.
+    - `y_column`: the CSV column holding the target, `0..ncols−1` or `−ncols..−1` counting
+      from the end (default: the last). CSV only.
+    - `n_test`: holds out that many random rows (by `seed`) when the file has no test
+      split.
+    - `seed`: that split.
+
+    **Raises:** `ValueError` (one line, naming the file and the fix) for a missing file, a
+    directory, an unknown suffix, missing or unknown arrays, arrays of Python objects, a
+    file that is not UTF-8 text or not numeric, an out-of-range `y_column`, or bad values.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise ValueError(f"data file {path!r} is a directory, expected a file (.npz or .csv)")
+    if not os.path.exists(path):
         raise ValueError(f"data file {path!r} does not exist; check the path")
+    if not os.path.isfile(path):
+        raise ValueError(f"data file {path!r} is not a regular file; give an .npz or .csv file")
+    if y_column is not None and (isinstance(y_column, bool) or not isinstance(y_column, int)):
+        raise ValueError(f"y_column must be an integer column index, got y_column={y_column!r}")
+    _check_seed(seed)
     suffix = os.path.splitext(path)[1].lower()
     name = os.path.basename(path)
-    info = {"source": "file", "path": path}
+    info: dict = {"source": "file", "path": path}
     if suffix == ".npz":
-        with np.load(path) as f:
-            missing = {"X", "y"} - set(f.files)
-            if missing:
-                raise ValueError(
-                    f"{path!r} lacks array(s) {sorted(missing)}; it has {sorted(f.files)}"
-                )
-            arrays = {k: f[k] for k in ("X", "y", "X_test", "y_test") if k in f.files}
+        if y_column is not None:
+            raise ValueError(
+                f"y_column={y_column} applies to CSV files only; {path!r} holds its targets "
+                "in the array y: drop y_column"
+            )
+        arrays = _read_npz(path)
         data = Dataset(
             arrays["X"],
             arrays["y"],
@@ -177,28 +220,136 @@ def load(
             info=info,
         )
     elif suffix == ".csv":
-        with open(path) as fh:
-            first = fh.readline()
-        try:
-            [float(v) for v in first.split(",")]
-            skip = 0
-        except ValueError:
-            skip = 1  # a header line
-        with open(path) as fh:
-            rows = sum(1 for line in fh if line.strip()) - skip
-        if rows <= 0:
-            raise ValueError(f"data file {path!r} has no data rows; give at least one point")
-        try:
-            table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-        except ValueError as e:
-            raise ValueError(f"{path!r} is not a numeric CSV file: {e}") from None
-        if table.shape[1] < 2:
+        table = _read_csv(path)
+        ncols = table.shape[1]
+        if ncols < 2:
+            raise ValueError(f"{path!r} has {ncols} column(s); need inputs and a target column")
+        col = ncols - 1 if y_column is None else y_column
+        if not -ncols <= col < ncols:
             raise ValueError(
-                f"{path!r} has {table.shape[1]} column(s); need inputs and a target column"
+                f"y_column={y_column} is out of range for {path!r}, which has {ncols} "
+                f"columns; use 0..{ncols - 1}, or -{ncols}..-1 counting from the end "
+                "(default: the last)"
             )
-        col = y_column % table.shape[1]
+        col %= ncols
+        info["y_column"] = col
         X = np.delete(table, col, axis=1)
         data = Dataset(X, table[:, col], name=name, info=info)
     else:
         raise ValueError(f"data file {path!r} must end in .npz or .csv, got {suffix!r}")
+    if n_test and data.has_test:
+        raise ValueError(
+            f"n_test={n_test}: {path!r} has its own test split (X_test, y_test); drop n_test"
+        )
     return data.split(n_test, seed=seed) if n_test else data
+
+
+_NPZ_KEYS = ("X", "y", "X_test", "y_test")
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` file, each checked to load without pickle."""
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"{path!r} is not a NumPy .npz archive ({_short(e)}); save the arrays with "
+            "np.savez(path, X=X, y=y)"
+        ) from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"{path!r} holds a single array, not an .npz archive of named arrays; save "
+            "them with np.savez(path, X=X, y=y)"
+        )
+    with f:
+        files = sorted(f.files)
+        missing = [k for k in ("X", "y") if k not in files]
+        if missing:
+            raise ValueError(
+                f"{path!r} lacks array(s) {missing}; it has {files}: save them with "
+                "np.savez(path, X=X, y=y)"
+            )
+        unknown = [k for k in files if k not in _NPZ_KEYS]
+        if unknown:
+            raise ValueError(
+                f"{path!r} has array(s) {unknown} that ntkflow does not read; it reads X, y "
+                "and optionally X_test, y_test: rename or remove them"
+            )
+        arrays = {}
+        for k in files:
+            try:
+                arrays[k] = f[k]
+            except ValueError as e:
+                if "allow_pickle" not in str(e):
+                    raise ValueError(f"array {k!r} in {path!r} cannot be read ({e})") from None
+                raise ValueError(
+                    f"array {k!r} in {path!r} holds Python objects (dtype=object), which are "
+                    f"not loaded (unpickling can run code); save it as numbers: "
+                    f"np.savez(path, {k}=np.asarray({k}, dtype=float), ...)"
+                ) from None
+            except (OSError, EOFError, zipfile.BadZipFile) as e:
+                raise ValueError(
+                    f"array {k!r} in {path!r} cannot be read ({_short(e)}): the file is "
+                    "damaged; save it again"
+                ) from None
+    return arrays
+
+
+def _read_csv(path: str) -> np.ndarray:
+    """A numeric CSV file as a 2-D float array (a header line, if any, skipped)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise ValueError(
+            f"cannot read data file {path!r} ({e.strerror}); check its permissions"
+        ) from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(
+            f"{path!r} is UTF-16 text; save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)"
+        )
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is dropped
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path!r} is not UTF-8 text (byte {e.start} is {raw[e.start : e.start + 1]!r}); "
+            "a CSV data file is UTF-8 text: numbers separated by commas"
+        ) from None
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if lines and not any(_is_number(v) for v in lines[0][1].split(",")):
+        lines = lines[1:]  # a header line
+    if not lines:
+        raise ValueError(f"data file {path!r} has no data rows; give at least one point")
+    try:
+        return np.loadtxt([line for _, line in lines], delimiter=",", ndmin=2)
+    except ValueError:
+        pass
+    # Find the first bad row for a message that points at it.
+    width = len(lines[0][1].split(","))
+    for i, line in lines:
+        cells = line.split(",")
+        for cell in cells:
+            if not _is_number(cell):
+                hint = "; separate columns with commas" if ";" in line or "\t" in line else ""
+                raise ValueError(
+                    f"{path!r} line {i}: {cell.strip()!r} is not a number; a numeric CSV "
+                    f"holds numbers separated by commas (and an optional header line){hint}"
+                )
+        if len(cells) != width:
+            raise ValueError(
+                f"{path!r} line {i} has {len(cells)} columns but line {lines[0][0]} has "
+                f"{width}; every row needs the same number of columns"
+            )
+    raise ValueError(f"{path!r} is not a numeric CSV file; give numbers separated by commas")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(e: BaseException) -> str:
+    return " ".join(str(e).split())[:120] or type(e).__name__

@@ -62,6 +62,12 @@ class AbstractModel(eqx.Module):
         """Why the network is not smooth, for a certificate's reasons."""
         return "the model is marked not smooth: its Jacobian is not Lipschitz (β = ∞)"
 
+    def output_dim_fix(self, k: int) -> str:
+        """How to make the network's outputs match targets with `k` columns per point
+        (the fix a shape-mismatch error gives)."""
+        shape = "(N,)" if k == 1 else f"(N, {k})"
+        return f"make apply return shape {shape} on N points to match {k} target column(s)"
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description for reports."""
         return {"kind": type(self).__name__}

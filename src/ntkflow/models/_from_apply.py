@@ -6,6 +6,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._base import AbstractModel
@@ -35,8 +36,42 @@ class FromApply(AbstractModel):
     def smooth(self) -> bool | None:
         return self.smooth_
 
+    def output_dim_fix(self, k: int) -> str:
+        shape = "(N,)" if k == 1 else f"(N, {k})"
+        return f"make apply_fn return shape {shape} on N points to match {k} target column(s)"
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "from_apply", "name": self.name}
+
+
+# Every leaf of `params0` is a trained parameter: anything else (an activation function,
+# a string, a layer's static configuration) must be split off and closed over.
+_PARTITION = (
+    "split the model with `params, static = eqx.partition(model, eqx.is_inexact_array)` "
+    "and close over the static part: "
+    "`from_apply(lambda p, X: eqx.combine(p, static)(X), params)`"
+)
+
+
+def _check_leaf(where: str, x: Any) -> None:
+    """One leaf of `params0`: a finite floating array, else a one-line error naming its
+    path (`jax.tree_util.keystr`) and the fix."""
+    label = f"params0{where}"
+    if isinstance(x, bool) or not isinstance(x, jax.Array | np.ndarray | np.number | float | int):
+        shown = repr(x)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise TypeError(
+            f"{label} is a {type(x).__name__} ({shown}), not an array: every leaf of params0 "
+            f"is trained; {_PARTITION}"
+        )
+    dtype = jnp.asarray(x).dtype if isinstance(x, jax.Array) else np.asarray(x).dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"params0 leaves must be floating arrays, got {label} with dtype={dtype}; cast "
+            f"it with jnp.asarray(x, float), or if it is not trained, {_PARTITION}"
+        )
+    if not bool(jnp.all(jnp.isfinite(jnp.asarray(x)))):
+        raise ValueError(f"params0 contains NaN or inf (in {label}); give a finite initialisation")
 
 
 def from_apply(
@@ -57,23 +92,18 @@ def from_apply(
       certificate then reports `β = ∞`); `None` if unknown.
     - `name`: a label for reports (default: the function's name).
 
-    **Raises:** `TypeError` if `apply_fn` is not callable or `params0` has a non-floating
-    leaf; `ValueError` if `params0` has no parameters or a non-finite value.
+    **Raises:** `TypeError` if `apply_fn` is not callable or `params0` has a leaf that is
+    not a floating array (an equinox module's activation function, say: partition the
+    module with `eqx.partition(model, eqx.is_inexact_array)` and close over the rest);
+    `ValueError` if `params0` has no parameters or a non-finite value.
     """
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be callable, got {type(apply_fn).__name__}")
-    leaves = jax.tree_util.tree_leaves(params0)
+    leaves = jax.tree_util.tree_leaves_with_path(params0)
     if not leaves:
         raise ValueError("params0 must contain at least one array, got an empty pytree")
-    leaves = [jnp.asarray(x) for x in leaves]
-    for x in leaves:
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise TypeError(
-                f"params0 leaves must be floating arrays, got dtype={x.dtype}; cast them "
-                "with jnp.asarray(x, float)"
-            )
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError("params0 contains NaN or inf; give a finite initialisation")
+    for path, x in leaves:
+        _check_leaf(jax.tree_util.keystr(path), x)
     params0 = jax.tree_util.tree_map(jnp.asarray, params0)
     label = name if name is not None else getattr(apply_fn, "__name__", "apply_fn")
     return FromApply(apply_fn=apply_fn, params0=params0, smooth_=smooth, name=label)

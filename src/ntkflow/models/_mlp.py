@@ -109,6 +109,11 @@ class MLP(AbstractModel):
             "not Lipschitz (β = ∞)"
         )
 
+    def output_dim_fix(self, k: int) -> str:
+        return (
+            f"this MLP has out_dim={self.out_dim}; set MLP(..., out_dim={k}) to match the targets"
+        )
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": "mlp",

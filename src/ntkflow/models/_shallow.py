@@ -81,6 +81,12 @@ class Shallow(AbstractModel):
             "not Lipschitz (β = ∞)"
         )
 
+    def output_dim_fix(self, k: int) -> str:
+        return (
+            f"Shallow has one output per point: for {k} target columns use "
+            f"MLP(widths, out_dim={k}), or give targets y with one column"
+        )
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": "shallow",
