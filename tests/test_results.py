@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,3 +221,95 @@ def test_results_dataset_values_match_solution(tiny_run):
     ds = nf.load_results(out).dataset
     np.testing.assert_array_equal(ds["loss_w"].values, run.solution.loss_w)
     np.testing.assert_array_equal(ds["loss"].sel(flow="tangent").values, run.solution.loss_u)
+
+
+def test_test_predictions_are_points_by_outputs(tiny_run):
+    _, out = tiny_run
+    ds = nf.load_results(out).dataset
+    for name in ("pred_w_test", "pred_u_test"):
+        assert ds[name].dims == ("t", "test_point", "output") and ds[name].shape == (6, 4, 1)
+    # The sphere's targets are real numbers, not classes: no accuracy.
+    assert "acc_w_test" not in ds and "acc_u_test" not in ds
+    assert "mean over test points" in ds["loss_w_test"].attrs["long_name"]
+
+
+def _linear_problem(y, y_test):
+    rng = np.random.default_rng(0)
+    X, Xt = rng.normal(size=(6, 3)), rng.normal(size=(len(y_test), 3))
+    data = nf.datasets.from_arrays(X, y, X_test=Xt, y_test=y_test)
+    model = nf.MLP([8], out_dim=np.shape(y)[1]) if np.ndim(y) == 2 else nf.Shallow(8)
+    return nf.Problem(model, data, alpha=3.0, centering="none")
+
+
+@pytest.mark.parametrize(
+    "y_test",
+    [
+        np.array([1.0, -1.0, 1.0, 1.0, -1.0]),  # ±1: the class is the sign
+        np.eye(3)[[0, 2, 1, 1, 0]],  # one-hot 0/1: the argmax
+        2 * np.eye(3)[[2, 2, 0, 1, 0]] - 1,  # one-hot ±1
+        np.array([0.3, -1.2, 0.5, 2.0, 0.1]),  # real targets: no accuracy
+    ],
+)
+def test_test_loss_is_a_mean_and_accuracy_counts_classes(y_test):
+    from ntkflow._diagnostics import test_predictions
+
+    y = y_test[[0, 1, 2, 3, 4, 0]]
+    problem = _linear_problem(y, y_test)
+    rng = np.random.default_rng(1)
+    deltas = np.stack([np.zeros(problem.p), 0.3 * rng.normal(size=problem.p)])
+    deltas = np.concatenate([deltas, np.full((1, problem.p), np.nan)])  # a save past a stop
+    out = test_predictions(problem, deltas, deltas)
+    Xt = problem.data.X_test
+    assert Xt is not None
+    k = 1 if y_test.ndim == 1 else y_test.shape[1]
+    targets = y_test.reshape(5, k)
+    for i, d in enumerate(deltas[:2]):
+        pred = problem.alpha * np.asarray(problem.predict(problem.w0 + d, Xt)).reshape(5, k)
+        np.testing.assert_allclose(out["pred_w_test"][i], pred, rtol=1e-10)
+        loss = np.mean([0.5 * np.sum((pred[j] - targets[j]) ** 2) for j in range(5)])
+        np.testing.assert_allclose(out["loss_w_test"][i], loss, rtol=1e-10)
+        if k == 1 and set(np.abs(y_test)) == {1.0}:
+            right = [np.sign(pred[j, 0]) == targets[j, 0] for j in range(5)]
+        elif k > 1:
+            right = [np.argmax(pred[j]) == np.argmax(targets[j]) for j in range(5)]
+        else:
+            assert "acc_w_test" not in out and "acc_u_test" not in out
+            continue
+        assert out["acc_w_test"][i] == np.mean(right)
+        # The tangent flow at δ = 0 is the network at w0; its accuracy is computed alike.
+        if i == 0:
+            assert out["acc_u_test"][0] == out["acc_w_test"][0]
+            np.testing.assert_allclose(out["loss_u_test"][0], loss, rtol=1e-10)
+    assert out["pred_w_test"].shape == (3, 5, k)
+    assert np.isnan(out["loss_w_test"][2])
+    if "acc_w_test" in out:
+        assert np.isnan(out["acc_w_test"][2]) and np.isnan(out["acc_u_test"][2])
+
+
+def test_undecided_test_points_count_as_wrong():
+    from ntkflow._diagnostics import test_predictions
+
+    y_test = np.array([1.0, -1.0, 1.0, -1.0])
+    problem = _linear_problem(y_test[[0, 1, 2, 3, 0, 1]], y_test)
+    problem = nf.Problem(problem.model, problem.data, alpha=3.0, centering="antisymmetric")
+    out = test_predictions(problem, np.zeros((1, problem.p)), None)
+    np.testing.assert_array_equal(out["pred_w_test"], 0.0)  # αf(w0) = 0: no decision yet
+    assert out["acc_w_test"][0] == 0.0 and out["loss_w_test"][0] == 0.5
+
+
+def test_report_rerenders_results_written_before_predictions_had_points(tiny_run, tmp_path):
+    _, out = tiny_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    ds = xr.load_dataset(old / "trajectories.nc", engine="h5netcdf")
+    flat = {
+        name: (("t", "test_output"), ds[name].values.reshape(ds.sizes["t"], -1))
+        for name in ("pred_w_test", "pred_u_test")
+    }
+    ds = ds.drop_vars(list(flat)).assign(flat)
+    ds.to_netcdf(old / "trajectories.nc", engine="h5netcdf")
+    (old / "figures" / "test_loss.png").unlink()
+    result = runner.invoke(app, ["report", str(old)])
+    assert result.exit_code == 0, result.output
+    assert (old / "figures" / "test_loss.png").stat().st_size > 0
+    assert nf.load_results(old).dataset["pred_w_test"].dims == ("t", "test_output")

@@ -38,7 +38,8 @@ def kernel_diagnostics(
         for i in rows:
             if not np.all(np.isfinite(deltas[i])):
                 continue
-            K = np.asarray(empirical_ntk(problem, problem.w0 + jnp.asarray(deltas[i])))
+            w = problem.w0 + jnp.asarray(deltas[i], problem.dtype)
+            K = np.asarray(empirical_ntk(problem, w))
             lam = np.linalg.eigvalsh(K)
             smin[i] = math.sqrt(max(float(lam[0]), 0.0)) if problem.n <= problem.p else 0.0
             smax[i] = math.sqrt(max(float(lam[-1]), 0.0))
@@ -51,32 +52,74 @@ def kernel_diagnostics(
     return {"sigma_min_t": smin, "sigma_max_t": smax, "kernel_drift": drift}
 
 
+def _labels(y: np.ndarray) -> np.ndarray | None:
+    """The class of each test point when the targets encode classes, else `None`: `±1`
+    scalar targets (the class is the target itself), or one-hot rows over `k ≥ 2`
+    outputs, coded `0/1` or `−1/+1` (the class is the hot output's index)."""
+    if y.shape[1] == 1:
+        return y[:, 0] if np.all(np.abs(y) == 1) else None
+    for lo, hi in ((0.0, 1.0), (-1.0, 1.0)):
+        if np.all((y == lo) | (y == hi)) and np.all(np.sum(y == hi, axis=1) == 1):
+            return np.argmax(y, axis=1)
+    return None
+
+
+def _test_metrics(
+    pred: np.ndarray, y: np.ndarray, labels: np.ndarray | None, flow: str
+) -> dict[str, np.ndarray]:
+    """The mean per-point loss `½‖α f(x) − y‖²` over the test points and, for class
+    targets, the fraction classified correctly: the output's sign (one output) or its
+    argmax (`k` outputs) is the class. An undecided point — an output of exactly 0, a tie
+    for the largest output, as at `t = 0` under antisymmetric centring — counts as wrong.
+    NaN at saves whose predictions are not finite."""
+    ok = np.all(np.isfinite(pred), axis=(1, 2))
+    out = {f"loss_{flow}_test": np.mean(0.5 * np.sum((pred - y[None]) ** 2, axis=2), axis=1)}
+    if labels is not None:
+        if pred.shape[2] == 1:
+            right = np.sign(pred[..., 0]) == labels[None, :]
+        else:
+            top = pred == np.max(pred, axis=2, keepdims=True)
+            unique = np.sum(top, axis=2) == 1
+            right = unique & (np.argmax(pred, axis=2) == labels[None, :])
+        acc = np.mean(right, axis=1)
+        out[f"acc_{flow}_test"] = np.where(ok, acc, np.nan)
+    return out
+
+
 def test_predictions(
     problem: Problem,
     delta_w: Float[np.ndarray, "s p"] | None,
     delta_u: Float[np.ndarray, "s p"] | None,
 ) -> dict[str, Any]:
     """Scaled predictions `α f(w(t); X_test)` and `α f_0(u(t); X_test)` on the test split,
-    flattened, and their losses `½‖α f − y_test‖²`."""
+    shape `(saves, n_test, k)`; their losses, the mean over test points of
+    `½‖α f(x) − y‖²` (so that splits of different sizes compare), and, when the targets
+    are classes (`±1`, or one-hot over `k` outputs), their accuracies `acc_w_test`,
+    `acc_u_test`: the fraction of test points whose sign (one output) or argmax (`k`
+    outputs) is the target's."""
     data = problem.data
     assert data.X_test is not None and data.y_test is not None
-    Xt, yt = data.X_test, np.asarray(data.y_test).reshape(-1)
+    Xt = data.X_test
+    yt = np.asarray(data.y_test, dtype=np.float64)
+    yt = yt.reshape(yt.shape[0], -1)
+    labels = _labels(yt)
     a = problem.alpha
+    shape = (-1, *yt.shape)
     out: dict[str, Any] = {}
     if delta_w is not None:
         ok = np.all(np.isfinite(delta_w), axis=1)
-        W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(delta_w))
+        W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(delta_w), problem.dtype)
         pred = np.array(jax.vmap(lambda w: problem.predict(w, Xt).reshape(-1))(W)) * a
         pred[~ok] = np.nan
-        out["pred_w_test"] = pred
-        out["loss_w_test"] = 0.5 * np.sum((pred - yt[None, :]) ** 2, axis=1)
+        out["pred_w_test"] = pred.reshape(shape)
+        out.update(_test_metrics(out["pred_w_test"], yt, labels, "w"))
     if delta_u is not None:
 
         def lin(d):
             f0, df = jax.jvp(lambda w: problem.predict(w, Xt).reshape(-1), (problem.w0,), (d,))
             return f0 + df
 
-        pred = np.asarray(jax.vmap(lin)(jnp.asarray(delta_u))) * a
-        out["pred_u_test"] = pred
-        out["loss_u_test"] = 0.5 * np.sum((pred - yt[None, :]) ** 2, axis=1)
+        pred = np.asarray(jax.vmap(lin)(jnp.asarray(delta_u, problem.dtype))) * a
+        out["pred_u_test"] = pred.reshape(shape)
+        out.update(_test_metrics(out["pred_u_test"], yt, labels, "u"))
     return out

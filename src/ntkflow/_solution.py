@@ -24,6 +24,10 @@ class FlowStatus(enum.Enum):
         "shorten `t1`."
     )
     GD_DIVERGED = "Gradient descent diverged: lower `gd_step` below 2/(α² λ_max(K0))."
+    UNRESOLVED = (
+        "The gradient flow was not integrated: in this dtype the network cannot resolve its "
+        "own motion. Lower α or use float64."
+    )
 
 
 # Per-save-time series, with what they are (the docs and the xarray attributes use these).
@@ -41,8 +45,11 @@ SERIES = {
     "err_w": "error budget of w(t): ‖w_tight − w_loose‖",
     "err_loss_w": "error budget of the gradient-flow loss",
     "err_res_w": "error budget of αf(w(t)): ‖r_tight − r_loose‖",
-    "loss_w_test": "gradient flow test loss ½‖αf(w; X_test) − y_test‖²",
-    "loss_u_test": "tangent flow test loss ½‖αf_0(u; X_test) − y_test‖²",
+    "round_res_w": "estimated rounding error of αf(w(t)) − y (docs/theory.md, Rounding)",
+    "loss_w_test": "gradient flow test loss: mean over test points of ½‖αf(w; x) − y‖²",
+    "loss_u_test": "tangent flow test loss: mean over test points of ½‖αf_0(u; x) − y‖²",
+    "acc_w_test": "gradient flow test accuracy: fraction of test points classified right",
+    "acc_u_test": "tangent flow test accuracy: fraction of test points classified right",
     "loss_gd": "gradient descent loss at t = kη",
     "dist_gd": "‖w_k − w0‖ (gradient descent)",
     "gap_gd": "‖w_k − w(kη)‖ (gradient descent vs flow)",
@@ -59,14 +66,17 @@ class FlowSolution:
     `gd_step`). `step_ts`, `step_loss_w`, `step_dist_w` are the gradient flow's loss and
     distance at every accepted solver step (the checks use them between save times);
     `step_loss_u`, `step_dist_u` are the closed-form tangent flow's at the same times, and
-    `step_gap_f` the gap `‖αf(w) − αf_0(u)‖` there.
-    `pred_w_test`, `pred_u_test` are `α f` on the test inputs, shape `(saves, n_test·k)`;
+    `step_gap_f`, `step_gap_w` the gaps `‖αf(w) − αf_0(u)‖` and `‖w − u‖` there.
+    `pred_w_test`, `pred_u_test` are `α f` on the test inputs, shape `(saves, n_test, k)`;
     `params_w`, `params_u` are `w(t) − w0`, `u(t) − w0` when `save_params=True`.
 
     `stats` has, per flow, `num_steps`, `num_accepted_steps`, `num_rejected_steps`,
     `vf_evaluations`, `kernel_evaluations` (one per step of the exponential integrator),
     `wall_s`, the solver and tolerances. `status` is a `FlowStatus`
-    and `message` says how the solve ended, with times and the fix.
+    and `message` says how the solve ended, with times and the fix; `reached` maps each
+    flow computed (`"gradient"`, `"tangent"`, `"gd"`) to the time it reached (`t1` unless
+    it stopped early): nothing past that time is shown (`verify` calls checks there
+    inconclusive).
     """
 
     ts: np.ndarray
@@ -93,26 +103,37 @@ class FlowSolution:
     err_w: np.ndarray | None = None
     err_loss_w: np.ndarray | None = None
     err_res_w: np.ndarray | None = None
+    round_res_w: np.ndarray | None = None
     step_ts: np.ndarray | None = None
     step_loss_w: np.ndarray | None = None
     step_dist_w: np.ndarray | None = None
     step_loss_u: np.ndarray | None = None
     step_dist_u: np.ndarray | None = None
     step_gap_f: np.ndarray | None = None
+    step_gap_w: np.ndarray | None = None
     pred_w_test: np.ndarray | None = None
     pred_u_test: np.ndarray | None = None
     loss_w_test: np.ndarray | None = None
     loss_u_test: np.ndarray | None = None
+    acc_w_test: np.ndarray | None = None
+    acc_u_test: np.ndarray | None = None
     ts_gd: np.ndarray | None = None
     loss_gd: np.ndarray | None = None
     dist_gd: np.ndarray | None = None
     gap_gd: np.ndarray | None = None
     params_w: np.ndarray | None = None
     params_u: np.ndarray | None = None
+    reached: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
         return self.status is FlowStatus.SUCCESS
+
+    def time_reached(self, flow: str) -> float:
+        """The time up to which `flow` (`"gradient"`, `"tangent"`, `"gd"`) was computed:
+        `t1` when it completed, the last good time when it stopped early (step limit,
+        non-finite values, divergence)."""
+        return float(self.reached.get(flow, self.t1))
 
     def scalars(self) -> dict[str, Any]:
         """The scalar fields, JSON-ready."""
@@ -126,6 +147,7 @@ class FlowSolution:
                 "dist_u_inf": self.dist_u_inf,
                 "status": self.status.name.lower(),
                 "message": self.message,
+                "reached": self.reached,
                 "stats": self.stats,
             }
         )
@@ -133,7 +155,8 @@ class FlowSolution:
     def to_xarray(self) -> Any:
         """An `xarray.Dataset` with coordinate `t` (the save times) and one variable per
         tracked series, under the same names; the per-step series have coordinate
-        `step_t`; test predictions dimension `test_output`; parameters `param`."""
+        `step_t`; test predictions dimensions `(t, test_point, output)`; parameters
+        `param`."""
         import xarray as xr
 
         data_vars: dict[str, Any] = {}
@@ -142,14 +165,24 @@ class FlowSolution:
             if value is not None:
                 data_vars[name] = ("t", np.asarray(value), {"long_name": long_name})
         if self.step_ts is not None:
-            for name in ("step_loss_w", "step_dist_w", "step_loss_u", "step_dist_u", "step_gap_f"):
+            for name in (
+                "step_loss_w",
+                "step_dist_w",
+                "step_loss_u",
+                "step_dist_u",
+                "step_gap_f",
+                "step_gap_w",
+            ):
                 value = getattr(self, name)
                 if value is not None:
                     data_vars[name] = ("step_t", np.asarray(value))
         for name in ("pred_w_test", "pred_u_test"):
             value = getattr(self, name)
             if value is not None:
-                data_vars[name] = (("t", "test_output"), np.asarray(value))
+                # Points × outputs at each save (a flat `(saves, n_test)` is one output).
+                value = np.asarray(value)
+                value = value.reshape(value.shape[0], value.shape[1], -1)
+                data_vars[name] = (("t", "test_point", "output"), value)
         for name in ("params_w", "params_u"):
             value = getattr(self, name)
             if value is not None:
@@ -158,7 +191,8 @@ class FlowSolution:
         if self.step_ts is not None:
             coords["step_t"] = np.asarray(self.step_ts)
         scalars = self.scalars()
-        attrs = {k: v for k, v in scalars.items() if k != "stats"}
+        attrs = {k: v for k, v in scalars.items() if k not in ("stats", "reached")}
         attrs["stats"] = json.dumps(scalars["stats"])
+        attrs["reached"] = json.dumps(scalars["reached"])
         attrs = {k: (str(v) if isinstance(v, str) else v) for k, v in attrs.items()}
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -8,10 +8,11 @@ import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
-from .plotting import captions
+from .plotting import captions, stopped_at
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -26,7 +27,7 @@ table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.92rem; }
 th, td { border: 1px solid #d8dde6; padding: 0.25rem 0.6rem; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .held { color: #1d7a3a; font-weight: 600; } .failed { color: #b3261e; font-weight: 600; }
-.unclear { color: #9a6b00; font-weight: 600; }
+.inconclusive { color: #9a6b00; font-weight: 600; }
 figure { margin: 1.2rem 0 2rem; } figure img { max-width: 100%; border: 1px solid #e3e6ec; }
 figcaption { color: #3d4556; font-size: 0.92rem; margin-top: 0.3rem; }
 pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
@@ -55,10 +56,114 @@ def _figure(name: str, path: Path, caption: str = "") -> str:
     )
 
 
+# How a solve that stopped early stopped (`verification.status`, `solver.status`).
+_STOPPED = {
+    "max_steps": "the solver's step limit (max_steps) was reached",
+    "nonfinite": "the gradient flow produced NaN or inf",
+    "gd_diverged": "gradient descent diverged",
+}
+# Results written before the checks described only what they test (and before the exit
+# check stopped asserting T = ∞) carry these in their descriptions; they are not shown.
+_OLD_NOTES = re.compile(r"\s*\((?:exit time T = ∞ within the horizon|no finite values)\)$")
+
+
+def _truncation(summary: dict[str, Any]) -> str:
+    """The warning a truncated solve opens the verdict with: what happened, the time
+    reached against `t1`, and the fix (the solve's message); empty when it completed."""
+    stop = stopped_at(summary)
+    if stop is None:
+        return ""
+    ver, solver = summary.get("verification") or {}, summary.get("solver") or {}
+    # The verification's account when it has one, else the solver's (older results).
+    source = ver if ver.get("status") not in (None, "success") else solver
+    status = source.get("status") or "stopped"
+    message = source.get("message") or solver.get("message") or ""
+    reached, t1 = stop
+    if not math.isfinite(reached):
+        where = f"The flows did not all reach t1 = {_num(t1)}"
+    elif math.isfinite(t1) and reached >= t1:
+        where = f"The gradient flow itself reached t1 = {_num(t1)}"
+    else:
+        where = f"The gradient flow reached t = {_num(reached)} of t1 = {_num(t1)}"
+    return (
+        '<div class="verdict warn" id="truncated"><strong>The solve stopped early: '
+        f"{_e(_STOPPED.get(status, status))}.</strong> {where}; nothing after that was "
+        "computed, so a conclusion about [0, t1] that was not already violated there is "
+        f"inconclusive. {_e(message)}</div>"
+    )
+
+
+def _shown(check: dict[str, Any], stop: tuple[float, float] | None) -> tuple[Any, str]:
+    """A check's state and, when inconclusive, why. Results written before truncated
+    solves were decided say a gradient-flow check held over time never computed: shown
+    here as inconclusive."""
+    holds, reason = check["holds"], check.get("reason")
+    old_format = "reason" not in check
+    if holds is True and stop is not None and old_format and check.get("flow") == "gradient":
+        where = f"t = {_num(stop[0])}, " if math.isfinite(stop[0]) else ""
+        return None, f"it held up to {where}where the solve stopped, before t1 = {_num(stop[1])}"
+    if holds is None and not reason:
+        if not isinstance(check.get("margin"), int | float) or not math.isfinite(check["margin"]):
+            reason = "no finite values were computed"
+        else:
+            reason = (
+                f"at t = {_num(check['t'])} the value {_num(check['value'])} is within its "
+                f"error budget {_num(check['error'])} of the bound {_num(check['bound'])}"
+            )
+    return holds, reason or ""
+
+
+def _check_line(check: dict[str, Any], stop: tuple[float, float] | None) -> str:
+    """One check, saying only what was shown: held, FAILED from t = …, or inconclusive
+    and why."""
+    holds, reason = _shown(check, stop)
+    desc = _OLD_NOTES.sub("", str(check["description"]))
+    if holds is True:
+        state = '<span class="held">held</span>'
+    elif holds is False:
+        first = check.get("first_violation")
+        when = f" from t = {_num(first)}" if first is not None else ""
+        state = f'<span class="failed">FAILED{when}</span>'
+    else:
+        state = '<span class="inconclusive">inconclusive</span>'
+    detail = []
+    margin = check.get("margin")
+    if isinstance(margin, int | float) and math.isfinite(margin):
+        detail.append(f"worst margin {_num(margin)} at t = {_num(check['t'])}")
+    detail.append("guaranteed" if check.get("guaranteed") else "observed")
+    why = f": {_e(reason)}" if holds is None and reason else ""
+    return f"<li>{state} — {_e(desc)}{why} ({'; '.join(detail)})</li>"
+
+
+def _exit_text(ver: dict[str, Any], stop: tuple[float, float] | None) -> str:
+    """What the computed path showed about the ball of radius B."""
+    exit_check = next((c for c in ver["checks"] if c["name"] == "exit_time"), None)
+    exit_time = ver.get("exit_time")
+    if isinstance(exit_time, int | float) and math.isfinite(exit_time):
+        return f"The path left the ball of radius B at T = {_num(exit_time)}."
+    if exit_check is None:
+        return ""
+    if stop is not None:
+        until = f"t = {_num(stop[0])}, where " if math.isfinite(stop[0]) else ""
+        return (
+            f"The path did not leave the ball of radius B before {until}the solve stopped "
+            f"(t1 = {_num(stop[1])}); whether it leaves later is not known."
+        )
+    horizon = _num(ver.get("horizon"))
+    if exit_check["holds"] is True:
+        return f"The path stayed in the ball of radius B up to t1 = {horizon} (T > t1)."
+    return (
+        f"The computed path stayed in the ball of radius B up to t1 = {horizon}, within "
+        "its error budget of the boundary."
+    )
+
+
 def _verdict(summary: dict[str, Any]) -> str:
+    """The verdict: a truncated solve first, then the hypotheses, then each conclusion."""
     cert = summary["certificate"]
     ver = summary.get("verification")
-    parts = []
+    stop = stopped_at(summary) if ver is not None else None
+    parts = [_truncation(summary)] if ver is not None else []
     if cert["hypotheses_hold"]:
         parts.append(
             '<div class="verdict ok"><strong>The theorem\'s hypotheses hold</strong>: '
@@ -73,42 +178,24 @@ def _verdict(summary: dict[str, Any]) -> str:
         )
     if ver is not None:
         checks = ver["checks"]
-        failed = [c for c in checks if c["holds"] is False]
-        unclear = [c for c in checks if c["holds"] is None]
-        cls = "ok" if not failed and not unclear else ("bad" if failed else "warn")
-        n_ok = sum(c["holds"] is True for c in checks)
-        items = []
-        for c in checks:
-            state = {
-                True: ("held", "held"),
-                False: ("failed", "FAILED"),
-                None: ("unclear", "inconclusive"),
-            }[c["holds"]]
-            when = (
-                f", first violated at t = {_num(c['first_violation'])}"
-                if c.get("first_violation") is not None
-                else ""
-            )
-            items.append(
-                f'<li><span class="{state[0]}">{state[1]}</span> — {_e(c["description"])} '
-                f"(worst margin {_num(c['margin'])} at t = {_num(c['t'])}{when}; "
-                f"{'guaranteed' if c['guaranteed'] else 'observed'})</li>"
-            )
-        exit_time = ver.get("exit_time")
-        exit_text = (
-            "The path never left the ball of radius B (exit time T = ∞ within the horizon)."
-            if exit_time is None
-            else f"The path left the ball of radius B at T = {_num(exit_time)}."
-        )
+        states = [_shown(c, stop)[0] for c in checks]
+        n_ok, n_failed = states.count(True), states.count(False)
+        n_open = len(states) - n_ok - n_failed
+        cls = "bad" if n_failed else ("warn" if n_open else "ok")
+        if n_ok == len(checks):
+            head = f"Along the simulated flows, all {len(checks)} conclusions held."
+        else:
+            past = " (past the time reached)" if stop is not None else ""
+            counts = [f"{n_ok} held"]
+            counts += [f"{n_open} inconclusive{past}"] if n_open else []
+            counts += [f"{n_failed} failed"] if n_failed else []
+            head = f"Along the simulated flows, of {len(checks)} conclusions: {', '.join(counts)}."
+        items = "".join(_check_line(c, stop) for c in checks)
         parts.append(
-            f'<div class="verdict {cls}"><strong>Along the simulated flows, {n_ok} of '
-            f"{len(checks)} conclusions held.</strong> {exit_text}<ul>{''.join(items)}</ul>"
-            "</div>"
+            f'<div class="verdict {cls}"><strong>{head}</strong> {_exit_text(ver, stop)}'
+            f"<ul>{items}</ul></div>"
         )
-    solver = summary.get("solver")
-    if solver is not None and solver.get("status") != "success":
-        parts.append(f'<div class="verdict warn">{_e(solver.get("message", ""))}</div>')
-    return "\n".join(parts)
+    return "\n".join(p for p in parts if p)
 
 
 def _certificate_table(cert: dict[str, Any]) -> str:
@@ -241,6 +328,26 @@ def _fit_rows(fits: list[dict[str, Any]]) -> str:
     )
 
 
+def _point_verdict(point: dict[str, Any]) -> str:
+    """A sweep point's `all_hold`, saying only what was shown: a point whose solve did not
+    succeed never reads as all held."""
+    checks = point.get("checks") or {}
+    failed = [name for name, c in checks.items() if c.get("holds") is False]
+    unsure = [name for name, c in checks.items() if c.get("holds") is None]
+    status = point.get("status", "success")
+    if status == "error":
+        return "—"
+    if failed:
+        return f'<span class="failed">no</span> (failed: {_e(", ".join(failed))})'
+    if status != "success":
+        return f'<span class="inconclusive">inconclusive</span> (stopped: {_e(status)})'
+    if unsure:
+        return f'<span class="inconclusive">inconclusive</span> ({_e(", ".join(unsure))})'
+    if point.get("all_hold") is True:
+        return '<span class="held">yes</span>'
+    return _e(_num(point.get("all_hold", "")))
+
+
 def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     """A sweep's report: overview, failed points, scaling laws, critical α, figures, and
     one row per point."""
@@ -269,18 +376,23 @@ def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> st
         sections.append("<h2>Scaling laws</h2>" + _fit_rows(fits))
     crit = summary.get("critical_alpha") or []
     if crit:
+        whys = any(r.get("why") for r in crit)
         rows = "".join(
             f"<tr><td>{_e(', '.join(f'{k}={v}' for k, v in r['where'].items()) or '—')}</td>"
             f"<td class='num'>{_num(r['alpha_empirical'])}</td>"
             f"<td class='num'>{_num(r['alpha_star'])}</td>"
-            f"<td class='num'>{_num(r['looseness'])}</td></tr>"
+            f"<td class='num'>{_num(r['looseness'])}</td>"
+            + (f"<td>{_e(r.get('why') or '')}</td>" if whys else "")
+            + "</tr>"
             for r in crit
         )
         sections.append(
             "<h2>Critical α</h2><p>The smallest α on the grid at which every conclusion held "
             "along the flows, against the theorem's sufficient α*; their ratio measures how "
             "loose the theorem is.</p><table><tr><th>at</th><th>empirical α</th><th>α*</th>"
-            f"<th>α*/α_emp</th></tr>{rows}</table>"
+            "<th>α*/α_emp</th>"
+            + ("<th>why there is none</th>" if whys else "")
+            + f"</tr>{rows}</table>"
         )
     figs = "".join(_figure(name, path) for name, path in figures.items())
     if figs:
@@ -300,7 +412,12 @@ def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> st
     head = "".join(f"<th>{_e(c)}</th>" for c in ["point", *cols])
     body = ""
     for p in summary.get("points", []):
-        cells = "".join(f"<td class='num'>{_num(p.get(c, ''))}</td>" for c in cols)
+        cells = "".join(
+            f"<td>{_point_verdict(p)}</td>"
+            if c == "all_hold"
+            else f"<td class='num'>{_num(p.get(c, ''))}</td>"
+            for c in cols
+        )
         shown = ", ".join(f"{k}={v}" for k, v in p["assignment"].items())
         body += f"<tr><td>{_e(shown)}</td>{cells}</tr>"
     sections.append(f"<h2>Points</h2><table><tr>{head}</tr>{body}</table>")
