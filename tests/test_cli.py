@@ -28,18 +28,28 @@ centering = "antisymmetric"
 
 
 def _expect(path):
-    first = path.read_text().splitlines()[0]
+    # Some files are deliberately not UTF-8 (the encoding corpus); their first line is.
+    raw = path.read_bytes()
+    utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
+    first = raw.decode("utf-16" if utf16 else "utf-8", errors="replace").splitlines()[0]
     assert first.startswith("# expect: "), f"{path.name} lacks its '# expect:' line"
     return first.removeprefix("# expect: ")
 
 
 def test_bad_corpus_is_large():
-    assert len(BAD) >= 20
+    assert len(BAD) >= 100
+
+
+def _listing(*roots: Path) -> set[str]:
+    return {str(p) for root in roots for p in root.rglob("*")}
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
 @pytest.mark.parametrize("command", ["certify", "run"])
-def test_bad_experiment_one_line_exit_2(path, command):
+def test_bad_experiment_one_line_exit_2(path, command, tmp_path, monkeypatch):
+    # In an empty working directory, so that a default `[output] dir` would land there.
+    monkeypatch.chdir(tmp_path)
+    before = _listing(tmp_path, path.parent)
     result = runner.invoke(app, [command, str(path)])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
@@ -48,6 +58,7 @@ def test_bad_experiment_one_line_exit_2(path, command):
     assert _expect(path) in lines[0]
     assert "Traceback" not in result.output
     assert result.stdout == ""
+    assert _listing(tmp_path, path.parent) == before  # nothing written, not even a lock
 
 
 def test_certify_table_and_json(tmp_path):

@@ -91,3 +91,53 @@ def test_split_and_files(tmp_path):
         nf.datasets.load(tmp_path / "d.txt")
     with pytest.raises(ValueError, match="n_test must be between 1 and n-1=19"):
         data.split(20)
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (np.ones((3, 2)) * (1 + 1j), r"X has complex values \(dtype=complex128\); .* X\.real"),
+        (np.ones(3), r"X must be 2-D \(n, d\), got shape \(3,\); .* reshape it to \(3, 1\)"),
+        (np.array([["1.5", "2"]] * 3), r"X must be a numeric array, got dtype=<U3"),
+        ([[1.0, 2.0], [3.0]], "X must be a numeric array, got list"),
+        ([[1.0, None]] * 3, "X must be a numeric array, got dtype=object with an entry None"),
+    ],
+)
+def test_inputs_that_a_cast_would_change_are_refused(X, match):
+    with pytest.raises(ValueError, match=match):
+        nf.datasets.from_arrays(X, np.ones(len(X)))
+
+
+def test_csv_y_column_encodings_and_rows(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("x1,x2,y\n1,2,3\n4,5,6\n7,8,9\n")
+    assert np.asarray(nf.datasets.load(path, y_column=0).y).tolist() == [1, 4, 7]
+    assert np.asarray(nf.datasets.load(path, y_column=-3).y).tolist() == [1, 4, 7]
+    for bad in (3, -4, 100):
+        with pytest.raises(ValueError, match=rf"y_column={bad} is out of range .* 3 columns"):
+            nf.datasets.load(path, y_column=bad)
+    # A UTF-8 byte-order mark is dropped: the first data row is not taken for a header.
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf1,2,3\n4,5,6\n")
+    assert nf.datasets.load(bom).n == 2
+    utf16 = tmp_path / "u.csv"
+    utf16.write_text("1,2,3\n", encoding="utf-16")
+    with pytest.raises(ValueError, match="is UTF-16 text; save it as UTF-8"):
+        nf.datasets.load(utf16)
+    # A mistyped first row is an error, not a header.
+    typo = tmp_path / "typo.csv"
+    typo.write_text("1,2,x\n4,5,6\n")
+    with pytest.raises(ValueError, match=r"line 1: 'x' is not a number"):
+        nf.datasets.load(typo)
+    with pytest.raises(ValueError, match=r"is a directory, expected a file \(\.npz or \.csv\)"):
+        nf.datasets.load(tmp_path)
+    np.savez(tmp_path / "d.npz", X=np.ones((3, 2)), y=np.ones(3))
+    with pytest.raises(ValueError, match="y_column=1 applies to CSV files only"):
+        nf.datasets.load(tmp_path / "d.npz", y_column=1)
+
+
+def test_seeds_are_checked():
+    with pytest.raises(ValueError, match="seed must be an integer ≥ 0, got seed=-1"):
+        nf.datasets.sphere(4, 2, seed=-1)
+    with pytest.raises(ValueError, match=r"the data need about .* TB of memory"):
+        nf.datasets.sphere(10**12, 3)

@@ -100,3 +100,79 @@ def test_from_apply_validation():
         nf.from_apply(lambda p, X: X[:, 0], {"w": jnp.zeros(2, int)})
     with pytest.raises(ValueError, match="params0 contains NaN or inf"):
         nf.from_apply(lambda p, X: X[:, 0], {"w": jnp.array([jnp.nan])})
+
+
+def test_from_apply_names_a_non_array_leaf():
+    import equinox as eqx
+    import jax
+
+    class Net(eqx.Module):
+        w: jax.Array
+        act: object
+
+    net = Net(jnp.ones(3), jax.nn.gelu)
+    with pytest.raises(TypeError, match=r"params0\.act is a function .*eqx\.partition\(model, "):
+        nf.from_apply(lambda p, X: p.act(X @ p.w), net)
+    # The fix the message gives works.
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    model = nf.from_apply(lambda p, X: eqx.combine(p, static).act(X @ p.w), params)
+    assert nf.Problem(model, tiny_data()).p == 3
+    with pytest.raises(TypeError, match=r"got params0\['b'\]\[1\] with dtype=int"):
+        nf.from_apply(lambda p, X: X[:, 0], {"b": [jnp.zeros(2), jnp.zeros(2, int)]})
+    with pytest.raises(TypeError, match=r"params0\['s'\] is a str \('relu'\), not an array"):
+        nf.from_apply(lambda p, X: X[:, 0], {"w": jnp.zeros(2), "s": "relu"})
+
+
+def test_output_mismatch_fix_fits_the_model():
+    three = tiny_data(k=3)
+    with pytest.raises(ValueError, match=r"Shallow has one output per point: for 3 target col"):
+        nf.Problem(nf.Shallow(4), three)
+    with pytest.raises(ValueError, match=r"this MLP has out_dim=1; set MLP\(\.\.\., out_dim=3\)"):
+        nf.Problem(nf.MLP((4,)), three)
+    model = nf.from_apply(lambda p, X: X @ p, jnp.ones(3))
+    with pytest.raises(ValueError, match=r"make apply_fn return shape \(N, 3\)"):
+        nf.Problem(model, three)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float16", jnp.int32, "floaty", complex, "bfloat16"])
+def test_dtype_is_float32_or_float64(dtype):
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got dtype="):
+        nf.Problem(nf.Shallow(4), tiny_data(), dtype=dtype)
+
+
+def test_key_out_of_range():
+    with pytest.raises(ValueError, match=r"key must be an integer seed in \[-2\*\*63, 2\*\*63\)"):
+        nf.Problem(nf.Shallow(4), tiny_data(), key=2**64)
+
+
+def test_memory_estimate_refuses_before_allocating(monkeypatch):
+    # 3e11 parameters (and as many activations): terabytes, on any machine.
+    with pytest.raises(ValueError, match=r"the problem needs at least .* TB of memory"):
+        nf.Problem(nf.Shallow(10**11), tiny_data())
+    # Against a small limit, to see each part named: the model, or the n × n kernel.
+    import ntkflow._problem as problem_module
+    from ntkflow._memory import TooLarge
+
+    monkeypatch.setattr(problem_module, "available_bytes", lambda: 100_000)
+    with pytest.raises(TooLarge, match=r"10,000 parameters, 2× the model's") as e:
+        nf.Problem(nf.Shallow(1000), tiny_data(d=5), centering="antisymmetric")
+    assert e.value.part == "model" and "narrower" in str(e.value)
+    with pytest.raises(ValueError, match=r"the 200×200 kernel \(320 kB\); use fewer points") as e:
+        nf.Problem(nf.Shallow(2), tiny_data(n=200))
+    assert e.value.part == "data"
+
+
+def test_spectrum_of_a_non_finite_kernel():
+    K = np.eye(3)
+    K[0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"K0 is not finite \(1 of its 9 entries .*standardise"):
+        nf.ntk_spectrum(K)
+    with pytest.raises(ValueError, match="not finite"):
+        nf.ntk_spectrum(np.full((3, 3), np.nan), method="iterative")
+
+
+def test_huge_inputs_are_refused_with_the_fix():
+    rng = np.random.default_rng(0)
+    data = nf.datasets.from_arrays(rng.standard_normal((6, 3)) * 1e200, rng.standard_normal(6))
+    with pytest.raises(ValueError, match="standardise the inputs"):
+        nf.certify(nf.Problem(nf.Shallow(8), data))

@@ -43,7 +43,7 @@ def available_bytes() -> int | None:
     return int(total)
 
 
-def human_bytes(nbytes: float) -> str:
+def human_bytes(nbytes: int | float) -> str:
     """`12.3 GB`, `80 PB`, `512 B`: for messages."""
     for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
         if nbytes < 1000 or unit == "PB":

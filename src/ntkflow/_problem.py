@@ -56,20 +56,20 @@ def _float_dtype(dtype: Any) -> Any:
     if dtype is None:
         return default_dtype()
     try:
-        resolved = jnp.dtype(dtype)
+        name = jnp.dtype(dtype).name
     except TypeError:
-        resolved = None
-    if resolved not in (jnp.dtype("float32"), jnp.dtype("float64")):
+        name = None  # (and not `jnp.dtype(None)`, which NumPy reads as float64)
+    if name not in ("float32", "float64"):
         raise ValueError(
             f"dtype must be float32 or float64, got dtype={dtype!r}; pass dtype='float64' "
             "(the default) or dtype='float32'"
         )
-    if resolved == jnp.dtype("float64") and not jax.config.read("jax_enable_x64"):
+    if name == "float64" and not jax.config.read("jax_enable_x64"):
         raise ValueError(
             "dtype='float64' needs JAX's 64-bit mode, which is off (NTKFLOW_X64=0 or "
             "jax_enable_x64=False); pass dtype='float32' or turn it on"
         )
-    return resolved
+    return jnp.dtype(name)
 
 
 def _check_memory(

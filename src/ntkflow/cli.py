@@ -255,8 +255,10 @@ def certify(
                 save_run(result, out, cancelled=_INTERRUPT.is_set)
     except ResultsError as e:
         raise fail(_out_error(e, out, experiment)) from None
-    except (ConfigError, ValueError, TypeError) as e:
+    except ConfigError as e:
         raise fail(str(e)) from None
+    except (ValueError, TypeError) as e:  # found by the library, past the file's checks
+        raise fail(f"{experiment}: {e}") from None
     except KeyboardInterrupt:
         interrupted("interrupted; nothing was written")
     if json_:
@@ -379,8 +381,10 @@ def _run_and_save(exp, source: str, target: Path, progress: bool | None, where: 
             save_run(result, target, cancelled=_INTERRUPT.is_set)
     except ResultsError as e:
         raise fail(_out_error(e, None if where else target, where)) from None
-    except (ConfigError, ValueError, TypeError) as e:
+    except ConfigError as e:
         raise fail(str(e)) from None
+    except (ValueError, TypeError) as e:  # found by the library, past the file's checks
+        raise fail(f"{source}: {e}") from None
     except KeyboardInterrupt:
         interrupted("interrupted; no results were written")
     return result
@@ -539,15 +543,13 @@ def report(
         loaded = load_results(results_dir)
     except ResultsError as e:
         raise fail(str(e)) from None
+    # In place too, the directory is rewritten whole and renamed over the old one: a
+    # render that fails half-way leaves the old figures and report, not a mix.
+    target = loaded.path if out is None else out
     try:
-        if out is None:
-            render(loaded.path, loaded.dataset, loaded.summary)
-            target = loaded.path
-        else:
-            target = out
-            write_results(out, loaded.summary, loaded.dataset, render=render)
+        write_results(target, loaded.summary, loaded.dataset, render=render)
     except ResultsError as e:
-        raise fail(_out_error(e, out, None)) from None
+        raise fail(str(e) if out is None else _out_error(e, out, None)) from None
     except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
         # A summary.json edited by hand, or written by another version: the saved data
         # do not hold what the figures and the report read.
@@ -558,11 +560,10 @@ def report(
         ) from None
     except OSError as e:
         raise fail(
-            f"{str(target if out is not None else results_dir)!r} cannot be written "
-            f"({e.strerror}); choose a writable path"
+            f"{str(target)!r} cannot be written ({e.strerror}); choose a writable path"
         ) from None
     except KeyboardInterrupt:
-        interrupted("interrupted")
+        interrupted("interrupted; the results directory is unchanged")
     if json_:
         print(json.dumps(loaded.summary, indent=2, ensure_ascii=False))
     else:

@@ -139,7 +139,7 @@ class FlowsSection(_Section):
     t1: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
     saves: Annotated[int, Field(ge=2, le=1_000_000)] = 100
     solver: Literal["auto", "exponential", "tsit5", "dopri5", "dopri8", "bosh3"] = "auto"
-    rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-8
+    rtol: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-8
     atol: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
     max_steps: Annotated[int, Field(ge=1, le=2**31 - 1)] = 100_000
     tangent: Literal["closed_form", "ode"] = "closed_form"
@@ -219,7 +219,8 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
     # Drop the member tags pydantic adds for plain unions (`t1.constrained-float`).
     union = any(not (x.isidentifier() or x.isdigit()) for x in loc)
     loc = [x for x in loc if x.isidentifier() or x.isdigit()]
-    section = f"[{loc[0]}]" if loc else "top level"
+    # A top-level key (`name`) is named bare; a section's keys after the section.
+    section = "top level" if not loc else loc[0] if loc[0] == "name" else f"[{loc[0]}]"
     key = ".".join(loc[1:])
     where = f"{source}: {section}" + (f" {key}" if key else "")
     value = err.get("input")
@@ -251,6 +252,8 @@ def _type_hint(kind: str, value: Any) -> str | None:
     if kind == "int_type":
         if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
             return f"write {int(value)}: an integer, without a decimal point or exponent"
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return f"write {value.strip()} unquoted"
         return "give an integer, e.g. 3"
     if kind == "bool_type":
         return "write true or false, unquoted"
@@ -384,6 +387,7 @@ def read_document(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     section = data.get("data")
     relative = isinstance(section, dict) and isinstance(section.get("path"), str)
+    relative = relative and bool(section["path"].strip())  # (an empty one is refused as such)
     if relative and isinstance(section, dict) and not os.path.isabs(section["path"]):
         data["data"] = {**section, "path": str(path.parent / section["path"])}
     return data

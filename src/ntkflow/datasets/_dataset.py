@@ -1,6 +1,7 @@
 """The `Dataset` container and the checks every way of making one goes through."""
 
 import json
+import numbers
 from typing import Any
 
 import equinox as eqx
@@ -25,6 +26,13 @@ def _as_float_array(name: str, value: ArrayLike) -> np.ndarray:
             f"{name} has complex values (dtype={raw.dtype}); ntkflow trains on real "
             f"numbers: give {name}.real, or the real and imaginary parts as separate columns"
         )
+    if raw.dtype.kind == "O":
+        odd = next((v for v in raw.flat if not isinstance(v, numbers.Real)), 0.0)
+        if not isinstance(odd, numbers.Real):
+            raise ValueError(
+                f"{name} must be a numeric array, got dtype=object with an entry {odd!r}; "
+                "give numbers only (mark a missing value as nan, and then remove or impute it)"
+            )
     if raw.dtype.kind in "USVMm":
         raise ValueError(
             f"{name} must be a numeric array, got dtype={raw.dtype}; convert it to numbers "

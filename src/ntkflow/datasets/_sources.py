@@ -249,6 +249,12 @@ _NPZ_KEYS = ("X", "y", "X_test", "y_test")
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
     """The arrays of an `.npz` file, each checked to load without pickle."""
+    if not zipfile.is_zipfile(path):
+        kind = "a single .npy array" if _is_npy(path) else "not a zip archive"
+        raise ValueError(
+            f"{path!r} is not a NumPy .npz archive ({kind}); save the arrays with "
+            "np.savez(path, X=X, y=y)"
+        )
     try:
         f = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
@@ -256,11 +262,6 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
             f"{path!r} is not a NumPy .npz archive ({_short(e)}); save the arrays with "
             "np.savez(path, X=X, y=y)"
         ) from None
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ValueError(
-            f"{path!r} holds a single array, not an .npz archive of named arrays; save "
-            "them with np.savez(path, X=X, y=y)"
-        )
     with f:
         files = sorted(f.files)
         missing = [k for k in ("X", "y") if k not in files]
@@ -341,6 +342,11 @@ def _read_csv(path: str) -> np.ndarray:
                 f"{width}; every row needs the same number of columns"
             )
     raise ValueError(f"{path!r} is not a numeric CSV file; give numbers separated by commas")
+
+
+def _is_npy(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) == b"\x93NUMPY"
 
 
 def _is_number(text: str) -> bool:
