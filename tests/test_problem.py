@@ -157,7 +157,7 @@ def test_memory_estimate_refuses_before_allocating(monkeypatch):
     with pytest.raises(TooLarge, match=r"10,000 parameters, 2× the model's") as e:
         nf.Problem(nf.Shallow(1000), tiny_data(d=5), centering="antisymmetric")
     assert e.value.part == "model" and "narrower" in str(e.value)
-    with pytest.raises(ValueError, match=r"the 200×200 kernel \(320 kB\); use fewer points") as e:
+    with pytest.raises(TooLarge, match=r"the 200×200 kernel \(320 kB\); use fewer points") as e:
         nf.Problem(nf.Shallow(2), tiny_data(n=200))
     assert e.value.part == "data"
 

@@ -115,6 +115,16 @@ def check_output_dir(target: str | os.PathLike) -> Path:
     Writes nothing. **Raises:** `ResultsError` naming the path and the fix.
     """
     target = Path(target)
+    try:
+        return _check_output_dir(target)
+    except OSError as e:  # a name too long, a symlink loop, …
+        raise ResultsError(
+            f"results directory {str(target)[:80]!r} cannot be used ({e.strerror}); choose "
+            "another path"
+        ) from None
+
+
+def _check_output_dir(target: Path) -> Path:
     shown = repr(str(target))
     if target.name in ("", ".", ".."):
         raise ResultsError(
@@ -155,7 +165,12 @@ def _make_parents(target: Path) -> list[Path]:
     created = []
     try:
         for p in missing:
-            p.mkdir()
+            try:
+                p.mkdir()
+            except FileExistsError:
+                if not p.is_dir():
+                    raise
+                continue  # made by another process meanwhile: not ours to remove
             created.append(p)
     except OSError as e:
         _remove_empty(created[::-1])
@@ -187,7 +202,10 @@ def _acquire(path: Path, target: Path) -> int:
     After locking, the file must still be the one at `path`: a holder removes it on
     release, and a lock on the removed inode would guard nothing.
     """
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (the write is still atomic)
+        fcntl = None
 
     while True:
         try:
@@ -197,12 +215,14 @@ def _acquire(path: Path, target: Path) -> int:
                 f"results directory {str(target)!r} cannot be written ({e.strerror} on "
                 f"{str(path.parent)!r}); choose a writable path"
             ) from None
+        if fcntl is None:
+            return fd
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            os.close(fd)
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
+                return fd  # a file system without locks (ENOLCK, …): write unlocked
+            os.close(fd)
             try:
                 holder = path.read_text().strip()
             except OSError:
@@ -365,9 +385,15 @@ def load_results(path: str | os.PathLike) -> Results:
     import xarray as xr
 
     path = Path(path)
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError as e:  # a name too long, a symlink loop, …
+        raise ResultsError(
+            f"results directory {str(path)[:80]!r} cannot be read ({e.strerror}); check the path"
+        ) from None
+    if is_file:
         raise ResultsError(f"{str(path)!r} is a file, expected a results directory")
-    if not path.is_dir():
+    if not is_dir:
         raise ResultsError(f"results directory {str(path)!r} does not exist; check the path")
     damaged = "the results directory is damaged: run the experiment again"
     try:

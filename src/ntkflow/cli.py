@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -36,9 +37,16 @@ class _OneLineErrors(TyperGroup):
     unknown option or command) in one line on stderr like every other bad input, instead
     of a boxed usage message."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         args = list(sys.argv[1:] if args is None else args)
-        kwargs = dict(prog_name=prog_name, complete_var=complete_var, **extra)
+        kwargs: dict[str, Any] = dict(prog_name=prog_name, complete_var=complete_var, **extra)
         if not standalone_mode:
             return super().main(args, standalone_mode=False, **kwargs)
         try:
@@ -536,7 +544,11 @@ def report(
     from ._results import ResultsError, load_results, write_results
     from .experiment import render
 
-    if (results_dir / "sweep.json").is_file():
+    try:
+        is_sweep = (results_dir / "sweep.json").is_file()
+    except OSError:  # a name too long, …: load_results says so in one line
+        is_sweep = False
+    if is_sweep:
         _report_sweep(results_dir, out, json_)
         return
     try:

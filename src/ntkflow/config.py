@@ -358,11 +358,17 @@ def read_document(path: str | os.PathLike) -> dict[str, Any]:
     **Raises:** `ConfigError` with a one-line message.
     """
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as e:  # a name too long, a symlink loop, …
+        raise ConfigError(
+            f"experiment file {str(path)[:80]!r} cannot be read ({e.strerror}); check the path"
+        ) from None
+    if is_dir:
         raise ConfigError(
             f"experiment file {str(path)!r} is a directory, expected a file (a TOML file)"
         )
-    if not path.exists():
+    if not exists:
         raise ConfigError(f"experiment file {str(path)!r} does not exist; check the path")
     try:
         raw = path.read_bytes()
@@ -385,11 +391,19 @@ def read_document(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: not UTF-8 text (byte {e.start} is {raw[e.start : e.start + 1]!r}); an "
             "experiment is a TOML file in UTF-8"
         ) from None
+    if not data:
+        # Every key has a default, but an empty file is a mistake (a truncated copy, the
+        # wrong path), not a request for the default experiment.
+        raise ConfigError(
+            f"{path}: the file is empty (no settings); write the experiment's sections, "
+            "at least [data] (see docs/experiments.md)"
+        )
     section = data.get("data")
-    relative = isinstance(section, dict) and isinstance(section.get("path"), str)
-    relative = relative and bool(section["path"].strip())  # (an empty one is refused as such)
-    if relative and isinstance(section, dict) and not os.path.isabs(section["path"]):
-        data["data"] = {**section, "path": str(path.parent / section["path"])}
+    file = section.get("path") if isinstance(section, dict) else None
+    relative = isinstance(file, str) and bool(file.strip()) and not os.path.isabs(file)
+    if isinstance(section, dict) and isinstance(file, str) and relative:
+        # (An empty path stays empty, to be refused as such.)
+        data["data"] = {**section, "path": str(path.parent / file)}
     return data
 
 
