@@ -188,7 +188,8 @@ def test_auto_chooses_by_stiffness_and_names_are_checked():
 def test_error_budget_bounds_the_true_error_deep_in_the_lazy_regime():
     """Deep in the lazy regime the steps grow fast from the fastest mode's time scale;
     the embedded re-solve's budget is nonzero and bounds the true error (against Dopri8
-    at rtol 1e-12), which a single step over the horizon would not."""
+    at rtol 1e-11: at α = 3e4 rounding limits any solve to ρ ≈ 5e-12, so a tighter rtol
+    only draws the resolution warning), which a single step over the horizon would not."""
     data = nf.datasets.digits(32, classes=(0, 1))
     problem = nf.Problem(nf.Shallow(32), data, alpha=3e4, centering="antisymmetric")
     sol = nf.solve_flows(problem, solver="exponential", saveat=8, save_params=True)
@@ -198,7 +199,7 @@ def test_error_budget_bounds_the_true_error_deep_in_the_lazy_regime():
         problem,
         sol.t1,
         solver="dopri8",
-        rtol=1e-12,
+        rtol=1e-11,
         saveat=8,
         save_params=True,
         error_estimate=False,

@@ -263,7 +263,7 @@ def test_to_xarray_names_and_test_predictions():
         "pred_u_test",
     ):
         assert name in ds.data_vars, name
-    assert ds["pred_w_test"].shape == (6, 5) and list(ds["t"].values) == list(sol.ts)
+    assert ds["pred_w_test"].shape == (6, 5, 1) and list(ds["t"].values) == list(sol.ts)
     assert ds.attrs["status"] == "success"
     # At t = 0 both flows predict αf(w0) = 0 (antisymmetric), and the kernel has not moved.
     np.testing.assert_array_equal(ds["pred_w_test"].values[0], 0.0)

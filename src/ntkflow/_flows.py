@@ -12,6 +12,7 @@
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,12 +30,18 @@ from ._gd import gradient_descent
 from ._kernel import empirical_ntk
 from ._problem import Problem
 from ._progress import RichProgressMeter
+from ._rounding import motion_resolution, residual_rounding
 from ._solution import FlowSolution, FlowStatus
 from ._tangent import TangentFlow
 
 # The default horizon: the time at which the theorem's envelope R0·exp(−tα²σ_min²/2)
 # reaches this fraction of R0.
 AUTO_HORIZON_DROP = 1e-6
+# `rtol="auto"`: this, unless the dtype cannot resolve it (`_relative_tolerance`).
+DEFAULT_RTOL = 1e-8
+# The gradient flow is not integrated when its resolution `ρ` (`motion_resolution`) is
+# coarser than this: rounding would be most of what it shows (`FlowStatus.UNRESOLVED`).
+MAX_RTOL = 1e-2
 # Smallest step, as a fraction of the horizon. An explicit solver on the stiffest lazy
 # problems steps at about t1/(30·cond(K0)); this leaves room for cond(K0) up to ~1e11.
 DTMIN_FRACTION = 1e-13
@@ -160,10 +167,11 @@ class _TangentField(eqx.Module):
 
 
 class _StepScalars(eqx.Module):
-    """Loss, distance and (given the tangent flow's closed form) the function-space gap
-    `‖αf(w(t)) − αf_0(u(t))‖` at every solver step: the checks and the sup-over-time
-    scaling laws see between the save times (the gap peaks early, when the saves are
-    sparse)."""
+    """Loss, distance and (given the tangent flow's closed form) the gaps
+    `‖αf(w(t)) − αf_0(u(t))‖` and `‖w(t) − u(t)‖` at every solver step: the checks, the
+    figures and the sup-over-time scaling laws see between the save times (the gaps peak
+    early, when evenly spaced saves are sparse). The parameter gap costs one VJP at `w0`
+    per step (`u(t) − w0 = J_0ᵀ c(t)`)."""
 
     problem: Problem
     tangent: TangentFlow | None
@@ -171,12 +179,13 @@ class _StepScalars(eqx.Module):
     def __call__(self, t, delta, args):
         w = self.problem.w0 + delta
         r = self.problem.residual(w)
-        gap = (
-            jnp.linalg.norm(r - self.tangent.residual(t))
-            if self.tangent is not None
-            else jnp.full((), jnp.nan, r.dtype)
-        )
-        return jnp.stack([0.5 * jnp.vdot(r, r), jnp.linalg.norm(delta), gap])
+        if self.tangent is not None:
+            gap_f = jnp.linalg.norm(r - self.tangent.residual(t))
+            u = self.tangent.displacement(self.tangent.coefficients(t))
+            gap_w = jnp.linalg.norm(delta - u)
+        else:
+            gap_f = gap_w = jnp.full((), jnp.nan, r.dtype)
+        return jnp.stack([0.5 * jnp.vdot(r, r), jnp.linalg.norm(delta), gap_f, gap_w])
 
 
 def _integrate(
@@ -218,8 +227,39 @@ def _integrate(
         "step_loss": step_vals[keep, 0],
         "step_dist": step_vals[keep, 1],
         "step_gap_f": step_vals[keep, 2],
+        "step_gap_w": step_vals[keep, 3],
         "result": sol.result,
         "stats": stats,
+    }
+
+
+def _unresolved(
+    ts: np.ndarray, p: int, solver: diffrax.AbstractSolver, rtol: float
+) -> dict[str, Any]:
+    """What `_integrate` returns for a gradient flow not integrated (`UNRESOLVED`): the
+    state at `t = 0` only."""
+    deltas = np.full((len(ts), p), np.nan)
+    deltas[0] = 0.0
+    empty = np.zeros(0)
+    return {
+        "deltas": deltas,
+        "step_ts": empty,
+        "step_loss": empty,
+        "step_dist": empty,
+        "step_gap_f": empty,
+        "step_gap_w": empty,
+        "result": None,
+        "stats": {
+            "num_steps": 0,
+            "num_accepted_steps": 0,
+            "num_rejected_steps": 0,
+            "vf_evaluations": 0,
+            "kernel_evaluations": 0,
+            "wall_s": 0.0,
+            "solver": type(solver).__name__,
+            "rtol": rtol,
+            "skipped": "unresolved: the dtype cannot resolve the motion",
+        },
     }
 
 
@@ -259,12 +299,19 @@ def _resolve_times(
 
 
 def _status(
-    result: Any, deltas: np.ndarray, ts: np.ndarray, max_steps: int, steps: dict[str, Any]
-) -> tuple[FlowStatus, str]:
-    """How the gradient-flow solve ended, in words, with the last good state."""
+    result: Any,
+    deltas: np.ndarray,
+    ts: np.ndarray,
+    max_steps: int,
+    steps: dict[str, Any],
+    *,
+    flow: str = "gradient",
+) -> tuple[FlowStatus, str, float]:
+    """How a flow's solve ended, in words, with the last good state, and the time it
+    reached (`t1` on success)."""
     finite = np.all(np.isfinite(deltas), axis=1)
     if result == diffrax.RESULTS.successful and finite.all():
-        return FlowStatus.SUCCESS, "The flows were integrated to t1."
+        return FlowStatus.SUCCESS, "The flows were integrated to t1.", float(ts[-1])
     good = np.isfinite(steps["step_loss"]) & np.isfinite(steps["step_dist"])
     if good.any():
         i = int(np.nonzero(good)[0][-1])
@@ -279,7 +326,7 @@ def _status(
     if result == diffrax.RESULTS.max_steps_reached:
         return (
             FlowStatus.MAX_STEPS,
-            f"The maximum number of solver steps (max_steps={max_steps}) was reached at "
+            f"The {flow} flow's solve reached its step limit (max_steps={max_steps}) at "
             f"t={t_last:.6g}, before t1={ts[-1]:.6g}; {last}. Increase `max_steps` (the "
             "flow is stiff when cond(K0) is large"
             + (
@@ -288,14 +335,38 @@ def _status(
                 else "; solver='exponential' is not"
             )
             + "), loosen `rtol`, or shorten `t1`.",
+            t_last,
         )
     return (
         FlowStatus.NONFINITE,
-        f"The gradient flow stopped at t={t_last:.6g} before t1={ts[-1]:.6g}: the step size "
+        f"The {flow} flow stopped at t={t_last:.6g} before t1={ts[-1]:.6g}: the step size "
         f"fell below {DTMIN_FRACTION:g}·t1 because the vector field is NaN, infinite or "
         f"singular just ahead; {last}. Check the model for overflow or a "
         "singularity, lower α, or shorten `t1`.",
+        t_last,
     )
+
+
+def _relative_tolerance(problem: Problem, rtol: float | str, motion: float) -> tuple[float, float]:
+    """`rtol` resolved against the flow's resolution `ρ` (`motion_resolution`): `"auto"`
+    is `max(1e-8, 1000ε, ρ)`; a number below `ρ` is raised to `ρ` with a warning.
+    Returns `(rtol, ρ)`."""
+    rho = motion_resolution(problem, motion)
+    eps = float(jnp.finfo(problem.dtype).eps)
+    if rtol == "auto":
+        return max(DEFAULT_RTOL, 1000 * eps, rho), rho
+    rtol = float(rtol)
+    if rtol < rho:
+        warnings.warn(
+            f"rtol={rtol:g} is below what {jnp.dtype(problem.dtype).name} resolves for this "
+            f"problem (ρ ≈ {rho:.2g}: rounding moves the residual by that fraction of its "
+            f"motion along the flow); using rtol={rho:.2g}. Use float64, or lower α (the "
+            "rounding of α f grows like α)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return rho, rho
+    return rtol, rho
 
 
 def solve_flows(
@@ -304,7 +375,7 @@ def solve_flows(
     *,
     saveat: int | npt.ArrayLike = 100,
     solver: str | diffrax.AbstractSolver = "auto",
-    rtol: float = 1e-8,
+    rtol: float | str = "auto",
     atol: float | str = "auto",
     flows: Sequence[str] = ("gradient", "tangent"),
     tangent: str = "closed_form",
@@ -330,7 +401,12 @@ def solve_flows(
       `choose_solver`), `"exponential"` (`ExponentialNTK`), `"tsit5"`, `"dopri5"`,
       `"dopri8"`, `"bosh3"`, or any diffrax solver. The tangent flow's ODE
       (`tangent="ode"`) uses Tsit5 when the gradient flow's solver is exponential.
-    - `rtol`, `atol`: the PID controller's tolerances on the displacement `w − w0`;
+    - `rtol`, `atol`: the PID controller's tolerances on the displacement `w − w0`.
+      `rtol="auto"` is `1e-8`, or what the dtype can resolve when that is coarser
+      (`max(1e-8, 1000ε, ρ)` with the flow's resolution `ρ` from `motion_resolution`;
+      float32: about `1e-4` or more); a number below `ρ` is raised to `ρ` with a
+      `RuntimeWarning`. When `ρ > 1e-2` the gradient flow is not integrated
+      (`FlowStatus.UNRESOLVED`): rounding would be most of what it shows.
       `atol="auto"` is `rtol` times the RMS entry of `u∞ − w0` (the scale of the motion).
     - `flows`: which of `"gradient"`, `"tangent"` to integrate.
     - `tangent`: `"closed_form"` (eigendecomposition of `K0`; exact) or `"ode"` (diffrax
@@ -356,8 +432,10 @@ def solve_flows(
         )
     if tangent not in ("closed_form", "ode"):
         raise ValueError(f"tangent must be 'closed_form' or 'ode', got tangent={tangent!r}")
-    if not (math.isfinite(rtol) and 0 < rtol < 1):
-        raise ValueError(f"rtol must be in (0, 1), got rtol={rtol!r}")
+    if rtol != "auto" and not (
+        isinstance(rtol, int | float) and not isinstance(rtol, bool) and 0 < rtol < 1
+    ):
+        raise ValueError(f"rtol must be 'auto' or a number in (0, 1), got rtol={rtol!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer ≥ 1, got max_steps={max_steps!r}")
     if solver is None or (isinstance(solver, str) and solver.lower() != "auto"):
@@ -391,6 +469,10 @@ def solve_flows(
         )
     c_inf = tf.limit_coefficients()
     dist_u_inf = float(tf.displacement_norm(c_inf))
+    # How far the residual moves along the flow: ‖α J_0 (u∞ − w0)‖ = α‖K0 c∞‖.
+    z = tf.eigenvectors.T @ c_inf
+    motion = float(problem.alpha * jnp.linalg.norm(tf.eigenvalues * z))
+    rtol, resolution = _relative_tolerance(problem, rtol, motion)
     if atol == "auto":
         scale = dist_u_inf / math.sqrt(problem.p)
         atol_value = rtol * (scale if scale > 0 else 1e-12)
@@ -402,32 +484,40 @@ def solve_flows(
     stats: dict[str, Any] = {}
     y = np.asarray(problem.y)
     out: dict[str, Any] = {"ts": ts}
+    reached: dict[str, float] = {}
+    t_status, t_message = FlowStatus.SUCCESS, ""
 
     # -- tangent flow ------------------------------------------------------------------
     delta_u = None
     if "tangent" in flows:
         start = time.perf_counter()
-        C = jax.vmap(tf.coefficients)(jnp.asarray(ts))
-        res_u = np.asarray(jax.vmap(tf.residual)(jnp.asarray(ts)))
+        C = jax.vmap(tf.coefficients)(jnp.asarray(ts, problem.dtype))
+        res_u = np.asarray(jax.vmap(tf.residual)(jnp.asarray(ts, problem.dtype)))
         if tangent == "closed_form":
             delta_u = np.asarray(jax.vmap(tf.displacement)(C))
             stats["tangent"] = {"method": "closed_form"}
+            reached["tangent"] = t1
         else:
             tsolver = default_solver() if isinstance(solver, ExponentialNTK) else solver
             ode = _integrate(
                 _TangentField(problem), problem, ts, tsolver, rtol, atol_value, max_steps, meter
             )
             delta_u = ode["deltas"]
+            t_status, t_message, reached["tangent"] = _status(
+                ode["result"], delta_u, ts, max_steps, ode, flow="tangent"
+            )
             # α f_0(u) − y = r0 + α J_0 (u − w0): the linear model, not the network.
             _, jvp = jax.linearize(problem.f, problem.w0)
-            lin = jax.vmap(jvp)(jnp.asarray(delta_u))
-            res_u = np.asarray(tf.r0[None, :] + problem.alpha * lin)
+            lin = jax.vmap(jvp)(jnp.asarray(np.nan_to_num(delta_u), problem.dtype))
+            res_u = np.array(tf.r0[None, :] + problem.alpha * lin)
+            res_u[~np.all(np.isfinite(delta_u), axis=1)] = np.nan
             stats["tangent"] = {"method": "ode", **ode["stats"]}
         stats["tangent"] = {**stats["tangent"], "wall_s": time.perf_counter() - start}
         out["loss_u"] = 0.5 * np.sum(res_u**2, axis=1)
         out["dist_u"] = np.linalg.norm(delta_u, axis=1)
         if tangent == "closed_form":
-            out["dist_u_to_limit"] = np.asarray(jax.vmap(tf.distance_to_limit)(jnp.asarray(ts)))
+            times = jnp.asarray(ts, problem.dtype)
+            out["dist_u_to_limit"] = np.asarray(jax.vmap(tf.distance_to_limit)(times))
         else:
             u_inf = np.asarray(tf.displacement(c_inf))
             out["dist_u_to_limit"] = np.linalg.norm(delta_u - u_inf[None, :], axis=1)
@@ -445,44 +535,61 @@ def solve_flows(
         dt0 = None
         if isinstance(solver, ExponentialNTK) and lam[-1] > 0:
             dt0 = min(t1, 1.0 / (problem.alpha**2 * float(lam[-1])))
-        grad = _integrate(
-            _GradientField(problem),
-            problem,
-            ts,
-            solver,
-            rtol,
-            atol_value,
-            max_steps,
-            meter,
-            closed,
-            dt0,
-        )
+        if resolution > MAX_RTOL:
+            grad = _unresolved(ts, problem.p, solver, rtol)
+        else:
+            grad = _integrate(
+                _GradientField(problem),
+                problem,
+                ts,
+                solver,
+                rtol,
+                atol_value,
+                max_steps,
+                meter,
+                closed,
+                dt0,
+            )
         delta_w = grad["deltas"]
-        stats["gradient"] = grad["stats"]
-        W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(delta_w))
+        stats["gradient"] = {**grad["stats"], "resolution": resolution}
+        W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(delta_w), problem.dtype)
         res_w = np.array(jax.vmap(problem.residual)(W))
         res_w[~np.all(np.isfinite(delta_w), axis=1)] = np.nan
         out["loss_w"] = 0.5 * np.sum(res_w**2, axis=1)
         out["dist_w"] = np.linalg.norm(delta_w, axis=1)
+        out["round_res_w"] = residual_rounding(problem, delta_w)
         out["step_ts"], out["step_loss_w"], out["step_dist_w"] = (
             grad["step_ts"],
             grad["step_loss"],
             grad["step_dist"],
         )
-        status, message = _status(grad["result"], delta_w, ts, max_steps, grad)
+        if grad["result"] is None:
+            status, reached["gradient"] = FlowStatus.UNRESOLVED, 0.0
+            message = (
+                f"The gradient flow was not integrated: in {jnp.dtype(problem.dtype).name} "
+                "the network cannot resolve its own motion (rounding moves the residual "
+                f"by ρ ≈ {resolution:.2g} of how far it moves along the flow, so no "
+                f"tolerance below {MAX_RTOL:g} is meaningful). Lower α (the rounding of α f "
+                "grows like α) or use float64."
+            )
+        else:
+            status, message, reached["gradient"] = _status(
+                grad["result"], delta_w, ts, max_steps, grad
+            )
         if tangent == "closed_form" and "tangent" in flows and len(grad["step_ts"]):
             # The tangent flow at the gradient flow's steps too (closed form: cheap), so
             # both are drawn at the same resolution.
-            st = jnp.asarray(grad["step_ts"])
+            st = jnp.asarray(grad["step_ts"], problem.dtype)
             out["step_loss_u"] = np.asarray(jax.lax.map(tf.loss, st, batch_size=512))
             out["step_gap_f"] = grad["step_gap_f"]
+            out["step_gap_w"] = grad["step_gap_w"]
             out["step_dist_u"] = np.asarray(
                 jax.lax.map(lambda t: tf.displacement_norm(tf.coefficients(t)), st, batch_size=512)
             )
         if res_u is not None and delta_u is not None:
             out["gap_f"] = np.linalg.norm(res_w - res_u, axis=1)
             out["gap_w"] = np.linalg.norm(delta_w - delta_u, axis=1)
-        if error_estimate and status is FlowStatus.SUCCESS:
+        if error_estimate and np.isfinite(out["loss_w"][1:]).any():
             # The exponential integrator's re-solve advances with its embedded
             # second-order solution: a looser tolerance alone can give the very same steps
             # (one step over the whole horizon in the lazy regime) and a zero budget.
@@ -504,16 +611,23 @@ def solve_flows(
                 "method": f"re-solve ({how}10× rtol/atol)",
                 **loose["stats"],
             }
-            if loose["result"] == diffrax.RESULTS.successful:
-                dl = loose["deltas"]
-                res_l = np.asarray(
-                    jax.vmap(problem.residual)(problem.w0[None, :] + jnp.asarray(dl))
-                )
-                out["err_w"] = np.linalg.norm(delta_w - dl, axis=1)
-                out["err_loss_w"] = np.abs(out["loss_w"] - 0.5 * np.sum(res_l**2, axis=1))
-                out["err_res_w"] = np.linalg.norm(res_w - res_l, axis=1)
-            else:
+            # Where either solve stopped short the budget is NaN: `verify` then calls a
+            # check there inconclusive rather than deciding it without a budget.
+            dl = loose["deltas"]
+            W_loose = problem.w0[None, :] + jnp.asarray(np.nan_to_num(dl), problem.dtype)
+            res_l = np.array(jax.vmap(problem.residual)(W_loose))
+            res_l[~np.all(np.isfinite(dl), axis=1)] = np.nan
+            out["err_w"] = np.linalg.norm(delta_w - dl, axis=1)
+            out["err_loss_w"] = np.abs(out["loss_w"] - 0.5 * np.sum(res_l**2, axis=1))
+            out["err_res_w"] = np.linalg.norm(res_w - res_l, axis=1)
+            if loose["result"] != diffrax.RESULTS.successful:
                 stats["error_estimate"]["failed"] = str(loose["result"])
+
+    if t_status is not FlowStatus.SUCCESS:
+        # The tangent flow's ODE stopped short: say so first (the gradient flow's own
+        # ending, if also short, follows).
+        message = t_message if status is FlowStatus.SUCCESS else f"{t_message} {message}"
+        status = t_status if status is FlowStatus.SUCCESS else status
 
     # -- kernel diagnostics and test predictions ---------------------------------------
     if delta_w is not None and diagnostics:
@@ -535,6 +649,8 @@ def solve_flows(
             "diverged_at": gd.diverged_at,
             "wall_s": gd.wall_s,
         }
+        good = np.isfinite(gd.loss)
+        reached["gd"] = float(gd.ts[good][-1]) if good.any() else 0.0
         if gd.diverged_at is not None:
             gd_msg = (
                 f" Gradient descent diverged by iteration {gd.diverged_at} "
@@ -559,4 +675,5 @@ def solve_flows(
         stats=stats,
         status=status,
         message=message,
+        reached=reached,
     )

@@ -29,6 +29,12 @@ def default_dtype() -> Any:
     return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
 
 
+def max_alpha(dtype: Any) -> float:
+    """The largest `α` a problem of this dtype accepts: `α²·1e8` stays finite (the flows'
+    rates are `α²λ(K0)`), about `1.3e150` in float64 and `1.8e15` in float32."""
+    return math.sqrt(float(jnp.finfo(dtype).max) / 1e8)
+
+
 class Unravel(eqx.Module):
     """`w ∈ R^p` back to the parameter pytree: `ravel_pytree`'s inverse, but hashable by
     value (tree structure, shapes, dtypes), so equal structures share compiled code."""
@@ -183,6 +189,15 @@ class Problem(eqx.Module):
         if not math.isfinite(alpha) or alpha <= 0:
             raise ValueError(f"alpha must be a finite number > 0, got alpha={alpha!r}")
         dtype = _float_dtype(dtype)
+        alpha_max = max_alpha(dtype)
+        if alpha > alpha_max:
+            raise ValueError(
+                f"alpha={alpha!r} is too large for {jnp.dtype(dtype).name}: the flows' rates "
+                "α²·λ(K0) would overflow (α² times a kernel eigenvalue up to 1e8 must stay "
+                "finite); "
+                f"use alpha ≤ {alpha_max:.3g}"
+                + (" or float64" if jnp.dtype(dtype) == jnp.float32 else "")
+            )
         if isinstance(key, int | np.integer) and not -(2**63) <= int(key) < 2**63:
             raise ValueError(f"key must be an integer seed in [-2**63, 2**63), got key={key}")
         self.model = model

@@ -80,11 +80,24 @@ def _nanmean_rows(a: np.ndarray) -> np.ndarray:
 
 
 def _slope(logx: np.ndarray, logy: np.ndarray) -> tuple[float, float]:
-    ok = np.isfinite(logy)
-    if ok.sum() < 2:
+    """Least-squares line through the finite points; NaN when fewer than two distinct
+    `x` remain (a line is not determined), never an exception."""
+    ok = np.isfinite(logx) & np.isfinite(logy)
+    if len(np.unique(logx[ok])) < 2:
         return math.nan, math.nan
-    slope, intercept = np.polyfit(logx[ok], logy[ok], 1)
+    X = np.stack([logx[ok], np.ones(int(ok.sum()))], axis=1)
+    try:
+        (slope, intercept), *_ = np.linalg.lstsq(X, logy[ok], rcond=None)
+    except np.linalg.LinAlgError:
+        return math.nan, math.nan
     return float(slope), float(intercept)
+
+
+def power_law_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """The least-squares slope of `log y` against `log x` (NaN if not determined)."""
+    x, y = (np.asarray(v, dtype=np.float64) for v in (x, y))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _slope(np.log(np.where(x > 0, x, np.nan)), np.log(np.where(y > 0, y, np.nan)))[0]
 
 
 def fit_power_law(
@@ -120,7 +133,7 @@ def fit_power_law(
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
     positive = np.isfinite(y) & (y > 0)
     logy_all = np.where(positive, np.log(np.where(positive, y, 1.0)), np.nan)
-    logx = np.log(x)
+    logx = np.log(np.where(x > 0, x, np.nan))
     mean_log = _nanmean_rows(logy_all)
     slope, intercept = _slope(logx, mean_log)
     rng = np.random.default_rng(seed)
@@ -134,9 +147,14 @@ def fit_power_law(
         method = f"pairs bootstrap over {len(x)} grid points ({n_boot} resamples)"
         for _ in range(n_boot):
             idx = rng.integers(0, len(x), len(x))
-            if len(np.unique(idx)) >= 2:
-                boots.append(_slope(logx[idx], mean_log[idx])[0])
+            boots.append(_slope(logx[idx], mean_log[idx])[0])
     boots = np.asarray([b for b in boots if math.isfinite(b)])
+    usable = int(np.isfinite(mean_log).sum())
+    if not math.isfinite(slope):
+        note = (note + "; " if note else "") + (
+            f"no fit: {usable} grid point(s) with a usable value (need two distinct "
+            f"{against} values)"
+        )
     low, high = (
         (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)))
         if boots.size

@@ -23,6 +23,7 @@ import json
 import math
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ import numpy as np
 
 from ._json import jsonable
 from ._results import atomic_write_bytes, now, versions
-from ._scaling import ScalingFit, critical_alpha, fit_power_law
+from ._scaling import ScalingFit, critical_alpha, fit_power_law, power_law_slope
 
 FORMAT = "ntkflow-sweep/1"
 MANIFEST = "sweep.json"
@@ -86,7 +87,37 @@ WIDTH_KEYS = ("model.width", "model.widths")
 
 
 class SweepError(ValueError):
-    """A bad sweep specification or output directory: one line for the user."""
+    """A bad sweep specification or output directory: one line for the user.
+
+    `directory` is set when the error is about the sweep directory itself (the CLI then
+    says where that path came from: `--out`, or the experiment's `[output] dir`)."""
+
+    def __init__(self, message: str, *, directory: bool = False):
+        super().__init__(message)
+        self.directory = directory
+
+
+def _kind(value: Any) -> str:
+    """The kind of a grid value, for the one-kind-per-key rule."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
+
+
+def _same(value: Any) -> Any:
+    """A value as the experiment sees it, for the distinctness rule: `1` and `1.0` are
+    one number, `[1, 2]` and `[1.0, 2.0]` one list."""
+    if isinstance(value, bool) or not isinstance(value, int | float | list):
+        return (type(value).__name__, repr(value))
+    if isinstance(value, list):
+        return ("list", tuple(_same(v) for v in value))
+    return ("number", float(value))
 
 
 # -- the grid --------------------------------------------------------------------------
@@ -132,8 +163,20 @@ def make_grid(sweep: dict[str, Sequence[Any]]) -> Grid:
             raise SweepError(f"[sweep] key {key!r}: the sweep cannot sweep itself")
         if not isinstance(vals, list) or not vals:
             raise SweepError(f"[sweep] {key}: must be a non-empty list of values, got {vals!r}")
-        if len(set(map(repr, vals))) != len(vals):
-            raise SweepError(f"[sweep] {key}: values must be distinct, got {vals!r}")
+        kinds = sorted({_kind(v) for v in vals})
+        if len(kinds) > 1:
+            raise SweepError(
+                f"[sweep] {key}: values must all be of one kind, got {vals!r} (a mix of "
+                f"{' and '.join(kinds)}s); write numbers without quotes, e.g. [1.0, 2.0]"
+            )
+        seen: dict[Any, Any] = {}
+        for v in vals:
+            if _same(v) in seen:
+                raise SweepError(
+                    f"[sweep] {key}: values must be distinct, got {vals!r} ({seen[_same(v)]!r} "
+                    f"and {v!r} are the same value); drop one"
+                )
+            seen[_same(v)] = v
         keys.append(key)
         values.append(tuple(vals))
     return Grid(tuple(keys), tuple(values))
@@ -158,9 +201,9 @@ def _hash(obj: Any) -> str:
 
 
 class AbstractExecutor(abc.ABC):
-    """Runs independent jobs. `run(fn, payloads, on_result)` calls `fn(payload)` for each
-    payload (anywhere: this process, local processes, a cluster) and `on_result(result)`
-    in this process as each finishes, in any order."""
+    """Runs independent jobs. `run(fn, payloads, on_result, on_dead)` calls `fn(payload)`
+    for each payload (anywhere: this process, local processes, a cluster) and
+    `on_result(result)` in this process as each finishes, in any order."""
 
     @abc.abstractmethod
     def run(
@@ -168,33 +211,72 @@ class AbstractExecutor(abc.ABC):
         fn: Callable[[dict[str, Any]], dict[str, Any]],
         payloads: Sequence[dict[str, Any]],
         on_result: Callable[[dict[str, Any]], None],
-    ) -> None: ...
+        on_dead: Callable[[dict[str, Any], str], None] | None = None,
+    ) -> None:
+        """Run `fn` on every payload; `on_dead(payload, message)` for a payload whose
+        job died without a result (its process killed), where the engine can tell."""
+
+
+def _exit_with_parent() -> None:
+    """In a worker: end this process as soon as the process that started it is gone (a
+    `kill -9` of the sweep's driver must not leave workers computing for nobody)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the sentinel pipe closes
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ntkflow-parent-watch", daemon=True).start()
 
 
 class LocalProcesses(AbstractExecutor):
     """`jobs` worker processes on this machine (`spawn`ed, as JAX does not survive
-    `fork`); `jobs=1` runs the points in this process."""
+    `fork`); `jobs=1` runs the points in this process.
+
+    Workers end with their driver (a `kill -9` of the sweep leaves none behind). A point
+    whose worker dies (killed, or out of memory) is run again alone in a fresh worker, so
+    it takes down no other point; if it kills that one too, `on_dead(payload, message)`
+    records it."""
 
     def __init__(self, jobs: int = 1):
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-            raise SweepError(f"--jobs must be an integer ≥ 1, got jobs={jobs!r}")
+            raise SweepError(f"jobs must be an integer ≥ 1, got jobs={jobs!r}")
         self.jobs = jobs
 
-    def run(self, fn, payloads, on_result):
+    def run(self, fn, payloads, on_result, on_dead=None):
         if self.jobs == 1 or len(payloads) <= 1:
             for payload in payloads:
                 on_result(fn(payload))
             return
+        broken = self._pool(fn, payloads, on_result, self.jobs)
+        for payload in broken:  # one at a time: a second death is the point's own
+            if self._pool(fn, [payload], on_result, 1) and on_dead is not None:
+                on_dead(payload, "its worker process died (killed, or out of memory)")
+
+    @staticmethod
+    def _pool(fn, payloads, on_result, jobs: int) -> list[dict[str, Any]]:
+        """Run `payloads` on a pool of `jobs` workers; return those whose worker died."""
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=context) as pool:
-            futures = [pool.submit(fn, p) for p in payloads]
+        broken = []
+        with concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_exit_with_parent
+        ) as pool:
+            futures = {pool.submit(fn, p): p for p in payloads}
             try:
                 for future in concurrent.futures.as_completed(futures):
-                    on_result(future.result())
+                    try:
+                        result = future.result()
+                    except concurrent.futures.process.BrokenProcessPool:
+                        broken.append(futures[future])
+                        continue
+                    on_result(result)
             except BaseException:
                 for f in futures:
                     f.cancel()
                 raise
+        return broken
 
 
 # -- one point -------------------------------------------------------------------------
@@ -237,7 +319,7 @@ def point_scalars(run: Any) -> dict[str, Any]:
         "sup_dist_w": _nanmax(s.dist_w, s.step_dist_w),
         "sup_dist_u": _nanmax(s.dist_u),
         "sup_gap_f": _nanmax(s.gap_f, s.step_gap_f),
-        "sup_gap_w": _nanmax(s.gap_w),
+        "sup_gap_w": _nanmax(s.gap_w, s.step_gap_w),
         # The integrator's error budget on those (NaN without `error_estimate`).
         "err_dist_w": _nanmax(s.err_w),
         "err_gap_f": _nanmax(s.err_res_w),
@@ -291,13 +373,34 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
         tmp = directory / f".{index:05d}.nc.tmp-{os.getpid()}"
         ds.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, directory / f"{index:05d}.nc")
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError) as e:  # bad input for this point, in one line
         record.update(status="error", message=" ".join(str(e).split()))
+    except Exception as e:  # a point that cannot run (memory, a runtime error) fails alone
+        record.update(status="error", message=f"{type(e).__name__}: {' '.join(str(e).split())}")
     record["wall_s"] = time.perf_counter() - start
+    _write_record(directory, record)
+    return record
+
+
+def _write_record(directory: Path, record: dict[str, Any]) -> None:
+    """A point's `.json`, atomically: once it exists the point is done."""
     atomic_write_bytes(
-        directory / f"{index:05d}.json",
+        directory / f"{record['index']:05d}.json",
         json.dumps(jsonable(record), ensure_ascii=False).encode(),
     )
+
+
+def dead_point(payload: dict[str, Any], message: str) -> dict[str, Any]:
+    """Record a point whose worker process died as a failed point (status `"error"`)."""
+    record = {
+        "index": payload["index"],
+        "id": payload["id"],
+        "assignment": payload["assignment"],
+        "complete": True,
+        "status": "error",
+        "message": message,
+    }
+    _write_record(Path(payload["dir"]), record)
     return record
 
 
@@ -364,25 +467,36 @@ def prepare(
         "base": base,
     }
     path = out / MANIFEST
-    if out.exists() and any(out.iterdir()):
+    where = f"the sweep directory {str(out)!r}"
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{where} is a file; give a directory path", directory=True)
+    if out.is_dir() and any(out.iterdir()):
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
             raise SweepError(
-                f"--out {str(out)!r} exists and is not an ntkflow sweep; choose another path"
+                f"{where} exists and is not an ntkflow sweep; choose another directory",
+                directory=True,
             ) from None
         if not resume:
             raise SweepError(
-                f"--out {str(out)!r} already holds a sweep; add --resume to continue it, or "
-                "choose another --out"
+                f"{where} already holds a sweep; resume it, or choose another directory",
+                directory=True,
             )
         if old.get("points") != manifest["points"]:
             raise SweepError(
-                f"--out {str(out)!r} holds a sweep of a different experiment or grid; "
-                "--resume needs the same one (or choose another --out)"
+                f"{where} holds a sweep of a different experiment or grid; resuming needs "
+                "the same one (or choose another directory)",
+                directory=True,
             )
-    (out / POINTS).mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(jsonable(manifest), indent=2).encode())
+    try:
+        (out / POINTS).mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(jsonable(manifest), indent=2).encode())
+    except OSError as e:
+        raise SweepError(
+            f"{where} cannot be created or written ({e.strerror or e}); choose another directory",
+            directory=True,
+        ) from None
     return grid, payloads
 
 
@@ -441,7 +555,9 @@ def run_sweep(
             raise KeyboardInterrupt
 
     try:
-        executor.run(run_point, pending, on_result)
+        executor.run(
+            run_point, pending, on_result, lambda p, message: on_result(dead_point(p, message))
+        )
     finally:
         if bar is not None:
             bar.stop()
@@ -616,7 +732,7 @@ def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
                     )
                     if rep_dim:
                         p = _first_finite(p)
-                    theory = -0.5 * float(np.polyfit(np.log(x), np.log(p), 1)[0])
+                    theory = -0.5 * power_law_slope(x, p)
                 arr = ds[quantity].isel(sel)
                 if rep_dim:
                     arr = arr.transpose(rep_dim, x_dim)
@@ -656,9 +772,35 @@ def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
     return fits
 
 
+def _why_not(ds: Any, sel: dict[str, int], x_dim: str) -> str:
+    """Why no α on the grid held every check: at each α, the checks that failed or were
+    inconclusive and how the solve ended."""
+    alphas = np.asarray(ds[x_dim].values, dtype=np.float64)
+    names = sorted(str(v).removeprefix("holds_") for v in ds.data_vars if v.startswith("holds_"))
+    said = []
+    for j in np.argsort(alphas)[::-1]:  # the largest α first: closest to holding
+        at = {**sel, x_dim: int(j)}
+        status = str(ds["status"].isel(at).values)
+        failed = [c for c in names if float(ds[f"holds_{c}"].isel(at).values) == 0.0]
+        unsure = [c for c in names if math.isnan(float(ds[f"holds_{c}"].isel(at).values))]
+        parts = []
+        if status in ("error", "missing"):
+            said.append(f"at α={alphas[j]:.4g}: the point did not run ({status})")
+            continue
+        if status != "success":
+            parts.append(f"the solve ended {status}")
+        if failed:
+            parts.append(f"{', '.join(failed)} failed")
+        if unsure:
+            parts.append(f"{', '.join(unsure)} inconclusive")
+        said.append(f"at α={alphas[j]:.4g}: " + ("; ".join(parts) or "not every check held"))
+    return "no α on the grid held every check (" + " | ".join(said) + ")"
+
+
 def critical_alphas(ds: Any, grid: Grid) -> list[dict[str, Any]]:
     """Per combination of the other swept keys: the smallest α on the grid at which every
-    conclusion held, and the looseness `α*/α_emp`."""
+    conclusion held, and the looseness `α*/α_emp`; where none did, `why` says which
+    checks failed or were inconclusive at each α."""
     keys = list(grid.keys)
     if ALPHA_KEY not in keys:
         return []
@@ -683,6 +825,8 @@ def critical_alphas(ds: Any, grid: Grid) -> list[dict[str, Any]]:
                 "looseness": a_star / a_emp if math.isfinite(a_emp) and a_emp > 0 else math.nan,
             }
         )
+        if not math.isfinite(a_emp):
+            rows[-1]["why"] = _why_not(ds, sel, x_dim)
     return rows
 
 
@@ -695,7 +839,7 @@ def assemble(
     *,
     render: bool = True,
 ) -> SweepResult:
-    """Build sweep.nc, the fits and summary.json (written last), figures and report."""
+    """Build sweep.nc, the fits and summary.json, then the figures and report."""
     ds = build_dataset(grid, payloads, records, out / POINTS)
     centering = str(experiment_doc.get("problem", {}).get("centering", "none"))
     fits = scaling_fits(ds, grid, centering)
@@ -733,11 +877,13 @@ def assemble(
     ds.to_netcdf(tmp, engine="h5netcdf")
     os.replace(tmp, out / DATASET)
     result = SweepResult(dataset=ds, summary=jsonable(summary), fits=fits, path=out)
-    if render:
-        render_sweep(result)
+    # The data first: a figure that cannot be drawn must not lose a finished sweep
+    # (`ntkflow report` re-renders from these two files).
     atomic_write_bytes(
         out / "summary.json", json.dumps(jsonable(summary), indent=2, ensure_ascii=False).encode()
     )
+    if render:
+        render_sweep(result)
     return result
 
 
@@ -753,15 +899,18 @@ def load_sweep(path: str | os.PathLike) -> SweepResult:
         summary = json.loads((path / "summary.json").read_text())
     except (OSError, ValueError):
         raise SweepError(
-            f"{str(path)!r} is not a finished ntkflow sweep (no summary.json); "
-            "run `ntkflow sweep --resume`"
+            f"{str(path)!r} is not a finished ntkflow sweep (no readable summary.json); "
+            "resume the sweep to finish it"
         ) from None
     if summary.get("format") != FORMAT or summary.get("complete") is not True:
         raise SweepError(f"{str(path)!r} is not a finished ntkflow sweep")
     try:
         ds = xr.load_dataset(path / DATASET, engine="h5netcdf")
-    except (OSError, ValueError) as e:
-        raise SweepError(f"{str(path / DATASET)!r} cannot be read: {e}") from None
+    except Exception as e:  # netCDF/HDF5 raise their own types on a corrupt file
+        raise SweepError(
+            f"{str(path / DATASET)!r} cannot be read ({type(e).__name__}: "
+            f"{' '.join(str(e).split())}); resume the sweep to rebuild it"
+        ) from None
     fits = [ScalingFit.from_dict(f) for f in summary.get("fits", [])]
     return SweepResult(dataset=ds, summary=summary, fits=fits, path=path)
 

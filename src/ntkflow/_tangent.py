@@ -60,8 +60,14 @@ class TangentFlow(eqx.Module):
         V = self.eigenvectors
         return V @ (scale * (V.T @ self.r0))
 
+    def _time(self, t: ScalarLike) -> Array:
+        """`t` in the problem's dtype (a float64 time would promote a float32 problem's
+        arrays)."""
+        return jnp.asarray(t, self.r0.dtype)
+
     def residual(self, t: ScalarLike) -> Float[Array, " n"]:
         """`α f_0(u(t)) − y = E(t) r0`."""
+        t = self._time(t)
         a2 = self.problem.scale**2
         return self._rotate(jnp.exp(-a2 * self.eigenvalues * t))
 
@@ -72,6 +78,7 @@ class TangentFlow(eqx.Module):
 
     def coefficients(self, t: ScalarLike) -> Float[Array, " n"]:
         """`c(t)` with `u(t) − w0 = J_0ᵀ c(t)`."""
+        t = self._time(t)
         a = self.problem.scale
         return -self._rotate(_phi(self.eigenvalues, t, a * a)) / a
 
@@ -85,6 +92,7 @@ class TangentFlow(eqx.Module):
     def distance_to_limit(self, t: ScalarLike) -> Scalar:
         """`‖u(t) − u∞‖`, without cancellation: in the eigenbasis `c(t) − c∞` has entries
         `e^{−α²λt}(vᵀr0)/(αλ)` on the kept modes and `−φ_t(λ)(vᵀr0)/α` on the others."""
+        t = self._time(t)
         a = self.problem.scale
         lam = self.eigenvalues
         proj = self.eigenvectors.T @ self.r0
@@ -101,5 +109,5 @@ class TangentFlow(eqx.Module):
     def displacement(self, c: Float[Array, " n"]) -> Float[Array, " p"]:
         """`J_0ᵀ c ∈ R^p` by one vector-Jacobian product (no Jacobian)."""
         _, vjp = jax.vjp(self.problem.f, self.problem.w0)
-        (out,) = vjp(c)
+        (out,) = vjp(jnp.asarray(c, self.r0.dtype))
         return out

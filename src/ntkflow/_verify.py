@@ -14,7 +14,13 @@ error budget `e(t)`, and a check is decided three ways:
 - `holds = False` when `value − e > bound` at some time (a violation no integration error
   of that size explains);
 - `holds = None` (*inconclusive*) otherwise: the value is within its error budget of the
-  bound, so integration error could decide it either way.
+  bound, so integration error could decide it either way, or there is no budget there.
+
+**Only what was computed is decided** (docs/theory.md, "Truncated and diverged solves"). A
+check over `[0, t1]` whose flow stopped at `t_stop < t1` (the step limit, non-finite
+values) is inconclusive unless it was already violated before `t_stop`; and
+`Verification.all_hold` is false whenever any flow stopped early or gradient descent
+diverged, whatever the checks say.
 
 The gradient flow's budget is measured: the flow is solved again at 10× looser `rtol` and
 `atol` and `e(t)` is the difference of the two solutions' quantities (the looser solve's
@@ -22,7 +28,9 @@ error is about 10× the tighter one's, so this over-estimates the error of the r
 solve). Between save times, the largest budget over the saves is used. `σ(J_{w(t)})`
 carries `β·‖w_tight − w_loose‖` (Weyl's inequality) plus the eigensolver's rounding
 `n·ε·λ_max/σ`. The tangent flow's closed form carries rounding budgets only
-(`16·n·ε`, times `cond(K0)` for the distances).
+(`16·n·ε`, times `cond(K0)` for the distances). Every loss also carries the estimated
+rounding error of evaluating `α f(w) − y` in floating point (`FlowSolution.round_res_w`,
+docs/theory.md, "Rounding"): at large `α` it dominates.
 """
 
 import dataclasses
@@ -55,6 +63,8 @@ class Check:
     - `description`: the inequality, in words.
     - `first_violation`: the first time the inequality is violated beyond the error
       budget (`None` unless `holds is False`).
+    - `reason`: why the check is inconclusive (`None` unless `holds is None`): the flow
+      stopped before `t1`, the value is within its budget of the bound, or no budget.
     """
 
     name: str
@@ -68,6 +78,7 @@ class Check:
     flow: str
     description: str
     first_violation: float | None = None
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self))
@@ -78,14 +89,22 @@ class Verification:
     """All checks of one run.
 
     **Fields:** `checks` (a list of `Check`), `exit_time` (the first time
-    `‖w(t) − w0‖ > B`, or `None` if never within the horizon), `horizon` (`t1`),
-    `hypotheses_hold` (the certificate's).
+    `‖w(t) − w0‖ > B`, or `None` if not within the time reached), `horizon` (`t1`),
+    `hypotheses_hold` (the certificate's), `status` (how the solve ended:
+    `"success"`, `"max_steps"`, `"nonfinite"`, `"gd_diverged"`), `message` (the solve's
+    own words, with the fix), `reached` (each flow's time reached).
+
+    `complete` is whether every flow reached `t1` (and gradient descent, if run, did not
+    diverge); `all_hold` needs it.
     """
 
     checks: list[Check]
     exit_time: float | None
     horizon: float
     hypotheses_hold: bool
+    status: str = "success"
+    message: str = ""
+    reached: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Check:
         for c in self.checks:
@@ -102,20 +121,48 @@ class Verification:
         return [c for c in self.checks if c.holds is None]
 
     @property
+    def complete(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def t_reached(self) -> float:
+        """The time up to which the checked flows were computed (`horizon` when
+        complete)."""
+        checked = [v for k, v in self.reached.items() if k in ("gradient", "tangent")]
+        return min(checked, default=self.horizon)
+
+    @property
     def all_hold(self) -> bool:
-        return all(c.holds is True for c in self.checks)
+        return self.complete and all(c.holds is True for c in self.checks)
 
     def summary(self) -> str:
-        """One sentence: what held, what failed and when."""
+        """A few sentences: first how the solve ended if it stopped short, then what held,
+        what failed and when, and what is inconclusive and why."""
         if self.all_hold:
             return f"All {len(self.checks)} checks hold."
+        head = ""
+        if not self.complete:
+            if self.t_reached < self.horizon:
+                head = (
+                    f"Incomplete ({self.status}): the flows reached t={self.t_reached:.4g} of "
+                    f"t1={self.horizon:.4g}, so no check holds past it. "
+                )
+            else:
+                head = f"Incomplete ({self.status}): not every check can hold. "
         parts = [
             f"{c.name} fails from t={c.first_violation:.4g} (worst margin {c.margin:.3g} at "
             f"t={c.t:.4g})"
             for c in self.failed
         ]
-        parts += [f"{c.name} is inconclusive at t={c.t:.4g}" for c in self.inconclusive]
-        return "; ".join(parts) + "."
+        unsure = self.inconclusive
+        if unsure and not self.complete:
+            parts.append(f"inconclusive: {', '.join(c.name for c in unsure)}")
+        else:
+            parts += [f"{c.name} is inconclusive: {c.reason}" for c in unsure]
+        held = sum(c.holds is True for c in self.checks)
+        if not parts:
+            return head + f"All {held} checks held up to t={self.t_reached:.4g}."
+        return head + "; ".join(parts) + "."
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(
@@ -124,6 +171,11 @@ class Verification:
                 "exit_time": self.exit_time,
                 "horizon": self.horizon,
                 "hypotheses_hold": self.hypotheses_hold,
+                "complete": self.complete,
+                "status": self.status,
+                "message": self.message,
+                "t_reached": self.t_reached,
+                "reached": self.reached,
                 "all_hold": self.all_hold,
             }
         )
@@ -140,40 +192,59 @@ def _check(
     error: np.ndarray,
     *,
     upper: bool = True,
-    rounding: float = 0.0,
+    rounding: float | np.ndarray = 0.0,
+    reached: float = math.inf,
+    t1: float = math.inf,
 ) -> Check:
     """Decide one inequality `value ≤ bound` (or `≥` when `upper=False`) along `t`.
 
-    `error` is the trajectory's error budget at each time; `rounding` an absolute
-    allowance for evaluating an identity in floating point (the loss at `t = 0` *is* `R0`,
-    the envelope's value there), which counts in favour of the inequality: a check holds
-    when `slack − error ≥ −tol` everywhere and fails when `slack + error < −tol` somewhere,
-    with `tol = 64ε(|value| + |bound|) + rounding`.
+    `error` is the trajectory's error budget at each time (NaN: none there); `rounding` an
+    absolute allowance for evaluating the quantities in floating point, which counts in
+    favour of the inequality: a check holds when `slack − error ≥ −tol` everywhere and
+    fails when `slack + error < −tol` somewhere, with
+    `tol = 64ε(|value| + |bound|) + rounding`. A flow that `reached` only `t < t1` makes a
+    check that did not fail inconclusive: nothing past `reached` was computed.
     """
     t, value, bound, error = (np.asarray(x, dtype=np.float64) for x in (t, value, bound, error))
-    ok = np.isfinite(value)
+    rounding = np.broadcast_to(np.asarray(rounding, dtype=np.float64), t.shape)
+    truncated = reached < t1 * (1 - 1e-12)
+    stopped = (
+        f"the {flow} flow was computed only up to t={reached:.4g} of t1={t1:.4g}: nothing "
+        "past it is shown"
+    )
+    ok = np.isfinite(value) & (t <= reached)
     if not ok.any():
         nan = math.nan
-        note = description + " (no finite values)"
-        return Check(name, None, guaranteed, nan, nan, nan, nan, nan, flow, note)
-    t, value, bound, error = t[ok], value[ok], bound[ok], error[ok]
+        why = stopped if truncated else "no finite values were computed"
+        return Check(name, None, guaranteed, nan, nan, nan, nan, nan, flow, description, None, why)
+    t, value, bound, error, rounding = (x[ok] for x in (t, value, bound, error, rounding))
     slack = (bound - value) if upper else (value - bound)
     tol = 64 * _EPS * (np.abs(value) + np.where(np.isfinite(bound), np.abs(bound), 0)) + rounding
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(np.abs(bound) > 0, np.abs(bound), 1.0)
         margin = np.where(np.isinf(bound), np.inf, slack / scale)
     i = int(np.argmin(margin))
-    first = None
-    if np.all(slack - error >= -tol):
-        holds: bool | None = True
-    elif np.any(slack + error < -tol):
-        holds = False
+    first, reason = None, None
+    if np.any(slack + error < -tol):  # NaN budgets never count as a violation
+        holds: bool | None = False
         violated = slack + error < -tol
         i = int(np.argmin(np.where(violated, margin, np.inf)))
         first = float(np.min(t[violated]))
+    elif np.all(slack - error >= -tol):
+        holds = True
     else:
         holds = None
-        i = int(np.argmin(np.where(slack - error < -tol, margin, np.inf)))
+        unsure = ~(slack - error >= -tol)
+        i = int(np.argmin(np.where(unsure, margin, np.inf)))
+        if np.isnan(error[i] + tol[i]):
+            reason = f"no error budget at t={t[i]:.4g} (the looser re-solve did not reach it)"
+        else:
+            reason = (
+                f"at t={t[i]:.4g} the value {value[i]:.6g} is within its error budget "
+                f"{error[i] + tol[i]:.3g} of the bound {bound[i]:.6g}"
+            )
+    if truncated and holds is not False:
+        holds, reason = None, stopped + ("" if reason is None else f"; before it, {reason}")
     return Check(
         name,
         holds,
@@ -186,6 +257,7 @@ def _check(
         flow,
         description,
         first,
+        reason,
     )
 
 
@@ -209,8 +281,10 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
     for how the solver's error budget decides each check.
     """
     s, c = solution, certificate
-    a2s2 = c.alpha**2 * c.sigma_min**2
+    a2s2 = (c.alpha * c.sigma_min) ** 2
     n = c.n
+    t1 = s.t1
+    reach_w, reach_u = s.time_reached("gradient"), s.time_reached("tangent")
     checks: list[Check] = []
     tangent_ok = c.sigma_min > 0
     ball_ok = c.beta_kind == "certified" and c.sigma_min > 0
@@ -227,13 +301,16 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
         t_all = np.concatenate([s.ts, step_t])
         err_loss = s.err_loss_w if s.err_loss_w is not None else np.zeros_like(s.loss_w)
         err_w = s.err_w if s.err_w is not None else np.zeros_like(s.dist_w)
-        n_steps = len(step_t)
         loss_all = np.concatenate([s.loss_w, step_loss])
         dist_all = np.concatenate([s.dist_w, step_dist])
         # Rounding floor of a loss computed from a residual of size ‖r‖: ~ n·ε·‖r‖·‖y‖.
         floor = 16 * n * _EPS * (math.sqrt(2 * c.R0) + s.y_norm) ** 2
-        e_loss = np.concatenate([err_loss, np.full(n_steps, np.nanmax(err_loss))])
-        e_dist = np.concatenate([err_w, np.full(n_steps, np.nanmax(err_w))])
+        # Rounding of α f(w) − y (docs/theory.md, "Rounding"): at the saves as estimated
+        # there, between them the largest estimate; likewise the integration budgets.
+        round_loss = _loss_rounding(s.loss_w, s.round_res_w)
+        round_all = np.concatenate([round_loss, _between(s.ts, round_loss, step_t)])
+        e_loss = np.concatenate([err_loss, _between(s.ts, err_loss, step_t)])
+        e_dist = np.concatenate([err_w, _between(s.ts, err_w, step_t)])
         later = t_all > 0  # at t = 0 the envelope is R0 itself: an identity
         checks.append(
             _check(
@@ -245,7 +322,9 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                 loss_all[later],
                 envelope(t_all[later], a2s2 / 2),
                 e_loss[later],
-                rounding=floor,
+                rounding=floor + round_all[later],
+                reached=reach_w,
+                t1=t1,
             )
         )
         checks.append(
@@ -258,29 +337,38 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                 dist_all,
                 np.full_like(t_all, c.B_prime),
                 e_dist,
+                reached=reach_w,
+                t1=t1,
             )
         )
         order = np.argsort(t_all, kind="stable")
-        outside = dist_all[order] > c.B
+        outside = dist_all[order] > c.B  # NaN (not computed) is never outside
         if outside.any():
             exit_time = float(t_all[order][int(np.argmax(outside))])
         checks.append(
             _check(
                 "exit_time",
-                "‖w(t) − w0‖ ≤ B throughout (exit time T = ∞ within the horizon)",
+                "‖w(t) − w0‖ ≤ B for all t ≤ t1: the path stays in the proof's ball",
                 "gradient",
                 c.hypotheses_hold,
                 t_all,
                 dist_all,
                 np.full_like(t_all, c.B),
                 e_dist,
+                reached=reach_w,
+                t1=t1,
             )
         )
         if s.sigma_min_t is not None and s.sigma_max_t is not None:
             inside = s.dist_w <= c.B
-            beta_err = c.beta if math.isfinite(c.beta) else 0.0
-            lam_max = max(float(np.nanmax(s.sigma_max_t)) ** 2, c.sigma_max**2)
-            e_sig = beta_err * err_w + n * _EPS * lam_max / max(c.sigma_min, 1e-300)
+            # Weyl: |σ(J_w) − σ(J_v)| ≤ ‖J_w − J_v‖ ≤ β‖w − v‖. Without a finite β (a
+            # non-smooth network) there is no such bound: any integration error leaves
+            # the check undecided (an infinite budget), none leaves it to rounding.
+            beta_err = c.beta if math.isfinite(c.beta) else math.inf
+            lam_max = max(np.nan_to_num(_nanmax(s.sigma_max_t)) ** 2, c.sigma_max**2)
+            with np.errstate(invalid="ignore"):
+                integration = np.where(err_w > 0, beta_err * err_w, err_w)
+            e_sig = integration + n * _EPS * lam_max / max(c.sigma_min, 1e-300)
             tt = s.ts[inside]
             checks.append(
                 _check(
@@ -293,6 +381,8 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                     np.full_like(tt, c.sigma_min / 2),
                     e_sig[inside],
                     upper=False,
+                    reached=reach_w,
+                    t1=t1,
                 )
             )
             checks.append(
@@ -305,6 +395,8 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                     s.sigma_max_t[inside],
                     np.full_like(tt, 1.5 * c.sigma_max),
                     e_sig[inside],
+                    reached=reach_w,
+                    t1=t1,
                 )
             )
 
@@ -327,6 +419,8 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                 envelope(t[later], a2s2 / 2),
                 e_loss_u[later],
                 rounding=floor,
+                reached=reach_u,
+                t1=t1,
             ),
             _check(
                 "loss_envelope_u_sharp",
@@ -338,6 +432,8 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                 envelope(t[later], 2 * a2s2),
                 e_loss_u[later],
                 rounding=floor,
+                reached=reach_u,
+                t1=t1,
             ),
             _check(
                 "distance_u",
@@ -348,6 +444,8 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                 s.dist_u,
                 np.full_like(t, c.B_prime),
                 e_dist_u,
+                reached=reach_u,
+                t1=t1,
             ),
             _check(
                 "distance_u_sharp",
@@ -358,6 +456,8 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                 s.dist_u,
                 np.full_like(t, c.tangent_distance_bound),
                 e_dist_u,
+                reached=reach_u,
+                t1=t1,
             ),
         ]
         if s.dist_u_to_limit is not None and c.sigma_min > 0:
@@ -374,6 +474,8 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                     r0 * np.exp(-a2s2 * t) / (c.alpha * c.sigma_min),
                     rounding * max(cond, 1.0) * s.dist_u_to_limit,
                     rounding=rounding * max(cond, 1.0) * s.dist_u_inf,
+                    reached=reach_u,
+                    t1=t1,
                 )
             )
     return Verification(
@@ -381,4 +483,35 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
         exit_time=exit_time,
         horizon=s.t1,
         hypotheses_hold=c.hypotheses_hold,
+        status=s.status.name.lower(),
+        message=s.message,
+        reached=dict(s.reached),
     )
+
+
+def _nanmax(a: np.ndarray | None) -> float:
+    """The largest entry that is not NaN (NaN if none)."""
+    if a is None:
+        return math.nan
+    a = np.asarray(a, dtype=np.float64)
+    a = a[~np.isnan(a)]
+    return float(a.max()) if a.size else math.nan
+
+
+def _between(ts: np.ndarray, budget: np.ndarray, step_t: np.ndarray) -> np.ndarray:
+    """A budget known at the save times `ts`, at the solver's step times: the largest over
+    the saves up to the last save with a budget, and none (NaN) after it."""
+    known = ~np.isnan(budget)
+    if not known.any():
+        return np.full(len(step_t), np.nan)
+    last = ts[known][-1]
+    return np.where(step_t <= last, _nanmax(budget), np.nan)
+
+
+def _loss_rounding(loss: np.ndarray, round_res: np.ndarray | None) -> np.ndarray:
+    """The loss's rounding allowance from the residual's, `e_r`: `|½‖r + e‖² − ½‖r‖²| ≤
+    ‖r‖·e_r + e_r²/2` with `‖r‖ = sqrt(2R)`."""
+    if round_res is None:
+        return np.zeros_like(loss)
+    e = np.asarray(round_res, dtype=np.float64)
+    return np.sqrt(2 * np.maximum(loss, 0.0)) * e + 0.5 * e * e

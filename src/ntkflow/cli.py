@@ -1,7 +1,8 @@
 """The `ntkflow` command: parse an experiment, call the library, show the result.
 
 Exit codes: 0 done (a failed theorem check is a result), 2 bad input (one line on stderr,
-no traceback), 3 a failed check under `--strict`, 130 interrupted (nothing written).
+no traceback), 3 under `--strict` when not every check held (failed, inconclusive, or a
+solve that stopped before t1), 130 interrupted (nothing written).
 """
 
 import importlib.resources
@@ -285,7 +286,7 @@ def checks_table(verification) -> Table:
     table.add_column("guaranteed", no_wrap=True)
     table.add_column("worst margin", justify="right", no_wrap=True)
     table.add_column("at t", justify="right", no_wrap=True)
-    marks = {True: "[green]yes[/]", False: "[bold red]NO[/]", None: "[yellow]unclear[/]"}
+    marks = {True: "[green]yes[/]", False: "[bold red]NO[/]", None: "[yellow]inconclusive[/]"}
     for c in verification.checks:
         table.add_row(
             c.name,
@@ -298,21 +299,36 @@ def checks_table(verification) -> Table:
 
 
 def print_run(cert, sol, verification) -> None:
+    """The certificate, then how the solve ended (first, in a warning, when it stopped
+    short of t1), the checks, the exit time and the verdict."""
+    if not verification.complete:
+        console.print(
+            f"[bold yellow]Incomplete ({verification.status}):[/] {escape(sol.message)}",
+            highlight=False,
+        )
+        console.print()
     print_certificate(cert)
     console.print()
     g = sol.stats.get("gradient", {})
+    ending = "integrated to t1" if verification.complete else escape(sol.message)
     console.print(
-        f"[bold]Flows[/] to t1 = {sol.t1:.4g}: {sol.message} "
+        f"[bold]Flows[/] to t1 = {sol.t1:.4g}: {ending} "
         f"({g.get('solver', '')}: {g.get('num_accepted_steps', 0)} steps accepted, "
         f"{g.get('num_rejected_steps', 0)} rejected, {g.get('wall_s', 0.0):.1f} s)",
         highlight=False,
     )
     console.print(checks_table(verification))
     exit_t = verification.exit_time
+    reached = verification.reached.get("gradient", verification.horizon)
+    if exit_t is not None:
+        exit_text = f"{exit_t:.4g}"
+    elif reached < verification.horizon:
+        exit_text = f"> {reached:.4g} (the path had not left the ball when the solve stopped)"
+    else:
+        exit_text = "> t1 (the path never left the ball of radius B up to t1)"
     console.print(
-        "Exit time T = "
-        + ("∞ (the path never left the ball of radius B)" if exit_t is None else f"{exit_t:.4g}")
-        + f". {verification.summary()}",
+        f"Exit time T {'= ' if exit_t is not None else ''}{exit_text}. "
+        f"{escape(verification.summary())}",
         highlight=False,
     )
 
@@ -327,9 +343,12 @@ def run_summary(result) -> dict:
         checks=v["checks"],
         exit_time=v["exit_time"],
         all_hold=v["all_hold"],
+        complete=v["complete"],
         status=sol.status.name.lower(),
         message=sol.message,
         t1=sol.scalars()["t1"],
+        t_reached=v["t_reached"],
+        reached=v["reached"],
         solver=sol.scalars()["stats"],
     )
     return out
@@ -343,14 +362,20 @@ def run(
     set_: SetOpt = None,
     progress: ProgressOpt = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 3 when a conclusion fails.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 3 unless every check held over the whole horizon (a failed or "
+            "inconclusive check, or a solve that stopped short).",
+        ),
     ] = False,
 ) -> None:
     """Certify, integrate both flows, check the theorem along them, write results.
 
     The results directory holds summary.json, trajectories.nc, figures/ and report.html.
     Exit 0 even when a check fails (that is a result), 2 on bad input, 3 with --strict when
-    a check fails, 130 when interrupted (nothing is written).
+    a check failed or is inconclusive (a solve that stopped before t1 leaves the time it did
+    not reach inconclusive), 130 when interrupted (nothing is written).
     """
     from .config import output_dir
 
@@ -370,7 +395,7 @@ def run(
             f"Results written to {target} (open {target / 'report.html'})", highlight=False
         )
 
-    if strict and result.verification.failed:
+    if strict and not result.verification.all_hold:
         raise typer.Exit(3)
 
 
@@ -668,10 +693,23 @@ def _demo_verdict(lo, hi) -> str:
     vlo, vhi = lo.verification, hi.verification
 
     def held(v) -> str:
-        failed = [x.name for x in v.failed]
-        if not failed:
+        if v.all_hold:
             return f"all {len(v.checks)} checks held"
-        return f"{len(failed)} of {len(v.checks)} checks failed ({', '.join(failed)})"
+        failed = [x.name for x in v.failed]
+        unsure = [x.name for x in v.inconclusive]
+        parts = []
+        if failed:
+            parts.append(f"{len(failed)} of {len(v.checks)} checks failed ({', '.join(failed)})")
+        if unsure:
+            parts.append(f"{len(unsure)} are inconclusive ({', '.join(unsure)})")
+        if not v.complete:
+            parts.append(f"the solve stopped at t = {v.t_reached:.3g} ({v.status})")
+        return "; ".join(parts)
+
+    def left(v) -> str:
+        if v.exit_time is not None:
+            return f"at T = {v.exit_time:.3g}"
+        return "never" if v.complete else f"not before t = {v.t_reached:.3g}"
 
     return (
         f"[bold]Verdict.[/] On {c.n} digits with p = {c.p} parameters the empirical NTK has "
@@ -680,7 +718,7 @@ def _demo_verdict(lo, hi) -> str:
         f"With antisymmetric centring R0 = {c.R0:.3g} does not depend on α, so the theorem "
         f"needs α ≥ α* = {c.alpha_star:.4g}. At α = {lo.certificate.alpha:.4g} it does not "
         f"apply, and along the flows {held(vlo)}; the path left the ball of radius B "
-        + (f"at T = {vlo.exit_time:.3g}" if vlo.exit_time is not None else "never")
+        + left(vlo)
         + f". At α = {hi.certificate.alpha:.4g} the hypotheses "
         f"{'hold' if hi.certificate.hypotheses_hold else 'still fail'} and {held(vhi)}: the "
         f"network moved ‖w − w0‖ ≤ {np.nanmax(hi.solution.dist_w):.3g} ≤ B' = "
