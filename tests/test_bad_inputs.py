@@ -228,9 +228,13 @@ CASES = [
     (
         "sweep_output_dir_foreign",
         ["sweep", "sweep.toml", "--set", 'output.dir="foreign"'],
-        "sweep.toml: [output] dir 'foreign' exists and is not an ntkflow sweep",
+        "sweep.toml: [output] dir: the sweep directory 'foreign' exists and is not an ntkflow",
     ),
-    ("sweep_out_foreign", ["sweep", "sweep.toml", "--out", "foreign"], "--out 'foreign' exists"),
+    (
+        "sweep_out_foreign",
+        ["sweep", "sweep.toml", "--out", "foreign"],
+        "--out: the sweep directory 'foreign' exists and is not an ntkflow sweep",
+    ),
     # -- report
     ("report_missing", ["report", "nowhere"], "results directory 'nowhere' does not exist"),
     ("report_file", ["report", "afile"], "'afile' is a file, expected a results directory"),

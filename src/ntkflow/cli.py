@@ -465,7 +465,7 @@ def sweep(
             cancelled=_INTERRUPT.is_set,
         )
     except (ConfigError, SweepError, ValueError, TypeError) as e:
-        raise fail(_sweep_error(e, target, out, experiment)) from None
+        raise fail(_sweep_error(e, out, experiment)) from None
     except KeyboardInterrupt:
         interrupted(
             f"interrupted; the points finished so far are saved in {target}: continue with --resume"
@@ -477,16 +477,16 @@ def sweep(
     console.print(f"Sweep written to {target} (open {target / 'report.html'})", highlight=False)
 
 
-def _sweep_error(error: Exception, target: Path, out: Path | None, experiment: Path) -> str:
-    """A sweep error that names `--out`, said of the `[output] dir` it came from when no
-    `--out` was given."""
-    message = str(error)
-    flag = f"--out {str(target)!r}"
-    if out is not None or flag not in message:
-        return message
-    message = message.replace(flag, f"[output] dir {str(target)!r}")
-    message = message.replace("another --out", "another [output] dir (or pass --out)")
-    return f"{experiment}: {message}"
+def _sweep_error(error: Exception, out: Path | None, experiment: Path) -> str:
+    """A sweep error; one about the sweep directory says where its path came from
+    (`--out`, or the experiment's `[output] dir`) and which flag resumes it."""
+    from ._sweep import SweepError
+
+    if not (isinstance(error, SweepError) and error.directory):
+        return str(error)
+    message = str(error).replace("resume it,", "add --resume to continue it,")
+    message = message.replace("resuming needs", "--resume needs")
+    return _out_error(ValueError(message), out, experiment)
 
 
 def print_sweep(summary: dict) -> None:
