@@ -141,9 +141,9 @@ def certify(
 ) -> Certificate:
     """State the lazy-training theorem's certificate for a problem.
 
-    Computes `K0` and its spectrum, `R0`, `β` (certified where docs/theory.md, "Smoothness", proves a bound,
-    otherwise estimated and labelled), then `α*`, `B`, `B'`, and whether the hypotheses
-    hold, with every reason they do not.
+    Computes `K0` and its spectrum, `R0`, `β` (certified where docs/theory.md,
+    "Smoothness", proves a bound, otherwise estimated and labelled), then `α*`, `B`, `B'`,
+    and whether the hypotheses hold, with every reason they do not.
 
     **Arguments:**
 

@@ -459,7 +459,7 @@ def solve_flows(
     sigma_max0 = math.sqrt(lam[-1])
     t1, ts = _resolve_times(t1, saveat, sigma_min0, problem.alpha)
     if isinstance(solver, str):
-        cond = lam[-1] / lam[0] if lam[0] > 0 else math.inf
+        cond = float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf
         solver = choose_solver(problem, cond)
     n_save = len(ts)
     if n_save * problem.p * 8 * (2 if "tangent" in flows else 1) > 8 * 2**30:

@@ -67,7 +67,8 @@ def _shallow_trained_width(problem: Problem) -> tuple[Shallow, int] | None:
 
 
 def certified_beta(problem: Problem, sigma_min: float | None = None) -> BetaEstimate | None:
-    """The certified `β` of docs/theory.md, "Smoothness", for a shallow network, or `None` if none is known.
+    """The certified `β` of docs/theory.md, "Smoothness", for a shallow network, or `None`
+    if none is known.
 
     - `Shallow(train="hidden")`: `β = (sup|σ''|/√m) · sqrt(Σ_i ‖x_i‖⁴)`, valid everywhere.
     - `Shallow(train="all")`: `β(r) = m^{-1/2} (√2 sup|σ'| ‖X‖_F + (A0 + r) sup|σ''|

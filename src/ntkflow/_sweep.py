@@ -53,6 +53,8 @@ SERIES = (
     "kernel_drift",
     "loss_w_test",
     "loss_u_test",
+    "acc_w_test",
+    "acc_u_test",
     "loss_gd",
 )
 # (quantity, theory's slope, kind, label): a "rate" is expected, a "bound" is an upper
@@ -330,6 +332,8 @@ def point_scalars(run: Any) -> dict[str, Any]:
         "final_loss_u": _last(s.loss_u),
         "final_test_loss_w": _last(s.loss_w_test),
         "final_test_loss_u": _last(s.loss_u_test),
+        "final_test_acc_w": _last(s.acc_w_test),
+        "final_test_acc_u": _last(s.acc_u_test),
         "exit_time": v.exit_time if v.exit_time is not None else math.inf,
         "all_hold": v.all_hold,
         "num_steps": s.stats.get("gradient", {}).get("num_steps", 0),
@@ -363,8 +367,14 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
         assert sol is not None
         import xarray as xr
 
+        from ._solution import SERIES as MEANING
+
         data = {
-            name: ("t", np.asarray(getattr(sol, name), dtype=np.float64))
+            name: (
+                "t",
+                np.asarray(getattr(sol, name), dtype=np.float64),
+                {"long_name": MEANING[name]},
+            )
             for name in SERIES
             if getattr(sol, name) is not None
         }
@@ -599,6 +609,8 @@ _SCALARS = (
     "final_loss_u",
     "final_test_loss_w",
     "final_test_loss_u",
+    "final_test_acc_w",
+    "final_test_acc_u",
     "exit_time",
     "num_steps",
     "p",
@@ -677,8 +689,12 @@ def build_dataset(
     ds["t"].attrs["long_name"] = "t/t1: fraction of each point's horizon (variable `time` has t)"
     for d, k in zip(dims, grid.keys, strict=True):
         ds[d].attrs["key"] = k
-    if "holds_exit_time" in ds:
-        ds["holds_exit_time"].attrs["long_name"] = "1: held, 0: failed, nan: inconclusive"
+    for c in check_names:
+        ds[f"holds_{c}"].attrs["long_name"] = "1: held, 0: failed, nan: inconclusive"
+    for point in loaded.values():  # what each series means, as the points recorded it
+        for name in point.data_vars:
+            if "long_name" in point[name].attrs and name in ds:
+                ds[name].attrs.setdefault("long_name", point[name].attrs["long_name"])
     return ds
 
 

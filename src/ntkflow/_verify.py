@@ -342,13 +342,15 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
             )
         )
         order = np.argsort(t_all, kind="stable")
-        outside = dist_all[order] > c.B  # NaN (not computed) is never outside
+        # NaN (not computed) is never outside, nor is anything past the time reached.
+        outside = (dist_all[order] > c.B) & (t_all[order] <= reach_w)
         if outside.any():
             exit_time = float(t_all[order][int(np.argmax(outside))])
         checks.append(
             _check(
                 "exit_time",
-                "‖w(t) − w0‖ ≤ B for all t ≤ t1: the path stays in the proof's ball",
+                "‖w(t) − w0‖ ≤ B for all t ≤ t1 (the path inside the proof's ball; the exit "
+                "time T is the first t where this fails)",
                 "gradient",
                 c.hypotheses_hold,
                 t_all,

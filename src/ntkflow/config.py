@@ -139,7 +139,7 @@ class FlowsSection(_Section):
     t1: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
     saves: Annotated[int, Field(ge=2, le=1_000_000)] = 100
     solver: Literal["auto", "exponential", "tsit5", "dopri5", "dopri8", "bosh3"] = "auto"
-    rtol: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-8
+    rtol: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | Literal["auto"] = "auto"
     atol: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
     max_steps: Annotated[int, Field(ge=1, le=2**31 - 1)] = 100_000
     tangent: Literal["closed_form", "ode"] = "closed_form"
@@ -224,6 +224,8 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
     key = ".".join(loc[1:])
     where = f"{source}: {section}" + (f" {key}" if key else "")
     value = err.get("input")
+    if union and loc and loc[-1] == "rtol":
+        return f'{where}: must be "auto" or a number in (0, 1), got {value!r}'
     if union and loc and loc[-1] in ("t1", "atol"):
         return f'{where}: must be "auto" or a finite number > 0, got {value!r}'
     if kind == "extra_forbidden":

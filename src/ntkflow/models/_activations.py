@@ -1,9 +1,9 @@
 """Activation functions that know their own smoothness constants.
 
 The certified Lipschitz constant of a shallow network's Jacobian (docs/theory.md,
-"Smoothness") needs `sup|σ'|` and `sup|σ''|` over the real line. Each activation here carries both as
-upper bounds: a closed form where one exists, otherwise a value rounded *up* from a
-numerical maximisation, so that every bound built from it stays a bound.
+"Smoothness") needs `sup|σ'|` and `sup|σ''|` over the real line. Each activation here
+carries both as upper bounds: a closed form where one exists, otherwise a value rounded
+*up* from a numerical maximisation, so that every bound built from it stays a bound.
 """
 
 import dataclasses
