@@ -48,3 +48,14 @@ def write_toml(path, doc: dict):
             ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def die_or_echo(payload: dict) -> dict:
+    """A sweep job for executor tests (importable by spawned workers): kills its own
+    process when `payload["die"]`, else returns its index."""
+    import os
+    import signal
+
+    if payload.get("die"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"index": payload["index"]}

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,145 @@ def test_make_grid_requires_a_sweep():
 def test_sweep_help_names_the_section():
     result = runner.invoke(app, ["sweep", "--help"])
     assert result.exit_code == 0 and "[sweep] grid" in result.output
+
+
+# -- issue 11: a sweep never says what it did not show, and never loses what it did ----
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ([1, 1.0], "1 and 1.0 are the same value"),
+        ([[1, 2], [1.0, 2.0]], "are the same value"),
+        ([1.0, "2"], "must all be of one kind"),
+        ([True, 1], "must all be of one kind"),
+    ],
+)
+def test_grid_values_are_of_one_kind_and_distinct(values, match):
+    with pytest.raises(SweepError, match=match):
+        make_grid({"problem.alpha": values})
+
+
+def test_a_fit_that_cannot_be_made_is_reported_not_raised():
+    from ntkflow._scaling import fit_power_law
+
+    # One usable grid point (the others below the error floor): no line, no exception.
+    fit = fit_power_law(
+        np.array([1.0, 10.0, 100.0]), np.array([np.nan, 0.5, np.nan]), quantity="q",
+        against="problem.alpha", theory=-1.0,
+    )  # fmt: skip
+    assert np.isnan(fit.slope) and np.isnan(fit.low) and "no fit: 1 grid point" in fit.note
+    # Two usable points: a slope, and a pairs bootstrap that never sees one distinct x.
+    fit = fit_power_law(
+        np.array([1.0, 10.0, 100.0]), np.array([1.0, 0.1, np.nan]), quantity="q",
+        against="problem.alpha", theory=-1.0,
+    )  # fmt: skip
+    assert fit.slope == pytest.approx(-1.0) and fit.low <= -1.0 <= fit.high
+
+
+def test_a_sweep_whose_fits_fail_still_writes_its_data_and_report(tmp_path, monkeypatch):
+    import ntkflow._sweep as sweep_module
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge in Linear Least Squares")
+
+    monkeypatch.setattr(sweep_module, "fit_power_law", broken)
+    doc = {**BASE, "sweep": {"problem.alpha": [10.0, 30.0, 100.0]}}
+    result = run_sweep(doc, tmp_path / "s")
+    assert (result.path / "sweep.nc").is_file() and (result.path / "report.html").is_file()
+    summary = json.loads((result.path / "summary.json").read_text())
+    assert summary["complete"] is True and summary["fits"]
+    assert all("fit unavailable (LinAlgError: SVD" in f["note"] for f in summary["fits"])
+
+
+def test_a_point_too_large_for_memory_is_a_failed_point(tmp_path):
+    doc = {**BASE, "sweep": {"model.width": [16, 1_000_000_000]}}
+    result = run_sweep(doc, tmp_path / "m")
+    assert list(result.dataset["status"].values) == ["success", "error"]
+    (failed,) = result.summary["failed_points"]
+    assert "memory" in failed["message"] and "GB" in failed["message"]
+    assert (result.path / "sweep.nc").is_file() and (result.path / "report.html").is_file()
+
+
+def test_a_point_whose_worker_dies_is_recorded_and_the_rest_run():
+    from helpers import die_or_echo
+
+    payloads = [{"index": i, "die": i == 1} for i in range(4)]
+    done, dead = [], []
+    LocalProcesses(2).run(
+        die_or_echo, payloads, lambda r: done.append(r["index"]),
+        lambda p, message: dead.append((p["index"], message)),
+    )  # fmt: skip
+    assert sorted(done) == [0, 2, 3]
+    assert dead == [(1, "its worker process died (killed, or out of memory)")]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = Path(f"/proc/{stat}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(stat))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_end_with_their_killed_driver(tmp_path):
+    doc = {**GRID, "flows": {**BASE["flows"], "saves": 200}}
+    exp = write_toml(tmp_path / "grid.toml", doc)
+    cmd = [sys.executable, "-m", "ntkflow", "sweep", str(exp), "--out", str(tmp_path / "o")]
+    proc = subprocess.Popen([*cmd, "--jobs", "2", "--no-progress"], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        # The pool's workers are the driver's children running multiprocessing's spawn.
+        children = _children(proc.pid)
+        workers = [c for c in children if b"spawn" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        if len(workers) == 2 and any((tmp_path / "o" / "points").glob("*.json")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and len(workers) == 2, "the workers never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "a worker outlived its driver"
+
+
+def test_two_sweeps_into_one_directory_are_refused(tmp_path):
+    exp = write_toml(tmp_path / "grid.toml", GRID)
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "ntkflow", "sweep", str(exp), "--out", str(out), "--no-progress"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lock = tmp_path / ".o.lock"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not lock.exists() and first.poll() is None:
+        time.sleep(0.1)
+    second = runner.invoke(app, ["sweep", str(exp), "--out", str(out), "--resume"])
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert second.exit_code == 2 and second.stderr.count("\n") == 1
+    assert "is being written by another ntkflow process" in second.stderr
+
+
+def test_sweep_into_a_file_is_one_line(tmp_path):
+    exp = write_toml(tmp_path / "grid.toml", GRID)
+    target = tmp_path / "file"
+    target.write_text("not a directory")
+    for out in (target, target / "below"):
+        result = runner.invoke(app, ["sweep", str(exp), "--out", str(out)])
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert str(out) in result.stderr and "Traceback" not in result.output
+    assert target.read_text() == "not a directory"

@@ -356,7 +356,7 @@ def _relative_tolerance(problem: Problem, rtol: float | str, motion: float) -> t
     if rtol == "auto":
         return max(DEFAULT_RTOL, 1000 * eps, rho), rho
     rtol = float(rtol)
-    if rtol < rho:
+    if rtol < rho <= MAX_RTOL:  # (beyond MAX_RTOL nothing is integrated: UNRESOLVED says so)
         warnings.warn(
             f"rtol={rtol:g} is below what {jnp.dtype(problem.dtype).name} resolves for this "
             f"problem (ρ ≈ {rho:.2g}: rounding moves the residual by that fraction of its "
@@ -366,7 +366,7 @@ def _relative_tolerance(problem: Problem, rtol: float | str, motion: float) -> t
             stacklevel=3,
         )
         return rho, rho
-    return rtol, rho
+    return max(rtol, rho), rho
 
 
 def solve_flows(

@@ -156,7 +156,7 @@ def _check_output_dir(target: Path) -> Path:
     return target
 
 
-def _make_parents(target: Path) -> list[Path]:
+def _make_parents(target: Path, what: str = "results directory") -> list[Path]:
     """Create `target`'s missing parents; return those created, deepest first.
 
     **Raises:** `ResultsError` when a parent cannot be created (permissions, a file).
@@ -175,7 +175,7 @@ def _make_parents(target: Path) -> list[Path]:
     except OSError as e:
         _remove_empty(created[::-1])
         raise ResultsError(
-            f"results directory {str(target)!r} cannot be created ({e.strerror} on "
+            f"{what} {str(target)!r} cannot be created ({e.strerror} on "
             f"{e.filename or str(target.parent)!r}); choose a writable path"
         ) from None
     return created[::-1]
@@ -196,7 +196,7 @@ def _lock_path(target: Path) -> Path:
     return target.parent / f".{target.name}.lock"
 
 
-def _acquire(path: Path, target: Path) -> int:
+def _acquire(path: Path, target: Path, what: str) -> int:
     """An exclusive `flock` on `path` (created if absent); its file descriptor.
 
     After locking, the file must still be the one at `path`: a holder removes it on
@@ -212,7 +212,7 @@ def _acquire(path: Path, target: Path) -> int:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
         except OSError as e:
             raise ResultsError(
-                f"results directory {str(target)!r} cannot be written ({e.strerror} on "
+                f"{what} {str(target)!r} cannot be written ({e.strerror} on "
                 f"{str(path.parent)!r}); choose a writable path"
             ) from None
         if fcntl is None:
@@ -229,7 +229,7 @@ def _acquire(path: Path, target: Path) -> int:
                 holder = ""
             pid = f" (pid {holder})" if holder.isdigit() else ""
             raise ResultsError(
-                f"results directory {str(target)!r} is being written by another ntkflow "
+                f"{what} {str(target)!r} is being written by another ntkflow "
                 f"process{pid}; wait for it to finish, or choose another path"
             ) from None
         try:
@@ -253,20 +253,34 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
     writing it.
     """
     target = check_output_dir(target)
+    with directory_lock(target):
+        yield check_output_dir(target)  # again, now that no other writer can change it
+
+
+@contextlib.contextmanager
+def directory_lock(target: str | os.PathLike, *, what: str = "results directory") -> Iterator[Path]:
+    """Hold the exclusive write lock on the directory `target` (a `flock` on `.NAME.lock`
+    beside it, made with its missing parents) until the block ends; then remove the lock
+    file, and the parents made when nothing was written. `what` names the directory in
+    errors.
+
+    **Raises:** `ResultsError` when it cannot be written or another process holds it.
+    """
+    target = Path(target)
     lock = _lock_path(target)
     key = os.path.abspath(lock)
     if key in _HELD:
         yield target
         return
-    created = _make_parents(target)
+    created = _make_parents(target, what)
     try:
-        fd = _acquire(lock, target)
+        fd = _acquire(lock, target, what)
     except BaseException:
         _remove_empty(created)
         raise
     _HELD.add(key)
     try:
-        yield check_output_dir(target)  # again, now that no other writer can change it
+        yield target
     finally:
         _HELD.discard(key)
         with contextlib.suppress(OSError):

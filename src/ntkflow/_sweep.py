@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._json import jsonable
-from ._results import atomic_write_bytes, now, versions
+from ._results import atomic_write_bytes, directory_lock, now, versions
 from ._scaling import ScalingFit, critical_alpha, fit_power_law, power_law_slope
 
 FORMAT = "ntkflow-sweep/1"
@@ -540,6 +540,29 @@ def run_sweep(
     """
     out = Path(out)
     executor = executor or LocalProcesses(1)
+    # One driver per sweep directory: a second concurrent sweep into it is refused.
+    with directory_lock(out, what="sweep directory"):
+        return _run_locked(
+            experiment_doc,
+            out,
+            executor,
+            resume=resume,
+            progress=progress,
+            render=render,
+            cancelled=cancelled,
+        )
+
+
+def _run_locked(
+    experiment_doc: dict[str, Any],
+    out: Path,
+    executor: AbstractExecutor,
+    *,
+    resume: bool,
+    progress: bool,
+    render: bool,
+    cancelled: Callable[[], bool] | None,
+) -> SweepResult:
     grid, payloads = prepare(experiment_doc, out, resume=resume)
     points_dir = out / POINTS
     records: dict[int, dict[str, Any]] = {}
@@ -773,18 +796,19 @@ def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
                         "; with antisymmetric centring f is odd in w − w0 along the flow, "
                         "its second-order term cancels and the gap can fall faster"
                     )
-                fits.append(
-                    fit_power_law(
-                        x,
-                        y,
-                        quantity=quantity,
-                        against=against,
-                        theory=theory,
-                        where=where,
-                        note=note,
-                        kind=kind,
-                    )
-                )
+                meta = dict(quantity=quantity, against=against, theory=theory, where=where)
+                try:
+                    fits.append(fit_power_law(x, y, note=note, kind=kind, **meta))
+                except Exception as e:  # a fit that cannot be made must not lose the sweep
+                    why = f"fit unavailable ({type(e).__name__}: {' '.join(str(e).split())})"
+                    nan = math.nan
+                    fits.append(
+                        ScalingFit(
+                            slope=nan, low=nan, high=nan, intercept=nan, x=tuple(map(float, x)),
+                            y=(nan,) * len(x), replicates=0, method="none",
+                            note=f"{note}; {why}", kind=kind, **meta,
+                        )
+                    )  # fmt: skip
     return fits
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -745,5 +746,12 @@ def _main(
     """ntkflow: does a network trained by gradient flow stay in its NTK regime?"""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library warning (a tolerance raised to what the dtype resolves, an unstable GD
+    step, …) as one line on stderr, like the errors: the user's fix, not our source."""
+    print(f"ntkflow: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()
