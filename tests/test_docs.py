@@ -204,3 +204,29 @@ def test_no_reference_to_a_missing_theory_file():
         path.relative_to(ROOT).as_posix() for path in _files(ROOT) if needle in path.read_bytes()
     ]
     assert not offenders, f"{needle.decode()} (the project has docs/theory.md): {offenders}"
+
+
+def test_no_library_error_speaks_in_cli_flags():
+    """Errors and warnings raised outside the CLI name the argument or the experiment key
+    (`out`, `jobs`, `resume`, `[output] dir`), never a flag the API user never typed."""
+    import ast
+
+    flag = re.compile(r"(?<![\w-])--[a-z]")
+    found = []
+    for path in (ROOT / "src" / "ntkflow").rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            is_warning = (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "warn"
+            )
+            if not (isinstance(node, ast.Raise) or is_warning):
+                continue
+            for sub in ast.walk(node):
+                text = sub.value if isinstance(sub, ast.Constant) else None
+                if isinstance(text, str) and flag.search(text):
+                    found.append(f"{path.name}:{sub.lineno}: {text!r}")
+    assert not found, found

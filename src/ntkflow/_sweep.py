@@ -1,7 +1,7 @@
 """Sweeps: a grid over experiment keys, each point an independent job, resumable.
 
     OUT/
-      sweep.json        the manifest: the base experiment and the grid (what --resume checks)
+      sweep.json        the manifest: the base experiment and the grid (what resuming checks)
       points/NNNNN.nc   one point's series over its save times (written atomically)
       points/NNNNN.json one point's scalars, checks and status (written last: "done")
       sweep.nc          every point in one xarray Dataset: a dimension per swept key, + t
@@ -369,7 +369,7 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
 
         from ._solution import SERIES as MEANING
 
-        data = {
+        data: dict[str, Any] = {
             name: (
                 "t",
                 np.asarray(getattr(sol, name), dtype=np.float64),
@@ -796,7 +796,9 @@ def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
                         "; with antisymmetric centring f is odd in w − w0 along the flow, "
                         "its second-order term cancels and the gap can fall faster"
                     )
-                meta = dict(quantity=quantity, against=against, theory=theory, where=where)
+                meta: dict[str, Any] = dict(
+                    quantity=quantity, against=against, theory=theory, where=where
+                )
                 try:
                     fits.append(fit_power_law(x, y, note=note, kind=kind, **meta))
                 except Exception as e:  # a fit that cannot be made must not lose the sweep

@@ -321,8 +321,10 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
                 t_all[later],
                 loss_all[later],
                 envelope(t_all[later], a2s2 / 2),
-                e_loss[later],
-                rounding=floor + round_all[later],
+                # Integration and rounding of α f(w) − y: both unknown in sign, so both
+                # in the budget (never in the inequality's favour).
+                e_loss[later] + round_all[later],
+                rounding=floor,
                 reached=reach_w,
                 t1=t1,
             )

@@ -230,7 +230,7 @@ ProgressOpt = Annotated[
 def _load(experiment: Path, overrides: list[str] | None):
     from .config import load_experiment
 
-    return load_experiment(experiment, overrides or [])
+    return load_experiment(experiment, overrides or [], flag="--set")
 
 
 @app.command()
@@ -448,7 +448,7 @@ def sweep(
     from .config import apply_overrides, output_dir, parse_experiment, read_document
 
     try:
-        doc = apply_overrides(read_document(experiment), set_ or [])
+        doc = apply_overrides(read_document(experiment), set_ or [], flag="--set")
         exp = parse_experiment(doc, source=str(experiment))
         target = output_dir(exp, out)
         executor = LocalProcesses(jobs)

@@ -314,13 +314,15 @@ def _parse_value(text: str) -> Any:
         return text  # a bare string
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str], *, flag: str = "override"
+) -> dict[str, Any]:
     """Apply `section.key=value` overrides (values parsed as TOML, else strings); a
     top-level key (`name=…`) has no section, and a `[sweep]` key is itself dotted
     (`sweep.problem.alpha=[1, 10]`).
 
     **Raises:** `ConfigError` for an override without `=`, a malformed key, or a section
-    given a value.
+    given a value; the message calls an override `flag` (the CLI: `"--set"`).
     """
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     sections = [k for k, v in Experiment.model_fields.items() if k != "name"]
@@ -331,24 +333,24 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             parts = ["sweep", ".".join(parts[1:])]
         if not sep or len(parts) > 2 or not all(parts):
             raise ConfigError(
-                f"--set expects SECTION.KEY=VALUE (e.g. problem.alpha=10), got {item!r}"
+                f"{flag} expects SECTION.KEY=VALUE (e.g. problem.alpha=10), got {item!r}"
             )
         if len(parts) == 1 and parts[0] != "name":
             if parts[0] in sections:
                 raise ConfigError(
-                    f"--set {item!r}: {parts[0]!r} is a section; set one of its keys, "
+                    f"{flag} {item!r}: {parts[0]!r} is a section; set one of its keys, "
                     f"e.g. {parts[0]}.KEY=VALUE"
                 )
             homes = [s for s, cls in _SECTION_CLASSES if parts[0] in cls.model_fields]
             example = f"{homes[0]}.{parts[0]}={value.strip()}" if homes else "problem.alpha=10"
-            raise ConfigError(f"--set expects SECTION.KEY=VALUE (e.g. {example}), got {item!r}")
+            raise ConfigError(f"{flag} expects SECTION.KEY=VALUE (e.g. {example}), got {item!r}")
         if len(parts) == 1:
             out["name"] = _parse_value(value.strip())
             continue
         section, name = parts
         target = out.setdefault(section, {})
         if not isinstance(target, dict):
-            raise ConfigError(f"--set {item!r}: {section!r} is not a section")
+            raise ConfigError(f"{flag} {item!r}: {section!r} is not a section")
         target[name] = _parse_value(value.strip())
     return out
 
@@ -409,14 +411,16 @@ def read_document(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
-    """Read and validate an experiment file.
+def load_experiment(
+    path: str | os.PathLike, overrides: Sequence[str] = (), *, flag: str = "override"
+) -> Experiment:
+    """Read and validate an experiment file, with `SECTION.KEY=VALUE` overrides.
 
     Relative data paths are resolved against the file's folder.
 
-    **Raises:** `ConfigError` with a one-line message.
+    **Raises:** `ConfigError` with a one-line message (an override is called `flag`).
     """
-    data = apply_overrides(read_document(path), list(overrides))
+    data = apply_overrides(read_document(path), list(overrides), flag=flag)
     return parse_experiment(data, source=str(path))
 
 
@@ -478,7 +482,7 @@ def _outputs_fix(m: "ShallowModel | MLPModel", k: int) -> str:
 
 
 def output_dir(exp: Experiment, out: str | os.PathLike | None = None) -> Path:
-    """`--out` if given, else `[output] dir` with `{name}` filled in."""
+    """`out` if given (the CLI's `--out`), else `[output] dir` with `{name}` filled in."""
     if out is not None:
         return Path(out)
     return Path(exp.output.dir.replace("{name}", exp.name))
