@@ -122,7 +122,7 @@ def test_csv_y_column_encodings_and_rows(tmp_path):
     assert nf.datasets.load(bom).n == 2
     utf16 = tmp_path / "u.csv"
     utf16.write_text("1,2,3\n", encoding="utf-16")
-    with pytest.raises(ValueError, match="is UTF-16 text; save it as UTF-8"):
+    with pytest.raises(ValueError, match="is UTF-16 text; CSV files are UTF-8: save it as UTF-8"):
         nf.datasets.load(utf16)
     # A mistyped first row is an error, not a header.
     typo = tmp_path / "typo.csv"

@@ -226,7 +226,8 @@ def test_no_library_error_speaks_in_cli_flags():
             if not (isinstance(node, ast.Raise) or is_warning):
                 continue
             for sub in ast.walk(node):
-                text = sub.value if isinstance(sub, ast.Constant) else None
-                if isinstance(text, str) and flag.search(text):
-                    found.append(f"{path.name}:{sub.lineno}: {text!r}")
+                if not isinstance(sub, ast.Constant):
+                    continue
+                if isinstance(sub.value, str) and flag.search(sub.value):
+                    found.append(f"{path.name}:{sub.lineno}: {sub.value!r}")
     assert not found, found

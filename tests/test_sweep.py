@@ -223,15 +223,18 @@ def test_a_fit_that_cannot_be_made_is_reported_not_raised():
     assert fit.slope == pytest.approx(-1.0) and fit.low <= -1.0 <= fit.high
 
 
-def test_a_sweep_whose_fits_fail_still_writes_its_data_and_report(tmp_path, monkeypatch):
+def test_a_sweep_whose_fits_fail_still_writes_its_data_and_report(reference, tmp_path, monkeypatch):
     import ntkflow._sweep as sweep_module
 
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("SVD did not converge in Linear Least Squares")
 
     monkeypatch.setattr(sweep_module, "fit_power_law", broken)
-    doc = {**BASE, "sweep": {"problem.alpha": [10.0, 30.0, 100.0]}}
-    result = run_sweep(doc, tmp_path / "s")
+    # The reference's points, finished; only the assembly runs again.
+    out = tmp_path / "s"
+    shutil.copytree(reference.path / "points", out / "points")
+    shutil.copy(reference.path / "sweep.json", out / "sweep.json")
+    result = run_sweep(GRID, out, resume=True)
     assert (result.path / "sweep.nc").is_file() and (result.path / "report.html").is_file()
     summary = json.loads((result.path / "summary.json").read_text())
     assert summary["complete"] is True and summary["fits"]
@@ -239,9 +242,9 @@ def test_a_sweep_whose_fits_fail_still_writes_its_data_and_report(tmp_path, monk
 
 
 def test_a_point_too_large_for_memory_is_a_failed_point(tmp_path):
-    doc = {**BASE, "sweep": {"model.width": [16, 1_000_000_000]}}
+    doc = {**BASE, "sweep": {"model.width": [1_000_000_000]}}
     result = run_sweep(doc, tmp_path / "m")
-    assert list(result.dataset["status"].values) == ["success", "error"]
+    assert list(result.dataset["status"].values) == ["error"]
     (failed,) = result.summary["failed_points"]
     assert "memory" in failed["message"] and "GB" in failed["message"]
     assert (result.path / "sweep.nc").is_file() and (result.path / "report.html").is_file()
@@ -305,7 +308,7 @@ def test_workers_end_with_their_killed_driver(tmp_path):
 
 
 def test_two_sweeps_into_one_directory_are_refused(tmp_path):
-    exp = write_toml(tmp_path / "grid.toml", GRID)
+    exp = write_toml(tmp_path / "grid.toml", {**BASE, "sweep": {"problem.alpha": [10.0]}})
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "ntkflow", "sweep", str(exp), "--out", str(out), "--no-progress"]
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from ._files import read_utf8
 from .models import ACTIVATIONS, get_activation
 
 
@@ -374,27 +375,11 @@ def read_document(path: str | os.PathLike) -> dict[str, Any]:
         )
     if not exists:
         raise ConfigError(f"experiment file {str(path)!r} does not exist; check the path")
+    text = read_utf8(path, what="experiment file", kind="TOML", error=ConfigError)
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(
-            f"cannot read experiment file {str(path)!r} ({e.strerror}); check its permissions"
-        ) from None
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ConfigError(
-            f"{path}: UTF-16 text; TOML files are UTF-8: save it as UTF-8 (e.g. "
-            "`iconv -f UTF-16 -t UTF-8`)"
-        )
-    try:
-        # "utf-8-sig": a UTF-8 byte-order mark (some editors write one) is dropped.
-        data = tomllib.loads(raw.decode("utf-8-sig"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (byte {e.start} is {raw[e.start : e.start + 1]!r}); an "
-            "experiment is a TOML file in UTF-8"
-        ) from None
     if not data:
         # Every key has a default, but an empty file is a mistake (a truncated copy, the
         # wrong path), not a request for the default experiment.

@@ -3,11 +3,13 @@
 import os
 import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._files import read_utf8
 from .._memory import TooLarge, available_bytes, human_bytes
 from ..models import AbstractModel, Shallow
 from ._dataset import Dataset
@@ -298,24 +300,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
 
 def _read_csv(path: str) -> np.ndarray:
     """A numeric CSV file as a 2-D float array (a header line, if any, skipped)."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as e:
-        raise ValueError(
-            f"cannot read data file {path!r} ({e.strerror}); check its permissions"
-        ) from None
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ValueError(
-            f"{path!r} is UTF-16 text; save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)"
-        )
-    try:
-        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is dropped
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"{path!r} is not UTF-8 text (byte {e.start} is {raw[e.start : e.start + 1]!r}); "
-            "a CSV data file is UTF-8 text: numbers separated by commas"
-        ) from None
+    text = read_utf8(Path(path), what="data file", kind="CSV")
     lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
     if lines and not any(_is_number(v) for v in lines[0][1].split(",")):
         lines = lines[1:]  # a header line
