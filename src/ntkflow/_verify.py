@@ -306,9 +306,11 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
         # Rounding floor of a loss computed from a residual of size ‖r‖: ~ n·ε·‖r‖·‖y‖.
         floor = 16 * n * _EPS * (math.sqrt(2 * c.R0) + s.y_norm) ** 2
         # Rounding of α f(w) − y (docs/theory.md, "Rounding"): at the saves as estimated
-        # there, between them the largest estimate; likewise the integration budgets.
+        # there; at a step between them the largest estimate of the residual's rounding,
+        # carried to that step's own loss. The integration budgets: their largest.
         round_loss = _loss_rounding(s.loss_w, s.round_res_w)
-        round_all = np.concatenate([round_loss, _between(s.ts, round_loss, step_t)])
+        round_res_steps = None if s.round_res_w is None else _between(s.ts, s.round_res_w, step_t)
+        round_all = np.concatenate([round_loss, _loss_rounding(step_loss, round_res_steps)])
         e_loss = np.concatenate([err_loss, _between(s.ts, err_loss, step_t)])
         e_dist = np.concatenate([err_w, _between(s.ts, err_w, step_t)])
         later = t_all > 0  # at t = 0 the envelope is R0 itself: an identity
