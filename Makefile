@@ -36,13 +36,13 @@ demo: $(VENV)/.stamp-run
 	$(BIN)/ntkflow demo
 
 test: $(VENV)/.stamp-test
-	$(BIN)/python -m pytest -m "not slow" -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n auto --dist loadfile $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.stamp-test
-	$(BIN)/python -m pytest -m slow -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow -n auto --dist loadfile $(PYTEST_ARGS)
 
 test-all: $(VENV)/.stamp-test
-	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 # neural-tangents 0.6.5 runs all three of its methods only on jax 0.4.25: its own venv.
 NT_VENV := .venv-nt

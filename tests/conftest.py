@@ -1,7 +1,18 @@
 import os
+from pathlib import Path
 
-import jax
-import pytest
+# One persistent XLA compilation cache for the whole suite: the xdist workers and every
+# `python -m ntkflow` subprocess the tests start (they inherit the environment) compile
+# each function once instead of once per process. Set before JAX is imported, which
+# reads these at import. Not a result cache: a compiled program is keyed by its HLO,
+# the JAX version and the machine, so a stale or foreign entry is never used.
+_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 os.environ.setdefault("NTKFLOW_X64", "1")
 jax.config.update("jax_enable_x64", True)

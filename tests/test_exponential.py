@@ -97,7 +97,9 @@ def test_linear_model_needs_few_adaptive_steps():
     assert np.max(sol.gap_w) <= 1e-11 * np.max(sol.dist_u)
 
 
-@pytest.mark.parametrize("alpha, width, t1", [(1.0, 16, 2.0), (0.5, 32, 2.0)])
+@pytest.mark.parametrize(
+    "alpha, width, t1", [(1.0, 16, 2.0), pytest.param(0.5, 32, 2.0, marks=pytest.mark.slow)]
+)
 def test_global_error_converges_at_order_three(alpha, width, t1):
     data = nf.datasets.sphere(6, 3, seed=1)
     problem = nf.Problem(nf.Shallow(width), data, alpha=alpha, centering="antisymmetric")
@@ -129,7 +131,7 @@ def test_error_estimate_is_third_order_in_the_step():
     assert abs(slope - 3.0) <= 0.3, (slope, est)
 
 
-@pytest.mark.parametrize("alpha", [1.0, 100.0])
+@pytest.mark.parametrize("alpha", [pytest.param(1.0, marks=pytest.mark.slow), 100.0])
 def test_agrees_with_reference_on_the_seed_network(alpha):
     """The seed's network (digits 0/1, Shallow 256 tanh, antisymmetric), lazy (α = 100)
     and not (α = 1, where it moves far and the nonlinearity matters): the solve meets
@@ -185,6 +187,7 @@ def test_auto_chooses_by_stiffness_and_names_are_checked():
         )
 
 
+@pytest.mark.slow  # CI runs it (make test-slow)
 def test_error_budget_bounds_the_true_error_deep_in_the_lazy_regime():
     """Deep in the lazy regime the steps grow fast from the fastest mode's time scale;
     the embedded re-solve's budget is nonzero and bounds the true error (against Dopri8

@@ -136,6 +136,7 @@ def test_bad_experiment_writes_nothing(path, tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # every example: CI runs it (make test-slow)
 def test_examples_run_with_tiny_overrides(tmp_path):
     examples = sorted((Path(__file__).parents[1] / "examples").glob("*.toml"))
     assert examples
@@ -192,7 +193,9 @@ def test_sigint_midway_leaves_nothing(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".res.")]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize(
+    "sig", [pytest.param(signal.SIGKILL, marks=pytest.mark.slow), signal.SIGINT]
+)
 def test_signal_while_writing_leaves_no_complete_directory(tmp_path, sig):
     proc, out = _start_run(tmp_path)
 

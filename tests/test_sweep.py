@@ -80,7 +80,7 @@ def test_sweep_report_rerenders_in_place(reference, tmp_path):
 @pytest.mark.parametrize(
     ("widths", "seeds"),
     [
-        pytest.param([64, 256, 1024], [0, 1], id="fast"),
+        pytest.param([64, 256, 1024], [0, 1], id="fast", marks=pytest.mark.slow),
         pytest.param([64, 256, 1024, 4096], [0, 1, 2, 3], id="wide", marks=pytest.mark.slow),
     ],
 )
@@ -119,6 +119,7 @@ def _start_and_stop_after(cmd, out, points, sig):
     return proc.returncode, err, done()
 
 
+@pytest.mark.slow  # processes, each paying JAX start-up: CI runs it (make test-slow)
 def test_resume_after_sigint_and_sigkill_in_parallel_is_identical(reference, tmp_path):
     # Interrupted by Ctrl-C after one point, resumed and killed (SIGKILL) after three,
     # resumed again with two worker processes: the dataset equals the uninterrupted
@@ -284,6 +285,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow  # processes, each paying JAX start-up: CI runs it (make test-slow)
 def test_workers_end_with_their_killed_driver(tmp_path):
     doc = {**GRID, "flows": {**BASE["flows"], "saves": 200}}
     exp = write_toml(tmp_path / "grid.toml", doc)

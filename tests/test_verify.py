@@ -162,14 +162,14 @@ def test_cli_strict_exits_3_unless_every_check_held(tmp_path):
 # -- float32 ------------------------------------------------------------------------
 
 
-def test_float32_end_to_end_agrees_with_float64():
-    p64, c64 = _certified()
+def test_float32_end_to_end_agrees_with_float64(certified):
+    p64, c64 = certified
     p32, c32 = _certified("float32", alpha=p64.alpha)
     assert p32.dtype == jnp.float32 and c32.hypotheses_hold
     assert math.isclose(c32.sigma_min, c64.sigma_min, rel_tol=1e-4)
     gd_step = 0.5 / (p64.alpha**2 * c64.sigma_max**2)
-    s64 = nf.solve_flows(p64, saveat=20, gd_step=gd_step)
-    s32 = nf.solve_flows(p32, saveat=20, gd_step=gd_step)
+    s64 = nf.solve_flows(p64, saveat=20, diagnostics=False)
+    s32 = nf.solve_flows(p32, saveat=20, gd_step=gd_step, diagnostics=False)
     assert s32.status is nf.FlowStatus.SUCCESS
     eps32 = float(np.finfo(np.float32).eps)
     assert s32.stats["gradient"]["rtol"] >= 1000 * eps32  # the default adapts
@@ -236,6 +236,7 @@ def test_alpha_beyond_the_dtype_is_refused(dtype, alpha):
         nf.Problem(nf.Shallow(16), data, alpha=alpha, dtype=dtype)
 
 
+@pytest.mark.slow  # CI runs it (make test-slow)
 def test_float32_run_and_sweep_from_the_command_line(tmp_path):
     doc = {**TINY, "problem": {**TINY["problem"], "dtype": "float32", "alpha": 30.0}}
     exp = write_toml(tmp_path / "f32.toml", doc)
