@@ -1,6 +1,25 @@
 """Reading a user's text file (an experiment, a CSV data file) with one-line errors."""
 
 from pathlib import Path
+from typing import Literal
+
+
+def path_kind(
+    path: Path, *, what: str, error: type[ValueError] = ValueError
+) -> Literal["file", "dir", "missing"]:
+    """Whether `path` is a directory, missing, or a file (anything else that exists: a
+    device, a pipe); `what` names it in the error.
+
+    **Raises:** `error` (one line) when the OS cannot even look: a name too long, a
+    symlink loop, a component that is not a directory.
+    """
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as e:
+        raise error(
+            f"{what} {str(path)[:80]!r} cannot be read ({e.strerror}); check the path"
+        ) from None
+    return "dir" if is_dir else "file" if exists else "missing"
 
 
 def read_utf8(path: Path, *, what: str, kind: str, error: type[ValueError] = ValueError) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import path_kind
 from ._json import jsonable
 
 FORMAT = "ntkflow-results/1"
@@ -399,15 +400,10 @@ def load_results(path: str | os.PathLike) -> Results:
     import xarray as xr
 
     path = Path(path)
-    try:
-        is_file, is_dir = path.is_file(), path.is_dir()
-    except OSError as e:  # a name too long, a symlink loop, …
-        raise ResultsError(
-            f"results directory {str(path)[:80]!r} cannot be read ({e.strerror}); check the path"
-        ) from None
-    if is_file:
+    kind = path_kind(path, what="results directory", error=ResultsError)
+    if kind == "file":
         raise ResultsError(f"{str(path)!r} is a file, expected a results directory")
-    if not is_dir:
+    if kind == "missing":
         raise ResultsError(f"results directory {str(path)!r} does not exist; check the path")
     damaged = "the results directory is damaged: run the experiment again"
     try:

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from ._files import read_utf8
+from ._files import path_kind, read_utf8
 from .models import ACTIVATIONS, get_activation
 
 
@@ -363,17 +363,12 @@ def read_document(path: str | os.PathLike) -> dict[str, Any]:
     **Raises:** `ConfigError` with a one-line message.
     """
     path = Path(path)
-    try:
-        is_dir, exists = path.is_dir(), path.exists()
-    except OSError as e:  # a name too long, a symlink loop, …
-        raise ConfigError(
-            f"experiment file {str(path)[:80]!r} cannot be read ({e.strerror}); check the path"
-        ) from None
-    if is_dir:
+    kind = path_kind(path, what="experiment file", error=ConfigError)
+    if kind == "dir":
         raise ConfigError(
             f"experiment file {str(path)!r} is a directory, expected a file (a TOML file)"
         )
-    if not exists:
+    if kind == "missing":
         raise ConfigError(f"experiment file {str(path)!r} does not exist; check the path")
     text = read_utf8(path, what="experiment file", kind="TOML", error=ConfigError)
     try:
