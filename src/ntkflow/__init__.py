@@ -31,6 +31,7 @@ from ._flows import (
     solve_flows as solve_flows,
 )
 from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
+from ._initial_kernel import InitialKernel as InitialKernel, initial_kernel as initial_kernel
 from ._kernel import (
     AbstractNTKMethod as AbstractNTKMethod,
     JacobianContraction as JacobianContraction,

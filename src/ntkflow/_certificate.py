@@ -5,15 +5,15 @@ import dataclasses
 import math
 from typing import Any, ClassVar
 
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
+from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._json import jsonable
-from ._kernel import AbstractNTKMethod, empirical_ntk
+from ._kernel import AbstractNTKMethod
 from ._lipschitz import BetaEstimate, BetaKind, beta_estimates, certified_beta
 from ._problem import Problem
-from ._spectrum import Spectrum, ntk_spectrum
+from ._spectrum import Spectrum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Certificate:
 
     **Other fields:** `notes` (remarks that are not failures), `alpha_condition`
     (`α ≥ α*` with the `β` used, certified or not), `f0_norm` (`‖f(w0)‖`), `centering`,
-    `condition` (`cond(K0)`), `spectrum`, `beta_estimates` (every `β` computed).
+    `condition` (`cond(K0)`), `spectrum`, `kernel` (the `InitialKernel`: `K0`, factored
+    once; pass it on to `solve_flows`), `beta_estimates` (every `β` computed).
     """
 
     n: int
@@ -65,6 +66,7 @@ class Certificate:
     centering: str = "none"
     condition: float = math.inf
     spectrum: Spectrum | None = dataclasses.field(default=None, repr=False, compare=False)
+    kernel: InitialKernel | None = dataclasses.field(default=None, repr=False, compare=False)
     beta_estimates: tuple[BetaEstimate, ...] = ()
 
     KEYS: ClassVar[tuple[str, ...]] = (
@@ -132,7 +134,7 @@ def theorem_constants(
 def certify(
     problem: Problem,
     *,
-    kernel: Float[ArrayLike, "n n"] | None = None,
+    kernel: InitialKernel | Float[ArrayLike, "n n"] | None = None,
     method: str | AbstractNTKMethod = "auto",
     estimate_beta: bool = True,
     key: int | PRNGKeyArray = 0,
@@ -148,7 +150,8 @@ def certify(
     **Arguments:**
 
     - `problem`: the `Problem`.
-    - `kernel`: a precomputed `K0` (else computed with `method`).
+    - `kernel`: the problem's `InitialKernel` or a precomputed `K0` array (else `K0` is
+      formed with `method`).
     - `method`: the NTK method (see `empirical_ntk`).
     - `estimate_beta`: also compute the curvature and ball-sampling estimates of `β`
       (always done when no certified bound exists).
@@ -157,10 +160,8 @@ def certify(
 
     **Returns:** a `Certificate`.
     """
-    K0 = empirical_ntk(problem, method=method) if kernel is None else jnp.asarray(kernel)
-    if K0.shape != (problem.n, problem.n):
-        raise ValueError(f"kernel must have shape {(problem.n, problem.n)}, got {K0.shape}")
-    spec = ntk_spectrum(K0, p=problem.p)
+    k0 = as_initial_kernel(problem, kernel, method=method)
+    spec = k0.spectrum
     r0 = np.asarray(problem.residual(problem.w0), dtype=np.float64)
     R0 = 0.5 * float(r0 @ r0)
     f0_norm = float(np.linalg.norm(np.asarray(problem.f(problem.w0))))
@@ -168,7 +169,7 @@ def certify(
     notes: list[str] = []
 
     # -- σ_min -------------------------------------------------------------------------
-    sigma_min = 0.0 if spec.rank_deficient else spec.sigma_min
+    sigma_min = k0.sigma_min_resolved
     if problem.n > problem.p:
         reasons.append(
             f"σ_min = 0 because n > p (n={problem.n}, p={problem.p}): J_0 cannot have "
@@ -262,5 +263,6 @@ def certify(
         centering=problem.centering.name,
         condition=_div(spec.sigma_max**2, sigma_min**2),
         spectrum=spec,
+        kernel=k0,
         beta_estimates=tuple(estimates),
     )

@@ -7,23 +7,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Float
 
+from ._initial_kernel import InitialKernel
 from ._kernel import empirical_ntk
 from ._problem import Problem
+from ._spectrum import dense_eigh, spectrum_from_eigenvalues
 
 
 def kernel_diagnostics(
     problem: Problem,
     deltas: Float[np.ndarray, "s p"],
-    K0: Float[Array, "n n"],
+    kernel: InitialKernel,
     *,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """At each saved `w = w0 + δ`: `σ_min(J_w)`, `σ_max(J_w)` and the relative kernel drift
-    `‖K_w − K0‖_op / ‖K0‖_op` (one empirical NTK and two symmetric eigenproblems each)."""
-    K0n = np.asarray(K0, dtype=np.float64)
-    norm0 = float(np.max(np.abs(np.linalg.eigvalsh(K0n))))
+    """At each saved `w = w0 + δ`: `σ_min(J_w)`, `σ_max(J_w)` (the rule of `ntk_spectrum`)
+    and the relative kernel drift `‖K_w − K0‖_op / ‖K0‖_op` (one empirical NTK and two
+    symmetric eigenproblems each; `‖K0‖_op` from the `InitialKernel`)."""
+    K0n = np.asarray(kernel.K, dtype=np.float64)
     s = deltas.shape[0]
     smin, smax, drift = (np.full(s, np.nan) for _ in range(3))
     rows = range(s)
@@ -36,20 +38,31 @@ def kernel_diagnostics(
         task = bar.add_task("kernel diagnostics", total=s)
     try:
         for i in rows:
-            if not np.all(np.isfinite(deltas[i])):
-                continue
-            w = problem.w0 + jnp.asarray(deltas[i], problem.dtype)
-            K = np.asarray(empirical_ntk(problem, w))
-            lam = np.linalg.eigvalsh(K)
-            smin[i] = math.sqrt(max(float(lam[0]), 0.0)) if problem.n <= problem.p else 0.0
-            smax[i] = math.sqrt(max(float(lam[-1]), 0.0))
-            drift[i] = float(np.max(np.abs(np.linalg.eigvalsh(K - K0n)))) / norm0
+            smin[i], smax[i], drift[i] = _at(problem, deltas[i], kernel, K0n)
             if bar is not None:
                 bar.advance(task)  # pyright: ignore[reportPossiblyUnboundVariable]
     finally:
         if bar is not None:
             bar.stop()
     return {"sigma_min_t": smin, "sigma_max_t": smax, "kernel_drift": drift}
+
+
+def _at(
+    problem: Problem, delta: np.ndarray, kernel: InitialKernel, K0n: np.ndarray
+) -> tuple[float, float, float]:
+    """`(σ_min(J_w), σ_max(J_w), ‖K_w − K0‖_op/‖K0‖_op)` at `w = w0 + δ` (NaN where `δ` or
+    `K_w` is not finite)."""
+    if not np.all(np.isfinite(delta)):
+        return math.nan, math.nan, math.nan
+    if not np.any(delta):  # w0 itself: K0, already formed and factored
+        return kernel.spectrum.sigma_min, kernel.spectrum.sigma_max, 0.0
+    w = problem.w0 + jnp.asarray(delta, problem.dtype)
+    K = np.asarray(empirical_ntk(problem, w))
+    if not np.all(np.isfinite(K)):
+        return math.nan, math.nan, math.nan
+    spec = spectrum_from_eigenvalues(dense_eigh(K, vectors=False), p=problem.p, dtype=K.dtype)
+    drift = float(np.max(np.abs(np.linalg.eigvalsh(K - K0n)))) / kernel.norm
+    return spec.sigma_min, spec.sigma_max, drift
 
 
 def _labels(y: np.ndarray) -> np.ndarray | None:

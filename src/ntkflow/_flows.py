@@ -27,7 +27,7 @@ from jaxtyping import Array, ArrayLike, Float
 from ._diagnostics import kernel_diagnostics, test_predictions
 from ._exponential import ExponentialNTK
 from ._gd import gradient_descent
-from ._kernel import empirical_ntk
+from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._problem import Problem
 from ._progress import RichProgressMeter
 from ._rounding import motion_resolution, residual_rounding
@@ -385,7 +385,7 @@ def solve_flows(
     error_estimate: bool = True,
     save_params: bool = False,
     diagnostics: bool = True,
-    kernel: Float[ArrayLike, "n n"] | None = None,
+    kernel: InitialKernel | Float[ArrayLike, "n n"] | None = None,
 ) -> FlowSolution:
     """Integrate the network's gradient flow `w(t)` and the tangent flow `u(t)` from the
     same `w0`, and record every quantity the theorem speaks of at the save times.
@@ -420,7 +420,8 @@ def solve_flows(
     - `save_params`: keep `w(t) − w0` and `u(t) − w0` (`n_saves × p` numbers each).
     - `diagnostics`: compute `σ(J_{w(t)})` and the kernel drift at every save time (one
       empirical NTK each).
-    - `kernel`: a precomputed `K0`.
+    - `kernel`: the problem's `InitialKernel` (e.g. `certify(problem).kernel`: `K0` is
+      then neither formed nor factored again), or a `K0` array.
 
     **Returns:** a `FlowSolution`.
     """
@@ -452,12 +453,11 @@ def solve_flows(
     else:
         meter = progress
 
-    K0 = empirical_ntk(problem) if kernel is None else jnp.asarray(kernel, problem.dtype)
-    tf = TangentFlow(problem, K0)
+    k0 = as_initial_kernel(problem, kernel)
+    tf = TangentFlow(problem, k0)
     lam = np.asarray(tf.eigenvalues)
-    sigma_min0 = math.sqrt(lam[0]) if lam[0] > float(tf.rank_tolerance) else 0.0
     sigma_max0 = math.sqrt(lam[-1])
-    t1, ts = _resolve_times(t1, saveat, sigma_min0, problem.alpha)
+    t1, ts = _resolve_times(t1, saveat, k0.sigma_min_resolved, problem.alpha)
     if isinstance(solver, str):
         cond = float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf
         solver = choose_solver(problem, cond)
@@ -631,7 +631,7 @@ def solve_flows(
 
     # -- kernel diagnostics and test predictions ---------------------------------------
     if delta_w is not None and diagnostics:
-        out.update(kernel_diagnostics(problem, delta_w, K0, progress=progress is not False))
+        out.update(kernel_diagnostics(problem, delta_w, k0, progress=progress is not False))
     if problem.data.has_test:
         out.update(test_predictions(problem, delta_w, delta_u))
 
@@ -668,7 +668,7 @@ def solve_flows(
         t1=t1,
         alpha=problem.alpha,
         R0=0.5 * float(np.sum((np.asarray(tf.r0)) ** 2)),
-        sigma_min0=sigma_min0,
+        sigma_min0=k0.sigma_min_resolved,
         sigma_max0=sigma_max0,
         dist_u_inf=dist_u_inf,
         y_norm=float(np.linalg.norm(y)),

@@ -147,28 +147,50 @@ def ntk_spectrum(
     if not operator:
         _check_finite(np.asarray(K))
     if method == "dense" or n <= 2:
-        try:
-            eig = np.linalg.eigvalsh(np.asarray(K)).astype(np.float64)
-        except np.linalg.LinAlgError as e:
-            raise ValueError(
-                f"the eigensolver did not converge on the empirical NTK K0 ({n}×{n}: {e}); "
-                f"its entries span {_span(np.asarray(K))}: standardise the inputs (zero "
-                "mean, unit variance per feature) or rescale them"
-            ) from None
-        lam_min, lam_max, complete = float(eig[0]), max(float(eig[-1]), 0.0), True
-    else:
-        lam_min, lam_max = _extremes(K, n, tol)
-        lam_max = max(lam_max, 0.0)
-        eig, complete = np.asarray([lam_min, lam_max]), False
+        eig = dense_eigh(np.asarray(K), vectors=False)
+        return spectrum_from_eigenvalues(eig, p=n_params, dtype=dtype)
+    lam_min, lam_max = _extremes(K, n, tol)
+    return _spectrum(np.asarray([lam_min, max(lam_max, 0.0)]), n, n_params, dtype, False)
+
+
+def dense_eigh(K: np.ndarray, *, vectors: bool) -> Any:
+    """The eigenvalues of a finite symmetric `K` (ascending, float64), and with
+    `vectors=True` its eigenvectors too (`(Λ, V)`, `V` in `K`'s precision): one dense
+    LAPACK call.
+
+    **Raises:** `ValueError` (with the fix) for NaN or inf entries or no convergence.
+    """
+    _check_finite(K)
+    try:
+        if vectors:
+            lam, V = np.linalg.eigh(K)
+            return lam.astype(np.float64), V
+        return np.linalg.eigvalsh(K).astype(np.float64)
+    except np.linalg.LinAlgError as e:
+        raise ValueError(
+            f"the eigensolver did not converge on the empirical NTK K0 ({K.shape[0]}×"
+            f"{K.shape[0]}: {e}); its entries span {_span(K)}: standardise the inputs (zero "
+            "mean, unit variance per feature) or rescale them"
+        ) from None
+
+
+def spectrum_from_eigenvalues(eig: np.ndarray, *, p: int, dtype: Any) -> Spectrum:
+    """The `Spectrum` of a kernel with these (all, ascending) eigenvalues, computed in
+    `dtype`, whose Jacobian has `p` columns."""
+    return _spectrum(np.asarray(eig, np.float64), len(eig), p, dtype, True)
+
+
+def _spectrum(eig: np.ndarray, n: int, p: int, dtype: Any, complete: bool) -> Spectrum:
+    lam_min, lam_max = float(eig[0]), max(float(eig[-1]), 0.0)
     eps = float(np.finfo(dtype).eps)
-    sigma_min = 0.0 if (n > n_params or lam_min <= 0.0) else math.sqrt(lam_min)
+    sigma_min = 0.0 if (n > p or lam_min <= 0.0) else math.sqrt(lam_min)
     return Spectrum(
         eigenvalues=eig,
         sigma_min=sigma_min,
         sigma_max=math.sqrt(lam_max),
         tolerance=n * eps * lam_max,
         n=n,
-        p=n_params,
+        p=p,
         method="dense" if complete else "iterative",
         complete=complete,
     )

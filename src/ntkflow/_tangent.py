@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar, ScalarLike
 
+from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._problem import Problem
 
 
@@ -34,9 +35,12 @@ def _phi(lam: Array, t: ScalarLike, alpha2: ScalarLike) -> Any:
 class TangentFlow(eqx.Module):
     """The tangent flow's closed form for one problem.
 
+    Built from the problem's `InitialKernel` (its eigendecomposition is not recomputed),
+    or from a `K0` array (factored here).
+
     **Fields:** `problem`, `eigenvalues` (of `K0`, ascending, clipped at 0),
-    `eigenvectors` (`V`), `r0` (`α f(w0) − y`), `rank_tolerance` (eigenvalues at or
-    below it are treated as 0 in `u∞`).
+    `eigenvectors` (`V`), `r0` (`α f(w0) − y`), `rank_tolerance` (the spectrum's
+    numerical-rank tolerance: eigenvalues at or below it are treated as 0 in `u∞`).
     """
 
     problem: Problem
@@ -46,14 +50,14 @@ class TangentFlow(eqx.Module):
     # An array, not a static float: problems differing in it share compiled solves.
     rank_tolerance: Float[Array, ""]
 
-    def __init__(self, problem: Problem, K0: Float[Array, "n n"]):
-        lam, V = jnp.linalg.eigh(K0)
+    def __init__(self, problem: Problem, kernel: InitialKernel | Float[Array, "n n"]):
+        kernel = as_initial_kernel(problem, kernel)
+        dtype = problem.dtype
         self.problem = problem
-        self.eigenvalues = jnp.maximum(lam, 0.0)
-        self.eigenvectors = V
+        self.eigenvalues = jnp.maximum(jnp.asarray(kernel.eigenvalues, dtype), 0.0)
+        self.eigenvectors = jnp.asarray(kernel.eigenvectors, dtype)
         self.r0 = problem.residual(problem.w0)
-        eps = float(jnp.finfo(K0.dtype).eps)
-        self.rank_tolerance = problem.n * eps * jnp.max(self.eigenvalues)
+        self.rank_tolerance = jnp.asarray(kernel.spectrum.tolerance, dtype)
 
     def _rotate(self, scale: Float[Array, " n"]) -> Float[Array, " n"]:
         """`V diag(scale) Vᵀ r0`."""

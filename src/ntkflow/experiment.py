@@ -87,7 +87,9 @@ def run_experiment(
     solution = verification = None
     if flows:
         check()
-        solution = solve_flows(problem, progress=progress, **flow_settings(experiment))
+        solution = solve_flows(
+            problem, progress=progress, kernel=cert.kernel, **flow_settings(experiment)
+        )
         check()
         verification = verify(solution, cert)
     summary: dict[str, Any] = {
