@@ -32,12 +32,12 @@ from ._flows import (
 )
 from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
 from ._initial_kernel import InitialKernel as InitialKernel, initial_kernel as initial_kernel
-from ._kernel import (
+from ._jacobian import (
     AbstractNTKMethod as AbstractNTKMethod,
     JacobianContraction as JacobianContraction,
-    empirical_ntk as empirical_ntk,
     jacobian as jacobian,
 )
+from ._kernel import empirical_ntk as empirical_ntk
 from ._lipschitz import (
     BetaEstimate as BetaEstimate,
     certified_beta as certified_beta,

@@ -9,8 +9,8 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
 from ._initial_kernel import InitialKernel, as_initial_kernel
+from ._jacobian import AbstractNTKMethod
 from ._json import jsonable
-from ._kernel import AbstractNTKMethod
 from ._lipschitz import BetaEstimate, BetaKind, beta_estimates, certified_beta
 from ._problem import Problem
 from ._spectrum import Spectrum

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from ._kernel import jacobian
+from ._jacobian import jacobian
 from ._problem import Problem
 
 # Below this |z| the φ-functions are summed as Taylor series (no cancellation).

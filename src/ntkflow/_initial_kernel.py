@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._kernel import AbstractNTKMethod, empirical_ntk
+from ._jacobian import AbstractNTKMethod
+from ._kernel import empirical_ntk
 from ._problem import Problem
 from ._spectrum import DENSE_MAX_N, Spectrum, dense_eigh, ntk_spectrum, spectrum_from_eigenvalues
 

@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.sparse.linalg import LinearOperator
 
-from ._kernel import AbstractNTKMethod
+from ._jacobian import AbstractNTKMethod
 from ._problem import Problem
 
 

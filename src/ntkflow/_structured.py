@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
-from ._kernel import AbstractNTKMethod, _padded_chunks
+from ._jacobian import AbstractNTKMethod, padded_chunks
 from ._problem import Problem
 from .models import AbstractModel
 
@@ -187,7 +187,7 @@ class StructuredDense(AbstractNTKMethod):
         factors, bias = [], ()
         for s, params in comps:
             xs, gs = [], []
-            for Xc, valid in _padded_chunks(X, self.chunk):
+            for Xc, valid in padded_chunks(X, self.chunk):
                 a, g, bias = _factors(model, params, problem.state, Xc)
                 if valid < Xc.shape[0]:
                     a, g = [x[:valid] for x in a], [h[:, :valid] for h in g]
