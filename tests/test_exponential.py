@@ -29,6 +29,7 @@ def _fixed_steps(problem, t1, steps, ts=None):
         t1,
         t1 / steps,
         jnp.zeros_like(problem.w0),
+        args=problem,  # ExponentialNTK is given its problem explicitly
         saveat=saveat,
         stepsize_controller=diffrax.ConstantStepSize(),
         max_steps=steps + 4,
@@ -125,7 +126,7 @@ def test_error_estimate_is_third_order_in_the_step():
     hs = np.array([0.2, 0.1, 0.05, 0.025])
     est = []
     for h in hs:
-        _, err, _, _, _ = solver.step(term, 0.0, float(h), y0, None, None, False)
+        _, err, _, _, _ = solver.step(term, 0.0, float(h), y0, problem, None, False)
         est.append(float(jnp.linalg.norm(err)))
     slope = np.polyfit(np.log(hs), np.log(est), 1)[0]
     assert abs(slope - 3.0) <= 0.3, (slope, est)

@@ -182,7 +182,8 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
     """The NTK exponential integrator (exponential Runge–Kutta 3(2) on the Gauss–Newton
     splitting, see the module docstring) as a diffrax solver, for `solve_flows`'s gradient
     flow: the term must be the gradient-flow field of a `Problem`, whose state is
-    `δ = w − w0`.
+    `δ = w − w0`, and `diffeqsolve`'s `args` that `Problem` (given explicitly, as
+    `solve_flows` does).
 
     Use it with `diffrax.PIDController` like any adaptive solver; `order` is 3, and the
     error estimate is that of the embedded second-order solution.
@@ -215,7 +216,7 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
-        problem = _problem_of(terms)
+        problem = _problem_of(args)
         h = t1 - t0
         a = problem.scale
         loc = _Local.at(problem, y0)
@@ -257,14 +258,12 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
         return y_out, y_error, dense_info, None, diffrax.RESULTS.successful
 
 
-def _problem_of(terms: Any) -> Problem:
-    while hasattr(terms, "term"):  # diffrax's WrapTerm (time direction)
-        terms = terms.term
-    field = getattr(terms, "vector_field", None)
-    problem = getattr(field, "problem", None)
-    if not isinstance(problem, Problem):
+def _problem_of(args: Any) -> Problem:
+    """The `Problem` whose gradient flow is being solved: `solve_flows` passes it as
+    `diffeqsolve`'s `args`."""
+    if not isinstance(args, Problem):
         raise ValueError(
             "ExponentialNTK integrates the gradient flow of an ntkflow Problem: use it "
             "through solve_flows(..., solver='exponential'), not on another vector field"
         )
-    return problem
+    return args

@@ -116,6 +116,7 @@ def _evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
 @eqx.filter_jit
 def _solve(
     vector_field: Any,
+    problem: Problem,
     scalars: Any,
     y0: Float[Array, " p"],
     ts: Float[Array, " s"],
@@ -136,6 +137,9 @@ def _solve(
         t1=ts[-1],
         dt0=dt0,
         y0=y0,
+        # The problem, explicitly: `ExponentialNTK` reads it from `args` (the fields
+        # ignore it: they carry their problem).
+        args=problem,
         saveat=saveat,
         # A step below dtmin means the vector field is singular or non-finite ahead (the
         # controller keeps rejecting NaN steps): stop there rather than burn max_steps.
@@ -194,6 +198,7 @@ def _integrate(
     start = time.perf_counter()
     sol = _solve(
         field,
+        problem,
         _StepScalars(problem, tangent),
         jnp.zeros_like(problem.w0),
         jnp.asarray(ts, problem.dtype),
