@@ -144,11 +144,11 @@ def ntk_spectrum(
         raise ValueError("method='dense' needs K as an array; use 'iterative' for an operator")
     dtype = np.float64 if operator else np.asarray(K).dtype
     n_params = n if p is None else p
+    if method == "dense" or n <= 2:
+        eig = dense_eigh(np.asarray(K), vectors=False)  # (checks K is finite)
+        return spectrum_from_eigenvalues(eig, p=n_params, dtype=dtype)
     if not operator:
         _check_finite(np.asarray(K))
-    if method == "dense" or n <= 2:
-        eig = dense_eigh(np.asarray(K), vectors=False)
-        return spectrum_from_eigenvalues(eig, p=n_params, dtype=dtype)
     lam_min, lam_max = _extremes(K, n, tol)
     return _spectrum(np.asarray([lam_min, max(lam_max, 0.0)]), n, n_params, dtype, False)
 
