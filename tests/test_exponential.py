@@ -11,7 +11,7 @@ import pytest
 
 import ntkflow as nf
 from ntkflow._exponential import ExponentialNTK, phi
-from ntkflow._flows import _GradientField
+from ntkflow._integrate import GradientField as _GradientField
 
 
 def _exact_phi(j: int, z: float) -> float:

@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, Scalar
 
 from ._problem import Problem
+from ._solution import GDStats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,32 @@ class GDResult:
     diverged_at: int | None
     stable_limit: float
     wall_s: float
+
+    @property
+    def stats(self) -> GDStats:
+        return GDStats(
+            step=self.step,
+            iterations=int(self.iterations[-1]),
+            stable_limit=self.stable_limit,
+            diverged_at=self.diverged_at,
+            wall_s=self.wall_s,
+        )
+
+    @property
+    def t_reached(self) -> float:
+        """The last time with a finite loss."""
+        good = np.isfinite(self.loss)
+        return float(self.ts[good][-1]) if good.any() else 0.0
+
+    def divergence(self) -> str | None:
+        """Where and why it diverged, with the fix, or `None`."""
+        if self.diverged_at is None:
+            return None
+        return (
+            f"Gradient descent diverged by iteration {self.diverged_at} "
+            f"(t={self.diverged_at * self.step:.6g}) with η={self.step:.4g} "
+            f"(stable below 2/(α²λ_max) = {self.stable_limit:.4g}); lower gd_step."
+        )
 
 
 @eqx.filter_jit

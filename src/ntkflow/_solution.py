@@ -10,6 +10,77 @@ import numpy as np
 from ._json import jsonable
 
 
+class _Record:
+    """Read access by key (`stats["gradient"]["num_steps"]`) to a frozen stats record, as
+    to the dictionaries results held before the records were typed; `as_dict` is the
+    record's JSON form."""
+
+    _keep_none: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, in order; those that are `None` are left out (they do not apply),
+        except the ones named in `_keep_none`."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)  # pyright: ignore[reportArgumentType]
+            if getattr(self, f.name) is not None or f.name in self._keep_none
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.as_dict()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveStats(_Record):
+    """How one flow was computed.
+
+    **Fields:** `method` (the tangent flow's strategy, or how the error estimate was
+    made), diffrax's step counts (`max_steps`, `num_accepted_steps`, `num_rejected_steps`,
+    `num_steps`), `vf_evaluations` (vector-field evaluations, `None` when the solver's
+    count is unknown), `kernel_evaluations` (empirical NTKs formed: one per step of the
+    exponential integrator), `wall_s`, `solver` (its class name), the tolerances `rtol`,
+    `atol`, the flow's resolution `resolution` (`ρ`, docs/theory.md "Rounding"),
+    `skipped` (why the flow was not integrated) and `failed` (how a solve that was
+    expected to finish ended). Fields that do not apply are `None`.
+    """
+
+    method: str | None = None
+    max_steps: int | None = None
+    num_accepted_steps: int | None = None
+    num_rejected_steps: int | None = None
+    num_steps: int | None = None
+    vf_evaluations: int | None = None
+    kernel_evaluations: int | None = None
+    wall_s: float | None = None
+    solver: str | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    resolution: float | None = None
+    skipped: str | None = None
+    failed: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GDStats(_Record):
+    """How gradient descent ran: its step `η`, the `iterations` it took, the stability
+    limit `2/(α² λ_max(K0))`, the iteration by which it diverged (`None` if it did not)
+    and its wall time."""
+
+    _keep_none = ("diverged_at",)
+
+    step: float
+    iterations: int
+    stable_limit: float
+    diverged_at: int | None
+    wall_s: float
+
+
 class FlowStatus(enum.Enum):
     """How a solve ended. The values are messages a user can act on; `FlowSolution.message`
     adds the times and numbers."""
@@ -70,9 +141,10 @@ class FlowSolution:
     `pred_w_test`, `pred_u_test` are `α f` on the test inputs, shape `(saves, n_test, k)`;
     `params_w`, `params_u` are `w(t) − w0`, `u(t) − w0` when `save_params=True`.
 
-    `stats` has, per flow, `num_steps`, `num_accepted_steps`, `num_rejected_steps`,
-    `vf_evaluations`, `kernel_evaluations` (one per step of the exponential integrator),
-    `wall_s`, the solver and tolerances. `status` is a `FlowStatus`
+    `stats` maps each flow computed (`"tangent"`, `"gradient"`, `"error_estimate"`,
+    `"gd"`) to how it was computed: a `SolveStats` (steps, vector-field and kernel
+    evaluations, wall time, solver, tolerances) or, for gradient descent, a `GDStats`.
+    `status` is a `FlowStatus`
     and `message` says how the solve ended, with times and the fix; `reached` maps each
     flow computed (`"gradient"`, `"tangent"`, `"gd"`) to the time it reached (`t1` unless
     it stopped early): nothing past that time is shown (`verify` calls checks there
@@ -87,7 +159,7 @@ class FlowSolution:
     sigma_max0: float
     dist_u_inf: float
     y_norm: float
-    stats: dict[str, Any]
+    stats: dict[str, SolveStats | GDStats]
     status: FlowStatus
     message: str
     loss_w: np.ndarray | None = None
@@ -148,7 +220,7 @@ class FlowSolution:
                 "status": self.status.name.lower(),
                 "message": self.message,
                 "reached": self.reached,
-                "stats": self.stats,
+                "stats": {k: v.as_dict() for k, v in self.stats.items()},
             }
         )
 

@@ -110,6 +110,10 @@ class TangentFlow(eqx.Module):
         z = self.eigenvectors.T @ c
         return jnp.sqrt(jnp.sum(self.eigenvalues * z * z))
 
+    def distance(self, t: ScalarLike) -> Scalar:
+        """`‖u(t) − w0‖`."""
+        return self.displacement_norm(self.coefficients(t))
+
     def displacement(self, c: Float[Array, " n"]) -> Float[Array, " p"]:
         """`J_0ᵀ c ∈ R^p` by one vector-Jacobian product (no Jacobian)."""
         _, vjp = jax.vjp(self.problem.f, self.problem.w0)

@@ -280,219 +280,245 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
     whenever `σ_min > 0` (it is a linear least-squares flow). See the module docstring
     for how the solver's error budget decides each check.
     """
-    s, c = solution, certificate
-    a2s2 = (c.alpha * c.sigma_min) ** 2
-    n = c.n
-    t1 = s.t1
-    reach_w, reach_u = s.time_reached("gradient"), s.time_reached("tangent")
-    checks: list[Check] = []
-    tangent_ok = c.sigma_min > 0
-    ball_ok = c.beta_kind == "certified" and c.sigma_min > 0
-
-    def envelope(t: np.ndarray, rate: float) -> np.ndarray:
-        return c.R0 * np.exp(-rate * t)
-
-    exit_time = None
-    if s.loss_w is not None and s.dist_w is not None:
-        none = np.zeros(0)
-        step_t = none if s.step_ts is None else s.step_ts
-        step_loss = none if s.step_loss_w is None else s.step_loss_w
-        step_dist = none if s.step_dist_w is None else s.step_dist_w
-        t_all = np.concatenate([s.ts, step_t])
-        err_loss = s.err_loss_w if s.err_loss_w is not None else np.zeros_like(s.loss_w)
-        err_w = s.err_w if s.err_w is not None else np.zeros_like(s.dist_w)
-        loss_all = np.concatenate([s.loss_w, step_loss])
-        dist_all = np.concatenate([s.dist_w, step_dist])
-        # Rounding floor of a loss computed from a residual of size ‖r‖: ~ n·ε·‖r‖·‖y‖.
-        floor = 16 * n * _EPS * (math.sqrt(2 * c.R0) + s.y_norm) ** 2
-        # Rounding of α f(w) − y (docs/theory.md, "Rounding"): at the saves as estimated
-        # there; at a step between them the largest estimate of the residual's rounding,
-        # carried to that step's own loss. The integration budgets: their largest.
-        round_loss = _loss_rounding(s.loss_w, s.round_res_w)
-        round_res_steps = None if s.round_res_w is None else _between(s.ts, s.round_res_w, step_t)
-        round_all = np.concatenate([round_loss, _loss_rounding(step_loss, round_res_steps)])
-        e_loss = np.concatenate([err_loss, _between(s.ts, err_loss, step_t)])
-        e_dist = np.concatenate([err_w, _between(s.ts, err_w, step_t)])
-        later = t_all > 0  # at t = 0 the envelope is R0 itself: an identity
-        checks.append(
-            _check(
-                "loss_envelope_w",
-                "gradient-flow loss R(αf(w(t))) ≤ R0·exp(−tα²σ_min²/2)",
-                "gradient",
-                c.hypotheses_hold,
-                t_all[later],
-                loss_all[later],
-                envelope(t_all[later], a2s2 / 2),
-                # Integration and rounding of α f(w) − y: both unknown in sign, so both
-                # in the budget (never in the inequality's favour).
-                e_loss[later] + round_all[later],
-                rounding=floor,
-                reached=reach_w,
-                t1=t1,
-            )
-        )
-        checks.append(
-            _check(
-                "distance_w",
-                "‖w(t) − w0‖ ≤ B'",
-                "gradient",
-                c.hypotheses_hold,
-                t_all,
-                dist_all,
-                np.full_like(t_all, c.B_prime),
-                e_dist,
-                reached=reach_w,
-                t1=t1,
-            )
-        )
-        order = np.argsort(t_all, kind="stable")
-        # NaN (not computed) is never outside, nor is anything past the time reached.
-        outside = (dist_all[order] > c.B) & (t_all[order] <= reach_w)
-        if outside.any():
-            exit_time = float(t_all[order][int(np.argmax(outside))])
-        checks.append(
-            _check(
-                "exit_time",
-                "‖w(t) − w0‖ ≤ B for all t ≤ t1 (the path inside the proof's ball; the exit "
-                "time T is the first t where this fails)",
-                "gradient",
-                c.hypotheses_hold,
-                t_all,
-                dist_all,
-                np.full_like(t_all, c.B),
-                e_dist,
-                reached=reach_w,
-                t1=t1,
-            )
-        )
-        if s.sigma_min_t is not None and s.sigma_max_t is not None:
-            inside = s.dist_w <= c.B
-            # Weyl: |σ(J_w) − σ(J_v)| ≤ ‖J_w − J_v‖ ≤ β‖w − v‖. Without a finite β (a
-            # non-smooth network) there is no such bound: any integration error leaves
-            # the check undecided (an infinite budget), none leaves it to rounding.
-            beta_err = c.beta if math.isfinite(c.beta) else math.inf
-            lam_max = max(np.nan_to_num(_nanmax(s.sigma_max_t)) ** 2, c.sigma_max**2)
-            with np.errstate(invalid="ignore"):
-                integration = np.where(err_w > 0, beta_err * err_w, err_w)
-            e_sig = integration + n * _EPS * lam_max / max(c.sigma_min, 1e-300)
-            tt = s.ts[inside]
-            checks.append(
-                _check(
-                    "ball_sigma_min",
-                    "σ_min(J_t) ≥ σ_min/2 while ‖w(t) − w0‖ ≤ B (ball lemma)",
-                    "gradient",
-                    ball_ok,
-                    tt,
-                    s.sigma_min_t[inside],
-                    np.full_like(tt, c.sigma_min / 2),
-                    e_sig[inside],
-                    upper=False,
-                    reached=reach_w,
-                    t1=t1,
-                )
-            )
-            checks.append(
-                _check(
-                    "ball_sigma_max",
-                    "σ_max(J_t) ≤ 3σ_max/2 while ‖w(t) − w0‖ ≤ B (ball lemma)",
-                    "gradient",
-                    ball_ok,
-                    tt,
-                    s.sigma_max_t[inside],
-                    np.full_like(tt, 1.5 * c.sigma_max),
-                    e_sig[inside],
-                    reached=reach_w,
-                    t1=t1,
-                )
-            )
-
-    if s.loss_u is not None and s.dist_u is not None:
-        t = s.ts
-        later = t > 0
-        rounding = 16 * n * _EPS
-        floor = rounding * (math.sqrt(2 * c.R0) + s.y_norm) ** 2
-        e_loss_u = np.zeros_like(s.loss_u)
-        cond = c.condition if math.isfinite(c.condition) else 1.0 / _EPS
-        e_dist_u = rounding * max(cond, 1.0) * (s.dist_u + s.dist_u_inf)
-        checks += [
-            _check(
-                "loss_envelope_u",
-                "tangent-flow loss R(αf_0(u(t))) ≤ R0·exp(−tα²σ_min²/2)",
-                "tangent",
-                tangent_ok,
-                t[later],
-                s.loss_u[later],
-                envelope(t[later], a2s2 / 2),
-                e_loss_u[later],
-                rounding=floor,
-                reached=reach_u,
-                t1=t1,
-            ),
-            _check(
-                "loss_envelope_u_sharp",
-                "tangent-flow loss R(αf_0(u(t))) ≤ R0·exp(−2tα²σ_min²)",
-                "tangent",
-                tangent_ok,
-                t[later],
-                s.loss_u[later],
-                envelope(t[later], 2 * a2s2),
-                e_loss_u[later],
-                rounding=floor,
-                reached=reach_u,
-                t1=t1,
-            ),
-            _check(
-                "distance_u",
-                "‖u(t) − w0‖ ≤ B'",
-                "tangent",
-                tangent_ok,
-                t,
-                s.dist_u,
-                np.full_like(t, c.B_prime),
-                e_dist_u,
-                reached=reach_u,
-                t1=t1,
-            ),
-            _check(
-                "distance_u_sharp",
-                "‖u(t) − w0‖ ≤ sqrt(2σ_max²R0)/(ασ_min²)",
-                "tangent",
-                tangent_ok,
-                t,
-                s.dist_u,
-                np.full_like(t, c.tangent_distance_bound),
-                e_dist_u,
-                reached=reach_u,
-                t1=t1,
-            ),
-        ]
-        if s.dist_u_to_limit is not None and c.sigma_min > 0:
-            r0 = math.sqrt(2 * c.R0)
-            checks.append(
-                _check(
-                    "tangent_limit",
-                    "‖u(t) − u∞‖ ≤ ‖r0‖·exp(−tα²σ_min²)/(ασ_min): u(t) → u∞, the "
-                    "minimum-norm interpolant, at the kernel's slowest rate",
-                    "tangent",
-                    tangent_ok,
-                    t,
-                    s.dist_u_to_limit,
-                    r0 * np.exp(-a2s2 * t) / (c.alpha * c.sigma_min),
-                    rounding * max(cond, 1.0) * s.dist_u_to_limit,
-                    rounding=rounding * max(cond, 1.0) * s.dist_u_inf,
-                    reached=reach_u,
-                    t1=t1,
-                )
-            )
+    checks, exit_time = _gradient_flow_checks(solution, certificate)
+    checks += _ball_lemma_checks(solution, certificate)
+    checks += _tangent_flow_checks(solution, certificate)
+    s = solution
     return Verification(
         checks=checks,
         exit_time=exit_time,
         horizon=s.t1,
-        hypotheses_hold=c.hypotheses_hold,
+        hypotheses_hold=certificate.hypotheses_hold,
         status=s.status.name.lower(),
         message=s.message,
         reached=dict(s.reached),
     )
+
+
+def _gradient_flow_checks(s: FlowSolution, c: Certificate) -> tuple[list[Check], float | None]:
+    """Conclusions 1 and 2 along the gradient flow (`loss_envelope_w`, `distance_w`) and
+    `exit_time`, at the save times and every solver step; and the exit time `T` (`None`:
+    the path did not leave the ball of radius `B` in the time computed)."""
+    if s.loss_w is None or s.dist_w is None:
+        return [], None
+    n, t1, reach_w = c.n, s.t1, s.time_reached("gradient")
+    a2s2 = (c.alpha * c.sigma_min) ** 2
+    checks: list[Check] = []
+    exit_time = None
+    none = np.zeros(0)
+    step_t = none if s.step_ts is None else s.step_ts
+    step_loss = none if s.step_loss_w is None else s.step_loss_w
+    step_dist = none if s.step_dist_w is None else s.step_dist_w
+    t_all = np.concatenate([s.ts, step_t])
+    err_loss = s.err_loss_w if s.err_loss_w is not None else np.zeros_like(s.loss_w)
+    err_w = s.err_w if s.err_w is not None else np.zeros_like(s.dist_w)
+    loss_all = np.concatenate([s.loss_w, step_loss])
+    dist_all = np.concatenate([s.dist_w, step_dist])
+    # Rounding floor of a loss computed from a residual of size ‖r‖: ~ n·ε·‖r‖·‖y‖.
+    floor = 16 * n * _EPS * (math.sqrt(2 * c.R0) + s.y_norm) ** 2
+    # Rounding of α f(w) − y (docs/theory.md, "Rounding"): at the saves as estimated
+    # there; at a step between them the largest estimate of the residual's rounding,
+    # carried to that step's own loss. The integration budgets: their largest.
+    round_loss = _loss_rounding(s.loss_w, s.round_res_w)
+    round_res_steps = None if s.round_res_w is None else _between(s.ts, s.round_res_w, step_t)
+    round_all = np.concatenate([round_loss, _loss_rounding(step_loss, round_res_steps)])
+    e_loss = np.concatenate([err_loss, _between(s.ts, err_loss, step_t)])
+    e_dist = np.concatenate([err_w, _between(s.ts, err_w, step_t)])
+    later = t_all > 0  # at t = 0 the envelope is R0 itself: an identity
+    checks.append(
+        _check(
+            "loss_envelope_w",
+            "gradient-flow loss R(αf(w(t))) ≤ R0·exp(−tα²σ_min²/2)",
+            "gradient",
+            c.hypotheses_hold,
+            t_all[later],
+            loss_all[later],
+            c.R0 * np.exp(-a2s2 / 2 * t_all[later]),
+            # Integration and rounding of α f(w) − y: both unknown in sign, so both
+            # in the budget (never in the inequality's favour).
+            e_loss[later] + round_all[later],
+            rounding=floor,
+            reached=reach_w,
+            t1=t1,
+        )
+    )
+    checks.append(
+        _check(
+            "distance_w",
+            "‖w(t) − w0‖ ≤ B'",
+            "gradient",
+            c.hypotheses_hold,
+            t_all,
+            dist_all,
+            np.full_like(t_all, c.B_prime),
+            e_dist,
+            reached=reach_w,
+            t1=t1,
+        )
+    )
+    order = np.argsort(t_all, kind="stable")
+    # NaN (not computed) is never outside, nor is anything past the time reached.
+    outside = (dist_all[order] > c.B) & (t_all[order] <= reach_w)
+    if outside.any():
+        exit_time = float(t_all[order][int(np.argmax(outside))])
+    checks.append(
+        _check(
+            "exit_time",
+            "‖w(t) − w0‖ ≤ B for all t ≤ t1 (the path inside the proof's ball; the exit "
+            "time T is the first t where this fails)",
+            "gradient",
+            c.hypotheses_hold,
+            t_all,
+            dist_all,
+            np.full_like(t_all, c.B),
+            e_dist,
+            reached=reach_w,
+            t1=t1,
+        )
+    )
+    return checks, exit_time
+
+
+def _ball_lemma_checks(s: FlowSolution, c: Certificate) -> list[Check]:
+    """The ball lemma along the gradient flow: `σ_min(J_t) ≥ σ_min/2` and
+    `σ_max(J_t) ≤ 3σ_max/2` at the save times where `‖w(t) − w0‖ ≤ B`."""
+    if s.dist_w is None or s.sigma_min_t is None or s.sigma_max_t is None:
+        return []
+    n, t1, reach_w = c.n, s.t1, s.time_reached("gradient")
+    ball_ok = c.beta_kind == "certified" and c.sigma_min > 0
+    err_w = s.err_w if s.err_w is not None else np.zeros_like(s.dist_w)
+    checks: list[Check] = []
+    inside = s.dist_w <= c.B
+    # Weyl: |σ(J_w) − σ(J_v)| ≤ ‖J_w − J_v‖ ≤ β‖w − v‖. Without a finite β (a
+    # non-smooth network) there is no such bound: any integration error leaves
+    # the check undecided (an infinite budget), none leaves it to rounding.
+    beta_err = c.beta if math.isfinite(c.beta) else math.inf
+    lam_max = max(np.nan_to_num(_nanmax(s.sigma_max_t)) ** 2, c.sigma_max**2)
+    with np.errstate(invalid="ignore"):
+        integration = np.where(err_w > 0, beta_err * err_w, err_w)
+    e_sig = integration + n * _EPS * lam_max / max(c.sigma_min, 1e-300)
+    tt = s.ts[inside]
+    checks.append(
+        _check(
+            "ball_sigma_min",
+            "σ_min(J_t) ≥ σ_min/2 while ‖w(t) − w0‖ ≤ B (ball lemma)",
+            "gradient",
+            ball_ok,
+            tt,
+            s.sigma_min_t[inside],
+            np.full_like(tt, c.sigma_min / 2),
+            e_sig[inside],
+            upper=False,
+            reached=reach_w,
+            t1=t1,
+        )
+    )
+    checks.append(
+        _check(
+            "ball_sigma_max",
+            "σ_max(J_t) ≤ 3σ_max/2 while ‖w(t) − w0‖ ≤ B (ball lemma)",
+            "gradient",
+            ball_ok,
+            tt,
+            s.sigma_max_t[inside],
+            np.full_like(tt, 1.5 * c.sigma_max),
+            e_sig[inside],
+            reached=reach_w,
+            t1=t1,
+        )
+    )
+
+    return checks
+
+
+def _tangent_flow_checks(s: FlowSolution, c: Certificate) -> list[Check]:
+    """Conclusions 1 and 2 along the tangent flow, their sharp forms for the linear flow,
+    and its convergence to `u∞` (`tangent_limit`). The closed form carries rounding
+    budgets only."""
+    if s.loss_u is None or s.dist_u is None:
+        return []
+    n, t1, reach_u = c.n, s.t1, s.time_reached("tangent")
+    a2s2 = (c.alpha * c.sigma_min) ** 2
+    tangent_ok = c.sigma_min > 0
+    checks: list[Check] = []
+    t = s.ts
+    later = t > 0
+    rounding = 16 * n * _EPS
+    floor = rounding * (math.sqrt(2 * c.R0) + s.y_norm) ** 2
+    e_loss_u = np.zeros_like(s.loss_u)
+    cond = c.condition if math.isfinite(c.condition) else 1.0 / _EPS
+    e_dist_u = rounding * max(cond, 1.0) * (s.dist_u + s.dist_u_inf)
+    checks += [
+        _check(
+            "loss_envelope_u",
+            "tangent-flow loss R(αf_0(u(t))) ≤ R0·exp(−tα²σ_min²/2)",
+            "tangent",
+            tangent_ok,
+            t[later],
+            s.loss_u[later],
+            c.R0 * np.exp(-a2s2 / 2 * t[later]),
+            e_loss_u[later],
+            rounding=floor,
+            reached=reach_u,
+            t1=t1,
+        ),
+        _check(
+            "loss_envelope_u_sharp",
+            "tangent-flow loss R(αf_0(u(t))) ≤ R0·exp(−2tα²σ_min²)",
+            "tangent",
+            tangent_ok,
+            t[later],
+            s.loss_u[later],
+            c.R0 * np.exp(-2 * a2s2 * t[later]),
+            e_loss_u[later],
+            rounding=floor,
+            reached=reach_u,
+            t1=t1,
+        ),
+        _check(
+            "distance_u",
+            "‖u(t) − w0‖ ≤ B'",
+            "tangent",
+            tangent_ok,
+            t,
+            s.dist_u,
+            np.full_like(t, c.B_prime),
+            e_dist_u,
+            reached=reach_u,
+            t1=t1,
+        ),
+        _check(
+            "distance_u_sharp",
+            "‖u(t) − w0‖ ≤ sqrt(2σ_max²R0)/(ασ_min²)",
+            "tangent",
+            tangent_ok,
+            t,
+            s.dist_u,
+            np.full_like(t, c.tangent_distance_bound),
+            e_dist_u,
+            reached=reach_u,
+            t1=t1,
+        ),
+    ]
+    if s.dist_u_to_limit is not None and c.sigma_min > 0:
+        r0 = math.sqrt(2 * c.R0)
+        checks.append(
+            _check(
+                "tangent_limit",
+                "‖u(t) − u∞‖ ≤ ‖r0‖·exp(−tα²σ_min²)/(ασ_min): u(t) → u∞, the "
+                "minimum-norm interpolant, at the kernel's slowest rate",
+                "tangent",
+                tangent_ok,
+                t,
+                s.dist_u_to_limit,
+                r0 * np.exp(-a2s2 * t) / (c.alpha * c.sigma_min),
+                rounding * max(cond, 1.0) * s.dist_u_to_limit,
+                rounding=rounding * max(cond, 1.0) * s.dist_u_inf,
+                reached=reach_u,
+                t1=t1,
+            )
+        )
+    return checks
 
 
 def _nanmax(a: np.ndarray | None) -> float:

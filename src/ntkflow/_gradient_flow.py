@@ -1,0 +1,133 @@
+"""The network's gradient flow and its error budget (docs/theory.md, "The two gradient
+flows" and "The error budget").
+
+`solve_gradient_flow` integrates `ẇ = −α J_wᵀ (α f(w) − y)` (`GradientField`: one VJP per
+evaluation) with the chosen solver, or declines when the dtype cannot resolve the motion
+(`FlowStatus.UNRESOLVED`). `error_budget` re-solves it at 10× looser tolerances and takes
+the difference as the error budget of every gradient-flow quantity.
+"""
+
+import dataclasses
+
+import diffrax
+import jax.numpy as jnp
+import numpy as np
+
+from ._exponential import ExponentialNTK
+from ._integrate import (
+    GradientField,
+    Path,
+    SolveSettings,
+    ending,
+    integrate,
+    not_integrated,
+    residuals,
+)
+from ._problem import Problem
+from ._solution import FlowStatus, SolveStats
+from ._tangent import TangentFlow
+
+# The gradient flow is not integrated when its resolution `ρ` (`motion_resolution`) is
+# coarser than this: rounding would be most of what it shows (`FlowStatus.UNRESOLVED`).
+MAX_RTOL = 1e-2
+# The error estimate's re-solve loosens both tolerances by this factor.
+LOOSEN = 10.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GradientPath:
+    """The gradient flow's `path` with its `residuals` (`α f(w(t_i)) − y`), how it ended
+    (`status`, `message`, `t_reached`) and its `stats` (with the resolution `ρ`)."""
+
+    path: Path
+    residuals: np.ndarray
+    status: FlowStatus
+    message: str
+    t_reached: float
+    stats: SolveStats
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ErrorBudget:
+    """The gradient flow's error budget at the save times: `err_w` (`‖w_tight − w_loose‖`),
+    `err_loss_w` (of the loss), `err_res_w` (of `α f(w) − y`); NaN where either solve
+    stopped short. `stats` says how the looser solve went."""
+
+    err_w: np.ndarray
+    err_loss_w: np.ndarray
+    err_res_w: np.ndarray
+    stats: SolveStats
+
+
+def solve_gradient_flow(
+    problem: Problem,
+    settings: SolveSettings,
+    *,
+    resolution: float,
+    tangent: TangentFlow | None = None,
+) -> GradientPath:
+    """The gradient flow over `settings.ts`, unless its `resolution` `ρ` is above
+    `MAX_RTOL`; with the closed-form `tangent` flow, the gaps to it at every step."""
+    dtype = jnp.dtype(problem.dtype).name
+    if resolution > MAX_RTOL:
+        path = not_integrated(
+            settings, problem.p, "unresolved: the dtype cannot resolve the motion"
+        )
+        status, t_reached = FlowStatus.UNRESOLVED, 0.0
+        message = (
+            f"The gradient flow was not integrated: in {dtype} the network cannot resolve "
+            f"its own motion (rounding moves the residual by ρ ≈ {resolution:.2g} of how "
+            f"far it moves along the flow, so no tolerance below {MAX_RTOL:g} is "
+            "meaningful). Lower α (the rounding of α f grows like α) or use float64."
+        )
+    else:
+        path = integrate(GradientField(problem), problem, settings, tangent=tangent)
+        status, message, t_reached = ending(path, settings, flow="gradient")
+    return GradientPath(
+        path=path,
+        residuals=residuals(problem, path.deltas),
+        status=status,
+        message=message,
+        t_reached=t_reached,
+        stats=dataclasses.replace(path.stats, resolution=resolution),
+    )
+
+
+def error_budget(
+    problem: Problem,
+    settings: SolveSettings,
+    flow: GradientPath,
+    *,
+    tangent: TangentFlow | None = None,
+) -> ErrorBudget:
+    """Re-solve the gradient flow at `LOOSEN`× looser tolerances; the difference to
+    `flow` is the budget (docs/theory.md, "The error budget").
+
+    The exponential integrator's re-solve advances with its embedded second-order
+    solution: a looser tolerance alone can give the very same steps (one step over the
+    whole horizon in the lazy regime) and a zero budget.
+    """
+    exponential = isinstance(settings.solver, ExponentialNTK)
+    loose = integrate(
+        GradientField(problem),
+        problem,
+        settings,  # the same meter: a different one would recompile the solve
+        solver=ExponentialNTK(embedded=True) if exponential else None,
+        loosen=LOOSEN,
+        tangent=tangent,
+    )
+    how = "embedded 2nd-order solution, " if exponential else ""
+    failed = None if bool(loose.result == diffrax.RESULTS.successful) else str(loose.result)
+    stats = dataclasses.replace(
+        loose.stats, method=f"re-solve ({how}{LOOSEN:g}× rtol/atol)", failed=failed
+    )
+    # Where either solve stopped short the budget is NaN: `verify` then calls a check
+    # there inconclusive rather than deciding it without a budget.
+    res_l = residuals(problem, loose.deltas)
+    loss_w = 0.5 * np.sum(flow.residuals**2, axis=1)
+    return ErrorBudget(
+        err_w=np.linalg.norm(flow.path.deltas - loose.deltas, axis=1),
+        err_loss_w=np.abs(loss_w - 0.5 * np.sum(res_l**2, axis=1)),
+        err_res_w=np.linalg.norm(flow.residuals - res_l, axis=1),
+        stats=stats,
+    )

@@ -1,0 +1,287 @@
+"""One flow integrated by diffrax on the displacement `δ = w − w0` (docs/theory.md, "The
+two gradient flows"; docs/flows.md).
+
+The state is `δ`, so the relative tolerance applies to how far the network has moved, not
+to the size of its weights (in the lazy regime `‖δ‖ = O(1/α)` is many orders below
+`‖w0‖`). Each solve records the state at the save times and, at every solver step, the
+loss, `‖δ‖` and (given the tangent flow's closed form) the gaps to it: the checks see
+between the save times. `ending` says in words how a solve ended.
+"""
+
+import dataclasses
+import time
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._problem import Problem
+from ._solution import FlowStatus, SolveStats
+from ._solvers import evaluations, kernel_evaluations
+from ._tangent import TangentFlow
+
+# Smallest step, as a fraction of the horizon. An explicit solver on the stiffest lazy
+# problems steps at about t1/(30·cond(K0)); this leaves room for cond(K0) up to ~1e11.
+DTMIN_FRACTION = 1e-13
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SolveSettings:
+    """What every solve of one `solve_flows` call shares: the horizon `t1`, the save times
+    `ts` (from 0 to at most `t1`), the `solver`, the tolerances on `δ`, the step budget,
+    the progress meter and the first step `dt0` (`None`: diffrax picks it)."""
+
+    t1: float
+    ts: np.ndarray
+    solver: diffrax.AbstractSolver
+    rtol: float
+    atol: float
+    max_steps: int
+    meter: diffrax.AbstractProgressMeter
+    dt0: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StepSeries:
+    """At every accepted solver step: its time, the loss, `‖δ‖` and the gaps
+    `‖αf(w) − αf_0(u)‖`, `‖w − u‖` to the closed-form tangent flow (NaN without it)."""
+
+    ts: np.ndarray
+    loss: np.ndarray
+    dist: np.ndarray
+    gap_f: np.ndarray
+    gap_w: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "StepSeries":
+        e = np.zeros(0)
+        return cls(e, e, e, e, e)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Path:
+    """One flow at the save times: `deltas` (`δ(t_i)`, NaN rows where the solve did not
+    reach), its `steps`, diffrax's `result` (`None`: not integrated) and its `stats`."""
+
+    deltas: np.ndarray
+    steps: StepSeries
+    result: Any
+    stats: SolveStats
+
+    @property
+    def reached_all(self) -> bool:
+        successful = bool(self.result == diffrax.RESULTS.successful)
+        return successful and bool(np.all(np.isfinite(self.deltas)))
+
+
+class GradientField(eqx.Module):
+    """The network's gradient flow: `δ̇ = −∇_w R(α f(w0 + δ))`, one VJP (the loss's
+    gradient: the Jacobian is never formed)."""
+
+    problem: Problem
+
+    def __call__(self, t, delta, args):
+        return -jax.grad(self.problem.loss)(self.problem.w0 + delta)
+
+
+class TangentField(eqx.Module):
+    """The tangent flow as an ODE: `δ̇ = −α J_0ᵀ (α(f(w0) + J_0 δ) − y)` through
+    `jax.linearize` (one JVP and one VJP per evaluation)."""
+
+    problem: Problem
+
+    def __call__(self, t, delta, args):
+        problem = self.problem
+        f0, jvp = jax.linearize(problem.f, problem.w0)
+        r = problem.scale * (f0 + jvp(delta)) - problem.y
+        (g,) = jax.linear_transpose(jvp, problem.w0)(r)
+        return -problem.scale * g
+
+
+class _StepScalars(eqx.Module):
+    """Loss, distance and (given the tangent flow's closed form) the gaps
+    `‖αf(w(t)) − αf_0(u(t))‖` and `‖w(t) − u(t)‖` at every solver step: the checks, the
+    figures and the sup-over-time scaling laws see between the save times (the gaps peak
+    early, when evenly spaced saves are sparse). The parameter gap costs one VJP at `w0`
+    per step (`u(t) − w0 = J_0ᵀ c(t)`)."""
+
+    problem: Problem
+    tangent: TangentFlow | None
+
+    def __call__(self, t, delta, args):
+        w = self.problem.w0 + delta
+        r = self.problem.residual(w)
+        if self.tangent is not None:
+            gap_f = jnp.linalg.norm(r - self.tangent.residual(t))
+            u = self.tangent.displacement(self.tangent.coefficients(t))
+            gap_w = jnp.linalg.norm(delta - u)
+        else:
+            gap_f = gap_w = jnp.full((), jnp.nan, r.dtype)
+        return jnp.stack([0.5 * jnp.vdot(r, r), jnp.linalg.norm(delta), gap_f, gap_w])
+
+
+@eqx.filter_jit
+def _solve(
+    vector_field: Any,
+    problem: Problem,
+    scalars: Any,
+    y0: Float[Array, " p"],
+    ts: Float[Array, " s"],
+    solver: diffrax.AbstractSolver,
+    rtol: Float[Array, ""],
+    atol: Float[Array, ""],
+    max_steps: int,
+    progress_meter: diffrax.AbstractProgressMeter,
+    dt0: Float[Array, ""] | None = None,
+) -> diffrax.Solution:
+    saveat = diffrax.SaveAt(
+        subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(steps=True, fn=scalars)]
+    )
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(vector_field),
+        solver,
+        t0=ts[0],
+        t1=ts[-1],
+        dt0=dt0,
+        y0=y0,
+        # The problem, explicitly: `ExponentialNTK` reads it from `args` (the fields
+        # ignore it: they carry their problem).
+        args=problem,
+        saveat=saveat,
+        # A step below dtmin means the vector field is singular or non-finite ahead (the
+        # controller keeps rejecting NaN steps): stop there rather than burn max_steps.
+        stepsize_controller=diffrax.PIDController(
+            rtol=rtol, atol=atol, dtmin=DTMIN_FRACTION * (ts[-1] - ts[0]), force_dtmin=False
+        ),
+        max_steps=max_steps,
+        throw=False,
+        progress_meter=progress_meter,
+    )
+
+
+def integrate(
+    field: eqx.Module,
+    problem: Problem,
+    settings: SolveSettings,
+    *,
+    solver: diffrax.AbstractSolver | None = None,
+    loosen: float = 1.0,
+    tangent: TangentFlow | None = None,
+) -> Path:
+    """Integrate `δ̇ = field(t, δ)` from `δ = 0` over `settings.ts`.
+
+    **Arguments:** the vector `field` (`GradientField`, `TangentField`), the `problem`,
+    the shared `settings`; `solver` replaces `settings.solver`, `loosen` multiplies both
+    tolerances (the error estimate's re-solve), `tangent` is the closed-form tangent flow
+    whose gaps to this flow are recorded at every step.
+    """
+    solver = settings.solver if solver is None else solver
+    rtol, atol = settings.rtol * loosen, settings.atol * loosen
+    start = time.perf_counter()
+    sol = _solve(
+        field,
+        problem,
+        _StepScalars(problem, tangent),
+        jnp.zeros_like(problem.w0),
+        jnp.asarray(settings.ts, problem.dtype),
+        solver,
+        # Arrays, not Python floats: the 10× looser error-estimate solve reuses the
+        # compiled solve instead of tracing a new one.
+        jnp.asarray(rtol, problem.dtype),
+        jnp.asarray(atol, problem.dtype),
+        settings.max_steps,
+        settings.meter,
+        None if settings.dt0 is None else jnp.asarray(settings.dt0, problem.dtype),
+    )
+    jax.block_until_ready(sol.ys)
+    wall = time.perf_counter() - start
+    assert sol.ts is not None and sol.ys is not None
+    deltas = np.array(sol.ys[0], dtype=np.float64)
+    # Saves the solve never reached hold diffrax's fill value (inf): make them NaN.
+    deltas[~np.all(np.isfinite(deltas), axis=1)] = np.nan
+    step_ts = np.asarray(sol.ts[1])
+    vals = np.asarray(sol.ys[1])
+    keep = np.isfinite(step_ts)
+    counts = {k: int(v) for k, v in sol.stats.items()}
+    stats = SolveStats(
+        max_steps=counts.get("max_steps"),
+        num_accepted_steps=counts["num_accepted_steps"],
+        num_rejected_steps=counts["num_rejected_steps"],
+        num_steps=counts["num_steps"],
+        vf_evaluations=evaluations(solver, counts["num_steps"]),
+        kernel_evaluations=kernel_evaluations(solver, counts["num_steps"]),
+        wall_s=wall,
+        solver=type(solver).__name__,
+        rtol=float(rtol),
+        atol=float(atol),
+    )
+    v = vals[keep]
+    steps = StepSeries(step_ts[keep], v[:, 0], v[:, 1], v[:, 2], v[:, 3])
+    return Path(deltas, steps, sol.result, stats)
+
+
+def not_integrated(settings: SolveSettings, p: int, why: str) -> Path:
+    """A flow that was not integrated (`FlowStatus.UNRESOLVED`): the state at `t = 0`
+    only."""
+    deltas = np.full((len(settings.ts), p), np.nan)
+    deltas[0] = 0.0
+    stats = SolveStats(
+        num_accepted_steps=0,
+        num_rejected_steps=0,
+        num_steps=0,
+        vf_evaluations=0,
+        kernel_evaluations=0,
+        wall_s=0.0,
+        solver=type(settings.solver).__name__,
+        rtol=settings.rtol,
+        skipped=why,
+    )
+    return Path(deltas, StepSeries.empty(), None, stats)
+
+
+def residuals(problem: Problem, deltas: np.ndarray) -> np.ndarray:
+    """`α f(w0 + δ) − y` at each row of `deltas` (NaN rows stay NaN)."""
+    W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(deltas), problem.dtype)
+    r = np.array(jax.vmap(problem.residual)(W))
+    r[~np.all(np.isfinite(deltas), axis=1)] = np.nan
+    return r
+
+
+def ending(path: Path, settings: SolveSettings, *, flow: str) -> tuple[FlowStatus, str, float]:
+    """How `flow`'s solve ended, in words, with its last good state, and the time it
+    reached (`t1` on success)."""
+    ts, steps = settings.ts, path.steps
+    if path.reached_all:
+        return FlowStatus.SUCCESS, "The flows were integrated to t1.", float(ts[-1])
+    good = np.isfinite(steps.loss) & np.isfinite(steps.dist)
+    if good.any():
+        i = int(np.nonzero(good)[0][-1])
+        t_last = float(steps.ts[i])
+        last = (
+            f"the last good state is at t={t_last:.6g} (loss {steps.loss[i]:.6g}, "
+            f"‖w − w0‖ = {steps.dist[i]:.6g}); saves after it are NaN"
+        )
+    else:
+        t_last = float(ts[0])
+        last = "no step was accepted after w0"
+    if bool(path.result == diffrax.RESULTS.max_steps_reached):
+        hint = "" if path.stats.solver == "ExponentialNTK" else "; solver='exponential' is not"
+        return (
+            FlowStatus.MAX_STEPS,
+            f"The {flow} flow's solve reached its step limit (max_steps={settings.max_steps}) "
+            f"at t={t_last:.6g}, before t1={ts[-1]:.6g}; {last}. Increase `max_steps` (the "
+            f"flow is stiff when cond(K0) is large{hint}), loosen `rtol`, or shorten `t1`.",
+            t_last,
+        )
+    return (
+        FlowStatus.NONFINITE,
+        f"The {flow} flow stopped at t={t_last:.6g} before t1={ts[-1]:.6g}: the step size "
+        f"fell below {DTMIN_FRACTION:g}·t1 because the vector field is NaN, infinite or "
+        f"singular just ahead; {last}. Check the model for overflow or a "
+        "singularity, lower α, or shorten `t1`.",
+        t_last,
+    )

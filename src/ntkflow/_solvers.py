@@ -1,0 +1,101 @@
+"""The gradient flow's integrators, looked up by name (docs/flows.md, "Solvers").
+
+`"exponential"` is ntkflow's NTK exponential integrator (`ExponentialNTK`); the others are
+diffrax's explicit Runge–Kutta methods with the bounded stage scan. `choose_solver` is
+`solver="auto"`. This is where a new integrator plugs in: add it to `_SOLVERS` (and to
+`choose_solver` if `"auto"` should pick it).
+"""
+
+from typing import Any
+
+import diffrax
+import jax.numpy as jnp
+
+from ._exponential import ExponentialNTK
+from ._problem import Problem
+from ._structured import structured_applies
+
+
+def default_solver() -> diffrax.AbstractSolver:
+    """Tsit5 with the bounded scan: same steps as diffrax's default stage loop, about half
+    the cost per evaluation on CPU."""
+    return diffrax.Tsit5(scan_kind="bounded")
+
+
+_SOLVERS = {
+    "exponential": ExponentialNTK,
+    "tsit5": default_solver,
+    "dopri5": lambda: diffrax.Dopri5(scan_kind="bounded"),
+    "dopri8": lambda: diffrax.Dopri8(scan_kind="bounded"),
+    "bosh3": lambda: diffrax.Bosh3(scan_kind="bounded"),
+}
+
+SOLVER_NAMES = ("auto", *_SOLVERS)
+# `solver="auto"` takes the exponential integrator from this cond(K0) up (`bench/flows.py`).
+AUTO_EXPONENTIAL_COND = 100.0
+# ... while the traced kernel fits: a whole Jacobian of at most this many bytes (models
+# without dense-layer structure) and at most this many outputs (an eigh per step).
+AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES = 2**30
+AUTO_EXPONENTIAL_MAX_N = 4096
+
+
+def get_solver(name: str) -> diffrax.AbstractSolver:
+    """A solver by name: `"exponential"` (`ExponentialNTK`, the NTK exponential
+    integrator), or diffrax's `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`, each with the
+    bounded stage scan. (`"auto"` needs the problem: see `choose_solver`.)"""
+    try:
+        return _SOLVERS[name.lower()]()
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown solver={name!r}; use one of: {', '.join(_SOLVERS)}") from None
+
+
+def as_solver(solver: Any) -> diffrax.AbstractSolver | str:
+    """`solve_flows`' `solver` argument checked: a diffrax solver, a solver by name, or
+    `"auto"` (returned as is: `choose_solver` needs the kernel's condition number)."""
+    if solver is None:
+        return default_solver()
+    if isinstance(solver, str):
+        return "auto" if solver.lower() == "auto" else get_solver(solver)
+    if isinstance(solver, diffrax.AbstractSolver):
+        return solver
+    raise ValueError(
+        f"solver must be a name ({', '.join(SOLVER_NAMES)}) or a diffrax solver, got "
+        f"solver={solver!r}"
+    )
+
+
+def choose_solver(problem: Problem, cond: float) -> diffrax.AbstractSolver:
+    """`solver="auto"`: the exponential integrator when the flow is stiff
+    (`cond(K0) ≥ 100`) and a kernel per step is affordable (at most 4096 outputs; a
+    dense-layer model, or a Jacobian of at most 1 GiB), else Tsit5."""
+    itemsize = jnp.dtype(problem.dtype).itemsize
+    affordable = problem.n <= AUTO_EXPONENTIAL_MAX_N and (
+        structured_applies(problem)
+        or problem.n * problem.p * itemsize <= AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES
+    )
+    if affordable and not cond < AUTO_EXPONENTIAL_COND:
+        return ExponentialNTK()
+    return default_solver()
+
+
+def evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
+    """Vector-field evaluations of a solve of `num_steps` (accepted and rejected) steps.
+    For an explicit Runge–Kutta method, `stages − 1` per step when the first stage reuses
+    the last (FSAL), else `stages`, plus one initial evaluation: exact to within the one or
+    two evaluations diffrax's initial step-size selection adds. `ExponentialNTK`: the
+    field at `w_k` (in the linearisation) and at the two stages `U_2`, `U_3`. `None` for
+    other solvers."""
+    if isinstance(solver, ExponentialNTK):
+        return 2 + 3 * num_steps
+    if not isinstance(solver, diffrax.AbstractERK):
+        return None
+    tableau: Any = solver.tableau
+    stages = len(tableau.c) + 1
+    if tableau.fsal:
+        return 1 + (stages - 1) * num_steps
+    return stages * num_steps
+
+
+def kernel_evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int:
+    """Empirical NTKs a solve forms: one per step of the exponential integrator."""
+    return num_steps if isinstance(solver, ExponentialNTK) else 0
