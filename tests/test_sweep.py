@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from helpers import write_toml
 from ntkflow import load_sweep
-from ntkflow._sweep import LocalProcesses, SweepError, make_grid, run_sweep
+from ntkflow._executors import LocalProcesses
+from ntkflow._grid import SweepError, make_grid
+from ntkflow._sweep import run_sweep
 from ntkflow.cli import app
 
 runner = CliRunner()
@@ -225,12 +227,12 @@ def test_a_fit_that_cannot_be_made_is_reported_not_raised():
 
 
 def test_a_sweep_whose_fits_fail_still_writes_its_data_and_report(reference, tmp_path, monkeypatch):
-    import ntkflow._sweep as sweep_module
+    import ntkflow._scaling_laws as laws_module
 
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("SVD did not converge in Linear Least Squares")
 
-    monkeypatch.setattr(sweep_module, "fit_power_law", broken)
+    monkeypatch.setattr(laws_module, "fit_power_law", broken)
     # The reference's points, finished; only the assembly runs again.
     out = tmp_path / "s"
     shutil.copytree(reference.path / "points", out / "points")

@@ -24,6 +24,7 @@ from ._certificate import (
     certify as certify,
     theorem_constants as theorem_constants,
 )
+from ._executors import AbstractExecutor as AbstractExecutor, LocalProcesses as LocalProcesses
 from ._exponential import ExponentialNTK as ExponentialNTK
 from ._flows import (
     choose_solver as choose_solver,
@@ -31,6 +32,7 @@ from ._flows import (
     solve_flows as solve_flows,
 )
 from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
+from ._grid import SweepError as SweepError
 from ._initial_kernel import InitialKernel as InitialKernel, initial_kernel as initial_kernel
 from ._jacobian import (
     AbstractNTKMethod as AbstractNTKMethod,
@@ -51,14 +53,7 @@ from ._scaling import ScalingFit as ScalingFit
 from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
 from ._spectrum import Spectrum as Spectrum, ntk_spectrum as ntk_spectrum
 from ._structured import StructuredDense as StructuredDense
-from ._sweep import (
-    AbstractExecutor as AbstractExecutor,
-    LocalProcesses as LocalProcesses,
-    SweepError as SweepError,
-    SweepResult as SweepResult,
-    load_sweep as load_sweep,
-    sweep as sweep,
-)
+from ._sweep import SweepResult as SweepResult, load_sweep as load_sweep, sweep as sweep
 from ._tangent import TangentFlow as TangentFlow
 from ._verify import Check as Check, Verification as Verification, verify as verify
 from .datasets import Dataset as Dataset

@@ -1,0 +1,258 @@
+"""One sweep point, and the resume manifest: what a point runs and keeps, its files, and
+the checks that let a sweep directory be resumed.
+
+    OUT/sweep.json        the manifest: the base experiment and the grid (what resuming checks)
+    OUT/points/NNNNN.nc   one point's series over its save times (written atomically)
+    OUT/points/NNNNN.json one point's scalars, checks and status (written last: "done")
+
+`run_point` runs in a worker process (`LocalProcesses` submits it by name), so it lives at
+module level and takes and returns plain data.
+"""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._grid import Grid, SweepError, _hash, make_grid, point_document
+from ._json import jsonable
+from ._results import atomic_write_bytes
+
+FORMAT = "ntkflow-sweep/1"
+MANIFEST = "sweep.json"
+POINTS = "points"
+
+# Series kept per point (over its save times).
+SERIES = (
+    "loss_w",
+    "loss_u",
+    "dist_w",
+    "dist_u",
+    "gap_f",
+    "gap_w",
+    "sigma_min_t",
+    "sigma_max_t",
+    "kernel_drift",
+    "loss_w_test",
+    "loss_u_test",
+    "acc_w_test",
+    "acc_u_test",
+    "loss_gd",
+)
+
+
+def _nanmax(*arrays: Any) -> float:
+    vals = [np.asarray(a, dtype=np.float64) for a in arrays if a is not None]
+    vals = [v[np.isfinite(v)] for v in vals]
+    vals = [v for v in vals if v.size]
+    return float(max(np.max(v) for v in vals)) if vals else math.nan
+
+
+def _last(a: Any) -> float:
+    if a is None:
+        return math.nan
+    a = np.asarray(a, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    return float(finite[-1]) if finite.size else math.nan
+
+
+def point_scalars(run: Any) -> dict[str, Any]:
+    """The per-point numbers a sweep keeps from a run."""
+    c, s, v = run.certificate, run.solution, run.verification
+    w0_norm = float(np.linalg.norm(np.asarray(run.problem.w0)))
+    out: dict[str, Any] = {
+        "status": s.status.name.lower(),
+        "message": s.message,
+        "alpha_star": c.alpha_star,
+        "sigma_min": c.sigma_min,
+        "sigma_max": c.sigma_max,
+        "beta": c.beta,
+        "beta_kind": c.beta_kind,
+        "R0": c.R0,
+        "B": c.B,
+        "B_prime": c.B_prime,
+        "hypotheses_hold": c.hypotheses_hold,
+        "p": c.p,
+        "w0_norm": w0_norm,
+        "t1": s.t1,
+        "sup_dist_w": _nanmax(s.dist_w, s.step_dist_w),
+        "sup_dist_u": _nanmax(s.dist_u),
+        "sup_gap_f": _nanmax(s.gap_f, s.step_gap_f),
+        "sup_gap_w": _nanmax(s.gap_w, s.step_gap_w),
+        # The integrator's error budget on those (NaN without `error_estimate`).
+        "err_dist_w": _nanmax(s.err_w),
+        "err_gap_f": _nanmax(s.err_res_w),
+        "err_gap_w": _nanmax(s.err_w),
+        "sup_kernel_drift": _nanmax(s.kernel_drift),
+        "rel_weight_change": _last(s.dist_w) / w0_norm if w0_norm > 0 else math.nan,
+        "final_loss_w": _last(s.loss_w),
+        "final_loss_u": _last(s.loss_u),
+        "final_test_loss_w": _last(s.loss_w_test),
+        "final_test_loss_u": _last(s.loss_u_test),
+        "final_test_acc_w": _last(s.acc_w_test),
+        "final_test_acc_u": _last(s.acc_u_test),
+        "exit_time": v.exit_time if v.exit_time is not None else math.inf,
+        "all_hold": v.all_hold,
+        "num_steps": s.stats.get("gradient", {}).get("num_steps", 0),
+        "checks": {
+            ch.name: {"holds": ch.holds, "margin": ch.margin, "guaranteed": ch.guaranteed}
+            for ch in v.checks
+        },
+    }
+    return out
+
+
+def run_point(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one grid point and write its files atomically (the `.json` last). Runs in a
+    worker; errors become a point with status `"error"` and its message."""
+    from .config import parse_experiment
+    from .experiment import run_experiment
+
+    index, directory = payload["index"], Path(payload["dir"])
+    start = time.perf_counter()
+    record: dict[str, Any] = {
+        "index": index,
+        "id": payload["id"],
+        "assignment": payload["assignment"],
+        "complete": True,
+    }
+    try:
+        exp = parse_experiment(payload["doc"], source=f"[sweep] point {index}")
+        run = run_experiment(exp)
+        record.update(point_scalars(run))
+        sol = run.solution
+        assert sol is not None
+        import xarray as xr
+
+        from ._solution import SERIES as MEANING
+
+        data: dict[str, Any] = {
+            name: (
+                "t",
+                np.asarray(getattr(sol, name), dtype=np.float64),
+                {"long_name": MEANING[name]},
+            )
+            for name in SERIES
+            if getattr(sol, name) is not None
+        }
+        data["time"] = ("t", np.asarray(sol.ts, dtype=np.float64))
+        ds = xr.Dataset(data)
+        tmp = directory / f".{index:05d}.nc.tmp-{os.getpid()}"
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, directory / f"{index:05d}.nc")
+    except (ValueError, TypeError) as e:  # bad input for this point, in one line
+        record.update(status="error", message=" ".join(str(e).split()))
+    except Exception as e:  # a point that cannot run (memory, a runtime error) fails alone
+        record.update(status="error", message=f"{type(e).__name__}: {' '.join(str(e).split())}")
+    record["wall_s"] = time.perf_counter() - start
+    _write_record(directory, record)
+    return record
+
+
+def _write_record(directory: Path, record: dict[str, Any]) -> None:
+    """A point's `.json`, atomically: once it exists the point is done."""
+    atomic_write_bytes(
+        directory / f"{record['index']:05d}.json",
+        json.dumps(jsonable(record), ensure_ascii=False).encode(),
+    )
+
+
+def dead_point(payload: dict[str, Any], message: str) -> dict[str, Any]:
+    """Record a point whose worker process died as a failed point (status `"error"`)."""
+    record = {
+        "index": payload["index"],
+        "id": payload["id"],
+        "assignment": payload["assignment"],
+        "complete": True,
+        "status": "error",
+        "message": message,
+    }
+    _write_record(Path(payload["dir"]), record)
+    return record
+
+
+def _load_point(directory: Path, index: int, point_id: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads((directory / f"{index:05d}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("complete") is not True or record.get("id") != point_id:
+        return None
+    if record.get("status") != "error" and not (directory / f"{index:05d}.nc").is_file():
+        return None
+    return record
+
+
+def prepare(
+    experiment_doc: dict[str, Any], out: Path, *, resume: bool
+) -> tuple[Grid, list[dict[str, Any]]]:
+    """Validate the grid and every point's configuration, write (or check) the manifest,
+    and return the grid and the payloads of all points."""
+    from .config import ConfigError, parse_experiment
+
+    base = dict(experiment_doc)
+    sweep = base.pop("sweep", {}) or {}
+    grid = make_grid(sweep)
+    payloads = []
+    for index, assignment in enumerate(grid.points()):
+        doc = point_document(base, assignment)
+        try:
+            exp = parse_experiment(doc, source="[sweep]")
+        except ConfigError as e:
+            shown = ", ".join(f"{k}={v!r}" for k, v in assignment.items())
+            raise SweepError(
+                f"[sweep] point ({shown}): {str(e).removeprefix('[sweep]: ')}"
+            ) from None
+        resolved = exp.model_dump(mode="json")
+        payloads.append(
+            {
+                "index": index,
+                "id": _hash(resolved),
+                "assignment": assignment,
+                "doc": resolved,
+                "dir": str(out / POINTS),
+            }
+        )
+    manifest = {
+        "format": FORMAT,
+        "keys": list(grid.keys),
+        "values": [list(v) for v in grid.values],
+        "points": [p["id"] for p in payloads],
+        "base": base,
+    }
+    path = out / MANIFEST
+    where = f"the sweep directory {str(out)!r}"
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{where} is a file; give a directory path", directory=True)
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise SweepError(
+                f"{where} exists and is not an ntkflow sweep; choose another directory",
+                directory=True,
+            ) from None
+        if not resume:
+            raise SweepError(
+                f"{where} already holds a sweep; resume it, or choose another directory",
+                directory=True,
+            )
+        if old.get("points") != manifest["points"]:
+            raise SweepError(
+                f"{where} holds a sweep of a different experiment or grid; resuming needs "
+                "the same one (or choose another directory)",
+                directory=True,
+            )
+    try:
+        (out / POINTS).mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(jsonable(manifest), indent=2).encode())
+    except OSError as e:
+        raise SweepError(
+            f"{where} cannot be created or written ({e.strerror or e}); choose another directory",
+            directory=True,
+        ) from None
+    return grid, payloads

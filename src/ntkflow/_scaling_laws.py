@@ -1,0 +1,199 @@
+"""The theory's scaling laws and critical α, read off a sweep's dataset.
+
+Which laws a grid allows (vs `problem.alpha`, vs `model.width`), the slopes the theory
+predicts, the points left out below the integrator's error floor, and the smallest α at
+which every conclusion held, with why it is missing where none did (docs/theory.md,
+"Scaling laws in `α`", "Scaling laws in the width", "Fitting the laws" and "Critical α and
+looseness"). The fitting itself is `_scaling.fit_power_law`.
+"""
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._grid import Grid
+from ._scaling import ScalingFit, critical_alpha, fit_power_law, power_law_slope
+
+# (quantity, theory's slope, kind, label): a "rate" is expected, a "bound" is an upper
+# bound the quantity must fall at least as fast as. `None`: computed per grid (below).
+ALPHA_LAWS = (
+    ("sup_dist_w", -1.0, "rate", "sup_t ‖w(t) − w0‖"),
+    ("sup_gap_f", -1.0, "bound", "sup_t ‖αf(w(t)) − αf_0(u(t))‖ (at most ∝ 1/α)"),
+    ("sup_gap_w", -2.0, "rate", "sup_t ‖w(t) − u(t)‖ (−2 up to a log)"),
+)
+# The error budget that bounds each measured quantity from below: a point whose value is
+# within FLOOR_FACTOR of it measures the integrator, not the network, and is left out.
+ERROR_OF = {"sup_dist_w": "err_dist_w", "sup_gap_f": "err_gap_f", "sup_gap_w": "err_gap_w"}
+FLOOR_FACTOR = 2.0
+WIDTH_LAWS = (
+    (
+        "sup_kernel_drift",
+        -0.5,
+        "bound",
+        "sup_t ‖K_t − K0‖/‖K0‖ (at most ∝ m^-1/2: 2σ_max·β·‖w − w0‖ with β ∝ m^-1/2; the "
+        "first-order change averages out and finer theory predicts ∝ 1/m, Dyer & "
+        "Gur-Ari 2020)",
+    ),
+    (
+        "rel_weight_change",
+        None,
+        "rate",
+        "‖w(t1) − w0‖/‖w0‖ (‖w − w0‖ = O(1), ‖w0‖ ∝ √p: slope −½·dlog p/dlog m)",
+    ),
+)
+ALPHA_KEY = "problem.alpha"
+WIDTH_KEYS = ("model.width", "model.widths")
+
+
+def _replicate_key(keys: Sequence[str]) -> str | None:
+    for k in keys:
+        if k.endswith(".seed"):
+            return k
+    return None
+
+
+def _first_finite(a: np.ndarray) -> np.ndarray:
+    """Along axis 0, the first finite entry of each column (the parameter count does not
+    depend on the seed)."""
+    out = np.full(a.shape[1], np.nan)
+    for row in a[::-1]:
+        out = np.where(np.isfinite(row), row, out)
+    return out
+
+
+def _numeric(values: Sequence[Any]) -> np.ndarray:
+    """Grid values as numbers: a list of widths (`model.widths`) counts as its mean."""
+    return np.asarray(
+        [float(np.mean(v)) if isinstance(v, list | tuple) else float(v) for v in values]
+    )
+
+
+def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
+    """Every scaling law the grid allows: vs `problem.alpha` and vs `model.width`, each at
+    every combination of the other swept keys, replicated over a swept `*.seed` key."""
+    fits = []
+    keys = list(grid.keys)
+    rep = _replicate_key(keys)
+    for against, laws in ((ALPHA_KEY, ALPHA_LAWS), *((k, WIDTH_LAWS) for k in WIDTH_KEYS)):
+        if against not in keys or len(grid.values[keys.index(against)]) < 3:
+            continue
+        if any(not isinstance(v, int | float | list) for v in grid.values[keys.index(against)]):
+            continue
+        x_dim = against.replace(".", "_")
+        rep_dim = rep.replace(".", "_") if rep else None
+        others = [k for k in keys if k not in (against, rep)]
+        other_dims = [k.replace(".", "_") for k in others]
+        for combo in itertools.product(*(range(len(grid.values[keys.index(k)])) for k in others)):
+            sel = dict(zip(other_dims, combo, strict=True))
+            where = {k: grid.values[keys.index(k)][i] for k, i in zip(others, combo, strict=True)}
+            x = _numeric(grid.values[keys.index(against)])
+            for quantity, theory, kind, label in laws:
+                if theory is None:  # −½ · d log p / d log m, from the points' p
+                    pa = ds["p"].isel(sel)
+                    p = np.asarray(
+                        (pa.transpose(rep_dim, x_dim) if rep_dim else pa).values, dtype=float
+                    )
+                    if rep_dim:
+                        p = _first_finite(p)
+                    theory = -0.5 * power_law_slope(x, p)
+                arr = ds[quantity].isel(sel)
+                if rep_dim:
+                    arr = arr.transpose(rep_dim, x_dim)
+                y = np.asarray(arr.values, dtype=np.float64)
+                note = label
+                if quantity in ERROR_OF:
+                    err = ds[ERROR_OF[quantity]].isel(sel)
+                    if rep_dim:
+                        err = err.transpose(rep_dim, x_dim)
+                    e = np.asarray(err.values, dtype=np.float64)
+                    floor = np.isfinite(e) & (y <= FLOOR_FACTOR * e)
+                    if floor.any():
+                        y = np.where(floor, np.nan, y)
+                        note += (
+                            f"; {int(floor.sum())} value(s) within {FLOOR_FACTOR:g}× of the "
+                            "integrator's error budget left out (lower rtol to keep them)"
+                        )
+                if against == ALPHA_KEY and centering == "none":
+                    note += "; without centring f(w0) ≠ 0 and the 1/α laws need not hold"
+                if quantity == "sup_gap_f" and centering == "antisymmetric":
+                    note += (
+                        "; with antisymmetric centring f is odd in w − w0 along the flow, "
+                        "its second-order term cancels and the gap can fall faster"
+                    )
+                meta: dict[str, Any] = dict(
+                    quantity=quantity, against=against, theory=theory, where=where
+                )
+                try:
+                    fits.append(fit_power_law(x, y, note=note, kind=kind, **meta))
+                except Exception as e:  # a fit that cannot be made must not lose the sweep
+                    why = f"fit unavailable ({type(e).__name__}: {' '.join(str(e).split())})"
+                    nan = math.nan
+                    fits.append(
+                        ScalingFit(
+                            slope=nan, low=nan, high=nan, intercept=nan, x=tuple(map(float, x)),
+                            y=(nan,) * len(x), replicates=0, method="none",
+                            note=f"{note}; {why}", kind=kind, **meta,
+                        )
+                    )  # fmt: skip
+    return fits
+
+
+def _why_not(ds: Any, sel: dict[str, int], x_dim: str) -> str:
+    """Why no α on the grid held every check: at each α, the checks that failed or were
+    inconclusive and how the solve ended."""
+    alphas = np.asarray(ds[x_dim].values, dtype=np.float64)
+    names = sorted(str(v).removeprefix("holds_") for v in ds.data_vars if v.startswith("holds_"))
+    said = []
+    for j in np.argsort(alphas)[::-1]:  # the largest α first: closest to holding
+        at = {**sel, x_dim: int(j)}
+        status = str(ds["status"].isel(at).values)
+        failed = [c for c in names if float(ds[f"holds_{c}"].isel(at).values) == 0.0]
+        unsure = [c for c in names if math.isnan(float(ds[f"holds_{c}"].isel(at).values))]
+        parts = []
+        if status in ("error", "missing"):
+            said.append(f"at α={alphas[j]:.4g}: the point did not run ({status})")
+            continue
+        if status != "success":
+            parts.append(f"the solve ended {status}")
+        if failed:
+            parts.append(f"{', '.join(failed)} failed")
+        if unsure:
+            parts.append(f"{', '.join(unsure)} inconclusive")
+        said.append(f"at α={alphas[j]:.4g}: " + ("; ".join(parts) or "not every check held"))
+    return "no α on the grid held every check (" + " | ".join(said) + ")"
+
+
+def critical_alphas(ds: Any, grid: Grid) -> list[dict[str, Any]]:
+    """Per combination of the other swept keys: the smallest α on the grid at which every
+    conclusion held, and the looseness `α*/α_emp`; where none did, `why` says which
+    checks failed or were inconclusive at each α."""
+    keys = list(grid.keys)
+    if ALPHA_KEY not in keys:
+        return []
+    x_dim = ALPHA_KEY.replace(".", "_")
+    others = [k for k in keys if k != ALPHA_KEY]
+    rows = []
+    for combo in itertools.product(*(range(len(grid.values[keys.index(k)])) for k in others)):
+        sel = {k.replace(".", "_"): i for k, i in zip(others, combo, strict=True)}
+        held = np.asarray(ds["all_hold"].isel(sel).values) == 1.0
+        alphas = np.asarray(ds[x_dim].values, dtype=np.float64)
+        a_emp = critical_alpha(alphas, held)
+        star = np.asarray(ds["alpha_star"].isel(sel).values, dtype=np.float64)
+        finite = star[np.isfinite(star)]
+        a_star = float(np.median(finite)) if finite.size else math.nan
+        rows.append(
+            {
+                "where": {
+                    k: grid.values[keys.index(k)][i] for k, i in zip(others, combo, strict=True)
+                },
+                "alpha_empirical": a_emp,
+                "alpha_star": a_star,
+                "looseness": a_star / a_emp if math.isfinite(a_emp) and a_emp > 0 else math.nan,
+            }
+        )
+        if not math.isfinite(a_emp):
+            rows[-1]["why"] = _why_not(ds, sel, x_dim)
+    return rows
