@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ntkflow.cli import app
-from ntkflow.config import build_problem, load_experiment
+from ntkflow.config import load_experiment
+from ntkflow.experiment import build_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = sorted((ROOT / "tests" / "configs" / "bad").glob("*.toml"))

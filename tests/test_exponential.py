@@ -212,3 +212,36 @@ def test_error_budget_bounds_the_true_error_deep_in_the_lazy_regime():
     assert sol.params_w is not None and ref.params_w is not None
     true = np.linalg.norm(sol.params_w - ref.params_w, axis=1)
     assert np.all(true <= sol.err_w + 1e-15)
+
+
+def test_the_first_step_reuses_K0s_factors_and_later_steps_do_not():
+    # `solve_flows` hands the integrator K0's eigendecomposition (`InitialFactors`): at
+    # δ = 0 it is used instead of forming K0 again. Planted factors of 2·K0 change the
+    # first step (so they are read) but not a step that starts elsewhere.
+    from ntkflow._exponential import InitialFactors
+
+    problem = nf.Problem(nf.Shallow(32), nf.datasets.sphere(10, 3, seed=1), alpha=4.0)
+    k0 = nf.initial_kernel(problem)
+    right = InitialFactors(
+        jnp.asarray(k0.K), jnp.asarray(k0.eigenvalues), jnp.asarray(k0.eigenvectors)
+    )
+    wrong = InitialFactors(2 * right.K, 2 * right.lam, right.V)
+    t1 = 2.0 / (problem.alpha**2 * float(k0.eigenvalues[-1]))
+
+    def step(args, y0):
+        solver = ExponentialNTK()
+        term = diffrax.ODETerm(_GradientField(problem))
+        y1, *_ = solver.step(term, 0.0, t1, y0, args, None, False)
+        return np.asarray(y1)
+
+    zero = jnp.zeros_like(problem.w0)
+    fresh = step(problem, zero)
+    scale = np.linalg.norm(fresh)
+    assert np.linalg.norm(step((problem, right), zero) - fresh) <= 1e-12 * scale
+    assert np.linalg.norm(step((problem, wrong), zero) - fresh) >= 1e-2 * scale
+    # Away from w0 the factors are not used: a step from δ ≠ 0 forms its own kernel.
+    moved = jnp.asarray(fresh)
+    again = step(problem, moved)
+    assert np.linalg.norm(step((problem, wrong), moved) - again) <= 1e-14 * scale
+    with pytest.raises(ValueError, match="gradient flow of an ntkflow Problem"):
+        step((problem, "not factors"), zero)

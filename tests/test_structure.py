@@ -79,3 +79,29 @@ def test_the_cycle_check_finds_a_cycle():
     mods = {"p.a": Path("a.py"), "p.b": Path("b.py")}
     assert _cycles({"p.a": {"p.b"}, "p.b": {"p.a"}}, mods) == [["p.a", "p.b"]]
     assert _cycles({"p.a": {"p.b"}, "p.b": set()}, mods) == []
+
+
+# One concept per module, small functions (docs/architecture.md, CONTRIBUTING.md).
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 150
+
+
+def _sizes() -> tuple[dict[str, int], dict[str, int]]:
+    modules, functions = {}, {}
+    for name, path in _modules().items():
+        text = path.read_text()
+        modules[name] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno is not None
+                functions[f"{name}.{node.name}"] = node.end_lineno - node.lineno + 1
+    return modules, functions
+
+
+def test_modules_and_functions_are_small():
+    modules, functions = _sizes()
+    assert max(functions.values()) > 20  # the walk measured real functions
+    big = {m: n for m, n in modules.items() if n > MAX_MODULE_LINES}
+    long = {f: n for f, n in functions.items() if n > MAX_FUNCTION_LINES}
+    assert big == {}, f"modules over {MAX_MODULE_LINES} lines: {big}"
+    assert long == {}, f"functions over {MAX_FUNCTION_LINES} lines: {long}"

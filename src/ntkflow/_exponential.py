@@ -96,7 +96,7 @@ class _Eigen(eqx.Module):
     `L_k = −α² J_kᵀ J_k`, as coefficient vectors `c'` (the move itself is `J_kᵀ c'`). Arrays
     only, so the step's dense output carries it too."""
 
-    scale: Array
+    alpha: Array
     lam: Array
     V: Array
     r: Array
@@ -106,15 +106,15 @@ class _Eigen(eqx.Module):
         return self.V @ (g * (self.V.T @ c))
 
     def z(self, s: Any) -> Array:
-        return -s * self.scale * self.scale * self.lam
+        return -s * self.alpha * self.alpha * self.lam
 
     def row(self, j: int, s: Any) -> Array:
         """Coefficients `c'` with `φ_j(sL) F_k = J_kᵀ c'` (`F_k = −α J_kᵀ r_k`)."""
-        return -self.scale * self.rotate(phi(j, self.z(s)), self.r)
+        return -self.alpha * self.rotate(phi(j, self.z(s)), self.r)
 
     def general(self, j: int, s: Any, Jv: Array) -> Array:
         """Coefficients `c'` with `φ_j(sL) v = v/j! + J_kᵀ c'`, given `J_k v`."""
-        return -s * self.scale * self.scale * self.rotate(phi(j + 1, self.z(s)), Jv)
+        return -s * self.alpha * self.alpha * self.rotate(phi(j + 1, self.z(s)), Jv)
 
 
 class _Local(eqx.Module):
@@ -127,14 +127,26 @@ class _Local(eqx.Module):
     vjp: Any
 
     @classmethod
-    def at(cls, problem: Problem, delta: Array) -> "_Local":
+    def at(cls, problem: Problem, delta: Array, initial: "InitialFactors | None") -> "_Local":
+        """At `w = w0 + δ`; where `δ = 0` exactly, `K0` and its eigendecomposition are
+        the `initial` ones (formed and factored once per run, `InitialKernel`), not
+        formed again."""
         w = problem.w0 + delta
         f, jvp = jax.linearize(problem.f, w)
         vjp = jax.linear_transpose(jvp, w)
-        K = traced_kernel(problem, w)
-        lam, V = jnp.linalg.eigh(K)
-        r = problem.scale * f - problem.y
-        return cls(_Eigen(problem.scale, jnp.maximum(lam, 0.0), V, r), K, jvp, vjp)
+
+        def fresh() -> tuple[Array, Array, Array]:
+            K = traced_kernel(problem, w)
+            lam, V = jnp.linalg.eigh(K)
+            return K, lam, V
+
+        if initial is None:
+            K, lam, V = fresh()
+        else:
+            at_w0 = jnp.all(delta == 0)
+            K, lam, V = jax.lax.cond(at_w0, lambda: (initial.K, initial.lam, initial.V), fresh)
+        r = problem.alpha_array * f - problem.y
+        return cls(_Eigen(problem.alpha_array, jnp.maximum(lam, 0.0), V, r), K, jvp, vjp)
 
     def JT(self, c: Array) -> Array:
         (out,) = self.vjp(c)
@@ -182,8 +194,8 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
     """The NTK exponential integrator (exponential Runge–Kutta 3(2) on the Gauss–Newton
     splitting, see the module docstring) as a diffrax solver, for `solve_flows`'s gradient
     flow: the term must be the gradient-flow field of a `Problem`, whose state is
-    `δ = w − w0`, and `diffeqsolve`'s `args` that `Problem` (given explicitly, as
-    `solve_flows` does).
+    `δ = w − w0`, and `diffeqsolve`'s `args` that `Problem`, or `(Problem, InitialFactors)`
+    to reuse `K0`'s eigendecomposition at the first step (as `solve_flows` does).
 
     Use it with `diffrax.PIDController` like any adaptive solver; `order` is 3, and the
     error estimate is that of the embedded second-order solution.
@@ -216,10 +228,10 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
-        problem = _problem_of(args)
+        problem, initial = _problem_of(args)
         h = t1 - t0
-        a = problem.scale
-        loc = _Local.at(problem, y0)
+        a = problem.alpha_array
+        loc = _Local.at(problem, y0, initial)
         eig, r, K = loc.eig, loc.eig.r, loc.K
         # Stage 2: U2 − δ_k = J_kᵀ a2, so J_k (U2 − δ_k) = K a2 and L_k(U2 − δ_k) = −α²J_kᵀ K a2.
         # D = F(U) − F_k − L_k(U − δ_k) = F(U) + J_kᵀ(α r_k + α² J_k(U − δ_k)); both VJPs
@@ -258,12 +270,25 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
         return y_out, y_error, dense_info, None, diffrax.RESULTS.successful
 
 
-def _problem_of(args: Any) -> Problem:
-    """The `Problem` whose gradient flow is being solved: `solve_flows` passes it as
-    `diffeqsolve`'s `args`."""
-    if not isinstance(args, Problem):
+class InitialFactors(eqx.Module):
+    """`K0` and its eigendecomposition `V diag(lam) Vᵀ` in the problem's dtype: the
+    integrator's first steps (at `δ = 0`) use them instead of forming `K0` again."""
+
+    K: Array
+    lam: Array
+    V: Array
+
+
+def _problem_of(args: Any) -> tuple[Problem, InitialFactors | None]:
+    """The `Problem` whose gradient flow is being solved, and `K0`'s factors if given:
+    `solve_flows` passes `(problem, InitialFactors)` as `diffeqsolve`'s `args` (a bare
+    `Problem` also works: `K0` is then formed at the first step)."""
+    problem, initial = args if isinstance(args, tuple) and len(args) == 2 else (args, None)
+    if not isinstance(problem, Problem) or not (
+        initial is None or isinstance(initial, InitialFactors)
+    ):
         raise ValueError(
             "ExponentialNTK integrates the gradient flow of an ntkflow Problem: use it "
             "through solve_flows(..., solver='exponential'), not on another vector field"
         )
-    return args
+    return problem, initial

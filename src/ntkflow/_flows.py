@@ -30,7 +30,7 @@ import numpy.typing as npt
 from jaxtyping import ArrayLike, Float
 
 from ._diagnostics import kernel_diagnostics, test_predictions
-from ._exponential import ExponentialNTK
+from ._exponential import ExponentialNTK, InitialFactors
 from ._gd import gradient_descent
 from ._gradient_flow import MAX_RTOL, GradientPath, error_budget, solve_gradient_flow
 from ._initial_kernel import InitialKernel, as_initial_kernel
@@ -169,10 +169,18 @@ def _settings(
     # The exponential integrator starts on the fastest mode's time scale: a first step
     # across the fast transient samples the remainder N_k only after it, where the error
     # estimate cannot see what the step missed (docs/flows.md).
-    dt0 = None
-    if isinstance(solver, ExponentialNTK) and lam[-1] > 0:
-        dt0 = min(t1, 1.0 / (problem.alpha**2 * float(lam[-1])))
-    settings = SolveSettings(t1, ts, solver, rtol, float(atol), max_steps, meter, dt0)
+    dt0 = initial = None
+    if isinstance(solver, ExponentialNTK):
+        if lam[-1] > 0:
+            dt0 = min(t1, 1.0 / (problem.alpha**2 * float(lam[-1])))
+        # Its first step is at w0: K0 and its eigendecomposition, not formed again.
+        dtype = problem.dtype
+        initial = InitialFactors(
+            jnp.asarray(kernel.K, dtype),
+            jnp.asarray(kernel.eigenvalues, dtype),
+            jnp.asarray(kernel.eigenvectors, dtype),
+        )
+    settings = SolveSettings(t1, ts, solver, rtol, float(atol), max_steps, meter, dt0, initial)
     return settings, resolution
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ._exponential import ExponentialNTK, InitialFactors
 from ._problem import Problem
 from ._solution import FlowStatus, SolveStats
 from ._solvers import evaluations, kernel_evaluations
@@ -33,7 +34,8 @@ DTMIN_FRACTION = 1e-13
 class SolveSettings:
     """What every solve of one `solve_flows` call shares: the horizon `t1`, the save times
     `ts` (from 0 to at most `t1`), the `solver`, the tolerances on `δ`, the step budget,
-    the progress meter and the first step `dt0` (`None`: diffrax picks it)."""
+    the progress meter, the first step `dt0` (`None`: diffrax picks it) and `K0`'s
+    factors for the exponential integrator's first step (`initial`)."""
 
     t1: float
     ts: np.ndarray
@@ -43,6 +45,7 @@ class SolveSettings:
     max_steps: int
     meter: diffrax.AbstractProgressMeter
     dt0: float | None = None
+    initial: InitialFactors | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -97,9 +100,9 @@ class TangentField(eqx.Module):
     def __call__(self, t, delta, args):
         problem = self.problem
         f0, jvp = jax.linearize(problem.f, problem.w0)
-        r = problem.scale * (f0 + jvp(delta)) - problem.y
+        r = problem.alpha_array * (f0 + jvp(delta)) - problem.y
         (g,) = jax.linear_transpose(jvp, problem.w0)(r)
-        return -problem.scale * g
+        return -problem.alpha_array * g
 
 
 class _StepScalars(eqx.Module):
@@ -137,6 +140,7 @@ def _solve(
     max_steps: int,
     progress_meter: diffrax.AbstractProgressMeter,
     dt0: Float[Array, ""] | None = None,
+    initial: InitialFactors | None = None,
 ) -> diffrax.Solution:
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(steps=True, fn=scalars)]
@@ -148,9 +152,9 @@ def _solve(
         t1=ts[-1],
         dt0=dt0,
         y0=y0,
-        # The problem, explicitly: `ExponentialNTK` reads it from `args` (the fields
-        # ignore it: they carry their problem).
-        args=problem,
+        # The problem, explicitly, and K0's factors: `ExponentialNTK` reads them from
+        # `args` (the fields ignore it: they carry their problem).
+        args=problem if initial is None else (problem, initial),
         saveat=saveat,
         # A step below dtmin means the vector field is singular or non-finite ahead (the
         # controller keeps rejecting NaN steps): stop there rather than burn max_steps.
@@ -196,6 +200,7 @@ def integrate(
         settings.max_steps,
         settings.meter,
         None if settings.dt0 is None else jnp.asarray(settings.dt0, problem.dtype),
+        settings.initial if isinstance(solver, ExponentialNTK) else None,
     )
     jax.block_until_ready(sol.ys)
     wall = time.perf_counter() - start

@@ -10,7 +10,6 @@ module level and takes and returns plain data.
 """
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -45,70 +44,10 @@ SERIES = (
 )
 
 
-def _nanmax(*arrays: Any) -> float:
-    vals = [np.asarray(a, dtype=np.float64) for a in arrays if a is not None]
-    vals = [v[np.isfinite(v)] for v in vals]
-    vals = [v for v in vals if v.size]
-    return float(max(np.max(v) for v in vals)) if vals else math.nan
-
-
-def _last(a: Any) -> float:
-    if a is None:
-        return math.nan
-    a = np.asarray(a, dtype=np.float64)
-    finite = a[np.isfinite(a)]
-    return float(finite[-1]) if finite.size else math.nan
-
-
-def point_scalars(run: Any) -> dict[str, Any]:
-    """The per-point numbers a sweep keeps from a run."""
-    c, s, v = run.certificate, run.solution, run.verification
-    w0_norm = float(np.linalg.norm(np.asarray(run.problem.w0)))
-    out: dict[str, Any] = {
-        "status": s.status.name.lower(),
-        "message": s.message,
-        "alpha_star": c.alpha_star,
-        "sigma_min": c.sigma_min,
-        "sigma_max": c.sigma_max,
-        "beta": c.beta,
-        "beta_kind": c.beta_kind,
-        "R0": c.R0,
-        "B": c.B,
-        "B_prime": c.B_prime,
-        "hypotheses_hold": c.hypotheses_hold,
-        "p": c.p,
-        "w0_norm": w0_norm,
-        "t1": s.t1,
-        "sup_dist_w": _nanmax(s.dist_w, s.step_dist_w),
-        "sup_dist_u": _nanmax(s.dist_u),
-        "sup_gap_f": _nanmax(s.gap_f, s.step_gap_f),
-        "sup_gap_w": _nanmax(s.gap_w, s.step_gap_w),
-        # The integrator's error budget on those (NaN without `error_estimate`).
-        "err_dist_w": _nanmax(s.err_w),
-        "err_gap_f": _nanmax(s.err_res_w),
-        "err_gap_w": _nanmax(s.err_w),
-        "sup_kernel_drift": _nanmax(s.kernel_drift),
-        "rel_weight_change": _last(s.dist_w) / w0_norm if w0_norm > 0 else math.nan,
-        "final_loss_w": _last(s.loss_w),
-        "final_loss_u": _last(s.loss_u),
-        "final_test_loss_w": _last(s.loss_w_test),
-        "final_test_loss_u": _last(s.loss_u_test),
-        "final_test_acc_w": _last(s.acc_w_test),
-        "final_test_acc_u": _last(s.acc_u_test),
-        "exit_time": v.exit_time if v.exit_time is not None else math.inf,
-        "all_hold": v.all_hold,
-        "num_steps": s.stats.get("gradient", {}).get("num_steps", 0),
-        "checks": {
-            ch.name: {"holds": ch.holds, "margin": ch.margin, "guaranteed": ch.guaranteed}
-            for ch in v.checks
-        },
-    }
-    return out
-
-
 def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one grid point and write its files atomically (the `.json` last). Runs in a
     worker; errors become a point with status `"error"` and its message."""
+    from ._summary import point_view
     from .config import parse_experiment
     from .experiment import run_experiment
 
@@ -123,7 +62,7 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         exp = parse_experiment(payload["doc"], source=f"[sweep] point {index}")
         run = run_experiment(exp)
-        record.update(point_scalars(run))
+        record.update(point_view(run.summary))
         sol = run.solution
         assert sol is not None
         import xarray as xr

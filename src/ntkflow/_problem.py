@@ -157,7 +157,7 @@ class Problem(eqx.Module):
     data: Dataset
     # α as a traced 0-d array, so that problems differing only in α share compiled code
     # (a sweep over α compiles once); `alpha` gives it back as a float.
-    scale: Float[Array, ""]
+    alpha_array: Float[Array, ""]
     centering: AbstractCentering
     w0: Float[Array, " p"]
     state: PyTree
@@ -207,7 +207,7 @@ class Problem(eqx.Module):
         params0, self.state = model.init(as_key(key), data.d)
         params0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params0)
         self.state = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), self.state)
-        self.scale = jnp.asarray(float(alpha), dtype)
+        self.alpha_array = jnp.asarray(float(alpha), dtype)
         lifted = self.centering.lift(params0)
         self.w0, _ = ravel_pytree(lifted)
         self.unravel = Unravel(lifted)
@@ -245,7 +245,7 @@ class Problem(eqx.Module):
 
     def residual(self, w: Float[Array, " p"]) -> Float[Array, " n"]:
         """`α f(w) − y`, the gradient of the loss in function space."""
-        return self.scale * self.f(w) - self.y
+        return self.alpha_array * self.f(w) - self.y
 
     def loss(self, w: Float[Array, " p"]) -> Scalar:
         """`R(α f(w)) = ½‖α f(w) − y‖²`."""
@@ -256,8 +256,14 @@ class Problem(eqx.Module):
 
     @property
     def alpha(self) -> float:
-        """The scale `α` (a float; traced code uses the array `scale`)."""
-        return float(self.scale)
+        """The scale `α`, a float (traced code uses `alpha_array`, the same `α` as a 0-d
+        array in the problem's dtype)."""
+        return float(self.alpha_array)
+
+    @property
+    def scale(self) -> Float[Array, ""]:
+        """`alpha_array` under its former name (kept for code written against it)."""
+        return self.alpha_array
 
     @property
     def n(self) -> int:

@@ -253,9 +253,17 @@ def output_lock(target: str | os.PathLike) -> Iterator[Path]:
     **Raises:** `ResultsError` when the target cannot be written or another process is
     writing it.
     """
+    target = Path(target)
+    if os.path.abspath(_lock_path(target)) in _HELD:
+        # A nested writer (`write_results` inside the CLI's `output_lock`): the outer one
+        # checked the target under this very lock.
+        yield target
+        return
+    # Before the lock, so that a refused target makes no parents and no lock file; and
+    # under it, where no other writer can change the target until the rename.
     target = check_output_dir(target)
     with directory_lock(target):
-        yield check_output_dir(target)  # again, now that no other writer can change it
+        yield check_output_dir(target)
 
 
 @contextlib.contextmanager

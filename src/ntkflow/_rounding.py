@@ -41,7 +41,7 @@ def _spread(problem: Problem, W: Float[Array, "s p"], key: PRNGKeyArray) -> Floa
         kw, kx = jax.random.split(k)
         w = w * (1 + eps * jax.random.rademacher(kw, w.shape, dtype))
         Xp = X * (1 + eps * jax.random.rademacher(kx, X.shape, dtype))
-        return problem.scale * problem.predict(w, Xp).reshape(-1) - problem.y
+        return problem.alpha_array * problem.predict(w, Xp).reshape(-1) - problem.y
 
     def one(w):
         r = problem.residual(w)

@@ -72,7 +72,7 @@ class TangentFlow(eqx.Module):
     def residual(self, t: ScalarLike) -> Float[Array, " n"]:
         """`α f_0(u(t)) − y = E(t) r0`."""
         t = self._time(t)
-        a2 = self.problem.scale**2
+        a2 = self.problem.alpha_array**2
         return self._rotate(jnp.exp(-a2 * self.eigenvalues * t))
 
     def loss(self, t: ScalarLike) -> Scalar:
@@ -83,7 +83,7 @@ class TangentFlow(eqx.Module):
     def coefficients(self, t: ScalarLike) -> Float[Array, " n"]:
         """`c(t)` with `u(t) − w0 = J_0ᵀ c(t)`."""
         t = self._time(t)
-        a = self.problem.scale
+        a = self.problem.alpha_array
         return -self._rotate(_phi(self.eigenvalues, t, a * a)) / a
 
     def limit_coefficients(self) -> Float[Array, " n"]:
@@ -91,13 +91,13 @@ class TangentFlow(eqx.Module):
         lam = self.eigenvalues
         keep = lam > self.rank_tolerance
         inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
-        return -self._rotate(inv) / self.problem.scale
+        return -self._rotate(inv) / self.problem.alpha_array
 
     def distance_to_limit(self, t: ScalarLike) -> Scalar:
         """`‖u(t) − u∞‖`, without cancellation: in the eigenbasis `c(t) − c∞` has entries
         `e^{−α²λt}(vᵀr0)/(αλ)` on the kept modes and `−φ_t(λ)(vᵀr0)/α` on the others."""
         t = self._time(t)
-        a = self.problem.scale
+        a = self.problem.alpha_array
         lam = self.eigenvalues
         proj = self.eigenvectors.T @ self.r0
         keep = lam > self.rank_tolerance

@@ -1,4 +1,4 @@
-"""Experiment files: a TOML schema (pydantic) and how it builds a `Problem`.
+"""Experiment files: a TOML schema (pydantic), `--set` overrides and one-line errors.
 
 An experiment names `[data]`, `[model]` and `[problem]` sections; see
 `docs/experiments.md` for every key. Errors are `ConfigError`s with one line naming the key,
@@ -404,63 +404,6 @@ def load_experiment(
     return parse_experiment(data, source=str(path))
 
 
-def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
-    """Build the `ntkflow.Problem` an experiment describes.
-
-    **Raises:** `ConfigError` (one line, prefixed by `source` and the section) for values
-    only the library can reject (more points than the digits have, a model whose outputs
-    do not match the targets, …).
-    """
-    from . import datasets
-    from ._memory import TooLarge
-    from ._problem import Problem
-    from .models import MLP, Shallow
-
-    d, m, p = exp.data, exp.model, exp.problem
-    section = "[data]"
-    try:
-        if isinstance(d, DigitsData):
-            data = datasets.digits(d.n, tuple(d.classes), n_test=d.n_test, seed=d.seed)
-        elif isinstance(d, SphereData):
-            data = datasets.sphere(
-                d.n,
-                d.d,
-                teacher=d.teacher_width,
-                teacher_activation=d.teacher_activation,
-                noise=d.noise,
-                n_test=d.n_test,
-                seed=d.seed,
-            )
-        else:
-            data = datasets.load(d.path, y_column=d.y_column, n_test=d.n_test, seed=d.seed)
-        section = "[model]"
-        if isinstance(m, ShallowModel):
-            model = Shallow(width=m.width, activation=m.activation, train=m.train)
-        else:
-            model = MLP(tuple(m.widths), m.activation, out_dim=m.out_dim, bias=m.bias)
-        outputs = m.out_dim if isinstance(m, MLPModel) else 1
-        if outputs != data.k:
-            raise ValueError(_outputs_fix(m, data.k))
-        section = "[problem]"
-        return Problem(model, data, alpha=p.alpha, centering=p.centering, key=p.seed, dtype=p.dtype)
-    except TooLarge as e:
-        raise ConfigError(f"{source}: [{e.part}] {e}") from None
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{source}: {section} {e}") from None
-
-
-def _outputs_fix(m: "ShallowModel | MLPModel", k: int) -> str:
-    """A model whose outputs per point do not match the targets' columns, in the file's
-    terms (the library's message names `MLP(out_dim=…)`)."""
-    columns = "one target column" if k == 1 else f"{k} target columns"
-    if isinstance(m, ShallowModel):
-        return (
-            f'kind = "shallow" has one output per point but the data have {columns}; use '
-            f'kind = "mlp" with out_dim = {k}, or data with one target column'
-        )
-    return f"out_dim = {m.out_dim} but the data have {columns}; set out_dim = {k}"
-
-
 def output_dir(exp: Experiment, out: str | os.PathLike | None = None) -> Path:
     """`out` if given (the CLI's `--out`), else `[output] dir` with `{name}` filled in."""
     if out is not None:
@@ -468,30 +411,11 @@ def output_dir(exp: Experiment, out: str | os.PathLike | None = None) -> Path:
     return Path(exp.output.dir.replace("{name}", exp.name))
 
 
-def flow_settings(exp: Experiment) -> dict[str, Any]:
-    """The keyword arguments of `ntkflow.solve_flows` an experiment's `[flows]` gives."""
-    f = exp.flows
-    return {
-        "t1": f.t1,
-        "saveat": f.saves,
-        "solver": f.solver,
-        "rtol": f.rtol,
-        "atol": f.atol,
-        "max_steps": f.max_steps,
-        "tangent": f.tangent,
-        "gd_step": f.gd_step,
-        "error_estimate": f.error_estimate,
-        "diagnostics": f.diagnostics,
-    }
-
-
 __all__ = [
     "ACTIVATIONS",
     "ConfigError",
     "Experiment",
     "apply_overrides",
-    "build_problem",
-    "flow_settings",
     "load_experiment",
     "output_dir",
     "parse_experiment",

@@ -13,12 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from . import datasets
 from ._certificate import Certificate, certify
 from ._flows import solve_flows
-from ._results import REPORT, atomic_write_bytes, versions, write_results
+from ._memory import TooLarge
+from ._problem import Problem
+from ._results import REPORT, atomic_write_bytes, write_results
 from ._solution import FlowSolution
+from ._summary import summarize
 from ._verify import Verification, verify
-from .config import Experiment, build_problem, flow_settings
+from .config import ConfigError, DigitsData, Experiment, MLPModel, ShallowModel, SphereData
+from .models import MLP, Shallow
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -61,6 +66,75 @@ def _dataset(certificate: Certificate, solution: FlowSolution | None) -> Any:
     return ds
 
 
+def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
+    """Build the `ntkflow.Problem` an experiment describes.
+
+    **Raises:** `ConfigError` (one line, prefixed by `source` and the section) for values
+    only the library can reject (more points than the digits have, a model whose outputs
+    do not match the targets, …).
+    """
+    d, m, p = exp.data, exp.model, exp.problem
+    section = "[data]"
+    try:
+        if isinstance(d, DigitsData):
+            data = datasets.digits(d.n, tuple(d.classes), n_test=d.n_test, seed=d.seed)
+        elif isinstance(d, SphereData):
+            data = datasets.sphere(
+                d.n,
+                d.d,
+                teacher=d.teacher_width,
+                teacher_activation=d.teacher_activation,
+                noise=d.noise,
+                n_test=d.n_test,
+                seed=d.seed,
+            )
+        else:
+            data = datasets.load(d.path, y_column=d.y_column, n_test=d.n_test, seed=d.seed)
+        section = "[model]"
+        if isinstance(m, ShallowModel):
+            model = Shallow(width=m.width, activation=m.activation, train=m.train)
+        else:
+            model = MLP(tuple(m.widths), m.activation, out_dim=m.out_dim, bias=m.bias)
+        outputs = m.out_dim if isinstance(m, MLPModel) else 1
+        if outputs != data.k:
+            raise ValueError(_outputs_fix(m, data.k))
+        section = "[problem]"
+        return Problem(model, data, alpha=p.alpha, centering=p.centering, key=p.seed, dtype=p.dtype)
+    except TooLarge as e:
+        raise ConfigError(f"{source}: [{e.part}] {e}") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{source}: {section} {e}") from None
+
+
+def _outputs_fix(m: "ShallowModel | MLPModel", k: int) -> str:
+    """A model whose outputs per point do not match the targets' columns, in the file's
+    terms (the library's message names `MLP(out_dim=…)`)."""
+    columns = "one target column" if k == 1 else f"{k} target columns"
+    if isinstance(m, ShallowModel):
+        return (
+            f'kind = "shallow" has one output per point but the data have {columns}; use '
+            f'kind = "mlp" with out_dim = {k}, or data with one target column'
+        )
+    return f"out_dim = {m.out_dim} but the data have {columns}; set out_dim = {k}"
+
+
+def flow_settings(exp: Experiment) -> dict[str, Any]:
+    """The keyword arguments of `ntkflow.solve_flows` an experiment's `[flows]` gives."""
+    f = exp.flows
+    return {
+        "t1": f.t1,
+        "saveat": f.saves,
+        "solver": f.solver,
+        "rtol": f.rtol,
+        "atol": f.atol,
+        "max_steps": f.max_steps,
+        "tangent": f.tangent,
+        "gd_step": f.gd_step,
+        "error_estimate": f.error_estimate,
+        "diagnostics": f.diagnostics,
+    }
+
+
 def run_experiment(
     experiment: Experiment,
     *,
@@ -92,18 +166,16 @@ def run_experiment(
         )
         check()
         verification = verify(solution, cert)
-    summary: dict[str, Any] = {
-        "name": experiment.name,
-        "created": _now(),
-        "config": experiment.model_dump(mode="json"),
-        "problem": problem.describe(),
-        "certificate": cert.to_dict(details=True),
-        "versions": versions(),
-    }
-    if solution is not None and verification is not None:
-        summary["verification"] = {**verification.to_dict(), "summary": verification.summary()}
-        summary["solver"] = solution.scalars()
-    summary["timings"] = {"certify_s": t_cert, "total_s": time.perf_counter() - start}
+    t_total = time.perf_counter() - start
+    summary = summarize(
+        experiment.name,
+        experiment.model_dump(mode="json"),
+        problem,
+        cert,
+        solution,
+        verification,
+        timings={"certify_s": t_cert, "total_s": t_total},
+    )
     return RunOutput(
         experiment=experiment,
         problem=problem,
@@ -113,12 +185,6 @@ def run_experiment(
         summary=summary,
         dataset=_dataset(cert, solution),
     )
-
-
-def _now() -> str:
-    from ._results import now
-
-    return now()
 
 
 def render(

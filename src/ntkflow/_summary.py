@@ -1,0 +1,156 @@
+"""One run, summarised once: the `summary.json` document, and the two views of it that
+`ntkflow run --json` and a sweep's points read.
+
+`summarize` builds the document from the run's live objects (the certificate, the flows'
+solution and their verification); `run_view` and `point_view` only select from it, so
+the CLI, a results directory and a sweep can never disagree about a run. The document's
+`scalars` section holds the numbers of the flows that the scaling laws use (suprema over
+time of the distances and gaps, final losses), each computed here once.
+"""
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._certificate import Certificate
+from ._json import jsonable
+from ._problem import Problem
+from ._results import now, versions
+from ._solution import FlowSolution
+from ._verify import Verification
+
+
+def _nanmax(*arrays: Any) -> float:
+    """The largest non-NaN entry over all given arrays (NaN if none)."""
+    vals = [np.asarray(a, dtype=np.float64).ravel() for a in arrays if a is not None]
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    v = v[~np.isnan(v)]
+    return float(v.max()) if v.size else math.nan
+
+
+def _last(a: Any) -> float:
+    """The last finite entry (NaN if none)."""
+    if a is None:
+        return math.nan
+    a = np.asarray(a, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    return float(a[-1]) if a.size else math.nan
+
+
+def flow_scalars(
+    problem: Problem, solution: FlowSolution, verification: Verification
+) -> dict[str, Any]:
+    """The numbers of the flows the scaling laws and sweeps use (docs/theory.md,
+    "Scaling laws"): suprema over the save times and solver steps, their error budgets,
+    final losses, the exit time (`inf`: never left the ball) and the solver's steps."""
+    s, v = solution, verification
+    w0_norm = float(np.linalg.norm(np.asarray(problem.w0)))
+    gradient = s.stats.get("gradient")
+    return {
+        "w0_norm": w0_norm,
+        "sup_dist_w": _nanmax(s.dist_w, s.step_dist_w),
+        "sup_dist_u": _nanmax(s.dist_u),
+        "sup_gap_f": _nanmax(s.gap_f, s.step_gap_f),
+        "sup_gap_w": _nanmax(s.gap_w, s.step_gap_w),
+        # The integrator's error budget on those (NaN without `error_estimate`).
+        "err_dist_w": _nanmax(s.err_w),
+        "err_gap_f": _nanmax(s.err_res_w),
+        "err_gap_w": _nanmax(s.err_w),
+        "sup_kernel_drift": _nanmax(s.kernel_drift),
+        "rel_weight_change": _last(s.dist_w) / w0_norm if w0_norm > 0 else math.nan,
+        "final_loss_w": _last(s.loss_w),
+        "final_loss_u": _last(s.loss_u),
+        "final_test_loss_w": _last(s.loss_w_test),
+        "final_test_loss_u": _last(s.loss_u_test),
+        "final_test_acc_w": _last(s.acc_w_test),
+        "final_test_acc_u": _last(s.acc_u_test),
+        "exit_time": v.exit_time if v.exit_time is not None else math.inf,
+        "num_steps": (gradient.get("num_steps") or 0) if gradient is not None else 0,
+    }
+
+
+def summarize(
+    name: str,
+    config: dict[str, Any],
+    problem: Problem,
+    certificate: Certificate,
+    solution: FlowSolution | None,
+    verification: Verification | None,
+    *,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The run's `summary.json` document (without `format`/`complete`, which
+    `write_results` adds): `name`, `created`, `config`, `problem`, `certificate` (with
+    details), `versions`, and, when the flows ran, `verification` (with its one-paragraph
+    `summary`), `solver` (`FlowSolution.scalars`) and `scalars` (`flow_scalars`); then
+    `timings`."""
+    document: dict[str, Any] = {
+        "name": name,
+        "created": now(),
+        "config": config,
+        "problem": problem.describe(),
+        "certificate": certificate.to_dict(details=True),
+        "versions": versions(),
+    }
+    if solution is not None and verification is not None:
+        document["verification"] = {**verification.to_dict(), "summary": verification.summary()}
+        document["solver"] = solution.scalars()
+        document["scalars"] = jsonable(flow_scalars(problem, solution, verification))
+    document["timings"] = timings
+    return document
+
+
+def run_view(document: dict[str, Any]) -> dict[str, Any]:
+    """`ntkflow run --json`: the certificate's keys (`Certificate.KEYS`), the checks, the
+    exit time, whether all held and the solve completed, how it ended, and the solver's
+    statistics."""
+    out = {k: document["certificate"][k] for k in Certificate.KEYS}
+    v, solver = document["verification"], document["solver"]
+    out.update(
+        checks=v["checks"],
+        exit_time=v["exit_time"],
+        all_hold=v["all_hold"],
+        complete=v["complete"],
+        status=solver["status"],
+        message=solver["message"],
+        t1=solver["t1"],
+        t_reached=v["t_reached"],
+        reached=v["reached"],
+        solver=solver["stats"],
+    )
+    return out
+
+
+# The certificate's numbers a sweep keeps per point.
+_POINT_CERTIFICATE = (
+    "alpha_star",
+    "sigma_min",
+    "sigma_max",
+    "beta",
+    "beta_kind",
+    "R0",
+    "B",
+    "B_prime",
+    "hypotheses_hold",
+    "p",
+)
+
+
+def point_view(document: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a sweep keeps from a run: how it ended, the certificate's numbers, the
+    flows' `scalars`, `t1`, `all_hold`, and each check's verdict, margin and whether it is
+    guaranteed."""
+    cert, solver, v = document["certificate"], document["solver"], document["verification"]
+    return {
+        "status": solver["status"],
+        "message": solver["message"],
+        **{k: cert[k] for k in _POINT_CERTIFICATE},
+        "t1": solver["t1"],
+        **document["scalars"],
+        "all_hold": v["all_hold"],
+        "checks": {
+            c["name"]: {"holds": c["holds"], "margin": c["margin"], "guaranteed": c["guaranteed"]}
+            for c in v["checks"]
+        },
+    }
