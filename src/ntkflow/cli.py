@@ -8,98 +8,25 @@ solve that stopped before t1), 130 interrupted (nothing written).
 import importlib.resources
 import json
 import math
-import os
-import signal
 import sys
-import threading
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from typer._click import exceptions as click_errors
-from typer.core import TyperGroup
 
+from ._cli_errors import (
+    _INTERRUPT,
+    _OneLineErrors,
+    _out_error,
+    _show_warning,
+    _sweep_error,
+    catch_interrupts,
+    fail,
+    interrupted,
+)
+from ._console import _demo_verdict, console, print_certificate, print_run, print_sweep
 from .config import ConfigError
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error (no rich wrapping) and return the exit to raise."""
-    print(f"ntkflow: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-class _OneLineErrors(TyperGroup):
-    """The command group, with usage errors (a bad option value, a missing argument, an
-    unknown option or command) in one line on stderr like every other bad input, instead
-    of a boxed usage message."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        args = list(sys.argv[1:] if args is None else args)
-        kwargs: dict[str, Any] = dict(prog_name=prog_name, complete_var=complete_var, **extra)
-        if not standalone_mode:
-            return super().main(args, standalone_mode=False, **kwargs)
-        try:
-            code = super().main(args, standalone_mode=False, **kwargs)
-        except click_errors.NoArgsIsHelpError:
-            print(self.get_help(self.make_context("ntkflow", ["--help"], resilient_parsing=True)))
-            sys.exit(2)
-        except click_errors.UsageError as e:
-            fail(_usage_line(e, args, [c for c in args if c in self.commands][:1]))
-            sys.exit(2)
-        except click_errors.ClickException as e:
-            fail(e.format_message())
-            sys.exit(e.exit_code)
-        except typer.Abort:
-            fail("aborted", 1)
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
-def _usage_line(e: "click_errors.UsageError", args: list[str], sub: list[str]) -> str:
-    """A usage error as one line: what was wrong, the value given, where to look."""
-    command = e.ctx.command_path if e.ctx is not None else " ".join(["ntkflow", *sub])
-    see = f"see `{command} --help`"
-    if isinstance(e, click_errors.BadParameter) and not isinstance(
-        e, click_errors.MissingParameter
-    ):
-        param = e.param
-        opts = list(getattr(param, "opts", [])) if param is not None else []
-        name = "/".join(opts) if opts else (e.param_hint or "argument")
-        given = _given(opts, args)
-        value = f" got {given!r}:" if given is not None else ""
-        return f"{name}:{value} {e.message.rstrip('.')}; {see}"
-    if isinstance(e, click_errors.MissingParameter) and e.param is not None:
-        opts = list(getattr(e.param, "opts", []))
-        if e.param.param_type_name == "argument":
-            return f"missing argument {(e.param.name or '').upper()}; {see}"
-        return f"missing option {'/'.join(opts)}; {see}"
-    return f"{e.format_message().rstrip('.')}; {see}"
-
-
-def _given(opts: list[str], args: list[str]) -> str | None:
-    """The value an option was given on the command line (its last occurrence)."""
-    found = None
-    for i, arg in enumerate(args):
-        for opt in opts:
-            if arg == opt and i + 1 < len(args):
-                found = args[i + 1]
-            elif arg.startswith(opt + "="):
-                found = arg[len(opt) + 1 :]
-    return found
-
 
 app = typer.Typer(
     name="ntkflow",
@@ -109,51 +36,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-
-
-def _out_error(error: Exception, out: Path | None, experiment: Path | None) -> str:
-    """A library error about the results directory, saying where its path came from:
-    `--out`, or the experiment's `[output] dir`."""
-    if out is not None or experiment is None:
-        return f"--out: {error}"
-    return f"{experiment}: [output] dir: {error}"
-
-
-_INTERRUPT = threading.Event()
-
-
-def _on_sigint(signum: int, frame: Any) -> None:
-    # Remember the interrupt even if the KeyboardInterrupt raised here is swallowed (Python
-    # ignores exceptions in weakref callbacks and destructors): writers check it last.
-    _INTERRUPT.set()
-    raise KeyboardInterrupt
-
-
-def _unraisable(args: Any) -> None:
-    # A KeyboardInterrupt swallowed in a callback is already recorded in _INTERRUPT.
-    if args.exc_type is not None and issubclass(args.exc_type, KeyboardInterrupt):
-        return
-    sys.__unraisablehook__(args)
-
-
-def catch_interrupts() -> None:
-    """Install the Ctrl-C handler for a command that writes results."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_sigint)
-        sys.unraisablehook = _unraisable
-
-
-def interrupted(message: str) -> NoReturn:
-    """After Ctrl-C (the partial results already removed): say so and exit 130 at once.
-
-    `os._exit` skips the interpreter's teardown, which can crash (SIGSEGV) while XLA's
-    threads are still busy with the computation the interrupt cut short.
-    """
-    print(f"ntkflow: error: {message}", file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)
 
 
 def example_path(name: str) -> Path:
@@ -165,50 +47,6 @@ def example_path(name: str) -> Path:
     if source.is_file():
         return source
     raise FileNotFoundError(f"example {name!r} is not shipped with this installation")
-
-
-def _fmt(x: float) -> str:
-    if isinstance(x, float) and not math.isfinite(x):
-        return "∞" if x > 0 else ("nan" if math.isnan(x) else "−∞")
-    return f"{x:.6g}" if isinstance(x, float) else str(x)
-
-
-def certificate_table(cert) -> Table:
-    """The certificate as a rich table."""
-    table = Table(
-        title="Lazy-training certificate (docs/theory.md, “The theorem”)", title_justify="left"
-    )
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    table.add_column("meaning")
-    rows = [
-        ("n, p", f"{cert.n}, {cert.p}", "outputs, parameters"),
-        ("α", _fmt(cert.alpha), "scale"),
-        ("R0", _fmt(cert.R0), "initial loss ½‖αf(w0) − y‖²"),
-        ("σ_min", _fmt(cert.sigma_min), "σ_n(J_0) = sqrt(λ_min(K0))"),
-        ("σ_max", _fmt(cert.sigma_max), "σ_1(J_0) = sqrt(λ_max(K0))"),
-        ("cond(K0)", _fmt(cert.condition), "(σ_max/σ_min)²"),
-        ("β", f"{_fmt(cert.beta)} ({cert.beta_kind})", "Lipschitz constant of J"),
-        ("α*", _fmt(cert.alpha_star), "β·sqrt(1152σ_max²R0)/σ_min³"),
-        ("B", _fmt(cert.B), "ball radius σ_min/(2β)"),
-        ("B'", _fmt(cert.B_prime), "distance bound 3·sqrt(8σ_max²R0)/(ασ_min²)"),
-        ("tangent bound", _fmt(cert.tangent_distance_bound), "sqrt(2σ_max²R0)/(ασ_min²)"),
-    ]
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def print_certificate(cert) -> None:
-    console.print(certificate_table(cert))
-    if cert.hypotheses_hold:
-        console.print("[bold green]Hypotheses hold[/]: the theorem applies.")
-    else:
-        console.print("[bold red]Hypotheses fail[/]:")
-        for r in cert.reasons:
-            console.print(f"  • {r}", highlight=False)
-    for note in cert.notes:
-        console.print(f"  [dim]note: {note}[/]", highlight=False)
 
 
 ExperimentArg = Annotated[Path, typer.Argument(help="An experiment TOML file.")]
@@ -277,61 +115,6 @@ def certify(
         print_certificate(result.certificate)
         if out is not None:
             console.print(f"Results written to {out}", highlight=False)
-
-
-def checks_table(verification) -> Table:
-    """The theorem's conclusions along the flows, as a rich table."""
-    table = Table(title="Conclusions along the flows", title_justify="left")
-    table.add_column("check", no_wrap=True)
-    table.add_column("holds", no_wrap=True)
-    table.add_column("guaranteed", no_wrap=True)
-    table.add_column("worst margin", justify="right", no_wrap=True)
-    table.add_column("at t", justify="right", no_wrap=True)
-    marks = {True: "[green]yes[/]", False: "[bold red]NO[/]", None: "[yellow]inconclusive[/]"}
-    for c in verification.checks:
-        table.add_row(
-            c.name,
-            marks[c.holds],
-            "yes" if c.guaranteed else "no (observed)",
-            f"{c.margin:.3g}",
-            f"{c.t:.4g}",
-        )
-    return table
-
-
-def print_run(cert, sol, verification) -> None:
-    """The certificate, then how the solve ended (first, in a warning, when it stopped
-    short of t1), the checks, the exit time and the verdict."""
-    if not verification.complete:
-        console.print(
-            f"[bold yellow]Incomplete ({verification.status}):[/] {escape(sol.message)}",
-            highlight=False,
-        )
-        console.print()
-    print_certificate(cert)
-    console.print()
-    g = sol.stats.get("gradient", {})
-    ending = "integrated to t1" if verification.complete else escape(sol.message)
-    console.print(
-        f"[bold]Flows[/] to t1 = {sol.t1:.4g}: {ending} "
-        f"({g.get('solver', '')}: {g.get('num_accepted_steps', 0)} steps accepted, "
-        f"{g.get('num_rejected_steps', 0)} rejected, {g.get('wall_s', 0.0):.1f} s)",
-        highlight=False,
-    )
-    console.print(checks_table(verification))
-    exit_t = verification.exit_time
-    reached = verification.reached.get("gradient", verification.horizon)
-    if exit_t is not None:
-        exit_text = f"{exit_t:.4g}"
-    elif reached < verification.horizon:
-        exit_text = f"> {reached:.4g} (the path had not left the ball when the solve stopped)"
-    else:
-        exit_text = "> t1 (the path never left the ball of radius B up to t1)"
-    console.print(
-        f"Exit time T {'= ' if exit_t is not None else ''}{exit_text}. "
-        f"{escape(verification.summary())}",
-        highlight=False,
-    )
 
 
 def run_summary(result) -> dict:
@@ -478,80 +261,6 @@ def sweep(
     console.print(f"Sweep written to {target} (open {target / 'report.html'})", highlight=False)
 
 
-def _sweep_error(error: Exception, out: Path | None, experiment: Path) -> str:
-    """A sweep error; one about the sweep directory says where its path came from
-    (`--out`, or the experiment's `[output] dir`) and which flag resumes it."""
-    from ._sweep import SweepError
-
-    if not (isinstance(error, SweepError) and error.directory):
-        return str(error)
-    message = str(error).replace("resume it,", "add --resume to continue it,")
-    message = message.replace("resuming needs", "--resume needs")
-    return _out_error(ValueError(message), out, experiment)
-
-
-def print_sweep(summary: dict) -> None:
-    """Fitted slopes, critical α and failed points, as rich tables."""
-    fits = summary.get("fits") or []
-    if fits:
-        table = Table(
-            title="Scaling laws (log-log fits, 95% bootstrap intervals)", title_justify="left"
-        )
-        for col in ("quantity", "vs", "at", "slope", "interval", "theory"):
-            table.add_column(col, no_wrap=col != "at")
-        for f in fits:
-            where = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in f["where"].items())
-            table.add_row(
-                f["quantity"],
-                f["against"].split(".")[-1],
-                where or "—",
-                _fmt_slope(f["slope"]),
-                escape(f"[{_fmt_slope(f['low'])}, {_fmt_slope(f['high'])}]"),
-                f"{f['theory']:g}" + (" ✓" if f.get("agrees") else ""),
-            )
-        console.print(table)
-        for f in fits:
-            if _fmt_slope(f["slope"]) == "nan":
-                console.print(
-                    f"[yellow]{f['quantity']}[/]: fewer than two usable points "
-                    f"({escape(f['note'])})",
-                    highlight=False,
-                )
-    crit = summary.get("critical_alpha") or []
-    if crit:
-        table = Table(
-            title="Critical α: smallest α at which every check held", title_justify="left"
-        )
-        for col in ("at", "α empirical", "α*", "α*/α_emp"):
-            table.add_column(col)
-        for r in crit:
-            where = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["where"].items())
-            table.add_row(
-                where or "—",
-                _fmt_json(r["alpha_empirical"]),
-                _fmt_json(r["alpha_star"]),
-                _fmt_json(r["looseness"]),
-            )
-        console.print(table)
-    for f in summary.get("failed_points") or []:
-        console.print(
-            f"[yellow]point {f['index']}[/] {escape(str(f['assignment']))}: {f['status']} — "
-            f"{escape(f['message'])}",
-            highlight=False,
-        )
-
-
-def _fmt_slope(x) -> str:
-    x = float(x)  # "nan" from JSON too
-    return "nan" if x != x else f"{x:.3f}"
-
-
-def _fmt_json(x) -> str:
-    if isinstance(x, str):
-        return {"inf": "∞", "nan": "nan"}.get(x, x)
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
-
-
 @app.command()
 def report(
     results_dir: Annotated[
@@ -689,45 +398,6 @@ def demo(
         console.print(f"Report: {out / label / 'report.html'}", highlight=False)
 
 
-def _demo_verdict(lo, hi) -> str:
-    c = lo.certificate
-    vlo, vhi = lo.verification, hi.verification
-
-    def held(v) -> str:
-        if v.all_hold:
-            return f"all {len(v.checks)} checks held"
-        failed = [x.name for x in v.failed]
-        unsure = [x.name for x in v.inconclusive]
-        parts = []
-        if failed:
-            parts.append(f"{len(failed)} of {len(v.checks)} checks failed ({', '.join(failed)})")
-        if unsure:
-            parts.append(f"{len(unsure)} are inconclusive ({', '.join(unsure)})")
-        if not v.complete:
-            parts.append(f"the solve stopped at t = {v.t_reached:.3g} ({v.status})")
-        return "; ".join(parts)
-
-    def left(v) -> str:
-        if v.exit_time is not None:
-            return f"at T = {v.exit_time:.3g}"
-        return "never" if v.complete else f"not before t = {v.t_reached:.3g}"
-
-    return (
-        f"[bold]Verdict.[/] On {c.n} digits with p = {c.p} parameters the empirical NTK has "
-        f"σ_min = {c.sigma_min:.3g}, σ_max = {c.sigma_max:.3g} (condition number "
-        f"{c.condition:.3g}) and the Jacobian is {c.beta_kind} β = {c.beta:.3g}-Lipschitz. "
-        f"With antisymmetric centring R0 = {c.R0:.3g} does not depend on α, so the theorem "
-        f"needs α ≥ α* = {c.alpha_star:.4g}. At α = {lo.certificate.alpha:.4g} it does not "
-        f"apply, and along the flows {held(vlo)}; the path left the ball of radius B "
-        + left(vlo)
-        + f". At α = {hi.certificate.alpha:.4g} the hypotheses "
-        f"{'hold' if hi.certificate.hypotheses_hold else 'still fail'} and {held(vhi)}: the "
-        f"network moved ‖w − w0‖ ≤ {np.nanmax(hi.solution.dist_w):.3g} ≤ B' = "
-        f"{hi.certificate.B_prime:.3g}, and its predictions αf stayed within "
-        f"{np.nanmax(hi.solution.gap_f):.3g} of its linearisation's."
-    )
-
-
 def _version(value: bool | None) -> None:
     if value:
         from . import __version__
@@ -744,12 +414,6 @@ def _main(
     ] = None,
 ) -> None:
     """ntkflow: does a network trained by gradient flow stay in its NTK regime?"""
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A library warning (a tolerance raised to what the dtype resolves, an unstable GD
-    step, …) as one line on stderr, like the errors: the user's fix, not our source."""
-    print(f"ntkflow: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def main() -> None:
