@@ -1,5 +1,5 @@
 """The network's gradient flow and its error budget (docs/theory.md, "The two gradient
-flows" and "The error budget").
+flows" and "The gradient flow's budget").
 
 `solve_gradient_flow` integrates `ẇ = −α J_wᵀ (α f(w) − y)` (`GradientField`: one VJP per
 evaluation) with the chosen solver, or declines when the dtype cannot resolve the motion
@@ -101,7 +101,7 @@ def error_budget(
     tangent: TangentFlow | None = None,
 ) -> ErrorBudget:
     """Re-solve the gradient flow at `LOOSEN`× looser tolerances; the difference to
-    `flow` is the budget (docs/theory.md, "The error budget").
+    `flow` is the budget (docs/theory.md, "The gradient flow's budget").
 
     The exponential integrator's re-solve advances with its embedded second-order
     solution: a looser tolerance alone can give the very same steps (one step over the

@@ -3,7 +3,7 @@
     RESULTS_DIR/
       summary.json       certificate, checks, solver statistics, versions, resolved config
       trajectories.nc    xarray Dataset: coordinate t, one variable per tracked quantity
-      figures/*.png      the figures (plotting.py)
+      figures/*.png      the figures (plotting)
       report.html        one self-contained page (report.py)
 
 Everything is written into a hidden sibling directory `.NAME.partial-PID-…` and renamed
@@ -366,36 +366,47 @@ def _netcdf_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_results(
+@contextlib.contextmanager
+def results_writer(
     target: str | os.PathLike,
     summary: dict[str, Any],
     dataset: Any,
     *,
-    render: Callable[[Path, Any, dict[str, Any]], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
-) -> Path:
-    """Write a results directory atomically.
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Write a results directory atomically, with room for the caller's files.
 
-    **Arguments:**
+    Writes `trajectories.nc` into a fresh hidden directory and yields it with the
+    summary as it will be saved (`format` and `complete` added); the block adds its
+    files there (the figures and the report); then `summary.json` is written, last, and
+    the directory moved into place (replacing older results). An exception or interrupt
+    in the block leaves nothing.
 
-    - `target`: the directory to create (or replace, if it holds older results).
-    - `summary`: JSON-ready summary; `format` and `complete` are added.
-    - `dataset`: the trajectories, an `xarray.Dataset`.
-    - `render`: called as `render(tmp_dir, dataset, summary)` to add figures and the report
-      before the directory is moved into place.
-    - `cancelled`: see `atomic_directory`.
-
-    **Returns:** the path written.
+    **Arguments:** `target` (the directory to create or replace), `summary` (JSON-ready),
+    `dataset` (the trajectories, an `xarray.Dataset`), `cancelled` (see
+    `atomic_directory`).
     """
     summary = {"format": FORMAT, **jsonable(summary), "complete": True}
     with atomic_directory(target, cancelled=cancelled) as tmp:
         ds = dataset.copy()
         ds.attrs = _netcdf_attrs(ds.attrs)
         ds.to_netcdf(tmp / TRAJECTORIES, engine="h5netcdf")
-        if render is not None:
-            render(tmp, dataset, summary)
+        yield tmp, summary
         # Last, so a directory with a summary always has everything else.
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+def write_results(
+    target: str | os.PathLike,
+    summary: dict[str, Any],
+    dataset: Any,
+    *,
+    cancelled: Callable[[], bool] | None = None,
+) -> Path:
+    """Write a results directory (`summary.json`, `trajectories.nc`) atomically; see
+    `results_writer` to add files to it. **Returns:** the path written."""
+    with results_writer(target, summary, dataset, cancelled=cancelled):
+        pass
     return Path(target)
 
 

@@ -42,7 +42,7 @@ def flow_scalars(
     problem: Problem, solution: FlowSolution, verification: Verification
 ) -> dict[str, Any]:
     """The numbers of the flows the scaling laws and sweeps use (docs/theory.md,
-    "Scaling laws"): suprema over the save times and solver steps, their error budgets,
+    "Fitting the laws"): suprema over the save times and solver steps, their error budgets,
     final losses, the exit time (`inf`: never left the ball) and the solver's steps."""
     s, v = solution, verification
     w0_norm = float(np.linalg.norm(np.asarray(problem.w0)))

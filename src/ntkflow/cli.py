@@ -117,27 +117,6 @@ def certify(
             console.print(f"Results written to {out}", highlight=False)
 
 
-def run_summary(result) -> dict:
-    """The JSON summary of a run: the certificate's keys, the checks, the exit time and
-    the solver's statistics."""
-    cert, sol, verification = result.certificate, result.solution, result.verification
-    out = cert.to_dict()
-    v = verification.to_dict()
-    out.update(
-        checks=v["checks"],
-        exit_time=v["exit_time"],
-        all_hold=v["all_hold"],
-        complete=v["complete"],
-        status=sol.status.name.lower(),
-        message=sol.message,
-        t1=sol.scalars()["t1"],
-        t_reached=v["t_reached"],
-        reached=v["reached"],
-        solver=sol.scalars()["stats"],
-    )
-    return out
-
-
 @app.command()
 def run(
     experiment: ExperimentArg,
@@ -161,6 +140,7 @@ def run(
     a check failed or is inconclusive (a solve that stopped before t1 leaves the time it did
     not reach inconclusive), 130 when interrupted (nothing is written).
     """
+    from ._summary import run_view
     from .config import output_dir
 
     try:
@@ -172,7 +152,7 @@ def run(
     result = _run_and_save(exp, str(experiment), target, progress, where)
     assert result.solution is not None and result.verification is not None
     if json_:
-        print(json.dumps(run_summary(result), indent=2, ensure_ascii=False))
+        print(json.dumps(run_view(result.summary), indent=2, ensure_ascii=False))
     else:
         print_run(result.certificate, result.solution, result.verification)
         console.print(
@@ -276,7 +256,7 @@ def report(
 
     Drawn from its saved data alone (summary.json with trajectories.nc, or sweep.nc).
     """
-    from ._results import ResultsError, load_results, write_results
+    from ._results import ResultsError, load_results, results_writer
     from .experiment import render
 
     try:
@@ -294,7 +274,8 @@ def report(
     # render that fails half-way leaves the old figures and report, not a mix.
     target = loaded.path if out is None else out
     try:
-        write_results(target, loaded.summary, loaded.dataset, render=render)
+        with results_writer(target, loaded.summary, loaded.dataset) as (tmp, summary):
+            render(tmp, loaded.dataset, summary)
     except ResultsError as e:
         raise fail(str(e) if out is None else _out_error(e, out, None)) from None
     except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
@@ -361,7 +342,7 @@ def demo(
     """
     from ._certificate import certify as certify_problem
     from ._results import ResultsError, check_output_dir
-    from .config import build_problem
+    from .experiment import build_problem
 
     path = example_path("seed.toml") if experiment is None else experiment
     labels = ("below-alpha-star", "above-alpha-star")

@@ -18,7 +18,7 @@ from ._certificate import Certificate, certify
 from ._flows import solve_flows
 from ._memory import TooLarge
 from ._problem import Problem
-from ._results import REPORT, atomic_write_bytes, write_results
+from ._results import REPORT, atomic_write_bytes, results_writer
 from ._solution import FlowSolution
 from ._summary import summarize
 from ._verify import Verification, verify
@@ -211,10 +211,9 @@ def render(
 def save_run(
     run: RunOutput, out: str | os.PathLike, *, cancelled: Callable[[], bool] | None = None
 ) -> Path:
-    """Write a run's results directory atomically (see `_results.py`)."""
+    """Write a run's results directory atomically, figures and report included (see
+    `_results.py`)."""
     o = run.experiment.output
-
-    def _render(tmp: Path, ds: Any, summary: dict[str, Any]) -> None:
-        render(tmp, ds, summary, figures=o.figures, report=o.report, dpi=o.dpi)
-
-    return write_results(out, run.summary, run.dataset, render=_render, cancelled=cancelled)
+    with results_writer(out, run.summary, run.dataset, cancelled=cancelled) as (tmp, summary):
+        render(tmp, run.dataset, summary, figures=o.figures, report=o.report, dpi=o.dpi)
+    return Path(out)
