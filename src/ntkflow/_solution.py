@@ -43,8 +43,9 @@ class SolveStats(_Record):
     **Fields:** `method` (the tangent flow's strategy, or how the error estimate was
     made), diffrax's step counts (`max_steps`, `num_accepted_steps`, `num_rejected_steps`,
     `num_steps`), `vf_evaluations` (vector-field evaluations, `None` when the solver's
-    count is unknown), `kernel_evaluations` (empirical NTKs formed: one per step of the
-    exponential integrator), `wall_s`, `solver` (its class name), the tolerances `rtol`,
+    count is unknown), `kernel_evaluations` (the exponential integrator's steps:
+    each forms an empirical NTK, except those from `w0`, which reuse `K0`'s factors),
+    `wall_s`, `solver` (its class name), the tolerances `rtol`,
     `atol`, the flow's resolution `resolution` (`ρ`, docs/theory.md "Rounding"),
     `skipped` (why the flow was not integrated) and `failed` (how a solve that was
     expected to finish ended). Fields that do not apply are `None`.

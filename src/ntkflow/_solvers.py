@@ -97,5 +97,6 @@ def evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
 
 
 def kernel_evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int:
-    """Empirical NTKs a solve forms: one per step of the exponential integrator."""
+    """The exponential integrator's steps: each forms an empirical NTK and its `eigh`,
+    except the steps from `w0` (they reuse `K0`'s, `InitialFactors`). 0 for the others."""
     return num_steps if isinstance(solver, ExponentialNTK) else 0
