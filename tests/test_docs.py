@@ -239,3 +239,21 @@ def test_no_library_error_speaks_in_cli_flags():
                 if isinstance(sub.value, str) and flag.search(sub.value):
                     found.append(f"{path.name}:{sub.lineno}: {sub.value!r}")
     assert not found, found
+
+
+def test_every_public_name_the_docs_use_resolves():
+    # `nf.X` / `ntkflow.X` in the README and docs/ (issue 12: a redesign keeps every
+    # public name users have).
+    import ntkflow
+
+    texts = [(ROOT / "README.md").read_text()]
+    texts += [p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))]
+    names = set()
+    for text in texts:
+        names |= set(re.findall(r"\b(?:nf|ntkflow)\.([A-Za-z_][\w.]*\w)", text))
+    assert len(names) >= 10  # the pattern still finds them
+    for name in sorted(names):
+        obj = ntkflow
+        for part in name.split("."):
+            assert hasattr(obj, part), f"ntkflow.{name} (named in the docs) does not exist"
+            obj = getattr(obj, part)
