@@ -123,6 +123,9 @@ def test_every_command_smoke(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "Verdict." in result.stdout
+    # The headings say where α stands against α*, in one notation.
+    assert "(below α* = " in result.stdout and "(above α* = " in result.stdout
+    assert "alpha star" not in result.stdout
     for label in ("below-alpha-star", "above-alpha-star"):
         summary = nf.load_results(tmp_path / "demo" / label).summary
         assert summary["certificate"]["hypotheses_hold"] is (label == "above-alpha-star")

@@ -361,13 +361,19 @@ def demo(
         raise fail(str(e)) from None
     if not math.isfinite(alpha_star):
         raise fail(f"{path}: α* is infinite (the theorem cannot apply at any scale)")
-    console.print(f"[bold]ntkflow demo[/]: the experiment {path}", highlight=False)
-    above = float(f"{alpha_star * 1.005:.3g}")
-    above = above if above >= alpha_star else alpha_star * 1.005
+    console.print(
+        f"[bold]ntkflow demo[/]: {path}\nRun at its own α, then just above its certified "
+        f"α* = {alpha_star:.6g}.",
+        highlight=False,
+    )
+    above, how = float(f"{alpha_star * 1.005:.3g}"), "α*·1.005 to 3 digits"
+    if above < alpha_star:
+        above, how = alpha_star * 1.005, "α*·1.005"
+    headings = (f"below α* = {alpha_star:.6g}", f"above α* = {alpha_star:.6g}: {how}")
     runs = []
-    for label, alpha in zip(labels, (exp.problem.alpha, above), strict=True):
+    for label, alpha, heading in zip(labels, (exp.problem.alpha, above), headings, strict=True):
         e = _load(path, [f"problem.alpha={alpha!r}"])
-        console.print(f"\n[bold]α = {alpha:.4g}[/] ({label.replace('-', ' ')})")
+        console.print(f"\n[bold]α = {alpha:.6g}[/] ({heading})", highlight=False)
         result = _run_and_save(e, str(path), out / label, progress)
         assert result.verification is not None
         print_run(result.certificate, result.solution, result.verification)
