@@ -36,15 +36,20 @@ LOOSEN = 10.0
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GradientPath:
-    """The gradient flow's `path` with its `residuals` (`α f(w(t_i)) − y`), how it ended
-    (`status`, `message`, `t_reached`) and its `stats` (with the resolution `ρ`)."""
+    """The gradient flow's `path` (its `stats` with the resolution `ρ`), its `residuals`
+    (`α f(w(t_i)) − y`) and `loss` (`½‖residual‖²`) at the save times, and how it ended
+    (`status`, `message`, `t_reached`)."""
 
     path: Path
     residuals: np.ndarray
+    loss: np.ndarray
     status: FlowStatus
     message: str
     t_reached: float
-    stats: SolveStats
+
+    @property
+    def stats(self) -> SolveStats:
+        return self.path.stats
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -83,13 +88,15 @@ def solve_gradient_flow(
     else:
         path = integrate(GradientField(problem), problem, settings, tangent=tangent)
         status, message, t_reached = ending(path, settings, flow="gradient")
+    path = dataclasses.replace(path, stats=dataclasses.replace(path.stats, resolution=resolution))
+    r = residuals(problem, path.deltas)
     return GradientPath(
         path=path,
-        residuals=residuals(problem, path.deltas),
+        residuals=r,
+        loss=0.5 * np.sum(r**2, axis=1),
         status=status,
         message=message,
         t_reached=t_reached,
-        stats=dataclasses.replace(path.stats, resolution=resolution),
     )
 
 
@@ -124,10 +131,9 @@ def error_budget(
     # Where either solve stopped short the budget is NaN: `verify` then calls a check
     # there inconclusive rather than deciding it without a budget.
     res_l = residuals(problem, loose.deltas)
-    loss_w = 0.5 * np.sum(flow.residuals**2, axis=1)
     return ErrorBudget(
         err_w=np.linalg.norm(flow.path.deltas - loose.deltas, axis=1),
-        err_loss_w=np.abs(loss_w - 0.5 * np.sum(res_l**2, axis=1)),
+        err_loss_w=np.abs(flow.loss - 0.5 * np.sum(res_l**2, axis=1)),
         err_res_w=np.linalg.norm(flow.residuals - res_l, axis=1),
         stats=stats,
     )

@@ -18,15 +18,7 @@ from ._json import jsonable
 from ._problem import Problem
 from ._results import now, versions
 from ._solution import FlowSolution
-from ._verify import Verification
-
-
-def _nanmax(*arrays: Any) -> float:
-    """The largest non-NaN entry over all given arrays (NaN if none)."""
-    vals = [np.asarray(a, dtype=np.float64).ravel() for a in arrays if a is not None]
-    v = np.concatenate(vals) if vals else np.zeros(0)
-    v = v[~np.isnan(v)]
-    return float(v.max()) if v.size else math.nan
+from ._verify import Verification, nanmax
 
 
 def _last(a: Any) -> float:
@@ -49,15 +41,15 @@ def flow_scalars(
     gradient = s.stats.get("gradient")
     return {
         "w0_norm": w0_norm,
-        "sup_dist_w": _nanmax(s.dist_w, s.step_dist_w),
-        "sup_dist_u": _nanmax(s.dist_u),
-        "sup_gap_f": _nanmax(s.gap_f, s.step_gap_f),
-        "sup_gap_w": _nanmax(s.gap_w, s.step_gap_w),
+        "sup_dist_w": nanmax(s.dist_w, s.step_dist_w),
+        "sup_dist_u": nanmax(s.dist_u),
+        "sup_gap_f": nanmax(s.gap_f, s.step_gap_f),
+        "sup_gap_w": nanmax(s.gap_w, s.step_gap_w),
         # The integrator's error budget on those (NaN without `error_estimate`).
-        "err_dist_w": _nanmax(s.err_w),
-        "err_gap_f": _nanmax(s.err_res_w),
-        "err_gap_w": _nanmax(s.err_w),
-        "sup_kernel_drift": _nanmax(s.kernel_drift),
+        "err_dist_w": nanmax(s.err_w),
+        "err_gap_f": nanmax(s.err_res_w),
+        "err_gap_w": nanmax(s.err_w),
+        "sup_kernel_drift": nanmax(s.kernel_drift),
         "rel_weight_change": _last(s.dist_w) / w0_norm if w0_norm > 0 else math.nan,
         "final_loss_w": _last(s.loss_w),
         "final_loss_u": _last(s.loss_u),

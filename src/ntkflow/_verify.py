@@ -393,7 +393,7 @@ def _ball_lemma_checks(s: FlowSolution, c: Certificate) -> list[Check]:
     # non-smooth network) there is no such bound: any integration error leaves
     # the check undecided (an infinite budget), none leaves it to rounding.
     beta_err = c.beta if math.isfinite(c.beta) else math.inf
-    lam_max = max(np.nan_to_num(_nanmax(s.sigma_max_t)) ** 2, c.sigma_max**2)
+    lam_max = max(np.nan_to_num(nanmax(s.sigma_max_t)) ** 2, c.sigma_max**2)
     with np.errstate(invalid="ignore"):
         integration = np.where(err_w > 0, beta_err * err_w, err_w)
     e_sig = integration + n * _EPS * lam_max / max(c.sigma_min, 1e-300)
@@ -521,13 +521,13 @@ def _tangent_flow_checks(s: FlowSolution, c: Certificate) -> list[Check]:
     return checks
 
 
-def _nanmax(a: np.ndarray | None) -> float:
-    """The largest entry that is not NaN (NaN if none)."""
-    if a is None:
-        return math.nan
-    a = np.asarray(a, dtype=np.float64)
-    a = a[~np.isnan(a)]
-    return float(a.max()) if a.size else math.nan
+def nanmax(*arrays: np.ndarray | None) -> float:
+    """The largest entry that is not NaN over all given arrays (`None` skipped; NaN if
+    there is none). `_summary` uses it too."""
+    vals = [np.asarray(a, dtype=np.float64).ravel() for a in arrays if a is not None]
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    v = v[~np.isnan(v)]
+    return float(v.max()) if v.size else math.nan
 
 
 def _between(ts: np.ndarray, budget: np.ndarray, step_t: np.ndarray) -> np.ndarray:
@@ -537,7 +537,7 @@ def _between(ts: np.ndarray, budget: np.ndarray, step_t: np.ndarray) -> np.ndarr
     if not known.any():
         return np.full(len(step_t), np.nan)
     last = ts[known][-1]
-    return np.where(step_t <= last, _nanmax(budget), np.nan)
+    return np.where(step_t <= last, nanmax(budget), np.nan)
 
 
 def _loss_rounding(loss: np.ndarray, round_res: np.ndarray | None) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""One experiment end to end: certificate, flows, checks, and their results directory.
+"""One experiment end to end: the problem its file describes, certificate, flows, checks,
+and their results directory.
 
 This sits above the numerical core (it reads configs and writes files); the CLI, the demo
 and sweeps call it.
