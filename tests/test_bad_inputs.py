@@ -163,6 +163,11 @@ CASES = [
     ),
     ("set_int_bool", ["certify", "tiny.toml", "--set", "output.figures=1"], "valid boolean, got 1"),
     (
+        "set_diagnostics",
+        ["certify", "tiny.toml", "--set", 'flows.diagnostics="eigh"'],
+        '[flows] diagnostics: must be true, false, "dense" or "lanczos", got \'eigh\'',
+    ),
+    (
         "set_unclosed_list",
         ["certify", "tiny.toml", "--set", 'model.kind="mlp"', "--set", "model.widths=[8,"],
         "[model] widths: Input should be a valid list, got '[8,'",

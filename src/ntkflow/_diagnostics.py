@@ -9,10 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
+from ._diagnostics_iterative import Warm, iterative_diagnostics_at, preconditioner
 from ._initial_kernel import InitialKernel
 from ._kernel import empirical_ntk
 from ._problem import Problem
 from ._spectrum import dense_eigh, spectrum_from_eigenvalues
+
+DIAGNOSTICS = ("dense", "lanczos")
 
 
 def kernel_diagnostics(
@@ -20,12 +23,22 @@ def kernel_diagnostics(
     deltas: Float[np.ndarray, "s p"],
     kernel: InitialKernel,
     *,
+    method: str = "dense",
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """At each saved `w = w0 + δ`: `σ_min(J_w)`, `σ_max(J_w)` (the rule of `ntk_spectrum`)
-    and the relative kernel drift `‖K_w − K0‖_op / ‖K0‖_op` (one empirical NTK and two
-    symmetric eigenproblems each; `‖K0‖_op` from the `InitialKernel`)."""
+    and the relative kernel drift `‖K_w − K0‖_op / ‖K0‖_op` (`‖K0‖_op` from the
+    `InitialKernel`). `method="dense"`: one empirical NTK and two symmetric
+    eigenproblems per save; `"lanczos"`: warm-started iterative eigensolvers on
+    kernel-vector products, `K_w` never formed (`_diagnostics_iterative`)."""
     K0n = np.asarray(kernel.K, dtype=np.float64)
+    if method == "dense":
+        at = lambda delta: _at(problem, delta, kernel, K0n)
+    elif method == "lanczos":
+        warm, M = Warm(kernel), preconditioner(kernel)
+        at = lambda delta: _iterative_at(problem, delta, kernel, warm, M)
+    else:
+        raise ValueError(f"diagnostics must be one of {DIAGNOSTICS} or a bool, got {method!r}")
     s = deltas.shape[0]
     smin, smax, drift = (np.full(s, np.nan) for _ in range(3))
     rows = range(s)
@@ -38,13 +51,23 @@ def kernel_diagnostics(
         task = bar.add_task("kernel diagnostics", total=s)
     try:
         for i in rows:
-            smin[i], smax[i], drift[i] = _at(problem, deltas[i], kernel, K0n)
+            smin[i], smax[i], drift[i] = at(deltas[i])
             if bar is not None:
                 bar.advance(task)  # pyright: ignore[reportPossiblyUnboundVariable]
     finally:
         if bar is not None:
             bar.stop()
     return {"sigma_min_t": smin, "sigma_max_t": smax, "kernel_drift": drift}
+
+
+def _iterative_at(
+    problem: Problem, delta: np.ndarray, kernel: InitialKernel, warm: Warm, M: Any
+) -> tuple[float, float, float]:
+    if not np.all(np.isfinite(delta)):
+        return math.nan, math.nan, math.nan
+    if not np.any(delta):  # w0 itself
+        return kernel.spectrum.sigma_min, kernel.spectrum.sigma_max, 0.0
+    return iterative_diagnostics_at(problem, delta, kernel, warm, M)
 
 
 def _at(

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from jaxtyping import ArrayLike, Float
 
-from ._diagnostics import kernel_diagnostics, test_predictions
+from ._diagnostics import DIAGNOSTICS, kernel_diagnostics, test_predictions
 from ._exponential import ExponentialNTK, InitialFactors
 from ._gd import gradient_descent
 from ._gradient_flow import MAX_RTOL, GradientPath, error_budget, solve_gradient_flow
@@ -131,6 +131,17 @@ def _check_arguments(flows: Sequence[str], rtol: Any, atol: Any, max_steps: Any)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer ≥ 1, got max_steps={max_steps!r}")
     return flows
+
+
+def _diagnostics_method(diagnostics: Any) -> str | None:
+    """`diagnostics` as a method name (`None`: none)."""
+    if isinstance(diagnostics, bool):
+        return "dense" if diagnostics else None
+    if isinstance(diagnostics, str) and diagnostics.lower() in DIAGNOSTICS:
+        return diagnostics.lower()
+    raise ValueError(
+        f"diagnostics must be True, False, 'dense' or 'lanczos', got diagnostics={diagnostics!r}"
+    )
 
 
 def _settings(
@@ -248,7 +259,7 @@ def solve_flows(
     progress: bool | diffrax.AbstractProgressMeter = False,
     error_estimate: bool = True,
     save_params: bool = False,
-    diagnostics: bool = True,
+    diagnostics: bool | str = True,
     kernel: InitialKernel | Float[ArrayLike, "n n"] | None = None,
 ) -> FlowSolution:
     """Integrate the network's gradient flow `w(t)` and the tangent flow `u(t)` from the
@@ -283,14 +294,18 @@ def solve_flows(
     - `error_estimate`: re-solve the gradient flow at 10× looser tolerances and use the
       difference as the error budget of every gradient-flow quantity (see `verify`).
     - `save_params`: keep `w(t) − w0` and `u(t) − w0` (`n_saves × p` numbers each).
-    - `diagnostics`: compute `σ(J_{w(t)})` and the kernel drift at every save time (one
-      empirical NTK each).
+    - `diagnostics`: compute `σ(J_{w(t)})` and the kernel drift at every save time:
+      `True` or `"dense"`, one empirical NTK and two `eigh`s each; `"lanczos"`,
+      warm-started iterative eigensolvers on kernel-vector products (no kernel formed:
+      for `n` in the thousands, docs/flows.md, "Kernel diagnostics at scale"); `False`,
+      none.
     - `kernel`: the problem's `InitialKernel` (e.g. `certify(problem).kernel`: `K0` is
       then neither formed nor factored again), or a `K0` array.
 
     **Returns:** a `FlowSolution`.
     """
     flows = _check_arguments(flows, rtol, atol, max_steps)
+    diagnostics_method = _diagnostics_method(diagnostics)
     method = get_tangent_method(tangent)
     solver = as_solver(solver)
     if isinstance(progress, diffrax.AbstractProgressMeter):
@@ -336,8 +351,12 @@ def solve_flows(
     delta_w = None if w is None else w.path.deltas
     delta_u = None if u is None else u.deltas
 
-    if delta_w is not None and diagnostics:
-        out.update(kernel_diagnostics(problem, delta_w, k0, progress=progress is not False))
+    if delta_w is not None and diagnostics_method is not None:
+        out.update(
+            kernel_diagnostics(
+                problem, delta_w, k0, method=diagnostics_method, progress=progress is not False
+            )
+        )
     if problem.data.has_test:
         out.update(test_predictions(problem, delta_w, delta_u))
     if gd_step is not None:

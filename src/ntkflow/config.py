@@ -146,7 +146,7 @@ class FlowsSection(_Section):
     tangent: Literal["closed_form", "ode"] = "closed_form"
     gd_step: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     error_estimate: bool = True
-    diagnostics: bool = True
+    diagnostics: bool | Literal["dense", "lanczos"] = True
 
 
 class OutputSection(_Section):
@@ -229,6 +229,9 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
         return f'{where}: must be "auto" or a number in (0, 1), got {value!r}'
     if union and loc and loc[-1] in ("t1", "atol"):
         return f'{where}: must be "auto" or a finite number > 0, got {value!r}'
+    if loc[:2] == ["flows", "diagnostics"]:  # (a union of bool and two names)
+        allowed = 'true, false, "dense" or "lanczos"'
+        return f"{source}: [flows] diagnostics: must be {allowed}, got {value!r}"
     if kind == "extra_forbidden":
         parent = _allowed_keys(loc[:-1], data)
         allowed = f"; allowed keys: {', '.join(parent)}" if parent else ""

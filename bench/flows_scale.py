@@ -1,0 +1,201 @@
+"""Benchmark: the network's gradient flow at scale, in units of one gradient evaluation.
+
+    python bench/flows_scale.py [--n 256,1024] [--alpha 10,100,1000] [--max-steps 2000]
+                                [--reference N,...] [--out bench/results]
+
+The deep-MLP table of issue 13: `MLP((512, 512), "tanh")`, antisymmetric centring, inputs
+uniform on the unit sphere in R^16, targets `sign(x0 + 0.5·x1² − 0.2)`, float64. For each
+`(n, α)`, warm, in one process:
+
+- one gradient evaluation `∇_w ½‖αf(w0) − y‖²` (jitted; median of 5 calls);
+- the exact tangent flow's cost: one empirical NTK (structured derivatives, jitted) and
+  its `eigh` (median of 3);
+- `certify` (once, cold: it compiles);
+- the gradient flow, `solve_flows(problem, flows=("gradient",), diagnostics=False,
+  error_estimate=False, saveat=20)` with the default solver and tolerances, after a
+  compiling call on a 1e-6 shorter horizon; capped at `--max-steps` so that a size that
+  does not finish says how far it got (`t_reached / t1`) instead of running for hours.
+
+Its wall time is reported in units of one gradient and of one exact tangent flow. With
+`--reference n1,n2`, the gradient flow at those sizes is also solved at `rtol = 1e-11`
+(the issue's reference; slow) and the error of the default solve against it is
+`max_t |loss − loss_ref| / loss_ref(0)` and `max_t ‖δ − δ_ref‖ / max_t ‖δ_ref‖`.
+
+Writes `OUT/flows_scale.json` and `OUT/flows_scale.md`.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DIM, WIDTHS, SAVES = 16, (512, 512), 20
+
+
+def problem_for(n: int, alpha: float):
+    import numpy as np
+
+    import ntkflow as nf
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, DIM))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.sign(X[:, 0] + 0.5 * X[:, 1] ** 2 - 0.2)
+    data = nf.datasets.from_arrays(X, y)
+    return nf.Problem(nf.MLP(WIDTHS, "tanh"), data, alpha=alpha, centering="antisymmetric")
+
+
+def _median_time(fn, repeats: int) -> float:
+    import jax
+
+    jax.block_until_ready(fn())  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def unit_costs(problem) -> tuple[float, float]:
+    """(one gradient, one empirical NTK + its eigh), seconds, warm."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from ntkflow._exponential import traced_kernel
+
+    # The problem is an argument, not a closure: closed-over arrays become constants that
+    # XLA folds at compile time.
+    grad = eqx.filter_jit(lambda pr, w: jax.grad(pr.loss)(w))
+    tangent = eqx.filter_jit(lambda pr, w: jnp.linalg.eigh(traced_kernel(pr, w)))
+    return (
+        _median_time(lambda: grad(problem, problem.w0), 5),
+        _median_time(lambda: tangent(problem, problem.w0), 3),
+    )
+
+
+def _gradient_flow(problem, kernel, ts, **kw):
+    import ntkflow as nf
+
+    common = dict(flows=("gradient",), diagnostics=False, error_estimate=False, kernel=kernel)
+    return nf.solve_flows(problem, saveat=ts, **common, **kw)
+
+
+def run(n: int, alpha: float, max_steps: int, reference: bool) -> dict:
+    import numpy as np
+
+    import ntkflow as nf
+
+    problem = problem_for(n, alpha)
+    t_grad, t_tangent = unit_costs(problem)
+    start = time.perf_counter()
+    cert = nf.certify(problem)
+    t_certify = time.perf_counter() - start
+    assert cert.kernel is not None
+    lam = np.asarray(cert.kernel.eigenvalues)
+    t1 = 2.0 * math.log(1e6) / (alpha**2 * float(lam[0]))
+    ts = np.linspace(0.0, t1, SAVES)
+    _gradient_flow(problem, cert.kernel, ts * 1e-6, max_steps=max_steps)  # compile
+    sol = _gradient_flow(problem, cert.kernel, ts, max_steps=max_steps, save_params=True)
+    st = sol.stats["gradient"]
+    wall = st["wall_s"]
+    row = {
+        "n": n,
+        "alpha": alpha,
+        "p": problem.p,
+        "cond": float(lam[-1] / lam[0]),
+        "gradient_s": t_grad,
+        "tangent_flow_s": t_tangent,
+        "certify_s": t_certify,
+        "solver": st["solver"],
+        "rtol": st["rtol"],
+        "status": sol.status.name,
+        "t_reached_over_t1": sol.time_reached("gradient") / t1,
+        "steps": st["num_steps"],
+        "rejected": st["num_rejected_steps"],
+        "vf_evaluations": st["vf_evaluations"],
+        "kernel_evaluations": st["kernel_evaluations"],
+        "wall_s": wall,
+        "in_gradients": wall / t_grad,
+        "in_tangent_flows": wall / t_tangent,
+    }
+    if reference:
+        ref = _gradient_flow(
+            problem, cert.kernel, ts, rtol=1e-11, max_steps=10**6, save_params=True
+        )
+        row["ref_status"] = ref.status.name
+        row["ref_steps"] = ref.stats["gradient"]["num_steps"]
+        row["ref_wall_s"] = ref.stats["gradient"]["wall_s"]
+        assert sol.params_w is not None and ref.params_w is not None
+        assert sol.loss_w is not None and ref.loss_w is not None
+        row["error_loss"] = float(np.max(np.abs(sol.loss_w - ref.loss_w)) / ref.loss_w[0])
+        dw = np.linalg.norm(np.asarray(sol.params_w) - np.asarray(ref.params_w), axis=1)
+        scale = np.max(np.linalg.norm(np.asarray(ref.params_w), axis=1))
+        row["error_w"] = float(np.max(dw) / scale)
+    return row
+
+
+def render(result: dict) -> str:
+    out = [
+        f"Deep-MLP gradient flow at scale: `MLP((512, 512), 'tanh')`, antisymmetric, f64, "
+        f"default solver and tolerances, diagnostics and error estimate off, {SAVES} saves, "
+        f"warm. {result['machine']}.",
+        "",
+        "| n | α | cond(K0) | gradient (ms) | tangent flow (ms) | certify (s) | solver | rtol "
+        "| status | reached | steps (rej.) | flow wall (s) | in gradients | in tangent flows "
+        "| error (loss / w) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        err = (
+            f"{r['error_loss']:.1e} / {r['error_w']:.1e}"
+            if "error_loss" in r
+            else "— (reference not run)"
+        )
+        out.append(
+            f"| {r['n']} | {r['alpha']:g} | {r['cond']:.2g} | {1e3 * r['gradient_s']:.1f} | "
+            f"{1e3 * r['tangent_flow_s']:.1f} | {r['certify_s']:.1f} | {r['solver']} | "
+            f"{r['rtol']:g} | {r['status']} | "
+            f"{r['t_reached_over_t1']:.3g} | {r['steps']} ({r['rejected']}) | "
+            f"{r['wall_s']:.1f} | {r['in_gradients']:.0f} | {r['in_tangent_flows']:.0f} | {err} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--n", default="256,1024")
+    ap.add_argument("--alpha", default="10,100,1000")
+    ap.add_argument("--max-steps", type=int, default=2000)
+    ap.add_argument("--reference", default="", help="sizes n to solve at rtol 1e-11 too")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args()
+    import ntkflow  # noqa: F401  (float64 on)
+
+    refs = {int(x) for x in args.reference.split(",") if x}
+    rows = []
+    for n in (int(x) for x in args.n.split(",")):
+        for alpha in (float(x) for x in args.alpha.split(",")):
+            row = run(n, alpha, args.max_steps, n in refs)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            rows.append(row)
+    result = {"machine": f"{os.cpu_count()} CPUs", "rows": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("flows_scale.json", json.dumps(result, indent=2)),
+        ("flows_scale.md", render(result)),
+    ):
+        tmp = out / f".{name}.partial"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()

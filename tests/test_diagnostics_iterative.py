@@ -1,0 +1,64 @@
+"""`diagnostics="lanczos"`: the warm-started iterative eigensolvers give the dense
+diagnostics' values, and say NaN rather than report an unconverged one."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ntkflow as nf
+from ntkflow import _diagnostics_iterative as it
+from ntkflow._diagnostics import kernel_diagnostics
+
+
+def _problem(alpha):
+    data = nf.datasets.sphere(24, 5, seed=3)
+    return nf.Problem(nf.MLP((48, 48), "tanh"), data, alpha=alpha, centering="antisymmetric")
+
+
+@pytest.mark.parametrize("alpha", [3.0, 100.0])
+def test_lanczos_diagnostics_match_dense(alpha):
+    problem = _problem(alpha)
+    k0 = nf.initial_kernel(problem)
+    sol = nf.solve_flows(
+        problem,
+        kernel=k0,
+        saveat=5,
+        flows=("gradient",),
+        error_estimate=False,
+        diagnostics="lanczos",
+        save_params=True,
+    )
+    assert sol.params_w is not None
+    dense = kernel_diagnostics(problem, np.asarray(sol.params_w), k0, method="dense")
+    for name in ("sigma_min_t", "sigma_max_t"):
+        got = getattr(sol, name)
+        np.testing.assert_allclose(got, dense[name], rtol=1e-6, err_msg=name)
+    # The drift to 1e-6 of ‖K0‖ (Lanczos tolerance), 0 at w0.
+    assert sol.kernel_drift is not None
+    np.testing.assert_allclose(sol.kernel_drift, dense["kernel_drift"], rtol=1e-5, atol=1e-9)
+    assert sol.kernel_drift[0] == 0.0 and np.all(sol.kernel_drift[1:] > 0)
+
+
+def test_unconverged_extreme_is_nan(monkeypatch):
+    problem = _problem(3.0)
+    k0 = nf.initial_kernel(problem)
+    # A far point (the kernel moved a lot) and one iteration: not converged, so NaN.
+    monkeypatch.setattr(it, "MAX_ITERATIONS", 1)
+    delta = 0.5 * np.random.default_rng(0).standard_normal(problem.p)
+    warm = it.Warm(k0)
+    warm.bottom = np.random.default_rng(1).standard_normal((problem.n, 1))
+    smin, smax, _ = it.iterative_diagnostics_at(problem, delta, k0, warm, it.preconditioner(k0))
+    assert np.isnan(smin)
+    # ... and with room to converge, the dense value.
+    monkeypatch.setattr(it, "MAX_ITERATIONS", 200)
+    smin, smax, _ = it.iterative_diagnostics_at(
+        problem, delta, k0, it.Warm(k0), it.preconditioner(k0)
+    )
+    K = np.asarray(nf.empirical_ntk(problem, problem.w0 + jnp.asarray(delta)))
+    lam = np.linalg.eigvalsh(K)
+    np.testing.assert_allclose([smin, smax], np.sqrt([lam[0], lam[-1]]), rtol=1e-6)
+
+
+def test_diagnostics_argument_is_checked():
+    with pytest.raises(ValueError, match="diagnostics must be"):
+        nf.solve_flows(_problem(3.0), saveat=3, diagnostics="eigh")
