@@ -12,8 +12,8 @@ help:
 	@echo "make test       set up .venv with the test extra and run the fast test suite"
 	@echo "make test-slow  run only the tests marked slow"
 	@echo "make test-all   run every test"
-	@echo "make bench      NTK benchmark vs plain JAX and neural-tangents, and the flow"
-	@echo "                solvers' benchmark (bench/results/)"
+	@echo "make bench      NTK benchmark vs plain JAX and neural-tangents, the flow"
+	@echo "                solvers' benchmark and the deep-MLP scale table (bench/results/)"
 	@echo "make lint       ruff (lint + format check) and pyright"
 	@echo "make clean      remove .venv and caches"
 
@@ -55,6 +55,7 @@ $(NT_VENV)/.stamp:
 bench: $(VENV)/.stamp-run $(NT_VENV)/.stamp
 	$(BIN)/python bench/ntk.py --nt-python $(NT_VENV)/bin/python
 	$(BIN)/python bench/flows.py
+	$(BIN)/python bench/flows_scale.py
 
 bench-quick: $(VENV)/.stamp-run $(NT_VENV)/.stamp
 	$(BIN)/python bench/ntk.py --quick --nt-python $(NT_VENV)/bin/python

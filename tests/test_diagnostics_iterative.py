@@ -62,3 +62,26 @@ def test_unconverged_extreme_is_nan(monkeypatch):
 def test_diagnostics_argument_is_checked():
     with pytest.raises(ValueError, match="diagnostics must be"):
         nf.solve_flows(_problem(3.0), saveat=3, diagnostics="eigh")
+
+
+def test_ball_checks_on_ritz_values_never_hold():
+    # The suite's certified problem (tests/test_verify.py): there, every check holds.
+    data = nf.datasets.sphere(10, 5, seed=1)
+    base = nf.Problem(nf.Shallow(256), data, centering="antisymmetric")
+    alpha = 1.01 * nf.certify(base, estimate_beta=False).alpha_star
+    problem = nf.Problem(nf.Shallow(256), data, alpha=alpha, centering="antisymmetric")
+    cert = nf.certify(problem, estimate_beta=False)
+    verdicts = {}
+    for method in ("dense", "lanczos"):
+        sol = nf.solve_flows(problem, kernel=cert.kernel, saveat=8, diagnostics=method)
+        assert sol.diagnostics == method
+        checks = {c.name: c for c in nf.verify(sol, cert).checks}
+        verdicts[method] = checks
+    for name in ("ball_sigma_min", "ball_sigma_max"):
+        assert verdicts["dense"][name].holds is True, name
+        ritz = verdicts["lanczos"][name]
+        assert ritz.holds is None and "Ritz values" in (ritz.reason or ""), name
+    # The other checks do not depend on the diagnostics.
+    for name, check in verdicts["dense"].items():
+        if not name.startswith("ball_sigma"):
+            assert verdicts["lanczos"][name].holds == check.holds, name

@@ -34,8 +34,10 @@ from ._ntkvp import ntk_operator
 from ._problem import Problem
 
 _LinearOperator: Any = sla.LinearOperator  # (SciPy's stubs miss its keyword arguments)
-# Relative eigen-residual (to ‖K0‖_op) below which a value is kept.
+# LOBPCG's tolerance, and the eigen-residual (both relative to ‖K0‖_op) below which a
+# value is kept (`verify` adds the latter to the budget of σ(J_t)).
 TOL = 1e-8
+RESIDUAL = 10 * TOL
 # LOBPCG iterations per extreme and save; Lanczos basis size for the drift.
 MAX_ITERATIONS = 60
 DRIFT_NCV = 12
@@ -53,7 +55,7 @@ class Warm:
 
 def _extreme(op: Any, X: np.ndarray, M: Any, *, largest: bool, scale: float):
     """One extreme eigenpair of `op` by LOBPCG from `X`, or `(nan, X)` unless its
-    residual is below `10·TOL·scale`."""
+    residual is below `RESIDUAL·scale`."""
     lobpcg: Any = sla.lobpcg
     with warnings.catch_warnings():
         # Not converging is handled below (NaN), not warned about per save.
@@ -64,7 +66,7 @@ def _extreme(op: Any, X: np.ndarray, M: Any, *, largest: bool, scale: float):
     x = vec[:, :1]
     theta = float(lam[0])
     residual = float(np.linalg.norm(op.matmat(x)[:, 0] - theta * x[:, 0]))
-    if not math.isfinite(theta) or residual > 10 * TOL * scale:
+    if not math.isfinite(theta) or residual > RESIDUAL * scale:
         return math.nan, X
     return theta, x
 

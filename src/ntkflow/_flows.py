@@ -385,4 +385,5 @@ def solve_flows(
         status=status,
         message=message,
         reached=reached,
+        diagnostics=None if delta_w is None else diagnostics_method,
     )

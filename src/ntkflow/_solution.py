@@ -197,6 +197,9 @@ class FlowSolution:
     params_w: np.ndarray | None = None
     params_u: np.ndarray | None = None
     reached: dict[str, float] = dataclasses.field(default_factory=dict)
+    # How `sigma_min_t`, `sigma_max_t`, `kernel_drift` were computed: "dense", "lanczos"
+    # (Ritz values: `verify` never calls a ball-lemma check held on them), or None.
+    diagnostics: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -221,6 +224,7 @@ class FlowSolution:
                 "status": self.status.name.lower(),
                 "message": self.message,
                 "reached": self.reached,
+                "diagnostics": self.diagnostics,
                 "stats": {k: v.as_dict() for k, v in self.stats.items()},
             }
         )
@@ -267,5 +271,6 @@ class FlowSolution:
         attrs = {k: v for k, v in scalars.items() if k not in ("stats", "reached")}
         attrs["stats"] = json.dumps(scalars["stats"])
         attrs["reached"] = json.dumps(scalars["reached"])
+        attrs["diagnostics"] = str(self.diagnostics or "none")  # (netCDF has no null)
         attrs = {k: (str(v) if isinstance(v, str) else v) for k, v in attrs.items()}
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
