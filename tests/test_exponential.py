@@ -245,3 +245,32 @@ def test_the_first_step_reuses_K0s_factors_and_later_steps_do_not():
     assert np.linalg.norm(step((problem, wrong), moved) - again) <= 1e-14 * scale
     with pytest.raises(ValueError, match="gradient flow of an ntkflow Problem"):
         step((problem, "not factors"), zero)
+
+
+@pytest.mark.parametrize("alpha", [pytest.param(10.0, marks=pytest.mark.slow), 100.0])
+def test_default_tolerances_meet_1e6_on_a_deep_mlp_and_the_budget_bounds_the_error(alpha):
+    """Issue 13's accuracy requirement on a deep MLP (cond(K0) ≫ 100: the exponential
+    integrator): at default settings the loss and the distance are within 1e-6 (relative)
+    of the same integrator at rtol 1e-11, and the error budget bounds the true error."""
+    data = nf.datasets.sphere(24, 4, seed=0)
+    problem = nf.Problem(nf.MLP((32, 32), "tanh"), data, alpha=alpha, centering="antisymmetric")
+    sol = nf.solve_flows(problem, saveat=10, save_params=True, diagnostics=False)
+    assert sol.stats["gradient"]["solver"] == "ExponentialNTK"
+    ref = nf.solve_flows(
+        problem,
+        sol.t1,
+        saveat=10,
+        save_params=True,
+        diagnostics=False,
+        error_estimate=False,
+        solver="exponential",
+        rtol=1e-11,
+    )
+    assert sol.status is ref.status is nf.FlowStatus.SUCCESS
+    assert sol.loss_w is not None and sol.dist_w is not None
+    assert sol.params_w is not None and sol.err_w is not None
+    assert ref.loss_w is not None and ref.dist_w is not None and ref.params_w is not None
+    assert np.max(np.abs(sol.loss_w - ref.loss_w)) <= 1e-6 * ref.loss_w[0]
+    assert np.max(np.abs(sol.dist_w - ref.dist_w)) <= 1e-6 * np.max(ref.dist_w)
+    true = np.linalg.norm(sol.params_w - ref.params_w, axis=1)
+    assert np.all(true <= sol.err_w + 1e-15), (true, sol.err_w)
