@@ -1,6 +1,8 @@
 """`diagnostics="lanczos"`: the warm-started iterative eigensolvers give the dense
 diagnostics' values, and say NaN rather than report an unconverged one."""
 
+from typing import Any
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -85,3 +87,19 @@ def test_ball_checks_on_ritz_values_never_hold():
     for name, check in verdicts["dense"].items():
         if not name.startswith("ball_sigma"):
             assert verdicts["lanczos"][name].holds == check.holds, name
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_lanczos_diagnostics_on_a_few_points(n):
+    """Too few points for ARPACK or a LOBPCG block: the same values as dense."""
+    problem = nf.Problem(
+        nf.MLP((8, 8), "tanh"),
+        nf.datasets.sphere(n, 3, seed=0),
+        alpha=2.0,
+        centering="antisymmetric",
+    )
+    common: dict[str, Any] = dict(saveat=4, error_estimate=False, flows=("gradient",))
+    a = nf.solve_flows(problem, diagnostics="lanczos", **common)
+    b = nf.solve_flows(problem, diagnostics="dense", **common)
+    for name in ("sigma_min_t", "sigma_max_t", "kernel_drift"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-8, atol=1e-14)

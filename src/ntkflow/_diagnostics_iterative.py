@@ -73,10 +73,13 @@ def _extreme(op: Any, X: np.ndarray, M: Any, *, largest: bool, scale: float):
 
 def _drift(op: Any, K0: np.ndarray, v0: np.ndarray, norm: float) -> tuple[float, np.ndarray]:
     n = K0.shape[0]
+    if n < 3:  # (too small for ARPACK: form the n × n difference)
+        lam_all = np.linalg.eigvalsh(op.matmat(np.eye(n)) - K0)
+        return float(np.max(np.abs(lam_all))) / norm, v0
     diff = _LinearOperator((n, n), matvec=lambda v: op.matvec(v) - K0 @ v, dtype=np.float64)
     eigsh: Any = sla.eigsh
     try:  # ARPACK raises unless the eigenvalue converged to `tol` (relative)
-        lam, vec = eigsh(diff, k=1, which="LM", v0=v0, ncv=min(DRIFT_NCV, n - 1), tol=1e-6)
+        lam, vec = eigsh(diff, k=1, which="LM", v0=v0, ncv=min(DRIFT_NCV, n), tol=1e-6)
     except sla.ArpackNoConvergence:
         return math.nan, v0
     return abs(float(lam[0])) / norm, vec[:, 0]
