@@ -176,6 +176,19 @@ def render(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def write_results(out: Path, stem: str, result: dict, render) -> None:
+    """`OUT/STEM.json` and `OUT/STEM.md` (the table `render(result)`), each written to a
+    temporary file and renamed: never half a result."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        (f"{stem}.json", json.dumps(result, indent=2)),
+        (f"{stem}.md", render(result)),
+    ):
+        tmp = out / f".{name}.partial"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="cond 10 and 10³, α = 10 only")
@@ -195,12 +208,7 @@ def main() -> None:
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 rows.append(row)
     result = {"machine": f"{os.cpu_count()} CPUs, float64", "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("flows.json", json.dumps(result, indent=2)), ("flows.md", render(result))):
-        tmp = out / f".{name}.partial"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+    write_results(Path(args.out), "flows", result, render)
     print(render(result))
 
 

@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from flows import write_results  # (bench/flows.py: this script runs from bench/)
+
 HERE = Path(__file__).resolve().parent
 DIM, WIDTHS, SAVES = 16, (512, 512), 20
 
@@ -185,15 +187,7 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
     result = {"machine": f"{os.cpu_count()} CPUs", "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("flows_scale.json", json.dumps(result, indent=2)),
-        ("flows_scale.md", render(result)),
-    ):
-        tmp = out / f".{name}.partial"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+    write_results(Path(args.out), "flows_scale", result, render)
     print(render(result))
 
 

@@ -47,14 +47,15 @@ def test_unconverged_extreme_is_nan(monkeypatch):
     # A far point (the kernel moved a lot) and one iteration: not converged, so NaN.
     monkeypatch.setattr(it, "MAX_ITERATIONS", 1)
     delta = 0.5 * np.random.default_rng(0).standard_normal(problem.p)
+    K0 = np.asarray(k0.K, dtype=np.float64)
     warm = it.Warm(k0)
     warm.bottom = np.random.default_rng(1).standard_normal((problem.n, 1))
-    smin, smax, _ = it.iterative_diagnostics_at(problem, delta, k0, warm, it.preconditioner(k0))
+    smin, smax, _ = it.iterative_diagnostics_at(problem, delta, k0, K0, warm, it.preconditioner(k0))
     assert np.isnan(smin)
     # ... and with room to converge, the dense value.
     monkeypatch.setattr(it, "MAX_ITERATIONS", 200)
     smin, smax, _ = it.iterative_diagnostics_at(
-        problem, delta, k0, it.Warm(k0), it.preconditioner(k0)
+        problem, delta, k0, K0, it.Warm(k0), it.preconditioner(k0)
     )
     K = np.asarray(nf.empirical_ntk(problem, problem.w0 + jnp.asarray(delta)))
     lam = np.linalg.eigvalsh(K)

@@ -2,6 +2,7 @@
 test-set predictions of both flows."""
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -15,7 +16,17 @@ from ._kernel import empirical_ntk
 from ._problem import Problem
 from ._spectrum import dense_eigh, spectrum_from_eigenvalues
 
-DIAGNOSTICS = ("dense", "lanczos")
+
+def diagnostics_method(diagnostics: Any) -> str | None:
+    """`solve_flows`' `diagnostics` argument as a method name of `kernel_diagnostics`
+    (`True`: `"dense"`; `False`: `None`, no diagnostics)."""
+    if isinstance(diagnostics, bool):
+        return "dense" if diagnostics else None
+    if isinstance(diagnostics, str) and diagnostics.lower() in _METHODS:
+        return diagnostics.lower()
+    raise ValueError(
+        f"diagnostics must be True, False, 'dense' or 'lanczos', got diagnostics={diagnostics!r}"
+    )
 
 
 def kernel_diagnostics(
@@ -30,18 +41,12 @@ def kernel_diagnostics(
     and the relative kernel drift `‖K_w − K0‖_op / ‖K0‖_op` (`‖K0‖_op` from the
     `InitialKernel`). `method="dense"`: one empirical NTK and two symmetric
     eigenproblems per save; `"lanczos"`: warm-started iterative eigensolvers on
-    kernel-vector products, `K_w` never formed (`_diagnostics_iterative`)."""
+    kernel-vector products, `K_w` never formed (`_diagnostics_iterative`). NaN where `δ`
+    is not finite; at `δ = 0`, `K0`'s own values."""
     K0n = np.asarray(kernel.K, dtype=np.float64)
-    if method == "dense":
-        at = lambda delta: _at(problem, delta, kernel, K0n)
-    elif method == "lanczos":
-        warm, M = Warm(kernel), preconditioner(kernel)
-        at = lambda delta: _iterative_at(problem, delta, kernel, warm, M)
-    else:
-        raise ValueError(f"diagnostics must be one of {DIAGNOSTICS} or a bool, got {method!r}")
+    at = _METHODS[method](problem, kernel, K0n)
     s = deltas.shape[0]
     smin, smax, drift = (np.full(s, np.nan) for _ in range(3))
-    rows = range(s)
     bar = None
     if progress:
         from ._progress import rich_bar
@@ -50,8 +55,14 @@ def kernel_diagnostics(
         bar.start()
         task = bar.add_task("kernel diagnostics", total=s)
     try:
-        for i in rows:
-            smin[i], smax[i], drift[i] = at(deltas[i])
+        for i in range(s):
+            if not np.all(np.isfinite(deltas[i])):
+                pass  # stays NaN
+            elif not np.any(deltas[i]):  # w0 itself: K0, already formed and factored
+                smin[i], smax[i] = kernel.spectrum.sigma_min, kernel.spectrum.sigma_max
+                drift[i] = 0.0
+            else:
+                smin[i], smax[i], drift[i] = at(deltas[i])
             if bar is not None:
                 bar.advance(task)  # pyright: ignore[reportPossiblyUnboundVariable]
     finally:
@@ -60,32 +71,32 @@ def kernel_diagnostics(
     return {"sigma_min_t": smin, "sigma_max_t": smax, "kernel_drift": drift}
 
 
-def _iterative_at(
-    problem: Problem, delta: np.ndarray, kernel: InitialKernel, warm: Warm, M: Any
-) -> tuple[float, float, float]:
-    if not np.all(np.isfinite(delta)):
-        return math.nan, math.nan, math.nan
-    if not np.any(delta):  # w0 itself
-        return kernel.spectrum.sigma_min, kernel.spectrum.sigma_max, 0.0
-    return iterative_diagnostics_at(problem, delta, kernel, warm, M)
+def _dense(problem: Problem, kernel: InitialKernel, K0n: np.ndarray) -> Callable:
+    """`(σ_min(J_w), σ_max(J_w), ‖K_w − K0‖_op/‖K0‖_op)` at `w = w0 + δ` from `K_w`
+    formed and factored (NaN where `K_w` is not finite)."""
+
+    def at(delta: np.ndarray) -> tuple[float, float, float]:
+        w = problem.w0 + jnp.asarray(delta, problem.dtype)
+        K = np.asarray(empirical_ntk(problem, w))
+        if not np.all(np.isfinite(K)):
+            return math.nan, math.nan, math.nan
+        eig = dense_eigh(K, vectors=False)
+        spec = spectrum_from_eigenvalues(eig, p=problem.p, dtype=K.dtype)
+        drift = float(np.max(np.abs(np.linalg.eigvalsh(K - K0n)))) / kernel.norm
+        return spec.sigma_min, spec.sigma_max, drift
+
+    return at
 
 
-def _at(
-    problem: Problem, delta: np.ndarray, kernel: InitialKernel, K0n: np.ndarray
-) -> tuple[float, float, float]:
-    """`(σ_min(J_w), σ_max(J_w), ‖K_w − K0‖_op/‖K0‖_op)` at `w = w0 + δ` (NaN where `δ` or
-    `K_w` is not finite)."""
-    if not np.all(np.isfinite(delta)):
-        return math.nan, math.nan, math.nan
-    if not np.any(delta):  # w0 itself: K0, already formed and factored
-        return kernel.spectrum.sigma_min, kernel.spectrum.sigma_max, 0.0
-    w = problem.w0 + jnp.asarray(delta, problem.dtype)
-    K = np.asarray(empirical_ntk(problem, w))
-    if not np.all(np.isfinite(K)):
-        return math.nan, math.nan, math.nan
-    spec = spectrum_from_eigenvalues(dense_eigh(K, vectors=False), p=problem.p, dtype=K.dtype)
-    drift = float(np.max(np.abs(np.linalg.eigvalsh(K - K0n)))) / kernel.norm
-    return spec.sigma_min, spec.sigma_max, drift
+def _lanczos(problem: Problem, kernel: InitialKernel, K0n: np.ndarray) -> Callable:
+    """The same by warm-started iterative eigensolvers (`_diagnostics_iterative`), each
+    save starting from the previous one's vectors."""
+    warm, M = Warm(kernel), preconditioner(kernel)
+    return lambda delta: iterative_diagnostics_at(problem, delta, kernel, K0n, warm, M)
+
+
+# `kernel_diagnostics`' methods: each builds the per-save function of a trajectory.
+_METHODS: dict[str, Callable] = {"dense": _dense, "lanczos": _lanczos}
 
 
 def _labels(y: np.ndarray) -> np.ndarray | None:

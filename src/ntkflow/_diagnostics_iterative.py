@@ -86,9 +86,15 @@ def _drift(op: Any, K0: np.ndarray, v0: np.ndarray, norm: float) -> tuple[float,
 
 
 def iterative_diagnostics_at(
-    problem: Problem, delta: np.ndarray, kernel: InitialKernel, warm: Warm, M: Any
+    problem: Problem,
+    delta: np.ndarray,
+    kernel: InitialKernel,
+    K0: np.ndarray,
+    warm: Warm,
+    M: Any,
 ) -> tuple[float, float, float]:
-    """`(σ_min(J_w), σ_max(J_w), drift)` at `w = w0 + δ`, updating `warm`."""
+    """`(σ_min(J_w), σ_max(J_w), drift)` at `w = w0 + δ` (`K0` the kernel's matrix in
+    float64), updating `warm`."""
     import jax.numpy as jnp
 
     op = ntk_operator(problem, problem.w0 + jnp.asarray(delta, problem.dtype))
@@ -96,7 +102,6 @@ def iterative_diagnostics_at(
     lo, warm.bottom = _extreme(op, warm.bottom, M, largest=False, scale=scale)
     # λ_max: unpreconditioned (K0⁺ damps the top of the spectrum, where it is sought).
     hi, warm.top = _extreme(op, warm.top, None, largest=True, scale=scale)
-    K0 = np.asarray(kernel.K, dtype=np.float64)
     drift, warm.drift = _drift(op, K0, warm.drift, scale)
     smin = math.nan if math.isnan(lo) else math.sqrt(max(lo, 0.0))
     smax = math.nan if math.isnan(hi) else math.sqrt(max(hi, 0.0))

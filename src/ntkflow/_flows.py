@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from jaxtyping import ArrayLike, Float
 
-from ._diagnostics import DIAGNOSTICS, kernel_diagnostics, test_predictions
+from ._diagnostics import diagnostics_method, kernel_diagnostics, test_predictions
 from ._exponential import ExponentialNTK, InitialFactors
 from ._gd import gradient_descent
 from ._gradient_flow import MAX_RTOL, GradientPath, error_budget, solve_gradient_flow
@@ -131,17 +131,6 @@ def _check_arguments(flows: Sequence[str], rtol: Any, atol: Any, max_steps: Any)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer ≥ 1, got max_steps={max_steps!r}")
     return flows
-
-
-def _diagnostics_method(diagnostics: Any) -> str | None:
-    """`diagnostics` as a method name (`None`: none)."""
-    if isinstance(diagnostics, bool):
-        return "dense" if diagnostics else None
-    if isinstance(diagnostics, str) and diagnostics.lower() in DIAGNOSTICS:
-        return diagnostics.lower()
-    raise ValueError(
-        f"diagnostics must be True, False, 'dense' or 'lanczos', got diagnostics={diagnostics!r}"
-    )
 
 
 def _settings(
@@ -305,7 +294,7 @@ def solve_flows(
     **Returns:** a `FlowSolution`.
     """
     flows = _check_arguments(flows, rtol, atol, max_steps)
-    diagnostics_method = _diagnostics_method(diagnostics)
+    diag_method = diagnostics_method(diagnostics)
     method = get_tangent_method(tangent)
     solver = as_solver(solver)
     if isinstance(progress, diffrax.AbstractProgressMeter):
@@ -351,10 +340,10 @@ def solve_flows(
     delta_w = None if w is None else w.path.deltas
     delta_u = None if u is None else u.deltas
 
-    if delta_w is not None and diagnostics_method is not None:
+    if delta_w is not None and diag_method is not None:
         out.update(
             kernel_diagnostics(
-                problem, delta_w, k0, method=diagnostics_method, progress=progress is not False
+                problem, delta_w, k0, method=diag_method, progress=progress is not False
             )
         )
     if problem.data.has_test:
@@ -385,5 +374,5 @@ def solve_flows(
         status=status,
         message=message,
         reached=reached,
-        diagnostics=None if delta_w is None else diagnostics_method,
+        diagnostics=None if delta_w is None else diag_method,
     )
