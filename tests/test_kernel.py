@@ -199,6 +199,10 @@ def test_iterative_spectrum_matches_eigh(lam_min):
     assert abs(it.sigma_min - dense.sigma_min) <= 1e-7 * dense.sigma_min
     assert abs(it.sigma_min**2 - lam[0]) <= 1e-6 * lam[0]
     assert it.tolerance == pytest.approx(dense.tolerance, rel=1e-9)
+    # A JAX array (what `empirical_ntk` returns; `auto` takes this path above n = 4096)
+    # gives the same values: SciPy's `aslinearoperator` does not take one as it is.
+    jx = nf.ntk_spectrum(jnp.asarray(K), p=1000, method="iterative")
+    assert jx.sigma_min == it.sigma_min and jx.sigma_max == it.sigma_max
 
 
 def test_iterative_spectrum_of_an_operator_and_of_a_singular_kernel(getkey):

@@ -69,9 +69,10 @@ def _extremes(K: Any, n: int, tol: float) -> tuple[float, float]:
     aslinearoperator: Any = sla.aslinearoperator
     rng = np.random.default_rng(0)  # a fixed start vector: reproducible results
     v0 = rng.standard_normal(n)
-    op = aslinearoperator(K)
-    lam_max = float(eigsh(op, k=1, which="LA", v0=v0, tol=tol, return_eigenvectors=False)[0])
+    # A JAX array is not an operator SciPy understands: as NumPy, without a copy on CPU.
     Kd = None if isinstance(K, LinearOperator) else np.asarray(K)
+    op = aslinearoperator(K if Kd is None else Kd)
+    lam_max = float(eigsh(op, k=1, which="LA", v0=v0, tol=tol, return_eigenvectors=False)[0])
     if Kd is None or Kd.nbytes >= CHOLESKY_MAX_BYTES:
         # No matrix to factor (or too large for LAPACK's potrf here): Lanczos for the
         # smallest eigenvalue directly (slower when small eigenvalues cluster).
