@@ -119,3 +119,62 @@ def test_precomputed_kernel_is_checked():
     problem = make("shallow-hidden")
     with pytest.raises(ValueError, match=r"kernel must have shape \(6, 6\)"):
         nf.certify(problem, kernel=np.eye(3))
+
+
+def test_a_users_beta_is_used_everywhere_and_the_proof_rests_on_it():
+    problem = make("mlp", "antisymmetric", alpha=1.0)
+    est = nf.certify(problem)
+    assert est.beta_kind == "estimate" and not est.hypotheses_hold
+    beta = 3.0 * est.beta  # above every estimate: not refuted
+    low = nf.certify(problem, beta=beta)
+    consts = nf.theorem_constants(1.0, low.R0, low.sigma_min, low.sigma_max, beta)
+    assert low.beta == beta and low.beta_kind == "user"
+    for k in ("alpha_star", "B", "B_prime", "tangent_distance_bound"):
+        assert getattr(low, k) == consts[k]
+    assert not low.hypotheses_hold and low.reasons[0].startswith("α=1 < α*=")
+    assert any("the user's value, not proved by ntkflow" in n for n in low.notes)
+    assert low.beta_estimates[0].kind == "user"
+    assert [b.method for b in low.beta_estimates[1:]] == ["curvature", "ball sampling"]
+    above = make("mlp", "antisymmetric", alpha=1.05 * low.alpha_star)
+    cert = nf.certify(above, beta=beta)
+    assert cert.hypotheses_hold and cert.reasons == ()
+    assert json.loads(json.dumps(cert.to_dict()))["beta_kind"] == "user"
+
+
+def test_a_users_beta_below_an_estimate_is_refuted():
+    problem = make("mlp", "antisymmetric", alpha=1.0)
+    curvature = nf.certify(problem).beta_estimates[0]
+    assert curvature.method == "curvature" and curvature.radius == 0.0
+    beta = 0.5 * curvature.value
+    alpha = 1e3 * nf.certify(problem, beta=beta).alpha_star  # far above its α*
+    cert = nf.certify(make("mlp", "antisymmetric", alpha=alpha), beta=beta)
+    assert cert.alpha_condition and not cert.hypotheses_hold
+    assert any("is below the curvature estimate" in r for r in cert.reasons)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, True])
+def test_a_bad_users_beta_is_one_clear_error(bad):
+    problem = make("mlp", "antisymmetric")
+    with pytest.raises(ValueError, match=r"^beta must be a finite number > 0 .* got beta="):
+        nf.certify(problem, beta=bad)
+
+
+def test_a_users_beta_for_a_network_that_is_not_smooth_is_refused():
+    problem = nf.Problem(nf.Shallow(50, "relu"), tiny_data(), centering="subtract")
+    with pytest.raises(ValueError, match=r"beta=2 was given, but relu is not smooth"):
+        nf.certify(problem, beta=2.0)
+
+
+def test_above_alpha_star_with_a_users_beta_every_check_holds_and_is_guaranteed():
+    beta = 3.0 * nf.certify(make("mlp", "antisymmetric", alpha=1.0)).beta
+    alpha = 1.05 * nf.certify(make("mlp", "antisymmetric", alpha=1.0), beta=beta).alpha_star
+    problem = make("mlp", "antisymmetric", alpha=alpha)
+    cert = nf.certify(problem, beta=beta)
+    assert cert.hypotheses_hold
+    sol = nf.solve_flows(problem, kernel=cert.kernel, saveat=20)
+    checks = nf.verify(sol, cert).checks
+    names = {c.name for c in checks}
+    assert {"ball_sigma_min", "ball_sigma_max", "distance_w", "exit_time"} <= names
+    # The ball lemma is decided with a user's β as with a certified one (a failure would
+    # refute the user's value): held, and guaranteed by the theorem under that β.
+    assert all(c.holds is True and c.guaranteed for c in checks)

@@ -120,3 +120,27 @@ def test_run_table_json_and_strict(tmp_path):
     assert failed == ["exit_time"]  # this α is far below α*: the path leaves the ball
     result = runner.invoke(app, ["run", str(exp), "--strict"])
     assert result.exit_code == 3
+
+
+def test_a_users_beta_from_the_experiment_file_reaches_json_and_report(tmp_path):
+    exp = tmp_path / "user_beta.toml"
+    exp.write_text(
+        TINY.replace("width = 16", 'kind = "mlp"\nwidths = [16]')
+        + "beta = 40.0\n[flows]\nsaves = 4\n"
+    )
+    result = runner.invoke(app, ["certify", str(exp), "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert d["beta"] == 40.0 and d["beta_kind"] == "user"
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(exp), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "the user's value" in result.stdout
+    cert = json.loads((out / "summary.json").read_text())["certificate"]
+    assert cert["beta_kind"] == "user" and cert["beta"] == 40.0
+    assert any("the user's value, not proved by ntkflow" in n for n in cert["notes"])
+    assert cert["beta_estimates"][0] == {**cert["beta_estimates"][0], "kind": "user"}
+    html = (out / "report.html").read_text()
+    assert "the user&#x27;s value: the proof rests on it" in html or (
+        "the user's value: the proof rests on it" in html
+    )

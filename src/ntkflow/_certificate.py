@@ -33,11 +33,13 @@ class Certificate:
     - `sigma_min`, `sigma_max`: `σ_n(J_0)`, `σ_1(J_0)` (`sigma_min` is 0 when `J_0` is
       numerically rank-deficient).
     - `beta`, `beta_kind`: the Jacobian's Lipschitz constant and whether it is
-      `"certified"`, an `"estimate"` (a lower bound on the truth: not a proof) or
-      `"infinite"` (a non-smooth network).
+      `"certified"`, the `"user"`'s (`certify(problem, beta=…)`: the proof rests on it),
+      an `"estimate"` (a lower bound on the truth: not a proof) or `"infinite"` (a
+      non-smooth network).
     - `alpha_star`, `B`, `B_prime`: the theorem's `α*`, `B`, `B'`.
     - `tangent_distance_bound`: the tangent flow's own bound `sqrt(2σ_max²R0)/(ασ_min²)`.
-    - `hypotheses_hold`: whether the theorem applies (a proof, so `β` must be certified).
+    - `hypotheses_hold`: whether the theorem applies (a proof, so `β` must be certified,
+      or given by the user, and then the proof is conditional on that value).
     - `reasons`: every failed hypothesis, in words.
 
     **Other fields:** `notes` (remarks that are not failures), `alpha_condition`
@@ -140,6 +142,7 @@ def certify(
     key: int | PRNGKeyArray = 0,
     beta_samples: int = 8,
     beta_iters: int = 30,
+    beta: float | int | None = None,
 ) -> Certificate:
     """State the lazy-training theorem's certificate for a problem.
 
@@ -157,9 +160,17 @@ def certify(
       (always done when no certified bound exists).
     - `key`: randomness of the `β` estimates.
     - `beta_samples`, `beta_iters`: ball-sampling points and power iterations.
+    - `beta`: a Lipschitz constant of `J` that you know (proved yourself, or from the
+      literature) for a model ntkflow cannot certify: it is used for `α*`, `B`, `B'` as
+      `beta_kind="user"`, and every conclusion then rests on it — `J` must be
+      `β`-Lipschitz on the ball of radius `B = σ_min/(2β)` around `w0`. ntkflow still
+      computes its estimates (each a lower bound on the truth, unless
+      `estimate_beta=False`): a `beta` below one of them is refuted, and the hypotheses
+      do not hold.
 
     **Returns:** a `Certificate`.
     """
+    user_beta = _user_beta(problem, beta)
     k0 = as_initial_kernel(problem, kernel, method=method)
     spec = k0.spectrum
     r0 = np.asarray(problem.residual(problem.w0), dtype=np.float64)
@@ -183,36 +194,17 @@ def certify(
         )
 
     # -- β -----------------------------------------------------------------------------
-    estimates: list[BetaEstimate] = []
-    if problem.model.smooth is False:
-        chosen = BetaEstimate(
-            math.inf, "infinite", "smoothness", note=problem.model.not_smooth_reason()
-        )
-        estimates.append(chosen)
-        reasons.append(problem.model.not_smooth_reason())
-    else:
-        cert = certified_beta(problem, sigma_min)
-        if cert is not None:
-            estimates.append(cert)
-        if (cert is None or estimate_beta) and sigma_min > 0:
-            estimates.extend(
-                beta_estimates(problem, sigma_min, key=key, samples=beta_samples, iters=beta_iters)
-            )
-        if cert is not None:
-            chosen = cert
-        elif estimates:
-            best = max(estimates, key=lambda b: b.value)
-            chosen = dataclasses.replace(best, method=f"max of estimates ({best.method})")
-            reasons.append(
-                f"β is an estimate: not a proof (β={chosen.value:.4g} by "
-                f"{', '.join(b.method for b in estimates)}, each a lower bound on the true "
-                "Lipschitz constant); no certified bound is known for this model"
-            )
-            if problem.model.smooth is None:
-                notes.append("the model's smoothness is unknown (from_apply without smooth=)")
-        else:
-            chosen = BetaEstimate(math.nan, "estimate", "none", note="σ_min = 0: not estimated")
-            reasons.append("β was not estimated (σ_min = 0, so the theorem cannot apply)")
+    chosen, estimates, refuted = _choose_beta(
+        problem,
+        sigma_min,
+        user_beta,
+        reasons,
+        notes,
+        estimate=estimate_beta,
+        key=key,
+        samples=beta_samples,
+        iters=beta_iters,
+    )
     beta = chosen.value
 
     consts = theorem_constants(problem.alpha, R0, sigma_min, spec.sigma_max, beta)
@@ -229,6 +221,12 @@ def certify(
                 f"α={problem.alpha:.4g} ≥ α*={alpha_star:.4g} with the estimated β: the "
                 "conclusions are expected, not proven"
             )
+    if chosen.kind == "user":
+        notes.append(
+            f"β = {beta:.6g} is the user's value, not proved by ntkflow: every conclusion "
+            f"rests on J being {beta:.6g}-Lipschitz on the ball of radius B = "
+            f"{consts['B']:.6g} around w0"
+        )
 
     # -- centring ----------------------------------------------------------------------
     if problem.centering.name == "none" and f0_norm > 0:
@@ -241,7 +239,8 @@ def certify(
         )
         (reasons if not alpha_condition else notes).append(remark)
 
-    hypotheses_hold = sigma_min > 0 and chosen.kind == "certified" and alpha_condition
+    proof = chosen.kind == "certified" or (chosen.kind == "user" and not refuted)
+    hypotheses_hold = sigma_min > 0 and proof and alpha_condition
     return Certificate(
         n=problem.n,
         p=problem.p,
@@ -266,3 +265,97 @@ def certify(
         kernel=k0,
         beta_estimates=tuple(estimates),
     )
+
+
+def _user_beta(problem: Problem, beta: Any) -> BetaEstimate | None:
+    """`certify`'s `beta` argument checked: `None`, or a finite number `> 0` for a smooth
+    model, as a `BetaEstimate` of kind `"user"`."""
+    if beta is None:
+        return None
+    value = float(beta) if isinstance(beta, (int, float, np.floating, np.integer)) else None
+    if isinstance(beta, bool) or value is None or not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"beta must be a finite number > 0 (a Lipschitz constant of the Jacobian on the "
+            f"theorem's ball around w0), got beta={beta!r}; leave it out to let ntkflow "
+            "certify or estimate β"
+        )
+    if problem.model.smooth is False:
+        raise ValueError(
+            f"beta={value:g} was given, but {problem.model.not_smooth_reason()}: no finite "
+            "β exists; leave beta out"
+        )
+    return BetaEstimate(
+        value,
+        "user",
+        "given by the user",
+        note="the user's value: the proof rests on it, ntkflow did not prove it",
+    )
+
+
+def _refutations(user: BetaEstimate, estimates: list[BetaEstimate], sigma_min: float) -> list[str]:
+    """Why the user's `β` is wrong, if it is: an estimate is a lower bound on the Jacobian's
+    Lipschitz constant over its ball (`_lipschitz`: radius 0 for the curvature at `w0`,
+    which bounds the constant of every ball around `w0`); one above `β` whose ball lies
+    inside the theorem's, `B = σ_min/(2β)`, shows that `J` is not `β`-Lipschitz there."""
+    B = sigma_min / (2.0 * user.value)
+    return [
+        f"the given β={user.value:.6g} is below the {e.method} estimate {e.value:.6g}, a lower "
+        f"bound on the Jacobian's Lipschitz constant within distance {e.radius:.3g} ≤ B = "
+        f"{B:.3g} of w0: J is not β-Lipschitz on the theorem's ball"
+        for e in estimates
+        if e.kind == "estimate" and e.value > user.value and e.radius <= B
+    ]
+
+
+def _choose_beta(
+    problem: Problem,
+    sigma_min: float,
+    user_beta: BetaEstimate | None,
+    reasons: list[str],
+    notes: list[str],
+    *,
+    estimate: bool,
+    key: int | PRNGKeyArray,
+    samples: int,
+    iters: int,
+) -> tuple[BetaEstimate, list[BetaEstimate], bool]:
+    """The `β` the certificate uses — the user's, else a certified bound, else the largest
+    estimate (labelled) —, every `β` computed, and whether an estimate refutes the user's
+    `β`; appends to `reasons` and `notes`."""
+    estimates: list[BetaEstimate] = []
+    refutations: list[str] = []
+    if problem.model.smooth is False:
+        chosen = BetaEstimate(
+            math.inf, "infinite", "smoothness", note=problem.model.not_smooth_reason()
+        )
+        estimates.append(chosen)
+        reasons.append(problem.model.not_smooth_reason())
+    else:
+        cert = certified_beta(problem, sigma_min)
+        if cert is not None:
+            estimates.append(cert)
+        if (cert is None or estimate) and sigma_min > 0:
+            estimates.extend(
+                beta_estimates(problem, sigma_min, key=key, samples=samples, iters=iters)
+            )
+        if user_beta is not None:
+            chosen = user_beta
+            estimates.insert(0, user_beta)
+            refutations = _refutations(user_beta, estimates, sigma_min)
+            reasons.extend(refutations)
+        elif cert is not None:
+            chosen = cert
+        elif estimates:
+            best = max(estimates, key=lambda b: b.value)
+            chosen = dataclasses.replace(best, method=f"max of estimates ({best.method})")
+            reasons.append(
+                f"β is an estimate: not a proof (β={chosen.value:.4g} by "
+                f"{', '.join(b.method for b in estimates)}, each a lower bound on the true "
+                "Lipschitz constant); no certified bound is known for this model"
+            )
+            if problem.model.smooth is None:
+                notes.append("the model's smoothness is unknown (from_apply without smooth=)")
+        else:
+            chosen = BetaEstimate(math.nan, "estimate", "none", note="σ_min = 0: not estimated")
+            reasons.append("β was not estimated (σ_min = 0, so the theorem cannot apply)")
+    return chosen, estimates, bool(refutations)

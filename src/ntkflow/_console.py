@@ -10,6 +10,11 @@ from rich.table import Table
 
 console = Console()
 
+# The certificate table's meaning of `β`, by kind (else "Lipschitz constant of J").
+_BETA_MEANING = {
+    "user": "Lipschitz constant of J: the user's value, which the proof rests on",
+}
+
 
 def _fmt(x: float) -> str:
     if isinstance(x, float) and not math.isfinite(x):
@@ -32,7 +37,11 @@ def certificate_table(cert) -> Table:
         ("σ_min", _fmt(cert.sigma_min), "σ_n(J_0) = sqrt(λ_min(K0))"),
         ("σ_max", _fmt(cert.sigma_max), "σ_1(J_0) = sqrt(λ_max(K0))"),
         ("cond(K0)", _fmt(cert.condition), "(σ_max/σ_min)²"),
-        ("β", f"{_fmt(cert.beta)} ({cert.beta_kind})", "Lipschitz constant of J"),
+        (
+            "β",
+            f"{_fmt(cert.beta)} ({cert.beta_kind})",
+            _BETA_MEANING.get(cert.beta_kind, "Lipschitz constant of J"),
+        ),
         ("α*", _fmt(cert.alpha_star), "β·sqrt(1152σ_max²R0)/σ_min³"),
         ("B", _fmt(cert.B), "ball radius σ_min/(2β)"),
         ("B'", _fmt(cert.B_prime), "distance bound 3·sqrt(8σ_max²R0)/(ασ_min²)"),

@@ -25,7 +25,7 @@ from ._centering import Antisymmetric, NoCentering
 from ._problem import Problem, as_key
 from .models import Shallow
 
-BetaKind = Literal["certified", "estimate", "infinite"]
+BetaKind = Literal["certified", "user", "estimate", "infinite"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +35,9 @@ class BetaEstimate:
     **Fields:**
 
     - `value`: the value.
-    - `kind`: `"certified"` (a proven upper bound), `"estimate"` (a lower bound on the true
-      supremum: not a proof) or `"infinite"` (no finite `β` exists).
+    - `kind`: `"certified"` (a proven upper bound), `"user"` (given by the user, e.g.
+      `certify(problem, beta=…)`: a proof that rests on it), `"estimate"` (a lower bound
+      on the true supremum: not a proof) or `"infinite"` (no finite `β` exists).
     - `method`: how it was obtained.
     - `radius`: the radius of the ball around `w0` on which it is valid or was sampled
       (`inf` for a global bound).

@@ -121,6 +121,8 @@ class ProblemSection(_Section):
     centering: Literal["none", "subtract", "antisymmetric"] = "none"
     seed: Seed = 0
     dtype: Literal["float64", "float32"] = "float64"
+    # A Lipschitz constant of J the user vouches for (`certify(problem, beta=…)`).
+    beta: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 def _tag(field: str, default: str):

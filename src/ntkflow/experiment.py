@@ -157,7 +157,7 @@ def run_experiment(
 
     start = time.perf_counter()
     problem = build_problem(experiment, source=source)
-    cert = certify(problem)
+    cert = certify(problem, beta=experiment.problem.beta)
     t_cert = time.perf_counter() - start
     solution = verification = None
     if flows:

@@ -198,6 +198,13 @@ def _verdict(summary: dict[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def _beta_kind(kind: str) -> str:
+    """How `β` was obtained, for the certificate table."""
+    if kind == "user":
+        return "the user's value: the proof rests on it, ntkflow did not prove it"
+    return kind
+
+
 def _certificate_table(cert: dict[str, Any]) -> str:
     rows = [
         ("n (outputs)", cert["n"], ""),
@@ -207,7 +214,7 @@ def _certificate_table(cert: dict[str, Any]) -> str:
         ("σ_min", cert["sigma_min"], "σ_n(J_0) = sqrt(λ_min(K0))"),
         ("σ_max", cert["sigma_max"], "σ_1(J_0) = sqrt(λ_max(K0))"),
         ("cond(K0)", cert.get("condition", "nan"), "(σ_max/σ_min)²"),
-        ("β", cert["beta"], f"Lipschitz constant of J ({cert['beta_kind']})"),
+        ("β", cert["beta"], f"Lipschitz constant of J ({_beta_kind(cert['beta_kind'])})"),
         ("α*", cert["alpha_star"], "β·sqrt(1152·σ_max²·R0)/σ_min³"),
         ("B", cert["B"], "radius of the proof's ball, σ_min/(2β)"),
         ("B'", cert["B_prime"], "distance bound 3·sqrt(8σ_max²R0)/(ασ_min²)"),
