@@ -89,7 +89,7 @@ def test_relu_is_not_smooth():
 
 
 def test_estimated_beta_is_not_a_proof():
-    problem = make("mlp", "antisymmetric", alpha=1e12)
+    problem = make("from_apply", "antisymmetric", alpha=1e12)
     cert = nf.certify(problem)
     assert cert.beta_kind == "estimate" and cert.alpha_condition
     assert not cert.hypotheses_hold
@@ -122,7 +122,7 @@ def test_precomputed_kernel_is_checked():
 
 
 def test_a_users_beta_is_used_everywhere_and_the_proof_rests_on_it():
-    problem = make("mlp", "antisymmetric", alpha=1.0)
+    problem = make("from_apply", "antisymmetric", alpha=1.0)
     est = nf.certify(problem)
     assert est.beta_kind == "estimate" and not est.hypotheses_hold
     beta = 3.0 * est.beta  # above every estimate: not refuted
@@ -135,26 +135,26 @@ def test_a_users_beta_is_used_everywhere_and_the_proof_rests_on_it():
     assert any("the user's value, not proved by ntkflow" in n for n in low.notes)
     assert low.beta_estimates[0].kind == "user"
     assert [b.method for b in low.beta_estimates[1:]] == ["curvature", "ball sampling"]
-    above = make("mlp", "antisymmetric", alpha=1.05 * low.alpha_star)
+    above = make("from_apply", "antisymmetric", alpha=1.05 * low.alpha_star)
     cert = nf.certify(above, beta=beta)
     assert cert.hypotheses_hold and cert.reasons == ()
     assert json.loads(json.dumps(cert.to_dict()))["beta_kind"] == "user"
 
 
 def test_a_users_beta_below_an_estimate_is_refuted():
-    problem = make("mlp", "antisymmetric", alpha=1.0)
+    problem = make("from_apply", "antisymmetric", alpha=1.0)
     curvature = nf.certify(problem).beta_estimates[0]
     assert curvature.method == "curvature" and curvature.radius == 0.0
     beta = 0.5 * curvature.value
     alpha = 1e3 * nf.certify(problem, beta=beta).alpha_star  # far above its α*
-    cert = nf.certify(make("mlp", "antisymmetric", alpha=alpha), beta=beta)
+    cert = nf.certify(make("from_apply", "antisymmetric", alpha=alpha), beta=beta)
     assert cert.alpha_condition and not cert.hypotheses_hold
     assert any("is below the curvature estimate" in r for r in cert.reasons)
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, True])
 def test_a_bad_users_beta_is_one_clear_error(bad):
-    problem = make("mlp", "antisymmetric")
+    problem = make("from_apply", "antisymmetric")
     with pytest.raises(ValueError, match=r"^beta must be a finite number > 0 .* got beta="):
         nf.certify(problem, beta=bad)
 
@@ -166,9 +166,9 @@ def test_a_users_beta_for_a_network_that_is_not_smooth_is_refused():
 
 
 def test_above_alpha_star_with_a_users_beta_every_check_holds_and_is_guaranteed():
-    beta = 3.0 * nf.certify(make("mlp", "antisymmetric", alpha=1.0)).beta
-    alpha = 1.05 * nf.certify(make("mlp", "antisymmetric", alpha=1.0), beta=beta).alpha_star
-    problem = make("mlp", "antisymmetric", alpha=alpha)
+    beta = 3.0 * nf.certify(make("from_apply", "antisymmetric", alpha=1.0)).beta
+    alpha = 1.05 * nf.certify(make("from_apply", "antisymmetric", alpha=1.0), beta=beta).alpha_star
+    problem = make("from_apply", "antisymmetric", alpha=alpha)
     cert = nf.certify(problem, beta=beta)
     assert cert.hypotheses_hold
     sol = nf.solve_flows(problem, kernel=cert.kernel, saveat=20)

@@ -123,3 +123,78 @@ def test_relu_has_no_finite_beta():
     problem = nf.Problem(nf.Shallow(8, "relu"), tiny_data())
     beta = nf.certified_beta(problem)
     assert beta is not None and beta.kind == "infinite" and math.isinf(beta.value)
+
+
+def _adversarial_secant(problem, radius, key, steps=25):
+    """The largest secant `‖J_w − J_v‖_op/‖w − v‖` found by projected gradient ascent over
+    pairs in the ball of radius `radius` around `w0` (started from random pairs, one on
+    the sphere), with every iterate's value kept: each is a secant, a lower bound on β."""
+    jac = jax.jacrev(problem.f)
+
+    def ratio(a, b):
+        dJ = jac(problem.w0 + a) - jac(problem.w0 + b)
+        return jnp.linalg.norm(dJ, 2) / jnp.linalg.norm(a - b)
+
+    step = jax.jit(jax.value_and_grad(ratio, argnums=(0, 1)))
+
+    def project(x):
+        return x * jnp.minimum(1.0, radius / jnp.linalg.norm(x))
+
+    k1, k2 = jax.random.split(key)
+    a = jax.random.normal(k1, problem.w0.shape)
+    a = radius * a / jnp.linalg.norm(a)
+    b = project(0.3 * radius * jax.random.normal(k2, problem.w0.shape) / problem.w0.size**0.5)
+    best = 0.0
+    for i in range(steps):
+        val, (ga, gb) = step(a, b)
+        best = max(best, float(val))
+        size = 0.3 * radius * 0.9**i
+        a = project(a + size * ga / (jnp.linalg.norm(ga) + 1e-300))
+        b = project(b + size * gb / (jnp.linalg.norm(gb) + 1e-300))
+    return best
+
+
+MLP_CASES = [
+    # (hidden widths, activation, bias, out_dim, centring, σ_min: any positive value fixes
+    # a radius, small ones a ball near w0, large ones a ball where the weights move)
+    ((16,), "tanh", False, 1, "none", 0.05),
+    ((16,), "sin", True, 1, "antisymmetric", 2.0),
+    ((64, 64), "softplus", False, 1, "subtract", 2.0),
+    ((32, 32), "gelu", True, 2, "antisymmetric", 0.05),
+    ((16, 16, 16), "erf", False, 1, "none", 2.0),
+    ((16, 16, 16), "tanh", True, 1, "antisymmetric", 0.05),
+    ((256,), "erf", True, 1, "none", 2.0),
+    ((256, 256), "tanh", False, 1, "antisymmetric", 0.05),
+    ((64, 32, 16), "softplus", True, 3, "subtract", 0.05),
+    ((128, 128, 128), "sin", False, 1, "antisymmetric", 2.0),
+    ((16,), "gelu", False, 1, "subtract", 20.0),
+]
+
+
+@pytest.mark.parametrize("case", MLP_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_certified_mlp_beta_bounds_random_and_adversarial_secants(case):
+    widths, activation, bias, k, centering, sigma_min = case
+    data = _data(5, 3, 1.5, seed=len(widths))
+    if k > 1:
+        rng = np.random.default_rng(0)
+        data = nf.datasets.from_arrays(np.asarray(data.X), rng.standard_normal((5, k)))
+    model = nf.MLP(widths, activation, out_dim=k, bias=bias)
+    problem = nf.Problem(model, data, centering=centering, key=7)
+    beta = nf.certified_beta(problem, sigma_min)
+    assert beta is not None and beta.kind == "certified" and beta.method == "mlp ball bound"
+    # The consistent radius: the bound holds on the ball of radius B = σ_min/(2β).
+    np.testing.assert_allclose(beta.radius, sigma_min / (2 * beta.value), rtol=1e-10)
+    r = beta.radius
+    keys = jax.random.split(jax.random.key(len(widths) + k), 6)
+    secants = []
+    for i in range(3):  # random pairs, one point on the sphere
+        u1 = jax.random.normal(keys[2 * i], problem.w0.shape)
+        u2 = jax.random.normal(keys[2 * i + 1], problem.w0.shape)
+        w = problem.w0 + r * u1 / jnp.linalg.norm(u1)
+        v = problem.w0 + r * 0.5 ** (i + 1) * u2 / jnp.linalg.norm(u2)
+        secants.append(_secant(problem, w, v))
+    secants.append(_adversarial_secant(problem, r, keys[0]))
+    assert max(secants) <= beta.value
+    # The estimates are lower bounds on the truth, so never above the certified value.
+    curvature = nf.curvature_beta(problem, iters=30)
+    assert curvature.value <= beta.value

@@ -22,8 +22,9 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from ._centering import Antisymmetric, NoCentering
+from ._mlp_beta import MLPBall
 from ._problem import Problem, as_key
-from .models import Shallow
+from .models import MLP, Shallow
 
 BetaKind = Literal["certified", "user", "estimate", "infinite"]
 
@@ -68,8 +69,11 @@ def _shallow_trained_width(problem: Problem) -> tuple[Shallow, int] | None:
 
 
 def certified_beta(problem: Problem, sigma_min: float | None = None) -> BetaEstimate | None:
-    """The certified `β` of docs/theory.md, "Smoothness", for a shallow network, or `None`
-    if none is known.
+    """The certified `β` of docs/theory.md, "Smoothness", for a shallow network or an `MLP`,
+    or `None` if none is known.
+
+    - `MLP`: `MLPBall`'s layer-wise bound (docs/theory.md, "Deep networks: a certified
+      β"), at the consistent radius `r = B = σ_min/(2β(r))`. Needs `sigma_min`.
 
     - `Shallow(train="hidden")`: `β = (sup|σ''|/√m) · sqrt(Σ_i ‖x_i‖⁴)`, valid everywhere.
     - `Shallow(train="all")`: `β(r) = m^{-1/2} (√2 sup|σ'| ‖X‖_F + (A0 + r) sup|σ''|
@@ -80,6 +84,8 @@ def certified_beta(problem: Problem, sigma_min: float | None = None) -> BetaEsti
     With antisymmetric centring the trained network is a shallow network of width `2m`
     (each unit duplicated with its output weight negated), so `m` is `2·width`.
     """
+    if isinstance(problem.model, MLP):
+        return _mlp_beta(problem, sigma_min)
     found = _shallow_trained_width(problem)
     if found is None:
         return None
@@ -122,6 +128,37 @@ def certified_beta(problem: Problem, sigma_min: float | None = None) -> BetaEsti
         note=(
             f"β(r) = m^(-1/2)(√2·sup|σ'|·‖X‖_F + (A0 + r)·sup|σ''|·sqrt(Σ‖x_i‖⁴)), certified "
             f"on the ball of radius r = B = {radius:.6g} (A0 = {A0:g}, m = {m})"
+        ),
+    )
+
+
+def _mlp_beta(problem: Problem, sigma_min: float | None) -> BetaEstimate | None:
+    """`MLPBall`'s bound at the consistent radius `r = σ_min/(2β(r))` (docs/theory.md,
+    "Deep networks: a certified β"); `None` for a centring it does not know."""
+    if not isinstance(problem.centering, (NoCentering, Antisymmetric)):
+        return None
+    model = problem.model
+    assert isinstance(model, MLP)
+    act = model.activation
+    if not act.smooth:
+        return BetaEstimate(
+            math.inf, "infinite", "activation", note=f"{act.name} is not smooth: β = ∞"
+        )
+    if sigma_min is None:
+        raise ValueError("certified_beta for an MLP needs sigma_min")
+    ball = MLPBall(problem)
+    if not sigma_min > 0:
+        return None  # no ball: the theorem cannot apply (certify says why)
+    radius = ball.consistent_radius(sigma_min)
+    return BetaEstimate(
+        ball.beta(radius),
+        "certified",
+        "mlp ball bound",
+        radius=radius,
+        note=(
+            "layer-wise bound on sup ‖D²f‖ over the ball (operator and column norms of W_l "
+            f"at w0 plus r, sup|σ'| = {act.sup_d1:.6g}, sup|σ''| = {act.sup_d2:.6g}, "
+            f"‖h_l(x_i)‖ at w0), certified on the ball of radius r = B = {radius:.6g}"
         ),
     )
 
