@@ -178,3 +178,23 @@ def test_above_alpha_star_with_a_users_beta_every_check_holds_and_is_guaranteed(
     # The ball lemma is decided with a user's β as with a certified one (a failure would
     # refute the user's value): held, and guaranteed by the theorem under that β.
     assert all(c.holds is True and c.guaranteed for c in checks)
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        pytest.param("mlp", marks=pytest.mark.slow),
+        pytest.param("mlp-bias", marks=pytest.mark.slow),
+        "mlp-vector",
+    ],
+)
+def test_a_certified_mlp_at_1_05_alpha_star_meets_every_check(family):
+    below = nf.certify(make(family, "antisymmetric", alpha=1.0))
+    assert below.beta_kind == "certified" and not below.hypotheses_hold
+    problem = make(family, "antisymmetric", alpha=1.05 * below.alpha_star)
+    cert = nf.certify(problem)
+    assert cert.beta_kind == "certified" and cert.hypotheses_hold and cert.reasons == ()
+    assert cert.beta == below.beta  # with centring, nothing in β depends on α
+    sol = nf.solve_flows(problem, kernel=cert.kernel, saveat=20)
+    checks = nf.verify(sol, cert).checks
+    assert len(checks) == 10 and all(c.holds is True and c.guaranteed for c in checks)
