@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -148,11 +149,12 @@ def test_a_users_beta_below_an_estimate_is_refuted():
     beta = 0.5 * curvature.value
     alpha = 1e3 * nf.certify(problem, beta=beta).alpha_star  # far above its α*
     cert = nf.certify(make("from_apply", "antisymmetric", alpha=alpha), beta=beta)
-    assert cert.alpha_condition and not cert.hypotheses_hold
-    assert any("is below the curvature estimate" in r for r in cert.reasons)
+    assert cert.alpha_condition and not cert.hypotheses_hold and cert.beta_refuted
+    assert any("is below the curvature estimate" in r and "at w0" in r for r in cert.reasons)
+    assert not any("rests on" in n for n in cert.notes)  # a refuted β proves nothing
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, True])
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, True, 10**400])
 def test_a_bad_users_beta_is_one_clear_error(bad):
     problem = make("from_apply", "antisymmetric")
     with pytest.raises(ValueError, match=r"^beta must be a finite number > 0 .* got beta="):
@@ -178,6 +180,10 @@ def test_above_alpha_star_with_a_users_beta_every_check_holds_and_is_guaranteed(
     # The ball lemma is decided with a user's β as with a certified one (a failure would
     # refute the user's value): held, and guaranteed by the theorem under that β.
     assert all(c.holds is True and c.guaranteed for c in checks)
+    # ... but not once an estimate has refuted that β.
+    refuted = dataclasses.replace(cert, beta_refuted=True)
+    ball = [c for c in nf.verify(sol, refuted).checks if c.name.startswith("ball_")]
+    assert len(ball) == 2 and not any(c.guaranteed for c in ball)
 
 
 @pytest.mark.parametrize(
@@ -198,3 +204,13 @@ def test_a_certified_mlp_at_1_05_alpha_star_meets_every_check(family):
     sol = nf.solve_flows(problem, kernel=cert.kernel, saveat=20)
     checks = nf.verify(sol, cert).checks
     assert len(checks) == 10 and all(c.holds is True and c.guaranteed for c in checks)
+
+
+def test_a_users_beta_beside_a_certified_one_and_without_estimates_says_so():
+    problem = make("mlp", "antisymmetric", alpha=1.0)
+    certified = nf.certify(problem, estimate_beta=False)
+    assert certified.beta_kind == "certified"
+    cert = nf.certify(problem, beta=0.5 * certified.beta, estimate_beta=False)
+    assert cert.beta_kind == "user" and not cert.beta_refuted
+    assert any(f"ntkflow certifies β = {certified.beta:.6g}" in n for n in cert.notes)
+    assert any("nothing tested the user's β" in n for n in cert.notes)

@@ -177,3 +177,14 @@ def test_sweep_report_says_why_there_is_no_critical_alpha():
     crit = page[page.index("<h2>Critical α</h2>") : page.index("<h2>Points</h2>")]
     assert "<th>why there is none</th>" in crit
     assert html.escape("at α=1, exit_time failed from t=0.0012") in crit
+
+
+def test_hypotheses_resting_on_a_users_beta_say_so_in_the_verdict():
+    _, summary = synthetic_results()
+    summary["certificate"].update(hypotheses_hold=True, beta_kind="certified")
+    assert "β is certified" in _verdict(render_report(summary, {}))
+    summary["certificate"]["beta_kind"] = "user"
+    text = _verdict(render_report(summary, {}))
+    assert "β is certified" not in text
+    assert "β is the user's value (not proved by ntkflow)" in text
+    assert "guaranteed if the user's β is right" in text

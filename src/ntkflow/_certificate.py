@@ -45,7 +45,8 @@ class Certificate:
     **Other fields:** `notes` (remarks that are not failures), `alpha_condition`
     (`α ≥ α*` with the `β` used, certified or not), `f0_norm` (`‖f(w0)‖`), `centering`,
     `condition` (`cond(K0)`), `spectrum`, `kernel` (the `InitialKernel`: `K0`, factored
-    once; pass it on to `solve_flows`), `beta_estimates` (every `β` computed).
+    once; pass it on to `solve_flows`), `beta_estimates` (every `β` computed),
+    `beta_refuted` (an estimate shows that the user's `β` is not a Lipschitz constant).
     """
 
     n: int
@@ -70,6 +71,7 @@ class Certificate:
     spectrum: Spectrum | None = dataclasses.field(default=None, repr=False, compare=False)
     kernel: InitialKernel | None = dataclasses.field(default=None, repr=False, compare=False)
     beta_estimates: tuple[BetaEstimate, ...] = ()
+    beta_refuted: bool = False
 
     KEYS: ClassVar[tuple[str, ...]] = (
         "n",
@@ -101,6 +103,7 @@ class Certificate:
                 centering=self.centering,
                 condition=self.condition,
                 beta_estimates=[b.to_dict() for b in self.beta_estimates],
+                beta_refuted=self.beta_refuted,
             )
         return jsonable(out)
 
@@ -221,7 +224,7 @@ def certify(
                 f"α={problem.alpha:.4g} ≥ α*={alpha_star:.4g} with the estimated β: the "
                 "conclusions are expected, not proven"
             )
-    if chosen.kind == "user":
+    if chosen.kind == "user" and not refuted:
         notes.append(
             f"β = {beta:.6g} is the user's value, not proved by ntkflow: every conclusion "
             f"rests on J being {beta:.6g}-Lipschitz on the ball of radius B = "
@@ -264,6 +267,7 @@ def certify(
         spectrum=spec,
         kernel=k0,
         beta_estimates=tuple(estimates),
+        beta_refuted=refuted,
     )
 
 
@@ -272,8 +276,13 @@ def _user_beta(problem: Problem, beta: Any) -> BetaEstimate | None:
     model, as a `BetaEstimate` of kind `"user"`."""
     if beta is None:
         return None
-    value = float(beta) if isinstance(beta, (int, float, np.floating, np.integer)) else None
-    if isinstance(beta, bool) or value is None or not (math.isfinite(value) and value > 0):
+    value = None
+    if not isinstance(beta, (bool, np.bool_, str, bytes)) and np.ndim(beta) == 0:
+        try:  # a Python or NumPy number, or a 0-d array
+            value = float(beta)
+        except (TypeError, ValueError, OverflowError):
+            value = None
+    if value is None or not (math.isfinite(value) and value > 0):
         raise ValueError(
             f"beta must be a finite number > 0 (a Lipschitz constant of the Jacobian on the "
             f"theorem's ball around w0), got beta={beta!r}; leave it out to let ntkflow "
@@ -300,8 +309,9 @@ def _refutations(user: BetaEstimate, estimates: list[BetaEstimate], sigma_min: f
     B = sigma_min / (2.0 * user.value)
     return [
         f"the given β={user.value:.6g} is below the {e.method} estimate {e.value:.6g}, a lower "
-        f"bound on the Jacobian's Lipschitz constant within distance {e.radius:.3g} ≤ B = "
-        f"{B:.3g} of w0: J is not β-Lipschitz on the theorem's ball"
+        "bound on the Jacobian's Lipschitz constant "
+        + ("at w0" if e.radius == 0 else f"within distance {e.radius:.3g} ≤ B = {B:.3g} of w0")
+        + ": J is not β-Lipschitz on the theorem's ball"
         for e in estimates
         if e.kind == "estimate" and e.value > user.value and e.radius <= B
     ]
@@ -343,6 +353,16 @@ def _choose_beta(
             estimates.insert(0, user_beta)
             refutations = _refutations(user_beta, estimates, sigma_min)
             reasons.extend(refutations)
+            if cert is not None and cert.kind == "certified":
+                notes.append(
+                    f"ntkflow certifies β = {cert.value:.6g} for this model ({cert.method}); "
+                    f"the user's β = {user_beta.value:.6g} is used instead, as asked"
+                )
+            if not any(e.kind == "estimate" for e in estimates):
+                notes.append(
+                    "no estimate of β was computed (estimate_beta=False or σ_min = 0): "
+                    "nothing tested the user's β"
+                )
         elif cert is not None:
             chosen = cert
         elif estimates:

@@ -55,7 +55,8 @@ def certificate_table(cert) -> Table:
 def print_certificate(cert) -> None:
     console.print(certificate_table(cert))
     if cert.hypotheses_hold:
-        console.print("[bold green]Hypotheses hold[/]: the theorem applies.")
+        given = " given the user's β" if cert.beta_kind == "user" else ""
+        console.print(f"[bold green]Hypotheses hold[/]: the theorem applies{given}.")
     else:
         console.print("[bold red]Hypotheses fail[/]:")
         for r in cert.reasons:

@@ -12,8 +12,8 @@ For parameters `θ = (W_l, b_l)_{l=1..L}` and one input `x`, `z_l = W_l h_{l−1
     Q_l = s1 P_{l−1}/√m_{l−1} + a'_l s2 P_{l−1}² + a_l s1 Q_{l−1},  Q_0 = 0   (‖D²z_l‖)
 
 and `‖J_θ − J_θ'‖_op ≤ β(r)‖θ − θ'‖` on the ball with `β(r) = sqrt(Σ_i Q_L(x_i)²)` (divided by
-√2 with antisymmetric centring). The proof is in docs/theory.md; `certified_mlp_beta` takes
-it at the consistent radius `r = σ_min/(2β(r))`.
+√2 with antisymmetric centring). The proof is in docs/theory.md; `_lipschitz.certified_beta`
+takes it at the consistent radius `r = σ_min/(2β(r))`.
 """
 
 import math

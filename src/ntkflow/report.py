@@ -165,10 +165,17 @@ def _verdict(summary: dict[str, Any]) -> str:
     stop = stopped_at(summary) if ver is not None else None
     parts = [_truncation(summary)] if ver is not None else []
     if cert["hypotheses_hold"]:
+        user = cert.get("beta_kind") == "user"
+        how = "β is the user's value (not proved by ntkflow)" if user else "β is certified"
+        then = (
+            "Its conclusions are guaranteed if the user's β is right"
+            if user
+            else "Its conclusions are guaranteed"
+        )
         parts.append(
             '<div class="verdict ok"><strong>The theorem\'s hypotheses hold</strong>: '
-            f"σ_min &gt; 0, β is certified and α = {_num(cert['alpha'])} ≥ α* = "
-            f"{_num(cert['alpha_star'])}. Its conclusions are guaranteed.</div>"
+            f"σ_min &gt; 0, {how} and α = {_num(cert['alpha'])} ≥ α* = "
+            f"{_num(cert['alpha_star'])}. {then}.</div>"
         )
     else:
         reasons = "".join(f"<li>{_e(r)}</li>" for r in cert["reasons"])
