@@ -73,6 +73,11 @@ class Certificate:
     beta_estimates: tuple[BetaEstimate, ...] = ()
     beta_refuted: bool = False
 
+    @property
+    def beta_proves(self) -> bool:
+        """Whether `β` carries the proof: certified, or the user's and not refuted."""
+        return _proves(self.beta_kind, self.beta_refuted)
+
     KEYS: ClassVar[tuple[str, ...]] = (
         "n",
         "p",
@@ -242,8 +247,7 @@ def certify(
         )
         (reasons if not alpha_condition else notes).append(remark)
 
-    proof = chosen.kind == "certified" or (chosen.kind == "user" and not refuted)
-    hypotheses_hold = sigma_min > 0 and proof and alpha_condition
+    hypotheses_hold = sigma_min > 0 and _proves(chosen.kind, refuted) and alpha_condition
     return Certificate(
         n=problem.n,
         p=problem.p,
@@ -269,6 +273,12 @@ def certify(
         beta_estimates=tuple(estimates),
         beta_refuted=refuted,
     )
+
+
+def _proves(kind: str, refuted: bool) -> bool:
+    """A `β` of this kind can carry the theorem's proof: a certified bound, or the user's
+    value unless an estimate refuted it."""
+    return kind == "certified" or (kind == "user" and not refuted)
 
 
 def _user_beta(problem: Problem, beta: Any) -> BetaEstimate | None:

@@ -146,9 +146,9 @@ def _mlp_beta(problem: Problem, sigma_min: float | None) -> BetaEstimate | None:
         )
     if sigma_min is None:
         raise ValueError("certified_beta for an MLP needs sigma_min")
-    ball = MLPBall(problem)
     if not sigma_min > 0:
         return None  # no ball: the theorem cannot apply (certify says why)
+    ball = MLPBall(problem)
     radius = ball.consistent_radius(sigma_min)
     return BetaEstimate(
         ball.beta(radius),

@@ -67,7 +67,7 @@ class MLPBall:
         n = self.h_norms.shape[1]
         P, Q = np.zeros(n), np.zeros(n)
         for i in range(len(a)):
-            H = self.h_norms[i] + (s1 * r * P if i > 0 else 0.0)
+            H = self.h_norms[i] + s1 * r * P  # (P = 0 at the input: H_0 = ‖x‖)
             rho = np.sqrt(H**2 / self.fan_in[i] + (1.0 if self.bias else 0.0))
             if i > 0:
                 Q = s1 * P / np.sqrt(self.fan_in[i]) + a1[i] * s2 * P**2 + a[i] * s1 * Q
@@ -80,7 +80,7 @@ class MLPBall:
         while 2 * hi * self.beta(hi) < sigma_min:
             lo, hi = hi, hi * 2.0
         for _ in range(_BISECTIONS):
-            mid = math.sqrt(lo * hi) if lo > 0 else hi / 2
+            mid = math.sqrt(lo * hi)
             if 2 * mid * self.beta(mid) < sigma_min:
                 lo = mid
             else:

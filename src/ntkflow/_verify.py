@@ -388,8 +388,7 @@ def _ball_lemma_checks(s: FlowSolution, c: Certificate) -> list[Check]:
     n, t1, reach_w = c.n, s.t1, s.time_reached("gradient")
     # A user's β proves the lemma too — the proof then rests on it, and a failure refutes
     # it — unless an estimate already refuted it.
-    proved = c.beta_kind == "certified" or (c.beta_kind == "user" and not c.beta_refuted)
-    ball_ok = proved and c.sigma_min > 0
+    ball_ok = c.beta_proves and c.sigma_min > 0
     err_w = s.err_w if s.err_w is not None else np.zeros_like(s.dist_w)
     checks: list[Check] = []
     inside = s.dist_w <= c.B
