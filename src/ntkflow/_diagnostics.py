@@ -112,15 +112,25 @@ def _labels(y: np.ndarray) -> np.ndarray | None:
 
 
 def _test_metrics(
-    pred: np.ndarray, y: np.ndarray, labels: np.ndarray | None, flow: str
+    problem: Problem, pred: np.ndarray, y: np.ndarray, labels: np.ndarray | None, flow: str
 ) -> dict[str, np.ndarray]:
-    """The mean per-point loss `½‖α f(x) − y‖²` over the test points and, for class
+    """The mean per-point loss (`½‖α f(x) − y‖²` for the squared loss) over the test points and, for class
     targets, the fraction classified correctly: the output's sign (one output) or its
     argmax (`k` outputs) is the class. An undecided point — an output of exactly 0, a tie
     for the largest output, as at `t = 0` under antisymmetric centring — counts as wrong.
     NaN at saves whose predictions are not finite."""
     ok = np.all(np.isfinite(pred), axis=(1, 2))
-    out = {f"loss_{flow}_test": np.mean(0.5 * np.sum((pred - y[None]) ** 2, axis=2), axis=1)}
+    if problem.squared:
+        per_point = 0.5 * np.sum((pred - y[None]) ** 2, axis=2)
+    else:
+        loss = problem.objective.value
+        one = jax.vmap(lambda z, t: loss(z[None, :], t[None, :]))  # each point's loss
+        yj = jnp.asarray(y, problem.dtype)
+        per_point = np.array(
+            jax.vmap(lambda Z: one(Z, yj))(jnp.asarray(np.nan_to_num(pred), problem.dtype))
+        )
+        per_point[~ok] = np.nan
+    out = {f"loss_{flow}_test": np.mean(per_point, axis=1)}
     if labels is not None:
         if pred.shape[2] == 1:
             right = np.sign(pred[..., 0]) == labels[None, :]
@@ -140,7 +150,8 @@ def test_predictions(
 ) -> dict[str, Any]:
     """Scaled predictions `α f(w(t); X_test)` and `α f_0(u(t); X_test)` on the test split,
     shape `(saves, n_test, k)`; their losses, the mean over test points of
-    `½‖α f(x) − y‖²` (so that splits of different sizes compare), and, when the targets
+    the problem's loss of one point (`½‖α f(x) − y‖²` for the squared loss; so that splits
+    of different sizes compare), and, when the targets
     are classes (`±1`, or one-hot over `k` outputs), their accuracies `acc_w_test`,
     `acc_u_test`: the fraction of test points whose sign (one output) or argmax (`k`
     outputs) is the target's."""
@@ -159,7 +170,7 @@ def test_predictions(
         pred = np.array(jax.vmap(lambda w: problem.predict(w, Xt).reshape(-1))(W)) * a
         pred[~ok] = np.nan
         out["pred_w_test"] = pred.reshape(shape)
-        out.update(_test_metrics(out["pred_w_test"], yt, labels, "w"))
+        out.update(_test_metrics(problem, out["pred_w_test"], yt, labels, "w"))
     if delta_u is not None:
 
         def lin(d):
@@ -168,5 +179,5 @@ def test_predictions(
 
         pred = np.asarray(jax.vmap(lin)(jnp.asarray(delta_u, problem.dtype))) * a
         out["pred_u_test"] = pred.reshape(shape)
-        out.update(_test_metrics(out["pred_u_test"], yt, labels, "u"))
+        out.update(_test_metrics(problem, out["pred_u_test"], yt, labels, "u"))
     return out

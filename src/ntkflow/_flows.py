@@ -14,7 +14,9 @@ own piece:
 
 and gathers them, with how each ended, into a `FlowSolution`. A new integrator plugs in
 at `_solvers`, a new tangent-flow method at `_tangent_methods`; the loss enters only
-through `Problem` (its `loss` and `residual`).
+through `Problem` (its `loss`, `loss_gradient` and `residual`): a loss other than the
+square has no closed-form tangent flow (`tangent="auto"` integrates it) and no
+exponential integrator.
 """
 
 import math
@@ -34,7 +36,7 @@ from ._exponential import ExponentialNTK, InitialFactors
 from ._gd import gradient_descent
 from ._gradient_flow import MAX_RTOL, GradientPath, error_budget, solve_gradient_flow
 from ._initial_kernel import InitialKernel, as_initial_kernel
-from ._integrate import SolveSettings
+from ._integrate import SolveSettings, gradient_norms, losses
 from ._problem import Problem
 from ._progress import RichProgressMeter
 from ._rounding import motion_resolution, residual_rounding
@@ -60,7 +62,7 @@ MAX_SAVED_BYTES = 8 * 2**30
 
 
 def _resolve_times(
-    t1: float | str, saveat: int | npt.ArrayLike, sigma_min: float, alpha: float
+    t1: float | str, saveat: int | npt.ArrayLike, sigma_min: float, alpha: float, mu: float
 ) -> tuple[float, np.ndarray]:
     if isinstance(saveat, int | np.integer) and not isinstance(saveat, bool):
         if saveat < 2:
@@ -77,7 +79,7 @@ def _resolve_times(
         if ts is not None:
             t1 = float(ts[-1])
         elif sigma_min > 0:
-            t1 = 2.0 * math.log(1.0 / AUTO_HORIZON_DROP) / (alpha**2 * sigma_min**2)
+            t1 = 2.0 * math.log(1.0 / AUTO_HORIZON_DROP) / (mu * alpha**2 * sigma_min**2)
         else:
             raise ValueError(
                 "t1='auto' needs σ_min(J_0) > 0 (the envelope's rate), but σ_min = 0; give "
@@ -133,6 +135,43 @@ def _check_arguments(flows: Sequence[str], rtol: Any, atol: Any, max_steps: Any)
     return flows
 
 
+def loss_curvature(problem: Problem) -> float:
+    """The loss's curvature that sets the flows' time scale (docs/theory.md, "Losses other
+    than the square"): its `μ` when strongly convex (1 for the squared loss), else the
+    curvature at `z0 = α f(w0)` along the first gradient `g0 = ∇R(z0)`,
+    `μ0 = g0ᵀ∇²R(z0)g0/‖g0‖²` (an estimate of the early rate, not a bound)."""
+    loss = problem.objective
+    if loss.strongly_convex:
+        return float(loss.mu)  # pyright: ignore[reportArgumentType]
+    z0 = problem.alpha_array * problem.f(problem.w0)
+    g0 = problem.loss_gradient(z0)
+    gg = float(jnp.vdot(g0, g0))
+    if not gg > 0:
+        return 1.0  # at a minimiser already: any scale will do
+    _, hg = jax.jvp(problem.loss_gradient, (z0,), (g0,))
+    mu0 = float(jnp.vdot(g0, hg)) / gg
+    return mu0 if math.isfinite(mu0) and mu0 > 0 else 1.0
+
+
+def _motion(problem: Problem, tangent: TangentFlow, mu: float) -> tuple[float, float]:
+    """How far the residual moves along the flow, and `‖u∞ − w0‖`: the tangent flow's for
+    the squared loss (`α‖K0 c∞‖` and `‖J_0ᵀ c∞‖`); for another loss, the same for the
+    Newton-like target `z0 − ∇R(z0)/μ` (`μ` from `loss_curvature`): scales for the
+    tolerances, not bounds."""
+    if problem.squared:
+        c_inf = tangent.limit_coefficients()
+        z = tangent.eigenvectors.T @ c_inf
+        motion = float(problem.alpha * jnp.linalg.norm(tangent.eigenvalues * z))
+        return motion, float(tangent.displacement_norm(c_inf))
+    g0 = problem.loss_gradient(tangent.r0 + problem.y) / mu
+    lam = tangent.eigenvalues
+    keep = lam > tangent.rank_tolerance
+    z = tangent.eigenvectors.T @ g0
+    motion = float(jnp.linalg.norm(jnp.where(keep, z, 0.0)))
+    dist = float(jnp.sqrt(jnp.sum(jnp.where(keep, z * z / jnp.where(keep, lam, 1.0), 0.0))))
+    return motion, dist / problem.alpha
+
+
 def _settings(
     problem: Problem,
     tangent: TangentFlow,
@@ -150,7 +189,8 @@ def _settings(
     """The settings every solve shares, the flow's resolution `ρ` and the tangent flow's
     total displacement `‖u∞ − w0‖` (docs/theory.md, "Horizon and tolerances")."""
     lam = np.asarray(tangent.eigenvalues)
-    t1, ts = _resolve_times(t1, saveat, kernel.sigma_min_resolved, problem.alpha)
+    mu = loss_curvature(problem)
+    t1, ts = _resolve_times(t1, saveat, kernel.sigma_min_resolved, problem.alpha, mu)
     if len(ts) * problem.p * 8 * saved_flows > MAX_SAVED_BYTES:
         raise ValueError(
             f"saving {len(ts)} states of p={problem.p} parameters needs more than 8 GiB; "
@@ -158,12 +198,14 @@ def _settings(
         )
     if isinstance(solver, str):
         solver = choose_solver(problem, float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf)
-    c_inf = tangent.limit_coefficients()
-    # How far the residual moves along the flow: ‖α J_0 (u∞ − w0)‖ = α‖K0 c∞‖.
-    z = tangent.eigenvectors.T @ c_inf
-    motion = float(problem.alpha * jnp.linalg.norm(tangent.eigenvalues * z))
+    elif isinstance(solver, ExponentialNTK) and not problem.squared:
+        raise ValueError(
+            f"solver='exponential' integrates the squared loss's flow only, got "
+            f"loss={problem.loss_name!r}; use solver='auto' (Tsit5 for this loss) or 'dopri8'"
+        )
+    # How far the residual moves along the flow (‖α J_0 (u∞ − w0)‖ = α‖K0 c∞‖) and ‖u∞ − w0‖.
+    motion, dist_u_inf = _motion(problem, tangent, mu)
     rtol, resolution = _relative_tolerance(problem, rtol, motion)
-    dist_u_inf = float(tangent.displacement_norm(c_inf))  # ‖u∞ − w0‖
     if atol == "auto":
         scale = dist_u_inf / math.sqrt(problem.p)
         atol = rtol * (scale if scale > 0 else 1e-12)
@@ -185,12 +227,15 @@ def _settings(
     return settings, resolution, dist_u_inf
 
 
-def _tangent_series(path: TangentPath) -> dict[str, np.ndarray]:
-    return {
-        "loss_u": 0.5 * np.sum(path.residuals**2, axis=1),
+def _tangent_series(problem: Problem, path: TangentPath) -> dict[str, np.ndarray | None]:
+    out: dict[str, np.ndarray | None] = {
+        "loss_u": losses(problem, path.residuals),
         "dist_u": np.linalg.norm(path.deltas, axis=1),
         "dist_u_to_limit": path.dist_to_limit,
     }
+    if not problem.squared:
+        out["grad_u"] = gradient_norms(problem, path.residuals)
+    return out
 
 
 def _gradient_series(
@@ -205,6 +250,8 @@ def _gradient_series(
         "step_loss_w": steps.loss,
         "step_dist_w": steps.dist,
     }
+    if not problem.squared:
+        out["grad_w"] = gradient_norms(problem, flow.residuals)
     if tangent is None:
         return out
     closed = tangent.closed_form
@@ -242,7 +289,7 @@ def solve_flows(
     rtol: float | str = "auto",
     atol: float | str = "auto",
     flows: Sequence[str] = FLOWS,
-    tangent: str | AbstractTangentMethod = "closed_form",
+    tangent: str | AbstractTangentMethod = "auto",
     gd_step: float | None = None,
     max_steps: int = 100_000,
     progress: bool | diffrax.AbstractProgressMeter = False,
@@ -258,7 +305,9 @@ def solve_flows(
 
     - `problem`: the `Problem`.
     - `t1`: the horizon, or `"auto"`: the time at which the theorem's envelope
-      `R0·exp(−tα²σ_min²/2)` reaches `1e-6·R0` (with an array `saveat`, its last time).
+      `R0·exp(−tμα²σ_min²/2)` reaches `1e-6·R0` (`μ = 1` for the squared loss; for a
+      loss that is not strongly convex, the curvature at `w0` along the first gradient,
+      `loss_curvature`); with an array `saveat`, its last time.
     - `saveat`: an int (that many evenly spaced times in `[0, t1]`) or an increasing array
       of times (0 is prepended if absent).
     - `solver`: `"auto"` (the exponential integrator when the flow is stiff, see
@@ -273,9 +322,10 @@ def solve_flows(
       (`FlowStatus.UNRESOLVED`): rounding would be most of what it shows.
       `atol="auto"` is `rtol` times the RMS entry of `u∞ − w0` (the scale of the motion).
     - `flows`: which of `"gradient"`, `"tangent"` to integrate.
-    - `tangent`: how the tangent flow is computed: `"closed_form"` (`ClosedForm`: the
-      eigendecomposition of `K0`; exact), `"ode"` (`TangentODE`: diffrax on
-      `jax.linearize`), or an `AbstractTangentMethod`.
+    - `tangent`: how the tangent flow is computed: `"auto"` (the closed form for the
+      squared loss, the ODE for any other), `"closed_form"` (`ClosedForm`: the
+      eigendecomposition of `K0`; exact; squared loss only), `"ode"` (`TangentODE`:
+      diffrax on `jax.linearize`), or an `AbstractTangentMethod`.
     - `gd_step`: if given, also run gradient descent with this step `η`.
     - `max_steps`: the solver's step budget.
     - `progress`: show progress: `True` for a rich progress bar on stderr, or any diffrax
@@ -295,7 +345,7 @@ def solve_flows(
     """
     flows = _check_arguments(flows, rtol, atol, max_steps)
     diag_method = diagnostics_method(diagnostics)
-    method = get_tangent_method(tangent)
+    method = get_tangent_method(tangent, problem)
     solver = as_solver(solver)
     if isinstance(progress, diffrax.AbstractProgressMeter):
         meter = progress
@@ -325,7 +375,7 @@ def solve_flows(
     w: GradientPath | None = None
     if "tangent" in flows:
         u = method.solve(closed, settings)
-        out.update(_tangent_series(u))
+        out.update(_tangent_series(problem, u))
         stats["tangent"], reached["tangent"] = u.stats, u.t_reached
     if "gradient" in flows:
         along = None if u is None else u.closed_form  # gaps at every step, if cheap
@@ -350,7 +400,9 @@ def solve_flows(
         out.update(test_predictions(problem, delta_w, delta_u))
     if gd_step is not None:
         lam_max = float(closed.eigenvalues[-1])
-        gd = gradient_descent(problem, gd_step, ts, lambda_max=lam_max)
+        L = problem.objective.L
+        smooth = 1.0 if L is None else L
+        gd = gradient_descent(problem, gd_step, ts, lambda_max=lam_max, smoothness=smooth)
         out["ts_gd"], out["loss_gd"] = gd.ts, gd.loss
         out["dist_gd"] = np.linalg.norm(gd.deltas, axis=1)
         if delta_w is not None:
@@ -365,7 +417,7 @@ def solve_flows(
         **out,
         t1=settings.t1,
         alpha=problem.alpha,
-        R0=0.5 * float(np.sum(np.asarray(closed.r0) ** 2)),
+        R0=float(problem.loss_of_residual(closed.r0)),
         sigma_min0=k0.sigma_min_resolved,
         sigma_max0=math.sqrt(float(closed.eigenvalues[-1])),
         dist_u_inf=dist_u_inf,
@@ -375,4 +427,5 @@ def solve_flows(
         message=message,
         reached=reached,
         diagnostics=None if delta_w is None else diag_method,
+        loss=problem.loss_name,
     )

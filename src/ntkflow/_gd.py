@@ -79,12 +79,13 @@ def gradient_descent(
     ts: Float[np.ndarray, " s"],
     *,
     lambda_max: float,
+    smoothness: float = 1.0,
     blowup: float = 1e8,
 ) -> GDResult:
     """Run gradient descent with step `η = step` and record it at the times `ts`.
 
-    Warns (`RuntimeWarning`) when `η ≥ 2/(α² λ_max(K0))`, where the linearised iteration is
-    unstable; stops when the loss becomes non-finite or exceeds `blowup·max(R0, 1)`.
+    Warns (`RuntimeWarning`) when `η ≥ 2/(α² L λ_max(K0))` (`L` the loss's smoothness, 1
+    for the squared loss), where the linearised iteration is unstable; stops when the loss becomes non-finite or exceeds `blowup·max(R0, 1)`.
 
     **Arguments:**
 
@@ -92,16 +93,19 @@ def gradient_descent(
     - `step`: `η > 0`.
     - `ts`: save times; iteration `k_i = round(t_i/η)` is recorded for each.
     - `lambda_max`: `λ_max(K0)`, for the stability warning.
+    - `smoothness`: the loss's `L` (its curvature's bound, `∇²R ⪯ LI`).
     - `blowup`: the loss growth that counts as divergence.
     """
     import time
 
     if not (isinstance(step, float | int) and math.isfinite(step) and step > 0):
         raise ValueError(f"gd_step must be a finite number > 0, got gd_step={step!r}")
-    limit = 2.0 / (problem.alpha**2 * lambda_max) if lambda_max > 0 else math.inf
+    curvature = lambda_max * smoothness
+    limit = 2.0 / (problem.alpha**2 * curvature) if curvature > 0 else math.inf
+    lname = "2/(α² λ_max(K0))" if smoothness == 1.0 else "2/(α² L λ_max(K0))"
     if step >= limit:
         warnings.warn(
-            f"gd_step={step:.4g} ≥ 2/(α² λ_max(K0)) = {limit:.4g}: gradient descent is "
+            f"gd_step={step:.4g} ≥ {lname} = {limit:.4g}: gradient descent is "
             "unstable on the linearised problem and will likely diverge; lower gd_step",
             RuntimeWarning,
             stacklevel=3,

@@ -1,7 +1,7 @@
 """The network's gradient flow and its error budget (docs/theory.md, "The two gradient
 flows" and "The gradient flow's budget").
 
-`solve_gradient_flow` integrates `ẇ = −α J_wᵀ (α f(w) − y)` (`GradientField`: one VJP per
+`solve_gradient_flow` integrates `ẇ = −α J_wᵀ ∇R(α f(w))` (`GradientField`: one VJP per
 evaluation) with the chosen solver, or declines when the dtype cannot resolve the motion
 (`FlowStatus.UNRESOLVED`). `error_budget` re-solves it at 10× looser tolerances and takes
 the difference as the error budget of every gradient-flow quantity.
@@ -20,6 +20,7 @@ from ._integrate import (
     SolveSettings,
     ending,
     integrate,
+    losses,
     not_integrated,
     residuals,
 )
@@ -37,7 +38,7 @@ LOOSEN = 10.0
 @dataclasses.dataclass(frozen=True, eq=False)
 class GradientPath:
     """The gradient flow's `path` (its `stats` with the resolution `ρ`), its `residuals`
-    (`α f(w(t_i)) − y`) and `loss` (`½‖residual‖²`) at the save times, and how it ended
+    (`α f(w(t_i)) − y`) and `loss` (`R`) at the save times, and how it ended
     (`status`, `message`, `t_reached`)."""
 
     path: Path
@@ -93,7 +94,7 @@ def solve_gradient_flow(
     return GradientPath(
         path=path,
         residuals=r,
-        loss=0.5 * np.sum(r**2, axis=1),
+        loss=losses(problem, r),
         status=status,
         message=message,
         t_reached=t_reached,
@@ -133,7 +134,7 @@ def error_budget(
     res_l = residuals(problem, loose.deltas)
     return ErrorBudget(
         err_w=np.linalg.norm(flow.path.deltas - loose.deltas, axis=1),
-        err_loss_w=np.abs(flow.loss - 0.5 * np.sum(res_l**2, axis=1)),
+        err_loss_w=np.abs(flow.loss - losses(problem, res_l)),
         err_res_w=np.linalg.norm(flow.residuals - res_l, axis=1),
         stats=stats,
     )

@@ -82,8 +82,8 @@ class Path:
 
 
 class GradientField(eqx.Module):
-    """The network's gradient flow: `δ̇ = −∇_w R(α f(w0 + δ))`, one VJP (the loss's
-    gradient: the Jacobian is never formed)."""
+    """The network's gradient flow: `δ̇ = −∇_w R(α f(w0 + δ)) = −α J_wᵀ ∇R(α f(w))`, one
+    VJP (the loss's gradient: the Jacobian is never formed)."""
 
     problem: Problem
 
@@ -92,15 +92,17 @@ class GradientField(eqx.Module):
 
 
 class TangentField(eqx.Module):
-    """The tangent flow as an ODE: `δ̇ = −α J_0ᵀ (α(f(w0) + J_0 δ) − y)` through
-    `jax.linearize` (one JVP and one VJP per evaluation)."""
+    """The tangent flow as an ODE: `δ̇ = −α J_0ᵀ ∇R(α(f(w0) + J_0 δ))` through
+    `jax.linearize` (one JVP and one VJP per evaluation); `∇R(z) = z − y` for the squared
+    loss."""
 
     problem: Problem
 
     def __call__(self, t, delta, args):
         problem = self.problem
         f0, jvp = jax.linearize(problem.f, problem.w0)
-        r = problem.alpha_array * (f0 + jvp(delta)) - problem.y
+        z = problem.alpha_array * (f0 + jvp(delta))
+        r = z - problem.y if problem.squared else problem.loss_gradient(z)
         (g,) = jax.linear_transpose(jvp, problem.w0)(r)
         return -problem.alpha_array * g
 
@@ -124,7 +126,8 @@ class _StepScalars(eqx.Module):
             gap_w = jnp.linalg.norm(delta - u)
         else:
             gap_f = gap_w = jnp.full((), jnp.nan, r.dtype)
-        return jnp.stack([0.5 * jnp.vdot(r, r), jnp.linalg.norm(delta), gap_f, gap_w])
+        loss = self.problem.loss_of_residual(r)
+        return jnp.stack([loss, jnp.linalg.norm(delta), gap_f, gap_w])
 
 
 @eqx.filter_jit
@@ -254,6 +257,36 @@ def residuals(problem: Problem, deltas: np.ndarray) -> np.ndarray:
     r = np.array(jax.vmap(problem.residual)(W))
     r[~np.all(np.isfinite(deltas), axis=1)] = np.nan
     return r
+
+
+@eqx.filter_jit
+def _losses(problem: Problem, R: Float[Array, "s n"]) -> Float[Array, " s"]:
+    return jax.vmap(problem.loss_of_residual)(R)
+
+
+@eqx.filter_jit
+def _gradient_norms(problem: Problem, R: Float[Array, "s n"]) -> Float[Array, " s"]:
+    return jax.vmap(lambda r: jnp.linalg.norm(problem.loss_gradient(r + problem.y)))(R)
+
+
+def losses(problem: Problem, residuals: np.ndarray) -> np.ndarray:
+    """The loss `R` at each row `α f(w) − y` of `residuals` (`½‖r‖²` for the squared loss;
+    NaN rows stay NaN)."""
+    if problem.squared:
+        return 0.5 * np.sum(residuals**2, axis=1)
+    out = np.array(_losses(problem, jnp.asarray(np.nan_to_num(residuals), problem.dtype)))
+    out[~np.all(np.isfinite(residuals), axis=1)] = np.nan
+    return out
+
+
+def gradient_norms(problem: Problem, residuals: np.ndarray) -> np.ndarray:
+    """`‖∇R(z)‖` at each row `z − y` of `residuals` (`‖r‖` for the squared loss; NaN rows
+    stay NaN)."""
+    if problem.squared:
+        return np.linalg.norm(residuals, axis=1)
+    out = np.array(_gradient_norms(problem, jnp.asarray(np.nan_to_num(residuals), problem.dtype)))
+    out[~np.all(np.isfinite(residuals), axis=1)] = np.nan
+    return out
 
 
 def ending(path: Path, settings: SolveSettings, *, flow: str) -> tuple[FlowStatus, str, float]:

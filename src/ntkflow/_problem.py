@@ -1,4 +1,4 @@
-"""`Problem`: the lecture's `f(w) ∈ R^n` with scale `α`, centring and squared loss."""
+"""`Problem`: the lecture's `f(w) ∈ R^n` with scale `α`, centring and a loss."""
 
 import math
 from typing import Any
@@ -11,6 +11,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
 from ._centering import AbstractCentering, get_centering
+from ._losses import AbstractLoss, Squared, get_loss, loss_name
 from ._memory import TooLarge, available_bytes, human_bytes
 from .datasets import Dataset
 from .models import AbstractModel
@@ -129,8 +130,9 @@ def _check_memory(
 
 class Problem(eqx.Module):
     """The lecture's problem: predictions `f(w) = (f(x_1; w), …, f(x_n; w)) ∈ R^n` of a
-    model on the training inputs, trained on the squared loss
-    `R(α f(w)) = ½‖α f(w) − y‖²` (docs/theory.md, "Notation").
+    model on the training inputs, trained on a loss of the predictions `z = α f(w)`: the
+    lecture's squared loss `R(z) = ½‖z − y‖²` by default (docs/theory.md, "Notation"), or
+    another (docs/theory.md, "Losses other than the square").
 
     Vector outputs (`k` per point) are flattened point-major, so `n` here is then `n·k`.
     The parameters are a pytree inside the model but a flat vector `w ∈ R^p` here, via
@@ -146,8 +148,12 @@ class Problem(eqx.Module):
     - `key`: an integer seed or JAX key for the model's initialisation.
     - `dtype`: floating dtype of parameters and data (default float64 when
       `jax_enable_x64` is on, which `import ntkflow` turns on).
+    - `loss`: `"squared"` (default), `"logistic"` (targets `±1`), `"cross_entropy"`
+      (one-hot targets, `k ≥ 2` outputs per point) or an `AbstractLoss` such as
+      `UserLoss(value, grad=…, mu=…, L=…)`.
 
-    **Raises:** `ValueError` for `alpha ≤ 0`, an unknown centring, a `dtype` other than
+    **Raises:** `ValueError` for `alpha ≤ 0`, an unknown loss or targets it is not
+    defined for, an unknown centring, a `dtype` other than
     float32/float64, a model whose outputs do not match the targets' shape, non-finite
     outputs at `w0`, or a problem whose parameters and `n × n` kernel would not fit in
     memory (estimated from the shapes before anything is allocated).
@@ -164,6 +170,7 @@ class Problem(eqx.Module):
     offset: Float[Array, " n"]
     y: Float[Array, " n"]
     unravel: "Unravel"
+    objective: AbstractLoss
 
     def __init__(
         self,
@@ -174,6 +181,7 @@ class Problem(eqx.Module):
         centering: str | AbstractCentering = "none",
         key: int | PRNGKeyArray = 0,
         dtype: Any = None,
+        loss: str | AbstractLoss = "squared",
     ):
         if not isinstance(model, AbstractModel):
             raise TypeError(
@@ -200,6 +208,8 @@ class Problem(eqx.Module):
             )
         if isinstance(key, int | np.integer) and not -(2**63) <= int(key) < 2**63:
             raise ValueError(f"key must be an integer seed in [-2**63, 2**63), got key={key}")
+        self.objective = get_loss(loss)
+        self.objective.check_targets(np.asarray(data.y, dtype=np.float64).reshape(data.n, -1))
         self.model = model
         self.centering = get_centering(centering)
         _check_memory(model, data, self.centering, as_key(key), dtype)
@@ -244,13 +254,39 @@ class Problem(eqx.Module):
         return out
 
     def residual(self, w: Float[Array, " p"]) -> Float[Array, " n"]:
-        """`α f(w) − y`, the gradient of the loss in function space."""
+        """`α f(w) − y` (for the squared loss, the loss's gradient in function space)."""
         return self.alpha_array * self.f(w) - self.y
 
+    def _points(self, v: Float[Array, " n"]) -> Float[Array, "N k"]:
+        return v.reshape(self.data.n, -1)
+
+    def loss_at(self, z: Float[Array, " n"]) -> Scalar:
+        """`R(z)`, the loss of predictions `z ∈ R^n` (flattened like `f`)."""
+        return self.objective.value(self._points(z), self._points(self.y))
+
+    def loss_gradient(self, z: Float[Array, " n"]) -> Float[Array, " n"]:
+        """`∇R(z)`, flattened (`z − y` for the squared loss)."""
+        return self.objective.gradient(self._points(z), self._points(self.y)).reshape(-1)
+
     def loss(self, w: Float[Array, " p"]) -> Scalar:
-        """`R(α f(w)) = ½‖α f(w) − y‖²`."""
-        r = self.residual(w)
-        return 0.5 * jnp.vdot(r, r)
+        """`R(α f(w))` (`½‖α f(w) − y‖²` for the squared loss)."""
+        return self.loss_at(self.alpha_array * self.f(w))
+
+    def loss_of_residual(self, r: Float[Array, " n"]) -> Scalar:
+        """`R` at the predictions `z = r + y` whose residual is `r` (`½‖r‖²` for the
+        squared loss, without forming `z`)."""
+        if self.squared:
+            return 0.5 * jnp.vdot(r, r)
+        return self.loss_at(r + self.y)
+
+    @property
+    def squared(self) -> bool:
+        """Whether the loss is the lecture's squared loss."""
+        return isinstance(self.objective, Squared)
+
+    @property
+    def loss_name(self) -> str:
+        return loss_name(self.objective)
 
     # -- sizes and descriptions ---------------------------------------------------------
 
@@ -286,6 +322,7 @@ class Problem(eqx.Module):
             "data": self.data.describe(),
             "alpha": self.alpha,
             "centering": self.centering.name,
+            "loss": self.loss_name,
             "n": self.n,
             "p": self.p,
             "dtype": str(self.dtype),

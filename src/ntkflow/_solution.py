@@ -114,12 +114,14 @@ SERIES = {
     "sigma_max_t": "σ_max(J_{w(t)})",
     "kernel_drift": "‖K_{w(t)} − K0‖_op / ‖K0‖_op",
     "dist_u_to_limit": "‖u(t) − u∞‖",
+    "grad_w": "‖∇R(αf(w(t)))‖ (a loss other than the square)",
+    "grad_u": "‖∇R(αf_0(u(t)))‖ (a loss other than the square)",
     "err_w": "error budget of w(t): ‖w_tight − w_loose‖",
     "err_loss_w": "error budget of the gradient-flow loss",
     "err_res_w": "error budget of αf(w(t)): ‖r_tight − r_loose‖",
     "round_res_w": "estimated rounding error of αf(w(t)) − y (docs/theory.md, Rounding)",
-    "loss_w_test": "gradient flow test loss: mean over test points of ½‖αf(w; x) − y‖²",
-    "loss_u_test": "tangent flow test loss: mean over test points of ½‖αf_0(u; x) − y‖²",
+    "loss_w_test": "gradient flow test loss: mean over test points of R(αf(w; x)) (½‖αf − y‖²)",
+    "loss_u_test": "tangent flow test loss: mean over test points of R(αf_0(u; x))",
     "acc_w_test": "gradient flow test accuracy: fraction of test points classified right",
     "acc_u_test": "tangent flow test accuracy: fraction of test points classified right",
     "loss_gd": "gradient descent loss at t = kη",
@@ -173,6 +175,8 @@ class FlowSolution:
     sigma_max_t: np.ndarray | None = None
     kernel_drift: np.ndarray | None = None
     dist_u_to_limit: np.ndarray | None = None
+    grad_w: np.ndarray | None = None
+    grad_u: np.ndarray | None = None
     err_w: np.ndarray | None = None
     err_loss_w: np.ndarray | None = None
     err_res_w: np.ndarray | None = None
@@ -200,6 +204,8 @@ class FlowSolution:
     # How `sigma_min_t`, `sigma_max_t`, `kernel_drift` were computed: "dense", "lanczos"
     # (Ritz values: `verify` never calls a ball-lemma check held on them), or None.
     diagnostics: str | None = None
+    # The loss's name (`Problem.loss_name`): the series `loss_*` are of this loss.
+    loss: str = "squared"
 
     @property
     def succeeded(self) -> bool:
@@ -225,6 +231,7 @@ class FlowSolution:
                 "message": self.message,
                 "reached": self.reached,
                 "diagnostics": self.diagnostics,
+                "loss": self.loss,
                 "stats": {k: v.as_dict() for k, v in self.stats.items()},
             }
         )

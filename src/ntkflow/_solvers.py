@@ -66,8 +66,11 @@ def as_solver(solver: Any) -> diffrax.AbstractSolver | str:
 
 def choose_solver(problem: Problem, cond: float) -> diffrax.AbstractSolver:
     """`solver="auto"`: the exponential integrator when the flow is stiff
-    (`cond(K0) ≥ 100`) and a kernel per step is affordable (at most 4096 outputs; a
-    dense-layer model, or a Jacobian of at most 1 GiB), else Tsit5."""
+    (`cond(K0) ≥ 100`), the loss is the square (its splitting's) and a kernel per step is
+    affordable (at most 4096 outputs; a dense-layer model, or a Jacobian of at most
+    1 GiB), else Tsit5."""
+    if not problem.squared:
+        return default_solver()
     itemsize = jnp.dtype(problem.dtype).itemsize
     affordable = problem.n <= AUTO_EXPONENTIAL_MAX_N and (
         structured_applies(problem)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ._exponential import ExponentialNTK
 from ._integrate import Path, SolveSettings, TangentField, ending, integrate
+from ._problem import Problem
 from ._solution import FlowStatus, SolveStats
 from ._solvers import default_solver
 from ._tangent import TangentFlow
@@ -37,7 +38,7 @@ class TangentPath:
 
     deltas: np.ndarray
     residuals: np.ndarray
-    dist_to_limit: np.ndarray
+    dist_to_limit: np.ndarray | None
     status: FlowStatus
     message: str
     t_reached: float
@@ -92,12 +93,16 @@ class TangentODE(AbstractTangentMethod):
         lin = jax.vmap(jvp)(jnp.asarray(np.nan_to_num(deltas), problem.dtype))
         residuals = np.array(tangent.r0[None, :] + problem.alpha * lin)
         residuals[~np.all(np.isfinite(deltas), axis=1)] = np.nan
-        u_inf = np.asarray(tangent.displacement(tangent.limit_coefficients()))
+        if problem.squared:
+            u_inf = np.asarray(tangent.displacement(tangent.limit_coefficients()))
+            to_limit = np.linalg.norm(deltas - u_inf[None, :], axis=1)
+        else:  # (the limit is the squared loss's minimum-norm interpolant only)
+            to_limit = None
         stats = dataclasses.replace(path.stats, method="ode", wall_s=time.perf_counter() - start)
         return TangentPath(
             deltas=deltas,
             residuals=residuals,
-            dist_to_limit=np.linalg.norm(deltas - u_inf[None, :], axis=1),
+            dist_to_limit=to_limit,
             status=status,
             message=message if status is not FlowStatus.SUCCESS else "",
             t_reached=t_reached,
@@ -112,14 +117,26 @@ TANGENT_METHODS: dict[str, type[AbstractTangentMethod]] = {
 }
 
 
-def get_tangent_method(method: "str | AbstractTangentMethod") -> AbstractTangentMethod:
-    """A tangent-flow strategy by name (`"closed_form"`, `"ode"`), or one given."""
+def get_tangent_method(
+    method: "str | AbstractTangentMethod", problem: Problem
+) -> AbstractTangentMethod:
+    """A tangent-flow strategy by name (`"auto"`: the closed form for the squared loss,
+    the ODE for another; `"closed_form"`, `"ode"`), or one given."""
+    if method == "auto":
+        method = "closed_form" if problem.squared else "ode"
     if isinstance(method, AbstractTangentMethod):
-        return method
-    try:
-        return TANGENT_METHODS[method]()
-    except (KeyError, TypeError):
+        found = method
+    else:
+        try:
+            found = TANGENT_METHODS[method]()
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"tangent must be 'auto', {', '.join(map(repr, TANGENT_METHODS))} or an "
+                f"AbstractTangentMethod, got tangent={method!r}"
+            ) from None
+    if isinstance(found, ClosedForm) and not problem.squared:
         raise ValueError(
-            f"tangent must be one of {', '.join(map(repr, TANGENT_METHODS))} or an "
-            f"AbstractTangentMethod, got tangent={method!r}"
-        ) from None
+            f"tangent='closed_form' needs the squared loss (the tangent flow is then linear), "
+            f"got loss={problem.loss_name!r}; use tangent='auto' or 'ode'"
+        )
+    return found
