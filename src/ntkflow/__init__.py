@@ -46,6 +46,14 @@ from ._lipschitz import (
     curvature_beta as curvature_beta,
     sampled_beta as sampled_beta,
 )
+from ._losses import (
+    AbstractLoss as AbstractLoss,
+    CrossEntropy as CrossEntropy,
+    Logistic as Logistic,
+    Squared as Squared,
+    UserLoss as UserLoss,
+    get_loss as get_loss,
+)
 from ._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
 from ._problem import Problem as Problem
 from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results

@@ -12,6 +12,7 @@ from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._jacobian import AbstractNTKMethod
 from ._json import jsonable
 from ._lipschitz import BetaEstimate, BetaKind, beta_estimates, certified_beta
+from ._losses import UserLoss
 from ._problem import Problem
 from ._spectrum import Spectrum
 
@@ -46,7 +47,12 @@ class Certificate:
     (`α ≥ α*` with the `β` used, certified or not), `f0_norm` (`‖f(w0)‖`), `centering`,
     `condition` (`cond(K0)`), `spectrum`, `kernel` (the `InitialKernel`: `K0`, factored
     once; pass it on to `solve_flows`), `beta_estimates` (every `β` computed),
-    `beta_refuted` (an estimate shows that the user's `β` is not a Lipschitz constant).
+    `beta_refuted` (an estimate shows that the user's `β` is not a Lipschitz constant),
+    `loss` (its name), `mu`, `L` (its strong-convexity and smoothness constants in `z`:
+    `1, 1` for the squared loss; `mu = 0` when not strongly convex, and then `α*`, `B'`
+    and the tangent bound are infinite), `grad0` (`‖∇R(z0)‖`, `‖r0‖` for the squared
+    loss) and `delta_R0` (`ΔR0 = ‖∇R(z0)‖²/(2μ) ≥ R(z0) − inf R`, in place of `R0` in the
+    constants; `R0` itself for the squared loss).
     """
 
     n: int
@@ -72,6 +78,22 @@ class Certificate:
     kernel: InitialKernel | None = dataclasses.field(default=None, repr=False, compare=False)
     beta_estimates: tuple[BetaEstimate, ...] = ()
     beta_refuted: bool = False
+    loss: str = "squared"
+    mu: float = 1.0
+    L: float = 1.0
+    grad0: float = math.nan
+    delta_R0: float = math.nan
+
+    @property
+    def squared(self) -> bool:
+        """Whether the loss is the lecture's squared loss."""
+        return self.loss == "squared"
+
+    @property
+    def strongly_convex(self) -> bool:
+        """Whether the loss is `μ`-strongly convex with `μ > 0` (the theorem's constants
+        and conclusions apply, with `ΔR0`)."""
+        return self.mu > 0
 
     @property
     def beta_proves(self) -> bool:
@@ -98,7 +120,8 @@ class Certificate:
     def to_dict(self, *, details: bool = False) -> dict[str, Any]:
         """JSON-ready: exactly the keys in `Certificate.KEYS` (non-finite floats as the
         strings `"inf"`/`"nan"`). `details=True` adds `notes`, `alpha_condition`,
-        `f0_norm`, `centering`, `condition` and `beta_estimates`."""
+        `f0_norm`, `centering`, `condition`, `beta_estimates`, `beta_refuted`, `loss`,
+        `mu`, `L`, `grad0` and `delta_R0`."""
         out = {k: getattr(self, k) for k in self.KEYS}
         if details:
             out.update(
@@ -109,6 +132,11 @@ class Certificate:
                 condition=self.condition,
                 beta_estimates=[b.to_dict() for b in self.beta_estimates],
                 beta_refuted=self.beta_refuted,
+                loss=self.loss,
+                mu=self.mu,
+                L=self.L,
+                grad0=self.grad0,
+                delta_R0=self.delta_R0,
             )
         return jsonable(out)
 
@@ -123,22 +151,52 @@ def _div(a: float, b: float) -> float:
 
 
 def theorem_constants(
-    alpha: float, R0: float, sigma_min: float, sigma_max: float, beta: float
+    alpha: float,
+    R0: float,
+    sigma_min: float,
+    sigma_max: float,
+    beta: float,
+    *,
+    mu: float = 1.0,
+    L: float = 1.0,
 ) -> dict[str, float]:
-    """`α*`, `B`, `B'` and the tangent flow's distance bound, from docs/theory.md, "The theorem".
+    """`α*`, `B`, `B'` and the tangent flow's distance bound, from docs/theory.md, "The
+    theorem" and, for a `μ`-strongly convex, `L`-smooth loss, "Losses other than the
+    square" (`R0` is then the bound `ΔR0 ≥ R(z0) − inf R`; the squared loss has
+    `μ = L = 1`).
 
-    `α* = β·sqrt(1152·σ_max²·R0)/σ_min³`, `B = σ_min/(2β)`,
-    `B' = 3·sqrt(8·σ_max²·R0)/(α·σ_min²)`, tangent bound `sqrt(2·σ_max²·R0)/(α·σ_min²)`.
+    `α* = β·sqrt(1152·σ_max²·L·R0)/(μ·σ_min³)`, `B = σ_min/(2β)`,
+    `B' = 3·sqrt(8·σ_max²·L·R0)/(α·μ·σ_min²)`, tangent bound
+    `sqrt(2·σ_max²·L·R0)/(α·μ·σ_min²)`. With `μ = 0` (not strongly convex) every bound
+    but `B` is infinite.
     """
-    s3 = sigma_min**3
-    root = math.sqrt(1152.0 * sigma_max**2 * R0)
+    s3 = mu * sigma_min**3
+    root = math.sqrt(1152.0 * sigma_max**2 * L * R0)
     alpha_star = math.inf if (s3 == 0 or math.isinf(beta)) else _div(beta * root, s3)
+    rate = alpha * mu * sigma_min**2
     return {
         "alpha_star": alpha_star,
         "B": _div(sigma_min, 2.0 * beta),
-        "B_prime": _div(3.0 * math.sqrt(8.0 * sigma_max**2 * R0), alpha * sigma_min**2),
-        "tangent_distance_bound": _div(math.sqrt(2.0 * sigma_max**2 * R0), alpha * sigma_min**2),
+        "B_prime": _div(3.0 * math.sqrt(8.0 * sigma_max**2 * L * R0), rate),
+        "tangent_distance_bound": _div(math.sqrt(2.0 * sigma_max**2 * L * R0), rate),
     }
+
+
+def _loss_constants(problem: Problem, R0: float) -> tuple[float, float, float, float, str | None]:
+    """`(μ, L, ‖∇R(z0)‖, ΔR0, reason)` for the certificate: the squared loss's `(1, 1, ‖r0‖,
+    R0)`; a strongly convex loss's `μ`, `L` and `ΔR0 = ‖∇R(z0)‖²/(2μ)` (strong convexity
+    bounds the gap to the infimum by it); another loss's `μ = 0` with the reason the theorem
+    does not apply (docs/theory.md, "Losses other than the square")."""
+    z0 = problem.alpha_array * problem.f(problem.w0)
+    g0 = float(np.linalg.norm(np.asarray(problem.loss_gradient(z0), dtype=np.float64)))
+    if problem.squared:
+        return 1.0, 1.0, g0, R0, None
+    loss = problem.objective
+    if loss.strongly_convex:
+        mu, L = float(loss.mu), float(loss.L)  # pyright: ignore[reportArgumentType]
+        return mu, L, g0, g0 * g0 / (2.0 * mu), None
+    L = math.nan if loss.L is None else float(loss.L)
+    return 0.0, L, g0, math.inf, loss.why_not_strongly_convex()
 
 
 def certify(
@@ -181,8 +239,8 @@ def certify(
     user_beta = _user_beta(problem, beta)
     k0 = as_initial_kernel(problem, kernel, method=method)
     spec = k0.spectrum
-    r0 = np.asarray(problem.residual(problem.w0), dtype=np.float64)
-    R0 = 0.5 * float(r0 @ r0)
+    R0 = float(problem.loss(problem.w0))
+    mu, L, grad0, delta_R0, loss_reason = _loss_constants(problem, R0)
     f0_norm = float(np.linalg.norm(np.asarray(problem.f(problem.w0))))
     reasons: list[str] = []
     notes: list[str] = []
@@ -215,10 +273,28 @@ def certify(
     )
     beta = chosen.value
 
-    consts = theorem_constants(problem.alpha, R0, sigma_min, spec.sigma_max, beta)
+    user_loss = isinstance(problem.objective, UserLoss)
+    if loss_reason is not None:
+        reasons.append(loss_reason)
+    elif not problem.squared:
+        notes.append(
+            f"the {problem.loss_name} loss is μ-strongly convex and L-smooth (μ = {mu:.6g}, "
+            f"L = {L:.6g}, κ = {L / mu:.6g}): the theorem's strongly convex form, with "
+            f"ΔR0 = ‖∇R(z0)‖²/(2μ) = {delta_R0:.6g} in place of R0"
+            + ("; μ and L are the user's values, taken on trust" if user_loss else "")
+        )
+    consts = theorem_constants(
+        problem.alpha,
+        delta_R0 if mu > 0 else R0,
+        sigma_min,
+        spec.sigma_max,
+        beta,
+        mu=mu,
+        L=L if mu > 0 else 1.0,
+    )
     alpha_star = consts["alpha_star"]
     alpha_condition = math.isfinite(alpha_star) and problem.alpha >= alpha_star
-    if sigma_min > 0 and chosen.kind != "infinite" and not math.isnan(beta):
+    if sigma_min > 0 and chosen.kind != "infinite" and not math.isnan(beta) and mu > 0:
         if not alpha_condition:
             reasons.append(
                 f"α={problem.alpha:.4g} < α*={alpha_star:.4g} (equivalently B' = "
@@ -237,7 +313,7 @@ def certify(
         )
 
     # -- centring ----------------------------------------------------------------------
-    if problem.centering.name == "none" and f0_norm > 0:
+    if problem.centering.name == "none" and f0_norm > 0 and problem.squared:
         limit = _div(24.0 * beta * spec.sigma_max * f0_norm, sigma_min**3)
         remark = (
             f"centering='none' and f(w0) ≠ 0 (‖f(w0)‖={f0_norm:.3g}): R0 grows like α², so "
@@ -246,8 +322,14 @@ def certify(
             "centering='antisymmetric' or 'subtract' to make f(w0) = 0"
         )
         (reasons if not alpha_condition else notes).append(remark)
+    elif problem.centering.name == "none" and f0_norm > 0:
+        notes.append(
+            f"centering='none' and f(w0) ≠ 0 (‖f(w0)‖={f0_norm:.3g}): the initial predictions "
+            "α f(w0) grow with α, and with them ‖∇R(z0)‖ and α*; use "
+            "centering='antisymmetric' or 'subtract' to make f(w0) = 0"
+        )
 
-    hypotheses_hold = sigma_min > 0 and _proves(chosen.kind, refuted) and alpha_condition
+    hypotheses_hold = sigma_min > 0 and _proves(chosen.kind, refuted) and alpha_condition and mu > 0
     return Certificate(
         n=problem.n,
         p=problem.p,
@@ -272,6 +354,11 @@ def certify(
         kernel=k0,
         beta_estimates=tuple(estimates),
         beta_refuted=refuted,
+        loss=problem.loss_name,
+        mu=mu,
+        L=L,
+        grad0=grad0,
+        delta_R0=delta_R0,
     )
 
 

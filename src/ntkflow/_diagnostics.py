@@ -114,11 +114,11 @@ def _labels(y: np.ndarray) -> np.ndarray | None:
 def _test_metrics(
     problem: Problem, pred: np.ndarray, y: np.ndarray, labels: np.ndarray | None, flow: str
 ) -> dict[str, np.ndarray]:
-    """The mean per-point loss (`½‖α f(x) − y‖²` for the squared loss) over the test points and, for class
-    targets, the fraction classified correctly: the output's sign (one output) or its
-    argmax (`k` outputs) is the class. An undecided point — an output of exactly 0, a tie
-    for the largest output, as at `t = 0` under antisymmetric centring — counts as wrong.
-    NaN at saves whose predictions are not finite."""
+    """The mean per-point loss (`½‖α f(x) − y‖²` for the squared loss) over the test points and,
+    for class targets, the fraction classified correctly: the output's sign (one output) or
+    its argmax (`k` outputs) is the class. An undecided point — an output of exactly 0, a
+    tie for the largest output, as at `t = 0` under antisymmetric centring — counts as
+    wrong. NaN at saves whose predictions are not finite."""
     ok = np.all(np.isfinite(pred), axis=(1, 2))
     if problem.squared:
         per_point = 0.5 * np.sum((pred - y[None]) ** 2, axis=2)

@@ -84,8 +84,9 @@ def gradient_descent(
 ) -> GDResult:
     """Run gradient descent with step `η = step` and record it at the times `ts`.
 
-    Warns (`RuntimeWarning`) when `η ≥ 2/(α² L λ_max(K0))` (`L` the loss's smoothness, 1
-    for the squared loss), where the linearised iteration is unstable; stops when the loss becomes non-finite or exceeds `blowup·max(R0, 1)`.
+    Warns (`RuntimeWarning`) when `η ≥ 2/(α² L λ_max(K0))` (`L` the loss's smoothness, 1 for the
+    squared loss), where the linearised iteration is unstable; stops when the loss becomes
+    non-finite or exceeds `blowup·max(R0, 1)`.
 
     **Arguments:**
 

@@ -55,7 +55,7 @@ class AbstractLoss(eqx.Module):
         return None
 
     @property
-    def L(self) -> float | None:  # noqa: N802 (the theory's name)
+    def L(self) -> float | None:
         """The smoothness constant `L` of `R` in `z` (`None`: unknown)."""
         return None
 
@@ -93,14 +93,14 @@ class Squared(AbstractLoss):
         return 1.0
 
     @property
-    def L(self) -> float:  # noqa: N802
+    def L(self) -> float:
         return 1.0
 
 
 def _check_signs(name: str, y: np.ndarray) -> None:
     bad = ~np.isin(y, (-1.0, 1.0))
     if bad.any():
-        v = y[bad].ravel()[0]
+        v = float(y[bad].ravel()[0])
         raise ValueError(
             f"loss={name!r} needs targets in {{−1, +1}}, got a target y={v!r}; encode the "
             "two classes as −1 and +1 (or use loss='squared' for regression)"
@@ -125,7 +125,7 @@ class Logistic(AbstractLoss):
         return 0.0
 
     @property
-    def L(self) -> float:  # noqa: N802
+    def L(self) -> float:
         return 0.25
 
     def check_targets(self, y):
@@ -160,7 +160,7 @@ class CrossEntropy(AbstractLoss):
         return 0.0
 
     @property
-    def L(self) -> float:  # noqa: N802
+    def L(self) -> float:
         return 0.5
 
     def check_targets(self, y):
@@ -211,8 +211,8 @@ class UserLoss(AbstractLoss):
         value: Callable,
         grad: Callable | None = None,
         *,
-        mu: float | None = None,
-        L: float | None = None,  # noqa: N803
+        mu: float | int | None = None,
+        L: float | int | None = None,
         name: str = "user",
     ):
         if not callable(value):
@@ -249,7 +249,7 @@ class UserLoss(AbstractLoss):
         return self.mu_value
 
     @property
-    def L(self) -> float | None:  # noqa: N802
+    def L(self) -> float | None:
         return self.L_value
 
     def why_not_strongly_convex(self) -> str:

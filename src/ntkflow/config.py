@@ -123,6 +123,9 @@ class ProblemSection(_Section):
     dtype: Literal["float64", "float32"] = "float64"
     # A Lipschitz constant of J the user vouches for (`certify(problem, beta=…)`).
     beta: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    # The loss of the predictions (`Problem(loss=…)`): logistic needs ±1 targets,
+    # cross_entropy one-hot ones.
+    loss: Literal["squared", "logistic", "cross_entropy"] = "squared"
 
 
 def _tag(field: str, default: str):
@@ -145,7 +148,7 @@ class FlowsSection(_Section):
     rtol: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | Literal["auto"] = "auto"
     atol: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
     max_steps: Annotated[int, Field(ge=1, le=2**31 - 1)] = 100_000
-    tangent: Literal["closed_form", "ode"] = "closed_form"
+    tangent: Literal["auto", "closed_form", "ode"] = "auto"
     gd_step: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     error_estimate: bool = True
     diagnostics: bool | Literal["dense", "lanczos"] = True

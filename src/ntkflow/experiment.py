@@ -100,7 +100,15 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
         if outputs != data.k:
             raise ValueError(_outputs_fix(m, data.k))
         section = "[problem]"
-        return Problem(model, data, alpha=p.alpha, centering=p.centering, key=p.seed, dtype=p.dtype)
+        return Problem(
+            model,
+            data,
+            alpha=p.alpha,
+            centering=p.centering,
+            key=p.seed,
+            dtype=p.dtype,
+            loss=p.loss,
+        )
     except TooLarge as e:
         raise ConfigError(f"{source}: [{e.part}] {e}") from None
     except (ValueError, TypeError) as e:
