@@ -55,7 +55,7 @@ def test_losses_match_their_formulas_and_constants():
         # L bounds the Hessian's spectrum, and is nearly attained (z near 0).
         for scale in (0.0, 0.3, 3.0):
             zz = jnp.asarray(rng.standard_normal((5, 3)) * scale)
-            H = jax.hessian(lambda v, y=y: loss.value(v.reshape(5, 3), y))(zz.reshape(-1))
+            H = jax.hessian(lambda v, y=y, f=loss.value: f(v.reshape(5, 3), y))(zz.reshape(-1))
             top = float(np.linalg.eigvalsh(np.asarray(H))[-1])
             assert top <= loss.L * (1 + 1e-12)
             if scale == 0.0 and loss is not ce:  # (CE's ½ is approached, not attained)
@@ -114,7 +114,7 @@ def test_flows_match_scipy_dop853(loss):
     if loss == "logistic":
         data, model = _classes(), nf.Shallow(24, "tanh", train="all")
         y = np.asarray(data.y)
-        fn = lambda z: jnp.sum(jnp.log1p(jnp.exp(-y * z)))  # noqa: E731
+        fn = lambda z: jnp.sum(jnp.log1p(jnp.exp(-y * z)))
     else:
         data, model = _classes(k=3), nf.MLP((16,), "tanh", out_dim=3)
         y = np.asarray(data.y)
