@@ -92,61 +92,108 @@ def traced_kernel(problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"
 
 
 class _Eigen(eqx.Module):
-    """`K_k = V Λ Vᵀ` and `r_k` at the start of a step: the φ-function actions of
-    `L_k = −α² J_kᵀ J_k`, as coefficient vectors `c'` (the move itself is `J_kᵀ c'`). Arrays
-    only, so the step's dense output carries it too."""
+    """The φ-function actions of `L_k = −α² J_kᵀ H_k J_k` at the start of a step, as
+    coefficient vectors `c'` (the move itself is `J_kᵀ c'`). Arrays only, so the step's
+    dense output carries it too.
+
+    Squared loss (`S = None`, `H_k = I`): `K_k = V Λ Vᵀ` and `x = r_k`. Another loss:
+    `H_k = S²` (`S` symmetric positive definite: the loss's Hessian at `z_k`, floored, see
+    `_curvature`), `S K_k S = V Λ Vᵀ` and `x = S⁻¹ ∇R(z_k)`; then
+    `φ_j(sL_k) J_kᵀ S = J_kᵀ S V φ_j(−sα²Λ) Vᵀ`."""
 
     alpha: Array
     lam: Array
     V: Array
     r: Array
+    S: Array | None = None
 
     def rotate(self, g: Array, c: Array) -> Array:
-        """`V diag(g) Vᵀ c`."""
-        return self.V @ (g * (self.V.T @ c))
+        """`V diag(g) Vᵀ c`, or `S V diag(g) Vᵀ c` for a loss with curvature `S²`."""
+        out = self.V @ (g * (self.V.T @ c))
+        return out if self.S is None else self.S @ out
 
     def z(self, s: Any) -> Array:
         return -s * self.alpha * self.alpha * self.lam
 
     def row(self, j: int, s: Any) -> Array:
-        """Coefficients `c'` with `φ_j(sL) F_k = J_kᵀ c'` (`F_k = −α J_kᵀ r_k`)."""
+        """Coefficients `c'` with `φ_j(sL) F_k = J_kᵀ c'` (`F_k = −α J_kᵀ ∇R(z_k)`)."""
         return -self.alpha * self.rotate(phi(j, self.z(s)), self.r)
 
     def general(self, j: int, s: Any, Jv: Array) -> Array:
         """Coefficients `c'` with `φ_j(sL) v = v/j! + J_kᵀ c'`, given `J_k v`."""
+        Jv = Jv if self.S is None else self.S @ Jv
         return -s * self.alpha * self.alpha * self.rotate(phi(j + 1, self.z(s)), Jv)
 
 
+# A loss's curvature is floored at this fraction of its largest eigenvalue: the split's
+# linear part may be any matrix (the remainder takes the rest), and the floor keeps
+# `S⁻¹` (and the rounding it amplifies) within a factor 1e3.
+CURVATURE_FLOOR = 1e-6
+
+
+def _curvature(problem: Problem, z: Array) -> tuple[Array, Array, Array]:
+    """`(H, S, S⁻¹)`: the loss's Hessian at `z` with its eigenvalues floored at
+    `CURVATURE_FLOOR·max` (`H = S²`, `S` its symmetric square root)."""
+    H = jax.hessian(problem.loss_at)(z)
+    h, Q = jnp.linalg.eigh(0.5 * (H + H.T))
+    tiny = jnp.finfo(z.dtype).tiny
+    h = jnp.maximum(h, CURVATURE_FLOOR * jnp.maximum(h[-1], tiny))
+    root = jnp.sqrt(h)[None, :]
+    return (Q * h[None, :]) @ Q.T, (Q * root) @ Q.T, (Q / root) @ Q.T
+
+
 class _Local(eqx.Module):
-    """The local tangent flow at `w_k`: `K_k` and its eigendecomposition, and the JVP and
-    VJP of `f` there."""
+    """The local tangent flow at `w_k`: `K_k` and the eigendecomposition of the split's
+    linear part, the JVP and VJP of `f` there, the loss's gradient `g` (`r_k` for the
+    squared loss) and its floored Hessian `H` (`None`: the identity)."""
 
     eig: _Eigen
     K: Array
     jvp: Any
     vjp: Any
+    g: Array
+    H: Array | None
 
     @classmethod
     def at(cls, problem: Problem, delta: Array, initial: "InitialFactors | None") -> "_Local":
-        """At `w = w0 + δ`; where `δ = 0` exactly, `K0` and its eigendecomposition are
-        the `initial` ones (formed and factored once per run, `InitialKernel`), not
-        formed again."""
+        """At `w = w0 + δ`; where `δ = 0` exactly, `K0` (and, for the squared loss, its
+        eigendecomposition) are the `initial` ones (formed and factored once per run,
+        `InitialKernel`), not formed again."""
         w = problem.w0 + delta
         f, jvp = jax.linearize(problem.f, w)
         vjp = jax.linear_transpose(jvp, w)
+        a = problem.alpha_array
 
         def fresh() -> tuple[Array, Array, Array]:
             K = traced_kernel(problem, w)
             lam, V = jnp.linalg.eigh(K)
             return K, lam, V
 
+        if problem.squared:
+            if initial is None:
+                K, lam, V = fresh()
+            else:
+                at_w0 = jnp.all(delta == 0)
+                K, lam, V = jax.lax.cond(at_w0, lambda: (initial.K, initial.lam, initial.V), fresh)
+            r = a * f - problem.y
+            return cls(_Eigen(a, jnp.maximum(lam, 0.0), V, r), K, jvp, vjp, r, None)
         if initial is None:
-            K, lam, V = fresh()
+            K = traced_kernel(problem, w)
         else:
-            at_w0 = jnp.all(delta == 0)
-            K, lam, V = jax.lax.cond(at_w0, lambda: (initial.K, initial.lam, initial.V), fresh)
-        r = problem.alpha_array * f - problem.y
-        return cls(_Eigen(problem.alpha_array, jnp.maximum(lam, 0.0), V, r), K, jvp, vjp)
+            K = jax.lax.cond(
+                jnp.all(delta == 0), lambda: initial.K, lambda: traced_kernel(problem, w)
+            )
+        z = a * f
+        g = problem.loss_gradient(z)
+        H, S, S_inv = _curvature(problem, z)
+        KS = S @ K @ S
+        lam, V = jnp.linalg.eigh(0.5 * (KS + KS.T))
+        eig = _Eigen(a, jnp.maximum(lam, 0.0), V, S_inv @ g, S)
+        return cls(eig, K, jvp, vjp, g, H)
+
+    def lin(self, Jd: Array) -> Array:
+        """`H_k J_k d` from `J_k d` (the linear part's action, before `−α² J_kᵀ`)."""
+        return Jd if self.H is None else self.H @ Jd
 
     def JT(self, c: Array) -> Array:
         (out,) = self.vjp(c)
@@ -232,12 +279,12 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
         h = t1 - t0
         a = problem.alpha_array
         loc = _Local.at(problem, y0, initial)
-        eig, r, K = loc.eig, loc.eig.r, loc.K
-        # Stage 2: U2 − δ_k = J_kᵀ a2, so J_k (U2 − δ_k) = K a2 and L_k(U2 − δ_k) = −α²J_kᵀ K a2.
-        # D = F(U) − F_k − L_k(U − δ_k) = F(U) + J_kᵀ(α r_k + α² J_k(U − δ_k)); both VJPs
-        # of a stage in one batched call.
+        eig, g, K = loc.eig, loc.g, loc.K
+        # Stage 2: U2 − δ_k = J_kᵀ a2, so J_k (U2 − δ_k) = K a2 and
+        # L_k(U2 − δ_k) = −α²J_kᵀ H_k K a2. D = F(U) − F_k − L_k(U − δ_k)
+        # = F(U) + J_kᵀ(α g_k + α² H_k J_k(U − δ_k)); both VJPs of a stage in one call.
         a2 = (h / 3) * eig.row(1, h / 3)
-        move2, lin2 = loc.JT_batch(a2, a * r + a * a * (K @ a2))
+        move2, lin2 = loc.JT_batch(a2, a * g + a * a * loc.lin(K @ a2))
         U2 = y0 + move2
         D2 = _field(problem, U2) + lin2
         JD2 = loc.jvp(D2)
@@ -246,7 +293,7 @@ class ExponentialNTK(diffrax.AbstractAdaptiveSolver):
         c3 = 2 * h / 3
         b3 = c3 * eig.row(1, c3) + (4 * h / 3) * eig.general(2, c3, JD2)
         JU3 = c3 * JD2 + K @ b3
-        move3, lin3 = loc.JT_batch(b3, a * r + a * a * JU3)
+        move3, lin3 = loc.JT_batch(b3, a * g + a * a * loc.lin(JU3))
         U3 = y0 + c3 * D2 + move3
         D3 = _field(problem, U3) + lin3
         JD3 = loc.jvp(D3)

@@ -15,8 +15,8 @@ own piece:
 and gathers them, with how each ended, into a `FlowSolution`. A new integrator plugs in
 at `_solvers`, a new tangent-flow method at `_tangent_methods`; the loss enters only
 through `Problem` (its `loss`, `loss_gradient` and `residual`): a loss other than the
-square has no closed-form tangent flow (`tangent="auto"` integrates it) and no
-exponential integrator.
+square has no closed-form tangent flow (`tangent="auto"` integrates it), and the
+exponential integrator's linear part carries its Hessian.
 """
 
 import math
@@ -198,11 +198,6 @@ def _settings(
         )
     if isinstance(solver, str):
         solver = choose_solver(problem, float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf)
-    elif isinstance(solver, ExponentialNTK) and not problem.squared:
-        raise ValueError(
-            f"solver='exponential' integrates the squared loss's flow only, got "
-            f"loss={problem.loss_name!r}; use solver='auto' (Tsit5 for this loss) or 'dopri8'"
-        )
     # How far the residual moves along the flow (‖α J_0 (u∞ − w0)‖ = α‖K0 c∞‖) and ‖u∞ − w0‖.
     motion, dist_u_inf = _motion(problem, tangent, mu)
     rtol, resolution = _relative_tolerance(problem, rtol, motion)
@@ -215,7 +210,9 @@ def _settings(
     dt0 = initial = None
     if isinstance(solver, ExponentialNTK):
         if lam[-1] > 0:
-            dt0 = min(t1, 1.0 / (problem.alpha**2 * float(lam[-1])))
+            L = problem.objective.L  # the loss's curvature scales the rates (1: squared)
+            L = 1.0 if L is None or not L > 0 else L
+            dt0 = min(t1, 1.0 / (problem.alpha**2 * L * float(lam[-1])))
         # Its first step is at w0: K0 and its eigendecomposition, not formed again.
         dtype = problem.dtype
         initial = InitialFactors(

@@ -66,11 +66,10 @@ def as_solver(solver: Any) -> diffrax.AbstractSolver | str:
 
 def choose_solver(problem: Problem, cond: float) -> diffrax.AbstractSolver:
     """`solver="auto"`: the exponential integrator when the flow is stiff
-    (`cond(K0) ≥ 100`), the loss is the square (its splitting's) and a kernel per step is
-    affordable (at most 4096 outputs; a dense-layer model, or a Jacobian of at most
-    1 GiB), else Tsit5."""
-    if not problem.squared:
-        return default_solver()
+    (`cond(K0) ≥ 100`) and a kernel per step is affordable (at most 4096 outputs; a
+    dense-layer model, or a Jacobian of at most 1 GiB), else Tsit5. For a loss other
+    than the square the stiffness is that of `H K0` (`H` the loss's Hessian), bounded by
+    `cond(K0)·κ`; `cond(K0)` alone decides, as for the square."""
     itemsize = jnp.dtype(problem.dtype).itemsize
     affordable = problem.n <= AUTO_EXPONENTIAL_MAX_N and (
         structured_applies(problem)
