@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ._certificate_rows import certificate_rows
+
 console = Console()
 
 # The certificate table's meaning of `β`, by kind (else "Lipschitz constant of J").
@@ -16,7 +18,7 @@ _BETA_MEANING = {
 }
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | int) -> str:
     if isinstance(x, float) and not math.isfinite(x):
         return "∞" if x > 0 else ("nan" if math.isnan(x) else "−∞")
     return f"{x:.6g}" if isinstance(x, float) else str(x)
@@ -30,22 +32,10 @@ def certificate_table(cert) -> Table:
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_column("meaning")
+    meaning = _BETA_MEANING.get(cert.beta_kind, "Lipschitz constant of J")
     rows = [
-        ("n, p", f"{cert.n}, {cert.p}", "outputs, parameters"),
-        ("α", _fmt(cert.alpha), "scale"),
-        ("R0", _fmt(cert.R0), "initial loss ½‖αf(w0) − y‖²"),
-        ("σ_min", _fmt(cert.sigma_min), "σ_n(J_0) = sqrt(λ_min(K0))"),
-        ("σ_max", _fmt(cert.sigma_max), "σ_1(J_0) = sqrt(λ_max(K0))"),
-        ("cond(K0)", _fmt(cert.condition), "(σ_max/σ_min)²"),
-        (
-            "β",
-            f"{_fmt(cert.beta)} ({cert.beta_kind})",
-            _BETA_MEANING.get(cert.beta_kind, "Lipschitz constant of J"),
-        ),
-        ("α*", _fmt(cert.alpha_star), "β·sqrt(1152σ_max²R0)/σ_min³"),
-        ("B", _fmt(cert.B), "ball radius σ_min/(2β)"),
-        ("B'", _fmt(cert.B_prime), "distance bound 3·sqrt(8σ_max²R0)/(ασ_min²)"),
-        ("tangent bound", _fmt(cert.tangent_distance_bound), "sqrt(2σ_max²R0)/(ασ_min²)"),
+        (k, v if isinstance(v, str) else _fmt(v), m)
+        for k, v, m in certificate_rows(cert.to_dict(details=True), meaning)
     ]
     for row in rows:
         table.add_row(*row)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ._certificate_rows import certificate_rows
 from .plotting import captions, stopped_at
 
 _CSS = """
@@ -213,20 +214,8 @@ def _beta_kind(kind: str) -> str:
 
 
 def _certificate_table(cert: dict[str, Any]) -> str:
-    rows = [
-        ("n (outputs)", cert["n"], ""),
-        ("p (parameters)", cert["p"], ""),
-        ("α", cert["alpha"], "scale"),
-        ("R0", cert["R0"], "initial loss ½‖αf(w0) − y‖²"),
-        ("σ_min", cert["sigma_min"], "σ_n(J_0) = sqrt(λ_min(K0))"),
-        ("σ_max", cert["sigma_max"], "σ_1(J_0) = sqrt(λ_max(K0))"),
-        ("cond(K0)", cert.get("condition", "nan"), "(σ_max/σ_min)²"),
-        ("β", cert["beta"], f"Lipschitz constant of J ({_beta_kind(cert['beta_kind'])})"),
-        ("α*", cert["alpha_star"], "β·sqrt(1152·σ_max²·R0)/σ_min³"),
-        ("B", cert["B"], "radius of the proof's ball, σ_min/(2β)"),
-        ("B'", cert["B_prime"], "distance bound 3·sqrt(8σ_max²R0)/(ασ_min²)"),
-        ("tangent bound", cert["tangent_distance_bound"], "sqrt(2σ_max²R0)/(ασ_min²)"),
-    ]
+    meaning = f"Lipschitz constant of J ({_beta_kind(cert['beta_kind'])})"
+    rows = certificate_rows(cert, meaning)
     body = "".join(
         f"<tr><td>{_e(k)}</td><td class='num'>{_num(v)}</td><td>{_e(m)}</td></tr>"
         for k, v, m in rows
