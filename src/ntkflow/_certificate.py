@@ -182,21 +182,30 @@ def theorem_constants(
     }
 
 
-def _loss_constants(problem: Problem, R0: float) -> tuple[float, float, float, float, str | None]:
-    """`(μ, L, ‖∇R(z0)‖, ΔR0, reason)` for the certificate: the squared loss's `(1, 1, ‖r0‖,
-    R0)`; a strongly convex loss's `μ`, `L` and `ΔR0 = ‖∇R(z0)‖²/(2μ)` (strong convexity
-    bounds the gap to the infimum by it); another loss's `μ = 0` with the reason the theorem
-    does not apply (docs/theory.md, "Losses other than the square")."""
+def _loss_constants(
+    problem: Problem, R0: float, reasons: list[str], notes: list[str]
+) -> tuple[float, float, float, float]:
+    """`(μ, L, ‖∇R(z0)‖, ΔR0)` for the certificate: the squared loss's `(1, 1, ‖r0‖, R0)`;
+    a strongly convex loss's `μ`, `L` and `ΔR0 = ‖∇R(z0)‖²/(2μ)` (strong convexity bounds
+    the gap to the infimum by it), with a note; another loss's `μ = 0`, with the reason
+    the theorem does not apply (docs/theory.md, "Losses other than the square")."""
     z0 = problem.alpha_array * problem.f(problem.w0)
     g0 = float(np.linalg.norm(np.asarray(problem.loss_gradient(z0), dtype=np.float64)))
     if problem.squared:
-        return 1.0, 1.0, g0, R0, None
+        return 1.0, 1.0, g0, R0
     loss = problem.objective
-    if loss.strongly_convex:
-        mu, L = float(loss.mu), float(loss.L)  # pyright: ignore[reportArgumentType]
-        return mu, L, g0, g0 * g0 / (2.0 * mu), None
-    L = math.nan if loss.L is None else float(loss.L)
-    return 0.0, L, g0, math.inf, loss.why_not_strongly_convex()
+    if not loss.strongly_convex:
+        reasons.append(loss.why_not_strongly_convex())
+        return 0.0, math.nan if loss.L is None else float(loss.L), g0, math.inf
+    mu, L = float(loss.mu), float(loss.L)  # pyright: ignore[reportArgumentType]
+    delta_R0 = g0 * g0 / (2.0 * mu)
+    trust = "; μ and L are the user's values, taken on trust" if isinstance(loss, UserLoss) else ""
+    notes.append(
+        f"the {problem.loss_name} loss is μ-strongly convex and L-smooth (μ = {mu:.6g}, "
+        f"L = {L:.6g}, κ = {L / mu:.6g}): the theorem's strongly convex form, with "
+        f"ΔR0 = ‖∇R(z0)‖²/(2μ) = {delta_R0:.6g} in place of R0{trust}"
+    )
+    return mu, L, g0, delta_R0
 
 
 def certify(
@@ -240,7 +249,6 @@ def certify(
     k0 = as_initial_kernel(problem, kernel, method=method)
     spec = k0.spectrum
     R0 = float(problem.loss(problem.w0))
-    mu, L, grad0, delta_R0, loss_reason = _loss_constants(problem, R0)
     f0_norm = float(np.linalg.norm(np.asarray(problem.f(problem.w0))))
     reasons: list[str] = []
     notes: list[str] = []
@@ -273,16 +281,7 @@ def certify(
     )
     beta = chosen.value
 
-    user_loss = isinstance(problem.objective, UserLoss)
-    if loss_reason is not None:
-        reasons.append(loss_reason)
-    elif not problem.squared:
-        notes.append(
-            f"the {problem.loss_name} loss is μ-strongly convex and L-smooth (μ = {mu:.6g}, "
-            f"L = {L:.6g}, κ = {L / mu:.6g}): the theorem's strongly convex form, with "
-            f"ΔR0 = ‖∇R(z0)‖²/(2μ) = {delta_R0:.6g} in place of R0"
-            + ("; μ and L are the user's values, taken on trust" if user_loss else "")
-        )
+    mu, L, grad0, delta_R0 = _loss_constants(problem, R0, reasons, notes)
     consts = theorem_constants(
         problem.alpha,
         delta_R0 if mu > 0 else R0,

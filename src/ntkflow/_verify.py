@@ -40,49 +40,18 @@ from typing import Any
 import numpy as np
 
 from ._certificate import Certificate
+from ._check import (
+    _EPS,
+    Check as Check,
+    _between,
+    _check,
+    _loss_rounding,
+    nanmax as nanmax,
+)
 from ._diagnostics_iterative import RESIDUAL as RITZ_RESIDUAL
 from ._json import jsonable
+from ._loss_checks import LOSS_FREE_CHECKS as LOSS_FREE_CHECKS, for_loss
 from ._solution import FlowSolution
-
-_EPS = float(np.finfo(np.float64).eps)
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One checked conclusion.
-
-    **Fields:**
-
-    - `name`: a stable identifier (`"loss_envelope_w"`, `"distance_w"`, …).
-    - `holds`: `True`, `False`, or `None` when the value is within its error budget of the
-      bound (inconclusive).
-    - `guaranteed`: whether the theorem (or lemma) guarantees it for this problem — its
-      hypotheses hold — rather than it being only observed.
-    - `margin`: the worst relative slack (negative: violated) and `t`, when it occurs.
-    - `value`, `bound`, `error`: at that time.
-    - `flow`: `"gradient"` or `"tangent"`.
-    - `description`: the inequality, in words.
-    - `first_violation`: the first time the inequality is violated beyond the error
-      budget (`None` unless `holds is False`).
-    - `reason`: why the check is inconclusive (`None` unless `holds is None`): the flow
-      stopped before `t1`, the value is within its budget of the bound, or no budget.
-    """
-
-    name: str
-    holds: bool | None
-    guaranteed: bool
-    margin: float
-    t: float
-    value: float
-    bound: float
-    error: float
-    flow: str
-    description: str
-    first_violation: float | None = None
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return jsonable(dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,86 +151,6 @@ class Verification:
         )
 
 
-def _check(
-    name: str,
-    description: str,
-    flow: str,
-    guaranteed: bool,
-    t: np.ndarray,
-    value: np.ndarray,
-    bound: np.ndarray,
-    error: np.ndarray,
-    *,
-    upper: bool = True,
-    rounding: float | np.ndarray = 0.0,
-    reached: float = math.inf,
-    t1: float = math.inf,
-) -> Check:
-    """Decide one inequality `value ≤ bound` (or `≥` when `upper=False`) along `t`.
-
-    `error` is the trajectory's error budget at each time (NaN: none there); `rounding` an
-    absolute allowance for evaluating the quantities in floating point, which counts in
-    favour of the inequality: a check holds when `slack − error ≥ −tol` everywhere and
-    fails when `slack + error < −tol` somewhere, with
-    `tol = 64ε(|value| + |bound|) + rounding`. A flow that `reached` only `t < t1` makes a
-    check that did not fail inconclusive: nothing past `reached` was computed.
-    """
-    t, value, bound, error = (np.asarray(x, dtype=np.float64) for x in (t, value, bound, error))
-    rounding = np.broadcast_to(np.asarray(rounding, dtype=np.float64), t.shape)
-    truncated = reached < t1 * (1 - 1e-12)
-    stopped = (
-        f"the {flow} flow was computed only up to t={reached:.4g} of t1={t1:.4g}: nothing "
-        "past it is shown"
-    )
-    ok = np.isfinite(value) & (t <= reached)
-    if not ok.any():
-        nan = math.nan
-        why = stopped if truncated else "no finite values were computed"
-        return Check(name, None, guaranteed, nan, nan, nan, nan, nan, flow, description, None, why)
-    t, value, bound, error, rounding = (x[ok] for x in (t, value, bound, error, rounding))
-    slack = (bound - value) if upper else (value - bound)
-    tol = 64 * _EPS * (np.abs(value) + np.where(np.isfinite(bound), np.abs(bound), 0)) + rounding
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(np.abs(bound) > 0, np.abs(bound), 1.0)
-        margin = np.where(np.isinf(bound), np.inf, slack / scale)
-    i = int(np.argmin(margin))
-    first, reason = None, None
-    if np.any(slack + error < -tol):  # NaN budgets never count as a violation
-        holds: bool | None = False
-        violated = slack + error < -tol
-        i = int(np.argmin(np.where(violated, margin, np.inf)))
-        first = float(np.min(t[violated]))
-    elif np.all(slack - error >= -tol):
-        holds = True
-    else:
-        holds = None
-        unsure = ~(slack - error >= -tol)
-        i = int(np.argmin(np.where(unsure, margin, np.inf)))
-        if np.isnan(error[i] + tol[i]):
-            reason = f"no error budget at t={t[i]:.4g} (the looser re-solve did not reach it)"
-        else:
-            reason = (
-                f"at t={t[i]:.4g} the value {value[i]:.6g} is within its error budget "
-                f"{error[i] + tol[i]:.3g} of the bound {bound[i]:.6g}"
-            )
-    if truncated and holds is not False:
-        holds, reason = None, stopped + ("" if reason is None else f"; before it, {reason}")
-    return Check(
-        name,
-        holds,
-        guaranteed,
-        float(margin[i]),
-        float(t[i]),
-        float(value[i]),
-        float(bound[i]),
-        float(error[i]),
-        flow,
-        description,
-        first,
-        reason,
-    )
-
-
 def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
     """Check every conclusion of the theorem and lemma of its proof along the flows.
 
@@ -291,7 +180,7 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
     checks, exit_time = _gradient_flow_checks(solution, certificate)
     checks += _ball_lemma_checks(solution, certificate)
     checks += _tangent_flow_checks(solution, certificate)
-    checks = _for_loss(checks, solution, certificate)
+    checks = for_loss(checks, solution, certificate)
     s = solution
     return Verification(
         checks=checks,
@@ -550,100 +439,3 @@ def _tangent_flow_checks(s: FlowSolution, c: Certificate) -> list[Check]:
             )
         )
     return checks
-
-
-# The checks that need neither the loss's decay nor the path-length bound: they apply to
-# every loss (the ball lemma needs only β; the exit time is the ball's radius).
-LOSS_FREE_CHECKS = ("exit_time", "ball_sigma_min", "ball_sigma_max")
-
-
-def _for_loss(checks: list[Check], s: FlowSolution, c: Certificate) -> list[Check]:
-    """The checks that apply to the certificate's loss (see `verify`)."""
-    if c.squared:
-        return checks
-    if not c.strongly_convex:
-        return [k for k in checks if k.name in LOSS_FREE_CHECKS]
-    out = []
-    for k in checks:
-        if k.name.startswith("loss_envelope"):
-            continue
-        if k.name == "distance_u_sharp":
-            k = dataclasses.replace(k, description="‖u(t) − w0‖ ≤ sqrt(2σ_max²·L·ΔR0)/(αμσ_min²)")
-        out.append(k)
-    return out + _gradient_envelopes(s, c)
-
-
-def _gradient_envelopes(s: FlowSolution, c: Certificate) -> list[Check]:
-    """`‖∇R(z(t))‖ ≤ sqrt(2L·ΔR0)·exp(−tμα²σ_min²/4)` along both flows (docs/theory.md,
-    "Losses other than the square"): the strongly convex theorem's loss decay, read through
-    `‖∇R‖² ≤ 2L(R − inf R)` (which needs no `inf R`). The gradient flow's budget is `L`
-    times its residual's (integration and rounding): `∇R` is `L`-Lipschitz in `z`."""
-    rate = c.mu * (c.alpha * c.sigma_min) ** 2 / 4
-    top = math.sqrt(2 * c.L * c.delta_R0)
-    checks: list[Check] = []
-    t = s.ts
-    bound = top * np.exp(-rate * t)
-    if s.grad_w is not None:
-        zero = np.zeros_like(s.grad_w)
-        err = (s.err_res_w if s.err_res_w is not None else zero) + (
-            s.round_res_w if s.round_res_w is not None else zero
-        )
-        checks.append(
-            _check(
-                "grad_envelope_w",
-                "gradient flow ‖∇R(αf(w(t)))‖ ≤ sqrt(2L·ΔR0)·exp(−tμα²σ_min²/4)",
-                "gradient",
-                c.hypotheses_hold,
-                t,
-                s.grad_w,
-                bound,
-                c.L * err,
-                reached=s.time_reached("gradient"),
-                t1=s.t1,
-            )
-        )
-    if s.grad_u is not None:
-        checks.append(
-            _check(
-                "grad_envelope_u",
-                "tangent flow ‖∇R(αf_0(u(t)))‖ ≤ sqrt(2L·ΔR0)·exp(−tμα²σ_min²/4)",
-                "tangent",
-                c.sigma_min > 0,
-                t,
-                s.grad_u,
-                bound,
-                np.zeros_like(s.grad_u),
-                rounding=16 * c.n * _EPS * top,
-                reached=s.time_reached("tangent"),
-                t1=s.t1,
-            )
-        )
-    return checks
-
-
-def nanmax(*arrays: np.ndarray | None) -> float:
-    """The largest entry that is not NaN over all given arrays (`None` skipped; NaN if
-    there is none). `_summary` uses it too."""
-    vals = [np.asarray(a, dtype=np.float64).ravel() for a in arrays if a is not None]
-    v = np.concatenate(vals) if vals else np.zeros(0)
-    v = v[~np.isnan(v)]
-    return float(v.max()) if v.size else math.nan
-
-
-def _between(ts: np.ndarray, budget: np.ndarray, step_t: np.ndarray) -> np.ndarray:
-    """A budget known at the save times `ts`, at the solver's step times: the largest over
-    the saves up to the last save with a budget, and none (NaN) after it."""
-    known = ~np.isnan(budget)
-    if not known.any():
-        return np.full(len(step_t), np.nan)
-    last = ts[known][-1]
-    return np.where(step_t <= last, nanmax(budget), np.nan)
-
-
-def _loss_rounding(loss: np.ndarray, round_res: np.ndarray | None) -> np.ndarray:
-    """The loss's rounding allowance from the residual's, `e_r`: `|½‖r + e‖² − ½‖r‖²| ≤
-    ‖r‖·e_r + e_r²/2` with `‖r‖ = sqrt(2R)`."""
-    if round_res is None:
-        return np.zeros_like(loss)
-    e = np.asarray(round_res, dtype=np.float64)
-    return np.sqrt(2 * np.maximum(loss, 0.0)) * e + 0.5 * e * e
