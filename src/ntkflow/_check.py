@@ -90,7 +90,7 @@ def _check(
     t, value, bound, error, rounding = (x[ok] for x in (t, value, bound, error, rounding))
     slack = (bound - value) if upper else (value - bound)
     tol = 64 * _EPS * (np.abs(value) + np.where(np.isfinite(bound), np.abs(bound), 0)) + rounding
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scale = np.where(np.abs(bound) > 0, np.abs(bound), 1.0)
         margin = np.where(np.isinf(bound), np.inf, slack / scale)
     i = int(np.argmin(margin))

@@ -197,7 +197,12 @@ def _settings(
             "lower saveat"
         )
     if isinstance(solver, str):
-        solver = choose_solver(problem, float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf)
+        cond = float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf
+        # How many of the fastest mode's time scales the horizon spans (L: the loss's
+        # curvature, 1 for the square).
+        L = problem.objective.L
+        span = t1 * problem.alpha**2 * float(lam[-1]) * (1.0 if L is None or not L > 0 else L)
+        solver = choose_solver(problem, cond, span=span)
     # How far the residual moves along the flow (‖α J_0 (u∞ − w0)‖ = α‖K0 c∞‖) and ‖u∞ − w0‖.
     motion, dist_u_inf = _motion(problem, tangent, mu)
     rtol, resolution = _relative_tolerance(problem, rtol, motion)

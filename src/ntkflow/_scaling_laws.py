@@ -152,6 +152,7 @@ def _why_not(ds: Any, sel: dict[str, int], x_dim: str) -> str:
         status = str(ds["status"].isel(at).values)
         failed = [c for c in names if float(ds[f"holds_{c}"].isel(at).values) == 0.0]
         unsure = [c for c in names if math.isnan(float(ds[f"holds_{c}"].isel(at).values))]
+        # (−1: the check does not apply to this point's loss, `_sweep_dataset.NOT_CHECKED`)
         parts = []
         if status in ("error", "missing"):
             said.append(f"at α={alphas[j]:.4g}: the point did not run ({status})")

@@ -33,6 +33,10 @@ _SOLVERS = {
 SOLVER_NAMES = ("auto", *_SOLVERS)
 # `solver="auto"` takes the exponential integrator from this cond(K0) up (`bench/flows.py`).
 AUTO_EXPONENTIAL_COND = 100.0
+# ... or when the horizon spans this many of the fastest mode's time scales 1/(α²λ_max):
+# an explicit solver's stable step is a few of them, so it would need thousands of steps
+# (e.g. a t1 chosen far past convergence).
+AUTO_EXPONENTIAL_SPAN = 3000.0
 # ... while the traced kernel fits: a whole Jacobian of at most this many bytes (models
 # without dense-layer structure) and at most this many outputs (an eigh per step).
 AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES = 2**30
@@ -64,9 +68,10 @@ def as_solver(solver: Any) -> diffrax.AbstractSolver | str:
     )
 
 
-def choose_solver(problem: Problem, cond: float) -> diffrax.AbstractSolver:
-    """`solver="auto"`: the exponential integrator when the flow is stiff
-    (`cond(K0) ≥ 100`) and a kernel per step is affordable (at most 4096 outputs; a
+def choose_solver(problem: Problem, cond: float, *, span: float = 0.0) -> diffrax.AbstractSolver:
+    """`solver="auto"`: the exponential integrator when the flow is stiff (`cond(K0) ≥ 100`,
+    or a horizon that spans `span = t1·α²Lλ_max(K0) ≥ 3000` of the fastest mode's time
+    scales) and a kernel per step is affordable (at most 4096 outputs; a
     dense-layer model, or a Jacobian of at most 1 GiB), else Tsit5. For a loss other
     than the square the stiffness is that of `H K0` (`H` the loss's Hessian), bounded by
     `cond(K0)·κ`; `cond(K0)` alone decides, as for the square."""
@@ -75,7 +80,8 @@ def choose_solver(problem: Problem, cond: float) -> diffrax.AbstractSolver:
         structured_applies(problem)
         or problem.n * problem.p * itemsize <= AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES
     )
-    if affordable and not cond < AUTO_EXPONENTIAL_COND:
+    stiff = not cond < AUTO_EXPONENTIAL_COND or span >= AUTO_EXPONENTIAL_SPAN
+    if affordable and stiff:
         return ExponentialNTK()
     return default_solver()
 

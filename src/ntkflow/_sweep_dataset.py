@@ -11,6 +11,10 @@ import numpy as np
 
 from ._grid import Grid
 
+# `holds_<check>` of a point that does not have the check (a loss other than the square
+# keeps only the checks that apply to it: docs/theory.md, "What is checked for each loss").
+NOT_CHECKED = -1.0
+
 
 def _coord(values: tuple[Any, ...]) -> np.ndarray:
     if all(isinstance(v, bool) for v in values):
@@ -102,7 +106,10 @@ def build_dataset(
             scalars[name][idx] = _as_float(rec.get(name))
         for name in flags:
             flags[name][idx] = _as_float(rec.get(name))
-        for c, v in (rec.get("checks") or {}).items():
+        checked = rec.get("checks") or {}
+        for c in check_names:  # a check the point's loss does not have: NOT_CHECKED
+            holds[c][idx] = NOT_CHECKED
+        for c, v in checked.items():
             holds[c][idx] = _as_float(v.get("holds"))
             margins[c][idx] = _as_float(v.get("margin"))
         ds = loaded.get(p["index"])
@@ -126,7 +133,10 @@ def build_dataset(
     for d, k in zip(dims, grid.keys, strict=True):
         ds[d].attrs["key"] = k
     for c in check_names:
-        ds[f"holds_{c}"].attrs["long_name"] = "1: held, 0: failed, nan: inconclusive"
+        ds[f"holds_{c}"].attrs["long_name"] = (
+            "1: held, 0: failed, nan: inconclusive, −1: not checked (it does not apply to "
+            "the point's loss)"
+        )
     for point in loaded.values():  # what each series means, as the points recorded it
         for name in point.data_vars:
             if "long_name" in point[name].attrs and name in ds:
