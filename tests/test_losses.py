@@ -257,3 +257,69 @@ def test_strongly_convex_user_loss_certificate_and_checks():
     assert {"grad_envelope_w", "grad_envelope_u", "distance_w", "exit_time"} <= names
     assert not any(n.startswith("loss_envelope") for n in names)
     assert v.all_hold, v.summary()
+
+
+def test_a_users_constants_refuted_by_the_hessian_at_z0():
+    # logcosh + square has curvature sech²(z − y) + 1 ∈ (1, 2]: at z0 = 0 (antisymmetric)
+    # the targets' spread puts eigenvalues well inside, so μ = 1.99 and L = 1.01 are false.
+    data = tiny_data(n=4, d=3)
+    model = nf.Shallow(48, "tanh", train="all")
+    for mu, L, word in ((1.99, 2.0, "smallest eigenvalue"), (1.0, 1.01, "largest eigenvalue")):
+        loss = nf.UserLoss(_logcosh, mu=mu, L=L, name="logcosh")
+        problem = nf.Problem(model, data, alpha=1e9, centering="antisymmetric", loss=loss)
+        cert = nf.certify(problem)
+        assert cert.loss_refuted and not cert.hypotheses_hold
+        assert any(word in r and "'logcosh'" in r for r in cert.reasons), cert.reasons
+    # The true constants are not refuted.
+    loss = nf.UserLoss(_logcosh, mu=1.0, L=2.0, name="logcosh")
+    cert = nf.certify(nf.Problem(model, data, alpha=1e9, centering="antisymmetric", loss=loss))
+    assert not cert.loss_refuted and cert.hypotheses_hold
+
+
+def test_certificate_rows_show_each_losss_formulas():
+    from ntkflow._certificate_rows import certificate_rows
+
+    data = _classes()
+    model = nf.Shallow(32, "tanh", train="all")
+    kinds = {}
+    for loss in ("squared", "logistic", nf.UserLoss(_logcosh, mu=1.0, L=2.0, name="lc")):
+        problem = nf.Problem(model, data, alpha=10.0, centering="antisymmetric", loss=loss)
+        rows = certificate_rows(nf.certify(problem).to_dict(details=True), "β")
+        kinds[problem.loss_name] = {k: (v, m) for k, v, m in rows}
+    assert "loss" not in kinds["squared"] and "½‖αf(w0) − y‖²" in kinds["squared"]["R0"][1]
+    assert kinds["logistic"]["α*"][0] == "—" and "not strongly convex" in kinds["logistic"]["B'"][1]
+    assert "ΔR0" in kinds["lc"] and "L·ΔR0" in kinds["lc"]["α*"][1]
+    assert "μ = 1" in kinds["lc"]["loss"][1] and "L = 2" in kinds["lc"]["loss"][1]
+
+
+def test_auto_solver_is_exponential_when_the_horizon_spans_many_time_scales():
+    import diffrax
+
+    problem = nf.Problem(nf.Shallow(8), tiny_data())
+    assert isinstance(nf.choose_solver(problem, 2.0), diffrax.Tsit5)
+    assert isinstance(nf.choose_solver(problem, 2.0, span=1e4), nf.ExponentialNTK)
+    assert isinstance(nf.choose_solver(problem, 2.0, span=100.0), diffrax.Tsit5)
+
+
+def test_critical_alpha_why_names_only_the_checks_a_point_has():
+    import xarray as xr
+
+    from ntkflow._grid import make_grid
+    from ntkflow._scaling_laws import critical_alphas
+    from ntkflow._sweep_dataset import NOT_CHECKED
+
+    grid = make_grid({"problem.loss": ["logistic"], "problem.alpha": [1.0, 10.0]})
+    dims = ("problem_loss", "problem_alpha")
+    ds = xr.Dataset(
+        {
+            "all_hold": (dims, [[0.0, 0.0]]),
+            "alpha_star": (dims, [[np.inf, np.inf]]),
+            "status": (dims, [["success", "success"]]),
+            "holds_exit_time": (dims, [[0.0, np.nan]]),
+            "holds_loss_envelope_w": (dims, [[NOT_CHECKED, NOT_CHECKED]]),
+        },
+        coords={"problem_loss": ["logistic"], "problem_alpha": [1.0, 10.0]},
+    )
+    (row,) = critical_alphas(ds, grid)
+    assert "exit_time failed" in row["why"] and "exit_time inconclusive" in row["why"]
+    assert "loss_envelope_w" not in row["why"]

@@ -5,6 +5,7 @@ import dataclasses
 import math
 from typing import Any, ClassVar
 
+import jax
 import numpy as np
 from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
@@ -52,7 +53,8 @@ class Certificate:
     `1, 1` for the squared loss; `mu = 0` when not strongly convex, and then `α*`, `B'`
     and the tangent bound are infinite), `grad0` (`‖∇R(z0)‖`, `‖r0‖` for the squared
     loss) and `delta_R0` (`ΔR0 = ‖∇R(z0)‖²/(2μ) ≥ R(z0) − inf R`, in place of `R0` in the
-    constants; `R0` itself for the squared loss).
+    constants; `R0` itself for the squared loss), `loss_refuted` (a user's `μ`, `L` are
+    contradicted by the Hessian's spectrum at `z0`: the hypotheses do not hold).
     """
 
     n: int
@@ -83,6 +85,7 @@ class Certificate:
     L: float = 1.0
     grad0: float = math.nan
     delta_R0: float = math.nan
+    loss_refuted: bool = False
 
     @property
     def squared(self) -> bool:
@@ -137,6 +140,7 @@ class Certificate:
                 L=self.L,
                 grad0=self.grad0,
                 delta_R0=self.delta_R0,
+                loss_refuted=self.loss_refuted,
             )
         return jsonable(out)
 
@@ -182,30 +186,67 @@ def theorem_constants(
     }
 
 
+# A user's loss's μ and L are tested at z0 (the Hessian's spectrum) up to this many outputs.
+LOSS_TEST_MAX_N = 2048
+
+
 def _loss_constants(
     problem: Problem, R0: float, reasons: list[str], notes: list[str]
-) -> tuple[float, float, float, float]:
-    """`(μ, L, ‖∇R(z0)‖, ΔR0)` for the certificate: the squared loss's `(1, 1, ‖r0‖, R0)`;
-    a strongly convex loss's `μ`, `L` and `ΔR0 = ‖∇R(z0)‖²/(2μ)` (strong convexity bounds
-    the gap to the infimum by it), with a note; another loss's `μ = 0`, with the reason
-    the theorem does not apply (docs/theory.md, "Losses other than the square")."""
+) -> tuple[float, float, float, float, bool]:
+    """`(μ, L, ‖∇R(z0)‖, ΔR0, refuted)` for the certificate: the squared loss's
+    `(1, 1, ‖r0‖, R0)`; a strongly convex loss's `μ`, `L` and `ΔR0 = ‖∇R(z0)‖²/(2μ)`
+    (strong convexity bounds the gap to the infimum by it), with a note; another loss's
+    `μ = 0`, with the reason the theorem does not apply (docs/theory.md, "Losses other than
+    the square"). A user's `μ`, `L` are tested against the Hessian's spectrum at `z0`
+    (`refuted`: a reason says where it fails)."""
     z0 = problem.alpha_array * problem.f(problem.w0)
     g0 = float(np.linalg.norm(np.asarray(problem.loss_gradient(z0), dtype=np.float64)))
     if problem.squared:
-        return 1.0, 1.0, g0, R0
+        return 1.0, 1.0, g0, R0, False
     loss = problem.objective
     if not loss.strongly_convex:
         reasons.append(loss.why_not_strongly_convex())
-        return 0.0, math.nan if loss.L is None else float(loss.L), g0, math.inf
+        return 0.0, math.nan if loss.L is None else float(loss.L), g0, math.inf, False
     mu, L = float(loss.mu), float(loss.L)  # pyright: ignore[reportArgumentType]
     delta_R0 = g0 * g0 / (2.0 * mu)
-    trust = "; μ and L are the user's values, taken on trust" if isinstance(loss, UserLoss) else ""
-    notes.append(
-        f"the {problem.loss_name} loss is μ-strongly convex and L-smooth (μ = {mu:.6g}, "
-        f"L = {L:.6g}, κ = {L / mu:.6g}): the theorem's strongly convex form, with "
-        f"ΔR0 = ‖∇R(z0)‖²/(2μ) = {delta_R0:.6g} in place of R0{trust}"
-    )
-    return mu, L, g0, delta_R0
+    user = isinstance(loss, UserLoss)
+    refuted = user and _refute_loss(problem, z0, mu, L, reasons, notes)
+    if not refuted:
+        trust = "; μ and L are the user's values, taken on trust" if user else ""
+        notes.append(
+            f"the {problem.loss_name} loss is μ-strongly convex and L-smooth (μ = {mu:.6g}, "
+            f"L = {L:.6g}, κ = {L / mu:.6g}): the theorem's strongly convex form, with "
+            f"ΔR0 = ‖∇R(z0)‖²/(2μ) = {delta_R0:.6g} in place of R0{trust}"
+        )
+    return mu, L, g0, delta_R0, refuted
+
+
+def _refute_loss(
+    problem: Problem, z0: Any, mu: float, L: float, reasons: list[str], notes: list[str]
+) -> bool:
+    """Whether the Hessian's spectrum at `z0` refutes a user's `μ ≤ λ(∇²R) ≤ L` (beyond a
+    rounding allowance `64ε·max|λ|`): one point cannot prove the constants, only refute
+    them. Skipped above `LOSS_TEST_MAX_N` outputs (a note says so)."""
+    if problem.n > LOSS_TEST_MAX_N:
+        notes.append(
+            f"the user's μ and L were not tested (n = {problem.n} > {LOSS_TEST_MAX_N} "
+            "outputs: the Hessian at z0 was not formed)"
+        )
+        return False
+    H = np.asarray(jax.hessian(problem.loss_at)(z0), dtype=np.float64)
+    lam = np.linalg.eigvalsh(0.5 * (H + H.T))
+    slack = 64 * float(np.finfo(np.float64).eps) * max(abs(lam[0]), abs(lam[-1]), 1e-300)
+    bad = []
+    if lam[0] < mu - slack:
+        bad.append(f"its smallest eigenvalue {lam[0]:.6g} < μ = {mu:.6g}")
+    if lam[-1] > L + slack:
+        bad.append(f"its largest eigenvalue {lam[-1]:.6g} > L = {L:.6g}")
+    if bad:
+        reasons.append(
+            f"the user's loss {problem.loss_name!r} is not μ-strongly convex and L-smooth "
+            f"as stated: at z0 = αf(w0) its Hessian has {' and '.join(bad)}"
+        )
+    return bool(bad)
 
 
 def certify(
@@ -281,7 +322,7 @@ def certify(
     )
     beta = chosen.value
 
-    mu, L, grad0, delta_R0 = _loss_constants(problem, R0, reasons, notes)
+    mu, L, grad0, delta_R0, loss_refuted = _loss_constants(problem, R0, reasons, notes)
     consts = theorem_constants(
         problem.alpha,
         delta_R0 if mu > 0 else R0,
@@ -311,24 +352,17 @@ def certify(
             f"{consts['B']:.6g} around w0"
         )
 
-    # -- centring ----------------------------------------------------------------------
-    if problem.centering.name == "none" and f0_norm > 0 and problem.squared:
-        limit = _div(24.0 * beta * spec.sigma_max * f0_norm, sigma_min**3)
-        remark = (
-            f"centering='none' and f(w0) ≠ 0 (‖f(w0)‖={f0_norm:.3g}): R0 grows like α², so "
-            f"α* grows with α; as α → ∞ the condition tends to 1 ≥ 24βσ_max‖f(w0)‖/σ_min³ "
-            f"= {limit:.3g}, which {'no α can satisfy' if limit > 1 else 'holds'}; use "
-            "centering='antisymmetric' or 'subtract' to make f(w0) = 0"
-        )
-        (reasons if not alpha_condition else notes).append(remark)
-    elif problem.centering.name == "none" and f0_norm > 0:
-        notes.append(
-            f"centering='none' and f(w0) ≠ 0 (‖f(w0)‖={f0_norm:.3g}): the initial predictions "
-            "α f(w0) grow with α, and with them ‖∇R(z0)‖ and α*; use "
-            "centering='antisymmetric' or 'subtract' to make f(w0) = 0"
-        )
+    _centring_remarks(
+        problem, f0_norm, beta, spec.sigma_max, sigma_min, alpha_condition, reasons, notes
+    )
 
-    hypotheses_hold = sigma_min > 0 and _proves(chosen.kind, refuted) and alpha_condition and mu > 0
+    hypotheses_hold = (
+        sigma_min > 0
+        and _proves(chosen.kind, refuted)
+        and alpha_condition
+        and mu > 0
+        and not loss_refuted
+    )
     return Certificate(
         n=problem.n,
         p=problem.p,
@@ -358,7 +392,37 @@ def certify(
         L=L,
         grad0=grad0,
         delta_R0=delta_R0,
+        loss_refuted=loss_refuted,
     )
+
+
+def _centring_remarks(
+    problem: Problem,
+    f0_norm: float,
+    beta: float,
+    sigma_max: float,
+    sigma_min: float,
+    alpha_condition: bool,
+    reasons: list[str],
+    notes: list[str],
+) -> None:
+    """Without centring, `f(w0) ≠ 0` makes `R0` (or `‖∇R(z0)‖`) and so `α*` grow with `α`
+    (docs/theory.md, "Why `R0` matters"): a reason when `α < α*`, else a note."""
+    if problem.centering.name == "none" and f0_norm > 0 and problem.squared:
+        limit = _div(24.0 * beta * sigma_max * f0_norm, sigma_min**3)
+        remark = (
+            f"centering='none' and f(w0) ≠ 0 (‖f(w0)‖={f0_norm:.3g}): R0 grows like α², so "
+            f"α* grows with α; as α → ∞ the condition tends to 1 ≥ 24βσ_max‖f(w0)‖/σ_min³ "
+            f"= {limit:.3g}, which {'no α can satisfy' if limit > 1 else 'holds'}; use "
+            "centering='antisymmetric' or 'subtract' to make f(w0) = 0"
+        )
+        (reasons if not alpha_condition else notes).append(remark)
+    elif problem.centering.name == "none" and f0_norm > 0:
+        notes.append(
+            f"centering='none' and f(w0) ≠ 0 (‖f(w0)‖={f0_norm:.3g}): the initial predictions "
+            "α f(w0) grow with α, and with them ‖∇R(z0)‖ and α*; use "
+            "centering='antisymmetric' or 'subtract' to make f(w0) = 0"
+        )
 
 
 def _proves(kind: str, refuted: bool) -> bool:

@@ -19,6 +19,8 @@ def for_loss(checks: list[Check], s: FlowSolution, c: Certificate) -> list[Check
     """The checks that apply to the certificate's loss (see `verify`)."""
     if c.squared:
         return checks
+    if c.loss_refuted:  # (the user's μ, L carry no guarantee: the Hessian refuted them)
+        checks = [dataclasses.replace(k, guaranteed=False) for k in checks]
     if not c.strongly_convex:
         return [k for k in checks if k.name in LOSS_FREE_CHECKS]
     out = []
@@ -66,7 +68,7 @@ def _gradient_envelopes(s: FlowSolution, c: Certificate) -> list[Check]:
                 "grad_envelope_u",
                 "tangent flow ‖∇R(αf_0(u(t)))‖ ≤ sqrt(2L·ΔR0)·exp(−tμα²σ_min²/4)",
                 "tangent",
-                c.sigma_min > 0,
+                c.sigma_min > 0 and not c.loss_refuted,
                 t,
                 s.grad_u,
                 bound,
