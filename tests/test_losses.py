@@ -323,3 +323,43 @@ def test_critical_alpha_why_names_only_the_checks_a_point_has():
     (row,) = critical_alphas(ds, grid)
     assert "exit_time failed" in row["why"] and "exit_time inconclusive" in row["why"]
     assert "loss_envelope_w" not in row["why"]
+
+
+def test_a_user_loss_that_is_not_a_finite_scalar_or_whose_grad_is_wrong_is_refused():
+    data, model = tiny_data(n=4, d=3), nf.Shallow(8)
+    cases = [
+        (nf.UserLoss(lambda z, y: (z - y) ** 2, mu=1, L=1), "must return a scalar R"),
+        (nf.UserLoss(lambda z, y: jnp.sum(jnp.log(z)), mu=1, L=1), "is not finite at the"),
+        (nf.UserLoss(_logcosh, grad=lambda z, y: 10 * (z - y), mu=1, L=2), "grad disagrees"),
+    ]
+    for loss, match in cases:
+        with pytest.raises(ValueError, match=match):
+            nf.Problem(model, data, centering="antisymmetric", loss=loss)
+    # A right gradient is accepted, and numpy numbers are constants like any other.
+    right = nf.UserLoss(
+        _logcosh, grad=lambda z, y: jnp.tanh(z - y) + (z - y), mu=np.float32(1), L=np.int64(2)
+    )
+    nf.Problem(model, data, centering="antisymmetric", loss=right)
+    with pytest.raises(ValueError, match=r"got row 1 = \[0\.5, 0\.5\]"):
+        y = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+        nf.Problem(
+            nf.MLP((8,), out_dim=2), nf.datasets.from_arrays(np.eye(3), y), loss="cross_entropy"
+        )
+
+
+def test_ball_lemma_checked_only_at_w0_is_inconclusive():
+    # The path leaves the ball before the first save after t = 0: at w0 the lemma holds by
+    # definition, so "held" would show nothing.
+    problem = nf.Problem(
+        nf.Shallow(64, "tanh", train="all"),
+        _classes(),
+        alpha=2.0,
+        centering="antisymmetric",
+        loss="logistic",
+    )
+    cert = nf.certify(problem)
+    sol = nf.solve_flows(problem, 20.0, kernel=cert.kernel, saveat=3)
+    v = nf.verify(sol, cert)
+    assert v.exit_time is not None and v.exit_time < sol.ts[1]
+    for name in ("ball_sigma_min", "ball_sigma_max"):
+        assert v[name].holds is None and "by definition" in v[name].reason

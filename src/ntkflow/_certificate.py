@@ -25,13 +25,16 @@ class Certificate:
     Assume `σ_min > 0`, `J` is `β`-Lipschitz, and `α ≥ α* := β·sqrt(1152·σ_max²·R0)/σ_min³`.
     Then for all `t ≥ 0` both flows' losses are `≤ R0·exp(−tα²σ_min²/2)` and both stay
     within `B' := 3·sqrt(8σ_max²R0)/(ασ_min²)` of `w0`; the proof's ball has radius
-    `B := σ_min/(2β)`, and `α ≥ α*` is exactly `B' ≤ B/2`.
+    `B := σ_min/(2β)`, and `α ≥ α*` is exactly `B' ≤ B/2`. This is the squared loss; for a
+    `μ`-strongly convex, `L`-smooth loss `R0` becomes `ΔR0 = ‖∇R(z0)‖²/(2μ)` and `α*`, `B'`
+    gain the factor `sqrt(L)/μ`, and for a loss that is not strongly convex the theorem
+    does not apply (docs/theory.md, "Losses other than the square").
 
     **Fields** (`to_dict()` has exactly these keys):
 
     - `n`, `p`: outputs and parameters.
     - `alpha`: the scale `α`.
-    - `R0`: the initial loss `½‖α f(w0) − y‖²`.
+    - `R0`: the initial loss `R(α f(w0))` (`½‖α f(w0) − y‖²` for the squared loss).
     - `sigma_min`, `sigma_max`: `σ_n(J_0)`, `σ_1(J_0)` (`sigma_min` is 0 when `J_0` is
       numerically rank-deficient).
     - `beta`, `beta_kind`: the Jacobian's Lipschitz constant and whether it is
@@ -50,8 +53,9 @@ class Certificate:
     once; pass it on to `solve_flows`), `beta_estimates` (every `β` computed),
     `beta_refuted` (an estimate shows that the user's `β` is not a Lipschitz constant),
     `loss` (its name), `mu`, `L` (its strong-convexity and smoothness constants in `z`:
-    `1, 1` for the squared loss; `mu = 0` when not strongly convex, and then `α*`, `B'`
-    and the tangent bound are infinite), `grad0` (`‖∇R(z0)‖`, `‖r0‖` for the squared
+    `1, 1` for the squared loss; `mu = 0` whenever the strongly convex case does not
+    apply — `μ = 0`, or `μ` or `L` not given — and then `α*`, `B'` and the tangent bound
+    are infinite), `grad0` (`‖∇R(z0)‖`, `‖r0‖` for the squared
     loss) and `delta_R0` (`ΔR0 = ‖∇R(z0)‖²/(2μ) ≥ R(z0) − inf R`, in place of `R0` in the
     constants; `R0` itself for the squared loss), `loss_refuted` (a user's `μ`, `L` are
     contradicted by the Hessian's spectrum at `z0`: the hypotheses do not hold).

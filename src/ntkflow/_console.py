@@ -27,7 +27,10 @@ def _fmt(x: float | int) -> str:
 def certificate_table(cert) -> Table:
     """The certificate as a rich table."""
     table = Table(
-        title="Lazy-training certificate (docs/theory.md, “The theorem”)", title_justify="left"
+        title="Lazy-training certificate (docs/theory.md, “The theorem”"
+        + ("" if cert.squared else ", “Losses other than the square”")
+        + ")",
+        title_justify="left",
     )
     table.add_column("quantity")
     table.add_column("value", justify="right")

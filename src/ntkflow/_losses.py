@@ -68,6 +68,37 @@ class AbstractLoss(eqx.Module):
         """Refuse targets (`(N, k)`) this loss is not defined for, in one line.
         **Raises:** `ValueError`."""
 
+    def check_at(self, z: Float[Array, "N k"], y: Float[Array, "N k"]) -> None:
+        """Refuse, in one line, a loss that is not a finite scalar with a finite gradient
+        of `z`'s shape at the initial predictions `z = α f(w0)`. **Raises:** `ValueError`."""
+        label = loss_name(self)
+
+        def fail(e: Exception) -> ValueError:
+            return ValueError(
+                f"the loss {label!r} cannot be evaluated at the initial predictions "
+                f"z0 = αf(w0) (shape {tuple(z.shape)}): {str(e).splitlines()[0]}"
+            )
+
+        try:
+            value = jnp.asarray(self.value(z, y))
+        except (TypeError, ValueError) as e:
+            raise fail(e) from None
+        if value.shape != ():
+            raise ValueError(
+                f"the loss {label!r} must return a scalar R(z), got an array of shape "
+                f"{tuple(value.shape)}; sum over points and outputs"
+            )
+        try:
+            grad = jnp.asarray(self.gradient(z, y))
+        except (TypeError, ValueError) as e:
+            raise fail(e) from None
+        if not bool(jnp.isfinite(value)) or not bool(jnp.all(jnp.isfinite(grad))):
+            raise ValueError(
+                f"the loss {label!r} or its gradient is not finite at the initial "
+                f"predictions z0 = αf(w0) (R(z0) = {float(value)}); a loss must be smooth "
+                "and finite for every z (use centering='antisymmetric' for z0 = 0)"
+            )
+
     def why_not_strongly_convex(self) -> str:
         """Why the strongly convex theorem does not apply, in words."""
         return (
@@ -134,7 +165,7 @@ class Logistic(AbstractLoss):
     def why_not_strongly_convex(self) -> str:
         return (
             "the logistic loss is not strongly convex (μ = 0: its curvature s(1 − s) tends "
-            "to 0 as |z| grows, and on separable data its infimum 0 is not attained), so "
+            "to 0 as |z| grows, and its infimum 0 is approached only as |z| → ∞), so "
             "the theorem's loss decay and path-length bound do not apply; the flows and the "
             "checks that do not need them still run"
         )
@@ -167,22 +198,25 @@ class CrossEntropy(AbstractLoss):
         if y.shape[1] < 2:
             raise ValueError(
                 "loss='cross_entropy' needs k ≥ 2 outputs per point (one-hot targets), got "
-                "targets of shape (n,); use loss='logistic' for two classes coded −1/+1"
+                "k = 1 target per point; use loss='logistic' for two classes coded −1/+1"
             )
-        zero_one = np.isin(y, (0.0, 1.0)).all()
-        signs = np.isin(y, (-1.0, 1.0)).all()
-        one_hot = (np.sum(y > 0, axis=1) == 1).all()
-        if not ((zero_one or signs) and one_hot):
+        zero_one = np.isin(y, (0.0, 1.0)).all(axis=1)
+        signs = np.isin(y, (-1.0, 1.0)).all(axis=1)
+        one_hot = np.sum(y > 0, axis=1) == 1
+        bad = ~((zero_one | signs) & one_hot)
+        if bad.any():
+            i = int(np.argmax(bad))
             raise ValueError(
-                "loss='cross_entropy' needs one-hot targets (each row one 1 and the rest 0, "
-                "or one +1 and the rest −1); encode each point's class that way"
+                f"loss='cross_entropy' needs one-hot targets (each row one 1 and the rest 0, "
+                f"or one +1 and the rest −1), got row {i} = {y[i].tolist()}; encode each "
+                "point's class that way"
             )
 
     def why_not_strongly_convex(self) -> str:
         return (
             "the cross-entropy loss is not strongly convex (μ = 0: it is flat along each "
             "point's all-ones direction, its curvature vanishes as the softmax saturates, "
-            "and on separable data its infimum 0 is not attained), so the theorem's loss "
+            "and its infimum 0 is approached only as ‖z‖ → ∞), so the theorem's loss "
             "decay and path-length bound do not apply; the flows and the checks that do not "
             "need them still run"
         )
@@ -211,8 +245,8 @@ class UserLoss(AbstractLoss):
         value: Callable,
         grad: Callable | None = None,
         *,
-        mu: float | int | None = None,
-        L: float | int | None = None,
+        mu: float | int | np.number | None = None,
+        L: float | int | np.number | None = None,
         name: str = "user",
     ):
         if not callable(value):
@@ -221,8 +255,8 @@ class UserLoss(AbstractLoss):
             raise TypeError(f"UserLoss's grad must be a function ∇R(z, y) or None, got {grad!r}")
         for arg, v in (("mu", mu), ("L", L)):
             if v is not None and (
-                isinstance(v, bool)
-                or not isinstance(v, int | float)
+                isinstance(v, bool | np.bool_)
+                or not isinstance(v, int | float | np.integer | np.floating)
                 or not math.isfinite(v)
                 or v < 0
             ):
@@ -251,6 +285,21 @@ class UserLoss(AbstractLoss):
     @property
     def L(self) -> float | None:
         return self.L_value
+
+    def check_at(self, z, y):
+        super().check_at(z, y)
+        if self.grad_fn is None:
+            return
+        given = jnp.reshape(jnp.asarray(self.grad_fn(z, y)), z.shape)
+        auto = jax.grad(self.fn)(z, y)
+        scale = float(jnp.max(jnp.abs(auto))) + float(jnp.finfo(z.dtype).tiny)
+        diff = float(jnp.max(jnp.abs(given - auto)))
+        if diff > 1e-6 * scale:
+            raise ValueError(
+                f"UserLoss {self.label!r}: grad disagrees with jax.grad(value) at the initial "
+                f"predictions z0 = αf(w0) (largest difference {diff:.3g}, relative "
+                f"{diff / scale:.3g}); fix grad, or omit it to use jax.grad(value)"
+            )
 
     def why_not_strongly_convex(self) -> str:
         missing = [n for n, v in (("mu", self.mu), ("L", self.L)) if v is None]

@@ -233,6 +233,8 @@ class Problem(eqx.Module):
             raise ValueError("the model's outputs at w0 are not finite; check its init")
         self.offset = raw0 if self.centering.subtracts_init else jnp.zeros_like(raw0)
         self.y = self.data.y.reshape(-1)
+        z0 = self.alpha_array * (raw0 - self.offset)
+        self.objective.check_at(self._points(z0), self._points(self.y))
 
     # -- the network -----------------------------------------------------------------
 

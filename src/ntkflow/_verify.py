@@ -174,7 +174,9 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
 
     `guaranteed` is true for the gradient-flow conclusions when the certificate's
     hypotheses hold, for the ball lemma when `β` is certified, and for the tangent flow
-    whenever `σ_min > 0` (it is a linear least-squares flow). See the module docstring
+    whenever `σ_min > 0` (for the squared loss it is a linear least-squares flow; for a
+    strongly convex loss the guarantee also rests on `μ` and `L`, and is withdrawn when the
+    Hessian at `z0` refutes a user's values). See the module docstring
     for how the solver's error budget decides each check.
     """
     checks, exit_time = _gradient_flow_checks(solution, certificate)
@@ -332,9 +334,25 @@ def _ball_lemma_checks(s: FlowSolution, c: Certificate) -> list[Check]:
         )
     )
 
+    if not np.any(tt > 0):  # only w0 itself inside the ball: nothing was tested
+        checks = [_only_at_w0(check) for check in checks]
     if s.diagnostics == "lanczos":
         return [_ritz_only(check) for check in checks]
     return checks
+
+
+def _only_at_w0(check: Check) -> Check:
+    """A ball-lemma check with no save time inside the ball after `t = 0` is
+    inconclusive: at `w0` the lemma holds by definition, so holding there shows nothing
+    (the path left the ball before the first save after 0; more saves would test it)."""
+    if check.holds is False:
+        return check
+    return dataclasses.replace(
+        check,
+        holds=None,
+        reason="no save time after t = 0 lies inside the ball (the path left it before "
+        "the first save): at w0 the lemma holds by definition; raise saveat to test it",
+    )
 
 
 def _ritz_only(check: Check) -> Check:

@@ -308,7 +308,8 @@ FIGURES: list[tuple[str, Callable[[Any, dict[str, Any]], Any], str, str]] = [
         "square no envelope is drawn: its decay is of R − inf R); on the log scale a straight "
         "line is linear (exponential) convergence. The network's curve, drawn at every "
         "solver step, flattens where it reaches the integrator's error floor (about "
-        "(rtol·‖y‖)²). A dashed red line marks where a solve stopped before t1.",
+        "(rtol·‖y‖)² for the squared loss). A dashed red line marks where a solve stopped "
+        "before t1.",
     ),
     (
         "distances",
@@ -351,14 +352,16 @@ FIGURES: list[tuple[str, Callable[[Any, dict[str, Any]], Any], str, str]] = [
         plot_spectrum,
         "ntk_eigenvalues",
         "Eigenvalues of the empirical NTK K0 = J0 J0ᵀ at initialisation. The smallest sets "
-        "the convergence rate (α²σ_min²) and, through α*, how large α must be; their ratio is "
+        "the convergence rate (α²σ_min², times μ for a strongly convex loss) and, through α*, "
+        "how large α must be; their ratio is "
         "the condition number, which makes the flow stiff for explicit solvers.",
     ),
     (
         "test_loss",
         plot_test_loss,
         "loss_w_test",
-        "Loss on the held-out split, the mean over test points of ½‖αf(x) − y‖², for the "
+        "Loss on the held-out split, the mean over test points of the loss of one point "
+        "(½‖αf(x) − y‖² for the squared loss), for the "
         "network and its linearisation, and, when the targets are classes (±1, or one-hot), "
         "the fraction of test points each classifies right (the output's sign, or its "
         "argmax; an output of exactly 0 or a tie counts as wrong): whether the linearised "
