@@ -150,6 +150,7 @@ def test_flows_match_scipy_dop853(loss, solver):
         print(f"{loss} {solver} {flow}: max ‖Δ‖/max‖δ‖ against DOP853 = {err:.2e}")
         assert err < 1e-6, (flow, err)
     # The loss series are the loss, and it decreases along both flows.
+    assert sol.loss_w is not None and sol.loss_u is not None
     for losses in (sol.loss_w, sol.loss_u):
         assert np.all(np.diff(losses) < 0)
     np.testing.assert_allclose(sol.R0, float(fn(problem.alpha * problem.f(problem.w0))))
@@ -194,6 +195,8 @@ def test_tangent_flow_of_a_linear_model_is_its_gradient_flow(loss, solver):
         solver=solver,
     )
     assert sol.succeeded
+    assert sol.params_u is not None and sol.params_w is not None
+    assert sol.loss_w is not None and sol.loss_u is not None
     scale = np.max(np.linalg.norm(sol.params_u, axis=1))
     assert scale > 1e-2
     gap = np.max(np.linalg.norm(sol.params_w - sol.params_u, axis=1)) / scale
@@ -362,4 +365,5 @@ def test_ball_lemma_checked_only_at_w0_is_inconclusive():
     v = nf.verify(sol, cert)
     assert v.exit_time is not None and v.exit_time < sol.ts[1]
     for name in ("ball_sigma_min", "ball_sigma_max"):
-        assert v[name].holds is None and "by definition" in v[name].reason
+        reason = v[name].reason
+        assert v[name].holds is None and reason is not None and "by definition" in reason
