@@ -153,6 +153,13 @@ def loss_curvature(problem: Problem) -> float:
     return mu0 if math.isfinite(mu0) and mu0 > 0 else 1.0
 
 
+def _rate_scale(problem: Problem) -> float:
+    """The loss's `L`, which scales the fastest rate `α²Lλ_max(K0)` (1 for the squared
+    loss, and when `L` is unknown or 0)."""
+    L = problem.objective.L
+    return 1.0 if L is None or not L > 0 else L
+
+
 def _motion(problem: Problem, tangent: TangentFlow, mu: float) -> tuple[float, float]:
     """How far the residual moves along the flow, and `‖u∞ − w0‖`: the tangent flow's for
     the squared loss (`α‖K0 c∞‖` and `‖J_0ᵀ c∞‖`); for another loss, the same for the
@@ -198,10 +205,8 @@ def _settings(
         )
     if isinstance(solver, str):
         cond = float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf
-        # How many of the fastest mode's time scales the horizon spans (L: the loss's
-        # curvature, 1 for the square).
-        L = problem.objective.L
-        span = t1 * problem.alpha**2 * float(lam[-1]) * (1.0 if L is None or not L > 0 else L)
+        # How many of the fastest mode's time scales the horizon spans.
+        span = t1 * problem.alpha**2 * float(lam[-1]) * _rate_scale(problem)
         solver = choose_solver(problem, cond, span=span)
     # How far the residual moves along the flow (‖α J_0 (u∞ − w0)‖ = α‖K0 c∞‖) and ‖u∞ − w0‖.
     motion, dist_u_inf = _motion(problem, tangent, mu)
@@ -215,9 +220,8 @@ def _settings(
     dt0 = initial = None
     if isinstance(solver, ExponentialNTK):
         if lam[-1] > 0:
-            L = problem.objective.L  # the loss's curvature scales the rates (1: squared)
-            L = 1.0 if L is None or not L > 0 else L
-            dt0 = min(t1, 1.0 / (problem.alpha**2 * L * float(lam[-1])))
+            rate = problem.alpha**2 * _rate_scale(problem) * float(lam[-1])
+            dt0 = min(t1, 1.0 / rate)
         # Its first step is at w0: K0 and its eigendecomposition, not formed again.
         dtype = problem.dtype
         initial = InitialFactors(
