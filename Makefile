@@ -24,12 +24,13 @@ $(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
 	$(PIP) -e .
 	@touch $@
 
+# The tests cover the PyTorch and Flax adapters too: their extras are installed, not skipped.
 $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,torch,flax]"
 	@touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
-	$(PIP) -e ".[test,dev]"
+	$(PIP) -e ".[test,dev,torch,flax]"
 	@touch $@
 
 demo: $(VENV)/.stamp-run

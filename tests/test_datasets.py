@@ -60,7 +60,11 @@ def test_sphere_teacher():
         ([[0.0], [1.0]], [1.0, np.inf], r"y contains 1 non-finite value"),
         ([[0.0], [1.0]], [1.0], "X has 2 rows but y has 1; they must match"),
         (np.zeros((0, 3)), np.zeros(0), r"X is empty \(shape \(0, 3\)\)"),
-        ([[[1.0]]], [1.0], r"X must be 2-D \(n, d\), got shape \(1, 1, 1\)"),
+        (
+            [[[1.0]]],
+            [1.0],
+            r"X must be 2-D \(n, d\) or images \(n, H, W, C\), got shape \(1, 1, 1\)",
+        ),
         ([["a"]], [1.0], "X must be a numeric array"),
     ],
 )
@@ -141,3 +145,17 @@ def test_seeds_are_checked():
         nf.datasets.sphere(4, 2, seed=-1)
     with pytest.raises(ValueError, match=r"the data need about .* TB of memory"):
         nf.datasets.sphere(10**12, 3)
+
+
+def test_digits_as_images_same_pixels_and_vector_models_refuse_them():
+    flat = nf.datasets.digits(10, classes=(3, 5), seed=2)
+    img = nf.datasets.digits(10, classes=(3, 5), seed=2, images=True)
+    assert img.X.shape == (10, 8, 8, 1) and img.point_shape == (8, 8, 1) and img.d == 64
+    np.testing.assert_array_equal(np.asarray(img.X).reshape(10, 64), np.asarray(flat.X))
+    np.testing.assert_array_equal(np.asarray(img.y), np.asarray(flat.y))
+    with pytest.raises(ValueError, match=r"MLP takes inputs of rank 1 .* shape \(8, 8, 1\)"):
+        nf.Problem(nf.MLP((8,)), img)
+    with pytest.raises(ValueError, match=r"X_test has per-point shape \(8, 8, 2\)"):
+        nf.datasets.from_arrays(
+            np.zeros((2, 8, 8, 1)), np.zeros(2), X_test=np.zeros((1, 8, 8, 2)), y_test=np.zeros(1)
+        )

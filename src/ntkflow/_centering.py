@@ -29,7 +29,7 @@ class AbstractCentering(eqx.Module):
         """The trained parameters at initialisation."""
 
     @abc.abstractmethod
-    def output(self, g: BaseApply, params: PyTree, X: Float[Array, "N d"]) -> Array:
+    def output(self, g: BaseApply, params: PyTree, X: Float[Array, " N *d"]) -> Array:
         """The trained network's outputs on a batch (before any subtraction)."""
 
     def components(self, params: PyTree) -> tuple[tuple[float, PyTree], ...] | None:
@@ -47,7 +47,7 @@ class NoCentering(AbstractCentering):
     def lift(self, params0: PyTree) -> PyTree:
         return params0
 
-    def output(self, g: BaseApply, params: PyTree, X: Float[Array, "N d"]) -> Array:
+    def output(self, g: BaseApply, params: PyTree, X: Float[Array, " N *d"]) -> Array:
         return g(params, X)
 
     def components(self, params: PyTree) -> tuple[tuple[float, PyTree], ...]:
@@ -78,7 +78,7 @@ class Antisymmetric(AbstractCentering):
     def lift(self, params0: PyTree) -> PyTree:
         return (params0, params0)
 
-    def output(self, g: BaseApply, params: PyTree, X: Float[Array, "N d"]) -> Array:
+    def output(self, g: BaseApply, params: PyTree, X: Float[Array, " N *d"]) -> Array:
         p1, p2 = params
         return (g(p1, X) - g(p2, X)) / math.sqrt(2.0)
 

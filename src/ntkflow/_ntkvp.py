@@ -1,10 +1,12 @@
 """Kernel-vector products `K_w v = J_w (J_wᵀ v)` without forming `J` or `K`.
 
 One VJP (`J_wᵀ v`, a backward pass) and one JVP (a forward pass) per vector, for any model:
-memory `O(p + n)` per vector. `NTKVectorProducts` forms `K` column block by column block
-from them; `ntk_operator` gives the products themselves to iterative eigensolvers
-(`ntk_spectrum` at scale), so `K` need not exist at all.
+memory `O(p + n)` per vector. `NTKVectorProducts` forms `K` from such products with
+one-hot `v` (the VJP is then one point's gradient); `ntk_operator` gives the products
+themselves to iterative eigensolvers (`ntk_spectrum` at scale), so `K` need not exist.
 """
+
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -13,7 +15,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.sparse.linalg import LinearOperator
 
-from ._jacobian import AbstractNTKMethod
+from ._jacobian import AbstractNTKMethod, jacobian_rows, mirror_upper, padded_chunks
 from ._problem import Problem
 
 
@@ -25,30 +27,47 @@ def ntk_vp(problem: Problem, w: Float[Array, " p"], V: Float[Array, "b n"]) -> F
     return jax.vmap(lambda v: jvp(vjp(v)[0]))(V)
 
 
+@eqx.filter_jit
+def _jvp_block(
+    problem: Problem, w: Float[Array, " p"], Xj: Float[Array, " c *d"], G: Float[Array, "b p"]
+) -> Float[Array, "ck b"]:
+    """`J_J G ᵀ`: the directional derivatives of the outputs on the points `Xj` along
+    each row of `G`, by one linearisation and a batch of JVPs (forward mode)."""
+    _, lin = jax.linearize(lambda v: problem._raw(v, Xj).reshape(-1), w)
+    return jax.vmap(lin)(G).T
+
+
 class NTKVectorProducts(AbstractNTKMethod):
-    """`K_w` column block by column block, `K E_B = J (Jᵀ E_B)` for blocks `E_B` of
-    `chunk` columns of the identity: memory `O(chunk·p + n²)`, any model. Slower than
-    `StructuredDense` and usually than `JacobianContraction`; it is the reference for
-    models where neither applies well and the building block of `ntk_operator`.
+    """`K_w` from kernel-vector products `K e_i = J (Jᵀ e_i)`, block by block.
+
+    `Jᵀ e_i` is the VJP of `f` with a one-hot cotangent; since output `i` depends on point
+    `i` alone, it is that point's gradient `∇_w f(x_i)`, formed for `chunk` points at a
+    time (`jacobian_rows`). The JVP `J (Jᵀ e_i)` is then evaluated one row block of
+    `chunk` points at a time, and only on the blocks of the upper block triangle: `K` is
+    symmetric, so half the JVPs are skipped and the lower triangle is mirrored. Memory
+    `O(chunk·p + n²)`, any model whose outputs are per point (no batch statistics).
 
     **Arguments:**
 
-    - `chunk`: columns of `K` per batch of products.
+    - `chunk`: points per block (default 256).
     """
 
-    chunk: int = eqx.field(static=True, default=64)
+    chunk: int = eqx.field(static=True, default=256)
+    symmetric: ClassVar[bool] = True
 
     def __call__(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
-        n = problem.n
-        K = np.empty((n, n), dtype=problem.dtype)
-        eye = jnp.eye(self.chunk, n, dtype=problem.dtype)
-        for start in range(0, n, self.chunk):
-            # Rows start … start + chunk of the identity; the last block is padded by
-            # rolling, and its extra rows are dropped.
-            block = jnp.roll(eye, start, axis=1)
-            valid = min(self.chunk, n - start)
-            K[start : start + valid] = np.asarray(ntk_vp(problem, w, block))[:valid]
-        return jnp.asarray(K)
+        k = problem.data.k
+        K = np.empty((problem.n, problem.n), dtype=np.dtype(problem.dtype))
+        chunks = padded_chunks(problem.data.X, self.chunk)
+        starts = np.cumsum([0] + [v * k for _, v in chunks])
+        for i, (Xi, vi) in enumerate(chunks):
+            G = jacobian_rows(problem, w, Xi)  # padded rows too: one compiled shape
+            rows = slice(starts[i], starts[i + 1])
+            for j in range(i, len(chunks)):
+                Xj, vj = chunks[j]
+                block = np.asarray(_jvp_block(problem, w, Xj, G))[: vj * k, : vi * k]
+                K[rows, starts[j] : starts[j + 1]] = block.T
+        return jnp.asarray(mirror_upper(K))
 
 
 class _NTKOperator(LinearOperator):

@@ -1,6 +1,7 @@
 """`Problem`: the lecture's `f(w) ∈ R^n` with scale `α`, centring and a loss."""
 
 import math
+from functools import partial
 from typing import Any
 
 import equinox as eqx
@@ -56,6 +57,13 @@ class Unravel(eqx.Module):
             leaves.append(w[start : start + size].reshape(shape).astype(dtype))
             start += size
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
+def _cast_floating(x: Any, dtype: Any) -> Any:
+    """A fixed-state leaf in the problem's dtype if it is floating; integer leaves (counts,
+    RNG keys of a framework's module) are kept as they are."""
+    arr = jnp.asarray(x)
+    return arr.astype(dtype) if jnp.issubdtype(arr.dtype, jnp.floating) else arr
 
 
 def _float_dtype(dtype: Any) -> Any:
@@ -208,6 +216,18 @@ class Problem(eqx.Module):
             )
         if isinstance(key, int | np.integer) and not -(2**63) <= int(key) < 2**63:
             raise ValueError(f"key must be an integer seed in [-2**63, 2**63), got key={key}")
+        rank = model.input_rank
+        if rank is not None and len(data.point_shape) != rank:
+            raise ValueError(
+                f"{type(model).__name__} takes inputs of rank {rank} per point, got data "
+                f"with points of shape {data.point_shape}; "
+                + (
+                    "flatten the images (e.g. datasets.digits(..., images=False)) or use "
+                    "a convolutional model (models.CNN, or one adapted from a framework)"
+                    if rank == 1
+                    else f"give inputs of shape (n, {', '.join('…' * rank)})"
+                )
+            )
         self.objective = get_loss(loss)
         self.objective.check_targets(np.asarray(data.y, dtype=np.float64).reshape(data.n, -1))
         self.model = model
@@ -216,7 +236,7 @@ class Problem(eqx.Module):
         self.data = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), data)
         params0, self.state = model.init(as_key(key), data.d)
         params0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params0)
-        self.state = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), self.state)
+        self.state = jax.tree_util.tree_map(partial(_cast_floating, dtype=dtype), self.state)
         self.alpha_array = jnp.asarray(float(alpha), dtype)
         lifted = self.centering.lift(params0)
         self.w0, _ = ravel_pytree(lifted)
@@ -238,17 +258,29 @@ class Problem(eqx.Module):
 
     # -- the network -----------------------------------------------------------------
 
-    def _raw(self, w: Float[Array, " p"], X: Float[Array, "N d"]) -> Array:
+    def _raw(self, w: Float[Array, " p"], X: Float[Array, " N *d"]) -> Array:
         def g(params: PyTree, X: Array) -> Array:
             return self.model.apply(params, self.state, X)
 
         return self.centering.output(g, self.unravel(w), X)
 
+    def native(self, w: Float[Array, " p"]) -> Any:
+        """The parameters `w` in the model's own layout: for a model brought from PyTorch,
+        Flax or Equinox (`models.from_torch`, …), the framework's object (a `state_dict`,
+        a module); otherwise the parameter pytree. Under the antisymmetric centring, the
+        pair of copies `(w₁, w₂)` in that layout."""
+        comps = self.centering.components(self.unravel(w))
+        convert = getattr(self.model, "native", lambda p: p)
+        if comps is None:
+            return self.unravel(w)
+        natives = tuple(convert(p) for _, p in comps)
+        return natives[0] if len(natives) == 1 else natives
+
     def f(self, w: Float[Array, " p"]) -> Float[Array, " n"]:
         """Predictions on the training inputs, flattened: `f(w) ∈ R^n`."""
         return self._raw(w, self.data.X).reshape(-1) - self.offset
 
-    def predict(self, w: Float[Array, " p"], X: Float[Array, "N d"]) -> Array:
+    def predict(self, w: Float[Array, " p"], X: Float[Array, " N *d"]) -> Array:
         """The (centred) network on other inputs, unscaled: shape `(N,)` or `(N, k)`."""
         out = self._raw(w, X)
         if self.centering.subtracts_init:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
-from ._jacobian import AbstractNTKMethod, padded_chunks
+from ._jacobian import AbstractNTKMethod, mirror_upper, padded_chunks, syrk
 from ._problem import Problem
 from .models import AbstractModel
 
@@ -124,14 +124,6 @@ def fused_kernel(problem: Problem, comps) -> Float[Array, "nk nk"]:
     return K
 
 
-def _syrk(a: np.ndarray) -> np.ndarray:
-    """`a aᵀ` by BLAS `?syrk` (half a GEMM's FLOPs): upper triangle, Fortran order."""
-    from scipy.linalg import get_blas_funcs
-
-    (syrk,) = get_blas_funcs(("syrk",), (a,))
-    return syrk(1.0, a.T, trans=1)
-
-
 class StructuredDense(AbstractNTKMethod):
     """The structured-derivatives kernel `K = Σ_l (X_l X_lᵀ + c_l) ∘ (G_l G_lᵀ)` for
     dense-layer models (`Shallow`, `MLP`, under any built-in centring).
@@ -212,14 +204,14 @@ def _combine_syrk(factors, bias, dtype) -> np.ndarray:
     for s, xs, gs in factors:
         for x, g, c in zip(xs, gs, bias, strict=True):
             g = np.asarray(g[0])
-            S = _syrk(np.asarray(x))
+            S = syrk(np.asarray(x))
             if c:
                 S += np.asarray(c, dtype)
             if g.shape[1] == 1:  # a rank-one G Gᵀ: an outer product, no GEMM
                 S *= g[:, 0][:, None]
                 S *= g[:, 0][None, :]
             else:
-                S *= _syrk(g)
+                S *= syrk(g)
             if s * s != 1.0:
                 S *= np.asarray(s * s, dtype)
             if K is None:
@@ -227,20 +219,7 @@ def _combine_syrk(factors, bias, dtype) -> np.ndarray:
             else:
                 K += S
     assert K is not None
-    return _mirror_upper(K)
-
-
-def _mirror_upper(K: np.ndarray, block: int = 256) -> np.ndarray:
-    """Copy the upper triangle onto the lower one, in place (exactly symmetric). Done in
-    square blocks: a whole-matrix transposed copy strides through memory and is ~7× slower
-    at n = 2048."""
-    n = K.shape[0]
-    for i in range(0, n, block):
-        for j in range(i + block, n, block):
-            K[j : j + block, i : i + block] = K[i : i + block, j : j + block].T
-        d = K[i : i + block, i : i + block]
-        K[i : i + block, i : i + block] = np.triu(d) + np.triu(d, 1).T
-    return K
+    return mirror_upper(K)
 
 
 def _combine_jax(factors, bias, chunk, k, dtype) -> Array:

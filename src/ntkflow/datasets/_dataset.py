@@ -1,6 +1,7 @@
 """The `Dataset` container and the checks every way of making one goes through."""
 
 import json
+import math
 import numbers
 from typing import Any
 
@@ -51,9 +52,9 @@ def check_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate a design matrix and its targets; return them as float64 NumPy arrays.
 
-    `X` must be `(n, d)`, `y` `(n,)` or `(n, k)`, `n ≥ 1`, everything real and finite. A
-    1-D `X` is refused rather than guessed at (`n` points with one feature, or one point
-    with `d`?).
+    `X` must be `(n, d)` or a batch of images `(n, H, W, C)` (channels last), `y` `(n,)`
+    or `(n, k)`, `n ≥ 1`, everything real and finite. A 1-D `X` is refused rather than
+    guessed at (`n` points with one feature, or one point with `d`?).
 
     **Raises:** `ValueError` naming the argument, what was received and the fix.
     """
@@ -65,11 +66,14 @@ def check_arrays(
             f"{xname} must be 2-D (n, d), got shape {X.shape}; if it holds one feature per "
             f"point, reshape it to ({X.shape[0]}, 1) yourself ({xname}.reshape(-1, 1))"
         )
-    if X.ndim != 2:
-        raise ValueError(f"{xname} must be 2-D (n, d), got shape {X.shape}")
+    if X.ndim not in (2, 4):
+        raise ValueError(
+            f"{xname} must be 2-D (n, d) or images (n, H, W, C), got shape {X.shape}; "
+            "add a channel axis to grey images (X[..., None])"
+        )
     if y.ndim not in (1, 2):
         raise ValueError(f"{yname} must be 1-D (n,) or 2-D (n, k), got shape {y.shape}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
+    if X.size == 0:
         raise ValueError(f"{xname} is empty (shape {X.shape}); give at least one point")
     if y.size == 0:
         raise ValueError(f"{yname} is empty (shape {y.shape}); give at least one target")
@@ -122,9 +126,9 @@ class Dataset(eqx.Module):
     - `info`: a JSON-ready description of how the data were made (source, seed, …).
     """
 
-    X: Float[Array, "n d"]
+    X: Float[Array, " n *d"]
     y: Array
-    X_test: Float[Array, "n_test d"] | None
+    X_test: Float[Array, " n_test *d"] | None
     y_test: Array | None
     meta: "Metadata" = eqx.field(static=True)
 
@@ -145,10 +149,10 @@ class Dataset(eqx.Module):
             raise ValueError("X_test and y_test must be given together (or neither)")
         if X_test is not None and y_test is not None:
             Xt, yt = check_arrays(X_test, y_test, names=("X_test", "y_test"))
-            if Xt.shape[1] != Xn.shape[1]:
-                raise ValueError(
-                    f"X_test has {Xt.shape[1]} features but X has {Xn.shape[1]}; they must match"
-                )
+            if Xt.shape[1:] != Xn.shape[1:]:
+                what = "features" if Xn.ndim == 2 else "per-point shape"
+                a, b = (Xt.shape[1], Xn.shape[1]) if Xn.ndim == 2 else (Xt.shape[1:], Xn.shape[1:])
+                raise ValueError(f"X_test has {a} {what} but X has {b}; they must match")
             if yt.shape[1:] != yn.shape[1:]:
                 raise ValueError(
                     f"y_test has per-point shape {yt.shape[1:]} but y has {yn.shape[1:]}"
@@ -175,7 +179,12 @@ class Dataset(eqx.Module):
     @property
     def d(self) -> int:
         """Input dimension."""
-        return int(self.X.shape[1])
+        return int(math.prod(self.X.shape[1:]))
+
+    @property
+    def point_shape(self) -> tuple[int, ...]:
+        """The shape of one input: `(d,)`, or `(H, W, C)` for images."""
+        return tuple(int(s) for s in self.X.shape[1:])
 
     @property
     def k(self) -> int:
@@ -216,7 +225,8 @@ def from_arrays(
     y_test: ArrayLike | None = None,
     name: str = "arrays",
 ) -> Dataset:
-    """A dataset from arrays: `X` `(n, d)`, `y` `(n,)` or `(n, k)`, optional test split.
+    """A dataset from arrays: `X` `(n, d)` or images `(n, H, W, C)`, `y` `(n,)` or `(n, k)`,
+    optional test split.
 
     **Raises:** `ValueError` for NaN/inf values, mismatched lengths or empty arrays.
     """

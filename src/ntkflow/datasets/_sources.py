@@ -114,6 +114,7 @@ def digits(
     *,
     n_test: int = 0,
     seed: int = 0,
+    images: bool = False,
 ) -> Dataset:
     """scikit-learn's shipped 8×8 handwritten digits (no download).
 
@@ -128,6 +129,8 @@ def digits(
     - `classes`: the digits to keep, at least two distinct ones in `0..9`.
     - `n_test`: number of images held out as the test split.
     - `seed`: the shuffle.
+    - `images`: give each point as an `8 × 8 × 1` image (`X` of shape `(n, 8, 8, 1)`, for
+      convolutional nets) instead of a vector of 64 pixels; same values.
     """
     from sklearn.datasets import load_digits  # imported lazily: scikit-learn is slow to import
 
@@ -141,11 +144,11 @@ def digits(
         raise ValueError(
             f"classes must be two or more distinct digits in 0..9, got classes={classes!r}"
         )
-    images, labels = load_digits(return_X_y=True)
-    images, labels = np.asarray(images, float), np.asarray(labels)
+    pixels, labels = load_digits(return_X_y=True)
+    pixels, labels = np.asarray(pixels, float), np.asarray(labels)
     keep = np.isin(labels, classes)
-    images, labels = images[keep], labels[keep]
-    available = images.shape[0]
+    pixels, labels = pixels[keep], labels[keep]
+    available = pixels.shape[0]
     n_train: int = int(available - n_test) if n is None else n
     _check_counts(n_train, n_test)
     if n_train + n_test > available:
@@ -154,11 +157,11 @@ def digits(
             f"n={n_train} + n_test={n_test}; lower n"
         )
     perm = np.random.default_rng(seed).permutation(available)[: n_train + n_test]
-    images, labels = images[perm], labels[perm]
-    train = images[n_test:]
+    pixels, labels = pixels[perm], labels[perm]
+    train = pixels[n_test:]
     mean, std = train.mean(axis=0), train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    X = (images - mean) / std
+    X = (pixels - mean) / std
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     X = X / np.where(norms > 0, norms, 1.0)
     if len(classes) == 2:
@@ -166,6 +169,9 @@ def digits(
     else:
         y = np.where(labels[:, None] == np.asarray(classes)[None, :], 1.0, -1.0)
     info = {"source": "digits", "classes": list(classes), "seed": seed}
+    if images:
+        X = X.reshape(-1, 8, 8, 1)
+        info["images"] = True
     return _split(X, y, n_test, name=f"digits{classes}", info=info)
 
 

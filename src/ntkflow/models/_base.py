@@ -1,7 +1,7 @@
 """The interface every model family implements."""
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
@@ -13,6 +13,10 @@ class AbstractModel(eqx.Module):
     Subclasses implement `init` and `apply`; everything else (flattening the parameters,
     centring, the scale `α`, the data) is the `Problem`'s job.
     """
+
+    # The rank of one input the model takes: 1 for vectors `(d,)`, 3 for images
+    # `(H, W, C)`; `None` for a model that takes any (an adapted one).
+    input_rank: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:
@@ -29,7 +33,7 @@ class AbstractModel(eqx.Module):
         """
 
     @abc.abstractmethod
-    def apply(self, params: PyTree, state: PyTree, X: Float[Array, "N d"]) -> Array:
+    def apply(self, params: PyTree, state: PyTree, X: Float[Array, " N *d"]) -> Array:
         """Evaluate the network on a batch: an array of shape `(N,)` or `(N, k)`."""
 
     @property
@@ -41,7 +45,7 @@ class AbstractModel(eqx.Module):
         return None
 
     def apply_tapped(
-        self, params: PyTree, state: PyTree, X: Float[Array, "N d"], taps: tuple[Array, ...]
+        self, params: PyTree, state: PyTree, X: Float[Array, " N *d"], taps: tuple[Array, ...]
     ) -> tuple[Array, tuple[Array, ...], tuple[float, ...]]:
         """`apply`, with `taps[l]` (shape `(N, dense_widths[l])`) added to the
         pre-activation `z_l` of the `l`-th trained dense layer.

@@ -28,7 +28,7 @@ class FromApply(AbstractModel):
         del key, in_dim
         return self.params0, None
 
-    def apply(self, params: PyTree, state: PyTree, X: Float[Array, "N d"]) -> Array:
+    def apply(self, params: PyTree, state: PyTree, X: Float[Array, " N *d"]) -> Array:
         del state
         return self.apply_fn(params, X)
 

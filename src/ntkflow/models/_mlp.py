@@ -1,7 +1,7 @@
 """The seed's deep network `w_L σ(w_{L−1} σ(… σ(w_1 x)))` in NTK parametrisation."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -67,6 +67,8 @@ class MLP(AbstractModel):
                 layer["b"] = jax.random.normal(kb, (fan_out,))
             layers.append(layer)
         return layers, None
+
+    input_rank: ClassVar[int | None] = 1
 
     def apply(self, params: PyTree, state: PyTree, X: Float[Array, "N d"]) -> Array:
         h = X

@@ -1,6 +1,6 @@
 """The seed's shallow network in NTK parametrisation."""
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -51,6 +51,8 @@ class Shallow(AbstractModel):
         if self.train == "hidden":
             return {"W": W}, {"a": a}
         return {"W": W, "a": a}, {}
+
+    input_rank: ClassVar[int | None] = 1
 
     def apply(self, params: PyTree, state: PyTree, X: Float[Array, "N d"]) -> Array:
         a = params["a"] if self.train == "all" else state["a"]

@@ -1,0 +1,70 @@
+"""A model brought from another framework: its forward pass as a JAX function of
+`(params, state, X)`, its trained parameters and fixed state in the framework's own layout,
+and the map back to the framework's objects (`native`)."""
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._base import AbstractModel
+
+
+class Adapted(AbstractModel):
+    """A network from PyTorch, Flax or Equinox, built by `from_torch`, `from_flax` or
+    `from_equinox`. The initialisation is the module's own weights (the key a `Problem`
+    passes is ignored); the parameter pytree keeps the framework's layout (a `state_dict`'s
+    names, an NNX `State`, an Equinox module's fields), and `native(params)` turns a
+    parameter pytree (say `problem.params(w)` along a flow) back into the framework's
+    object."""
+
+    forward: Callable[[PyTree, PyTree, Array], Array] = eqx.field(static=True)
+    params0: PyTree
+    state0: PyTree
+    to_native: Callable[[PyTree, PyTree], Any] = eqx.field(static=True)
+    framework: str = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    smooth_: bool | None = eqx.field(static=True, default=None)
+
+    def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:
+        del key, in_dim
+        return self.params0, self.state0
+
+    def apply(self, params: PyTree, state: PyTree, X: Float[Array, " N *d"]) -> Array:
+        # The framework's own code may broadcast by rank promotion; allowed here whatever
+        # the caller's setting.
+        with jax.numpy_rank_promotion("allow"):
+            return self.forward(params, state, X)
+
+    def native(self, params: PyTree, state: PyTree = None) -> Any:
+        """The framework's object with these parameters: a `state_dict` of tensors
+        (PyTorch), a module (Flax NNX, Equinox) or a variables dict (Flax Linen)."""
+        return self.to_native(params, self.state0 if state is None else state)
+
+    @property
+    def smooth(self) -> bool | None:
+        return self.smooth_
+
+    def output_dim_fix(self, k: int) -> str:
+        shape = "(N,)" if k == 1 else f"(N, {k})"
+        return (
+            f"give the {self.framework} module an output layer of width {k} (its outputs on "
+            f"N points must have shape {shape} or (N, {k}))"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": f"from_{self.framework.lower()}", "name": self.name}
+
+
+def as_arrays(tree: PyTree) -> PyTree:
+    """A pytree of framework arrays as JAX arrays (NumPy, JAX or anything `jnp.asarray`
+    takes)."""
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+
+
+def refuse(framework: str, where: str, what: str, fix: str) -> TypeError:
+    """The one-line error for a layer an adapter cannot handle."""
+    return TypeError(f"from_{framework}: {where} is {what}; {fix}")

@@ -1,0 +1,112 @@
+"""PyTorch modules as ntkflow models (`from_torch`), run on JAX through torchax."""
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PyTree
+
+from ._adapted import Adapted, refuse
+
+_INSTALL = "install it with pip install 'ntkflow[torch]' (PyTorch < 2.13 and torchax)"
+
+
+def _import() -> tuple[Any, Any]:
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - the extra is installed in CI
+        raise ImportError(f"from_torch needs PyTorch; {_INSTALL}") from e
+    try:
+        import torchax
+    except ImportError as e:  # pragma: no cover
+        raise ImportError(f"from_torch needs torchax; {_INSTALL}") from e
+    except AttributeError as e:  # pragma: no cover - torch ≥ 2.13 dropped named tensors
+        raise ImportError(
+            f"torchax cannot load on torch {torch.__version__} ({e}); {_INSTALL}"
+        ) from e
+    return torch, torchax
+
+
+def _check_layers(module: Any, torch: Any) -> None:
+    """Refuse layers whose output on a point depends on the batch or on randomness."""
+    nn = torch.nn
+    for name, sub in module.named_modules():
+        where = f"module.{name}" if name else "module"
+        if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.training:
+            raise refuse(
+                "torch",
+                where,
+                f"a {type(sub).__name__} in training mode (batch statistics)",
+                "call module.eval() first (it then uses its running statistics)",
+            )
+        if isinstance(sub, nn.modules.dropout._DropoutNd) and sub.training and sub.p > 0:
+            raise refuse(
+                "torch",
+                where,
+                f"a {type(sub).__name__} in training mode (random outputs)",
+                "call module.eval() first",
+            )
+
+
+def from_torch(
+    module: Any,
+    *,
+    permute: tuple[int, ...] | None = None,
+    smooth: bool | None = None,
+    name: str | None = None,
+) -> Adapted:
+    """A PyTorch `nn.Module` as an ntkflow model, run on JAX by torchax
+    (`torchax.extract_jax`: the module's own `forward`, each ATen operation lowered to JAX).
+
+    The parameters with `requires_grad` are the trained `w`, keyed by their `state_dict`
+    names; buffers (running statistics) and frozen parameters are fixed. They keep the
+    module's dtype until a `Problem` casts them (float64 by default).
+    `model.native(params)` is a `state_dict` (names → CPU tensors) for
+    `module.load_state_dict`.
+
+    **Arguments:**
+
+    - `module`: an `nn.Module` taking a batch `(N, ...)` and returning `(N,)`, `(N, 1)`
+      or `(N, k)`.
+    - `permute`: axes to permute the inputs by before the module sees them, e.g.
+      `(0, 3, 1, 2)` for a convolutional net (PyTorch's `NCHW`) on ntkflow's `(N, H, W, C)`
+      images.
+    - `smooth`: whether the module is smooth in its parameters (`False` for ReLU nets);
+      default unknown.
+    - `name`: a label for reports (default: the module's class name).
+
+    **Raises:** `ImportError` without PyTorch or torchax (`pip install 'ntkflow[torch]'`);
+    `TypeError` for an object that is not an `nn.Module`, or a `BatchNorm`/`Dropout` in
+    training mode (call `module.eval()`), naming the layer. An operation torchax cannot
+    lower fails when the `Problem` first evaluates the model, with torchax's message.
+    """
+    torch, torchax = _import()
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+    _check_layers(module, torch)
+    states, fn = torchax.extract_jax(module)
+    trained = {n for n, p in module.named_parameters() if p.requires_grad}
+    if not trained:
+        raise ValueError(f"from_torch: {type(module).__name__} has no parameters to train")
+    params = {n: jnp.asarray(v) for n, v in states.items() if n in trained}
+    fixed = {n: jnp.asarray(v) for n, v in states.items() if n not in trained}
+    order = list(module.state_dict().keys())
+
+    def forward(p: PyTree, state: PyTree, X: Any) -> Any:
+        if permute is not None:
+            X = jnp.transpose(X, permute)
+        return fn({**(state or {}), **p}, (X,))
+
+    def to_native(p: PyTree, state: PyTree) -> dict[str, Any]:
+        merged = {**(state or {}), **p}
+        return {n: torch.from_numpy(np.array(merged[n])) for n in order if n in merged}
+
+    return Adapted(
+        forward=forward,
+        params0=params,
+        state0=fixed or None,
+        to_native=to_native,
+        framework="torch",
+        name=name or type(module).__name__,
+        smooth_=smooth,
+    )
