@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+NT_VENV := .venv-nt
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test test-slow test-all bench bench-quick lint format clean help
@@ -36,17 +37,17 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.stamp-run
 	$(BIN)/ntkflow demo
 
-test: $(VENV)/.stamp-test
+# neural-tangents' own venv is the reference of empirical_ntk_fn's test (tests/test_ntk_fn.py).
+test: $(VENV)/.stamp-test $(NT_VENV)/.stamp
 	$(BIN)/python -m pytest -m "not slow" -n auto --dist loadfile $(PYTEST_ARGS)
 
-test-slow: $(VENV)/.stamp-test
+test-slow: $(VENV)/.stamp-test $(NT_VENV)/.stamp
 	$(BIN)/python -m pytest -m slow -n auto --dist loadfile $(PYTEST_ARGS)
 
-test-all: $(VENV)/.stamp-test
+test-all: $(VENV)/.stamp-test $(NT_VENV)/.stamp
 	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 # neural-tangents 0.6.5 runs all three of its methods only on jax 0.4.25: its own venv.
-NT_VENV := .venv-nt
 $(NT_VENV)/.stamp:
 	$(PYTHON) -m venv $(NT_VENV)
 	$(NT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \

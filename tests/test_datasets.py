@@ -155,7 +155,8 @@ def test_digits_as_images_same_pixels_and_vector_models_refuse_them():
     np.testing.assert_array_equal(np.asarray(img.y), np.asarray(flat.y))
     with pytest.raises(ValueError, match=r"MLP takes inputs of rank 1 .* shape \(8, 8, 1\)"):
         nf.Problem(nf.MLP((8,)), img)
-    with pytest.raises(ValueError, match=r"X_test has \(8, 8, 2\) per-point shape but X has \(8, 8, 1\)"):
+    bad = r"X_test has \(8, 8, 2\) per-point shape but X has \(8, 8, 1\)"
+    with pytest.raises(ValueError, match=bad):
         nf.datasets.from_arrays(
             np.zeros((2, 8, 8, 1)), np.zeros(2), X_test=np.zeros((1, 8, 8, 2)), y_test=np.zeros(1)
         )

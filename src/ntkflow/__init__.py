@@ -54,6 +54,7 @@ from ._losses import (
     UserLoss as UserLoss,
     get_loss as get_loss,
 )
+from ._ntk_fn import empirical_ntk_fn as empirical_ntk_fn
 from ._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
 from ._problem import Problem as Problem
 from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results
