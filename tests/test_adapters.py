@@ -262,3 +262,51 @@ def test_adapter_flows_and_checks_end_to_end(make_model):
     assert sol.params_w is not None
     pair = problem.native(problem.w0 + np.asarray(sol.params_w[-1]))
     assert isinstance(pair, tuple) and len(pair) == 2
+
+
+def test_run_from_python_writes_the_cli_results(tmp_path):
+    # ntkflow.run on a Problem built in Python (an adapted PyTorch model): the same
+    # results directory as `ntkflow run FILE`, loadable, with the checks in its summary.
+    problem = nf.Problem(_torch_model(), _data(), alpha=4.0, centering="antisymmetric")
+    out = nf.run(problem, tmp_path / "res", name="torch-mlp", t1=2.0, saveat=5, figures=False)
+    assert out.experiment is None and out.verification is not None
+    saved = nf.load_results(tmp_path / "res")
+    assert saved.summary["name"] == "torch-mlp"
+    assert saved.summary["problem"]["model"]["kind"] == "from_torch"
+    assert saved.summary["config"]["flows"] == {"t1": 2.0, "saveat": 5}
+    names = {c["name"] for c in saved.summary["verification"]["checks"]}
+    assert names == {c.name for c in out.verification.checks}
+    assert (tmp_path / "res" / "report.html").exists()
+    assert not (tmp_path / "res" / "figures").exists()
+    # (Under the tests' type-checking hook the annotation refuses it first.)
+    with pytest.raises(TypeError, match=r"run needs an ntkflow Problem|parameter 'problem'"):
+        nf.run("problem.toml")  # type: ignore[arg-type]
+
+
+class _Shared(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.b = torch.nn.Linear(D, 1)
+        self.c = self.b  # an alias: state_dict names it twice, named_parameters once
+
+    def forward(self, x):
+        return torch.tanh(self.c(x))
+
+
+def test_torch_aliases_relu_and_input_errors():
+    module = _Shared()
+    problem = nf.Problem(nf.models.from_torch(module), _data())
+    assert problem.p == D + 1
+    module.double().load_state_dict(problem.native(problem.w0 * 2.0))
+    torch.manual_seed(4)
+    relu = torch.nn.Sequential(torch.nn.Linear(D, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    assert nf.models.from_torch(relu).smooth is False
+    assert np.isinf(nf.certify(nf.Problem(nf.models.from_torch(relu), _data())).beta)
+    cnn = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 1)
+    )
+    images = nf.datasets.digits(4, images=True)
+    with pytest.raises(ValueError, match=r"failed on the data .* pass permute=\(0, 3, 1, 2\)"):
+        nf.Problem(nf.models.from_torch(cnn), images)
+    with pytest.raises(ValueError, match=r"permute=\(1, 0, 2, 3\) is not a permutation"):
+        nf.models.from_torch(cnn, permute=(1, 0, 2, 3))

@@ -194,7 +194,8 @@ class Problem(eqx.Module):
         if not isinstance(model, AbstractModel):
             raise TypeError(
                 f"model must be an ntkflow model (Shallow, MLP, from_apply(...)), got "
-                f"{type(model).__name__}"
+                f"{type(model).__name__}; wrap a PyTorch, Flax or Equinox module with "
+                "models.from_torch, from_flax or from_equinox"
             )
         if not isinstance(data, Dataset):
             raise TypeError(
@@ -223,7 +224,8 @@ class Problem(eqx.Module):
                 f"with points of shape {data.point_shape}; "
                 + (
                     "flatten the images (e.g. datasets.digits(..., images=False)) or use "
-                    "a convolutional model (models.CNN, or one adapted from a framework)"
+                    "a convolutional model adapted from a framework (models.from_torch, "
+                    "from_flax, from_equinox)"
                     if rank == 1
                     else f"give inputs of shape (n, {', '.join('…' * rank)})"
                 )
@@ -242,7 +244,7 @@ class Problem(eqx.Module):
         self.w0, _ = ravel_pytree(lifted)
         self.unravel = Unravel(lifted)
 
-        raw0 = self._raw(self.w0, self.data.X)
+        raw0 = self._first_outputs()
         if raw0.shape[0] != data.n or math.prod(raw0.shape[1:]) != data.k:
             raise ValueError(
                 f"the model outputs shape {tuple(raw0.shape)} on {data.n} points but the "
@@ -257,6 +259,27 @@ class Problem(eqx.Module):
         self.objective.check_at(self._points(z0), self._points(self.y))
 
     # -- the network -----------------------------------------------------------------
+
+    def _first_outputs(self) -> Array:
+        """The outputs at `w0`: a model brought from a framework that fails on the data
+        (a shape error deep in its layers) gets one line naming the inputs and the fix."""
+        fix = getattr(self.model, "input_fix", None)
+        if fix is None:
+            return self._raw(self.w0, self.data.X)
+        try:
+            out = self._raw(self.w0, self.data.X)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ValueError(
+                f"the model failed on the data (inputs of shape {tuple(self.data.X.shape)}): "
+                f"{type(e).__name__}: {first[:200]}; {fix()}"
+            ) from None
+        if not hasattr(out, "shape"):
+            raise ValueError(
+                f"the model returned a {type(out).__name__} on the data, not an array of "
+                "outputs; make its forward return one array of shape (N,), (N, 1) or (N, k)"
+            )
+        return out
 
     def _raw(self, w: Float[Array, " p"], X: Float[Array, " N *d"]) -> Array:
         def g(params: PyTree, X: Array) -> Array:

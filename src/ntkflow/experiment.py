@@ -17,6 +17,7 @@ import numpy as np
 from . import datasets
 from ._certificate import Certificate, certify
 from ._flows import solve_flows
+from ._json import jsonable
 from ._memory import TooLarge
 from ._problem import Problem
 from ._results import REPORT, atomic_write_bytes, results_writer
@@ -32,7 +33,7 @@ class RunOutput:
     """Everything one run produced: the live objects and their saved forms (`summary`,
     JSON-ready; `dataset`, an `xarray.Dataset`)."""
 
-    experiment: Experiment
+    experiment: Experiment | None  # None for a run of a `Problem` built in Python (`run`)
     problem: Any
     certificate: Certificate
     solution: FlowSolution | None
@@ -218,11 +219,80 @@ def render(
 
 
 def save_run(
-    run: RunOutput, out: str | os.PathLike, *, cancelled: Callable[[], bool] | None = None
+    run: RunOutput,
+    out: str | os.PathLike,
+    *,
+    cancelled: Callable[[], bool] | None = None,
+    figures: bool = True,
+    report: bool = True,
+    dpi: int = 110,
 ) -> Path:
     """Write a run's results directory atomically, figures and report included (see
-    `_results.py`)."""
-    o = run.experiment.output
+    `_results.py`); an experiment's `[output]` settings replace the keywords."""
+    if run.experiment is not None:
+        o = run.experiment.output
+        figures, report, dpi = o.figures, o.report, o.dpi
     with results_writer(out, run.summary, run.dataset, cancelled=cancelled) as (tmp, summary):
-        render(tmp, run.dataset, summary, figures=o.figures, report=o.report, dpi=o.dpi)
+        render(tmp, run.dataset, summary, figures=figures, report=report, dpi=dpi)
     return Path(out)
+
+
+def run(
+    problem: Problem,
+    out: str | os.PathLike | None = None,
+    *,
+    name: str = "python",
+    beta: float | None = None,
+    figures: bool = True,
+    report: bool = True,
+    dpi: int = 110,
+    progress: bool = False,
+    **flow_options: Any,
+) -> RunOutput:
+    """What `ntkflow run FILE` does, for a `Problem` built in Python (any model: `MLP`,
+    `from_torch(...)`, …): certify it, integrate both flows, check every conclusion and,
+    with `out`, write the same results directory (`summary.json`, `trajectories.nc`,
+    `figures/`, `report.html`, atomically).
+
+    **Arguments:**
+
+    - `problem`: the `Problem`.
+    - `out`: the results directory (created or replaced); `None` writes nothing.
+    - `name`: the run's name in the summary and report.
+    - `beta`: a user's β for the certificate (`certify(problem, beta=…)`).
+    - `figures`, `report`, `dpi`: what `out` gets.
+    - `progress`: a progress bar for the gradient flow.
+    - `flow_options`: passed to `solve_flows` (`t1`, `saveat`, `solver`, `rtol`, …).
+
+    **Returns:** a `RunOutput` (`certificate`, `solution`, `verification`, `summary`,
+    `dataset`; `experiment` is `None`).
+    """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"run needs an ntkflow Problem, got {type(problem).__name__}")
+    start = time.perf_counter()
+    cert = certify(problem, beta=beta)
+    t_cert = time.perf_counter() - start
+    solution = solve_flows(problem, progress=progress, kernel=cert.kernel, **flow_options)
+    verification = verify(solution, cert)
+    config = {"source": "python", "beta": beta, "flows": jsonable(flow_options)}
+    summary = summarize(
+        name,
+        config,
+        problem,
+        cert,
+        solution,
+        verification,
+        timings={"certify_s": t_cert, "total_s": time.perf_counter() - start},
+    )
+    output = RunOutput(
+        experiment=None,
+        problem=problem,
+        certificate=cert,
+        solution=solution,
+        verification=verification,
+        summary=summary,
+        dataset=_dataset(cert, solution),
+    )
+    if out is not None:
+        save_run(output, out, figures=figures, report=report, dpi=dpi)
+    return output

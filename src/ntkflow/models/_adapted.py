@@ -28,6 +28,7 @@ class Adapted(AbstractModel):
     framework: str = eqx.field(static=True)
     name: str = eqx.field(static=True)
     smooth_: bool | None = eqx.field(static=True, default=None)
+    input_hint: str = eqx.field(static=True, default="")
 
     def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:
         del key, in_dim
@@ -49,11 +50,15 @@ class Adapted(AbstractModel):
         return self.smooth_
 
     def output_dim_fix(self, k: int) -> str:
-        shape = "(N,)" if k == 1 else f"(N, {k})"
+        shape = "(N,) or (N, 1)" if k == 1 else f"(N, {k})"
         return (
             f"give the {self.framework} module an output layer of width {k} (its outputs on "
-            f"N points must have shape {shape} or (N, {k}))"
+            f"N points must have shape {shape})"
         )
+
+    def input_fix(self) -> str:
+        """What to check when the module fails on the data, for the error message."""
+        return self.input_hint or f"check that the {self.framework} module takes a batch (N, …)"
 
     def describe(self) -> dict[str, Any]:
         return {"kind": f"from_{self.framework.lower()}", "name": self.name}

@@ -93,4 +93,10 @@ def from_equinox(
         framework="equinox",
         name=name or type(module).__name__,
         smooth_=_smooth(module) if smooth is None else smooth,
+        input_hint=(
+            "batched=True: the module must take a batch (N, …) itself; pass batched=False "
+            "for a module of one point (as eqx.nn.MLP)"
+            if batched
+            else "the module is vmapped over the points: it must take one point x"
+        ),
     )

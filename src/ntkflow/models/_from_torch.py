@@ -27,6 +27,12 @@ def _import() -> tuple[Any, Any]:
     return torch, torchax
 
 
+def _kinks(torch: Any) -> tuple[type, ...]:
+    """Activation modules that are not differentiable everywhere (β = ∞)."""
+    nn = torch.nn
+    return (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.PReLU, nn.Hardswish)
+
+
 def _check_layers(module: Any, torch: Any) -> None:
     """Refuse layers whose output on a point depends on the batch or on randomness."""
     nn = torch.nn
@@ -72,7 +78,8 @@ def from_torch(
       `(0, 3, 1, 2)` for a convolutional net (PyTorch's `NCHW`) on ntkflow's `(N, H, W, C)`
       images.
     - `smooth`: whether the module is smooth in its parameters (`False` for ReLU nets);
-      default unknown.
+      default: `False` when it contains a ReLU-like activation module (`nn.ReLU`, …),
+      otherwise unknown (a `relu` called inside `forward` cannot be seen).
     - `name`: a label for reports (default: the module's class name).
 
     **Raises:** `ImportError` without PyTorch or torchax (`pip install 'ntkflow[torch]'`);
@@ -83,14 +90,28 @@ def from_torch(
     torch, torchax = _import()
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+    if permute is not None and (
+        not isinstance(permute, tuple | list)
+        or sorted(permute) != list(range(len(permute)))
+        or permute[0] != 0
+    ):
+        raise ValueError(
+            f"permute={permute!r} is not a permutation of the input axes keeping the batch "
+            "axis first; e.g. permute=(0, 3, 1, 2) turns (N, H, W, C) images into NCHW"
+        )
     _check_layers(module, torch)
+    if smooth is None and any(isinstance(m, _kinks(torch)) for m in module.modules()):
+        smooth = False
     states, fn = torchax.extract_jax(module)
     trained = {n for n, p in module.named_parameters() if p.requires_grad}
     if not trained:
         raise ValueError(f"from_torch: {type(module).__name__} has no parameters to train")
     params = {n: jnp.asarray(v) for n, v in states.items() if n in trained}
     fixed = {n: jnp.asarray(v) for n, v in states.items() if n not in trained}
-    order = list(module.state_dict().keys())
+    # state_dict names every alias of a shared tensor; named_parameters/buffers (and so
+    # `states`) name each tensor once: map each state_dict key to that name.
+    canon = {id(t): n for n, t in [*module.named_parameters(), *module.named_buffers()]}
+    order = [(k, canon.get(id(v), k)) for k, v in module.state_dict(keep_vars=True).items()]
 
     def forward(p: PyTree, state: PyTree, X: Any) -> Any:
         if permute is not None:
@@ -99,14 +120,21 @@ def from_torch(
 
     def to_native(p: PyTree, state: PyTree) -> dict[str, Any]:
         merged = {**(state or {}), **p}
-        return {n: torch.from_numpy(np.array(merged[n])) for n in order if n in merged}
+        return {k: torch.from_numpy(np.array(merged[c])) for k, c in order if c in merged}
 
+    hint = (
+        "PyTorch convolutions take NCHW: for ntkflow's (N, H, W, C) images pass "
+        "permute=(0, 3, 1, 2)"
+        if permute is None
+        else f"the module sees the inputs permuted by permute={tuple(permute)}"
+    )
     return Adapted(
         forward=forward,
         params0=params,
         state0=fixed or None,
         to_native=to_native,
         framework="torch",
+        input_hint=hint,
         name=name or type(module).__name__,
         smooth_=smooth,
     )
