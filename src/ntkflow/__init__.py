@@ -57,12 +57,13 @@ from ._losses import (
 from ._ntk_fn import empirical_ntk_fn as empirical_ntk_fn
 from ._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
 from ._problem import Problem as Problem
+from ._python_sweep import sweep as sweep
 from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results
 from ._scaling import ScalingFit as ScalingFit
 from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
 from ._spectrum import Spectrum as Spectrum, ntk_spectrum as ntk_spectrum
 from ._structured import StructuredDense as StructuredDense
-from ._sweep import SweepResult as SweepResult, load_sweep as load_sweep, sweep as sweep
+from ._sweep import SweepResult as SweepResult, load_sweep as load_sweep
 from ._tangent import TangentFlow as TangentFlow
 from ._verify import Check as Check, Verification as Verification, verify as verify
 from .datasets import Dataset as Dataset

@@ -47,7 +47,6 @@ SERIES = (
 def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one grid point and write its files atomically (the `.json` last). Runs in a
     worker; errors become a point with status `"error"` and its message."""
-    from ._summary import point_view
     from .config import parse_experiment
     from .experiment import run_experiment
 
@@ -61,38 +60,40 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         exp = parse_experiment(payload["doc"], source=f"[sweep] point {index}")
-        run = run_experiment(exp)
-        record.update(point_view(run.summary))
-        sol = run.solution
-        assert sol is not None
-        import xarray as xr
-
-        from ._solution import SERIES as MEANING
-
-        data: dict[str, Any] = {
-            name: (
-                "t",
-                np.asarray(getattr(sol, name), dtype=np.float64),
-                {"long_name": MEANING[name]},
-            )
-            for name in SERIES
-            if getattr(sol, name) is not None
-        }
-        data["time"] = ("t", np.asarray(sol.ts, dtype=np.float64))
-        ds = xr.Dataset(data)
-        tmp = directory / f".{index:05d}.nc.tmp-{os.getpid()}"
-        ds.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, directory / f"{index:05d}.nc")
+        save_point(run_experiment(exp), record, directory)
     except (ValueError, TypeError) as e:  # bad input for this point, in one line
         record.update(status="error", message=" ".join(str(e).split()))
     except Exception as e:  # a point that cannot run (memory, a runtime error) fails alone
         record.update(status="error", message=f"{type(e).__name__}: {' '.join(str(e).split())}")
     record["wall_s"] = time.perf_counter() - start
-    _write_record(directory, record)
+    write_record(directory, record)
     return record
 
 
-def _write_record(directory: Path, record: dict[str, Any]) -> None:
+def save_point(run: Any, record: dict[str, Any], directory: Path) -> None:
+    """A finished run as a sweep point: its scalars into `record` (`point_view`) and its
+    series into `NNNNN.nc` (atomically); the caller writes the record last."""
+    import xarray as xr
+
+    from ._solution import SERIES as MEANING
+    from ._summary import point_view
+
+    record.update(point_view(run.summary))
+    sol = run.solution
+    assert sol is not None
+    data: dict[str, Any] = {
+        name: ("t", np.asarray(getattr(sol, name), dtype=np.float64), {"long_name": MEANING[name]})
+        for name in SERIES
+        if getattr(sol, name) is not None
+    }
+    data["time"] = ("t", np.asarray(sol.ts, dtype=np.float64))
+    index = record["index"]
+    tmp = directory / f".{index:05d}.nc.tmp-{os.getpid()}"
+    xr.Dataset(data).to_netcdf(tmp, engine="h5netcdf")
+    os.replace(tmp, directory / f"{index:05d}.nc")
+
+
+def write_record(directory: Path, record: dict[str, Any]) -> None:
     """A point's `.json`, atomically: once it exists the point is done."""
     atomic_write_bytes(
         directory / f"{record['index']:05d}.json",
@@ -110,11 +111,11 @@ def dead_point(payload: dict[str, Any], message: str) -> dict[str, Any]:
         "status": "error",
         "message": message,
     }
-    _write_record(Path(payload["dir"]), record)
+    write_record(Path(payload["dir"]), record)
     return record
 
 
-def _load_point(directory: Path, index: int, point_id: str) -> dict[str, Any] | None:
+def load_point(directory: Path, index: int, point_id: str) -> dict[str, Any] | None:
     try:
         record = json.loads((directory / f"{index:05d}.json").read_text())
     except (OSError, ValueError):
@@ -163,6 +164,17 @@ def prepare(
         "points": [p["id"] for p in payloads],
         "base": base,
     }
+    claim(out, manifest, resume=resume)
+    return grid, payloads
+
+
+def claim(out: Path, manifest: dict[str, Any], *, resume: bool) -> None:
+    """Take the sweep directory `out` for this manifest: create it, or (with `resume`)
+    check that it holds the same sweep; then write the manifest.
+
+    **Raises:** `SweepError` for a file, a foreign or different sweep, or an unwritable
+    directory.
+    """
     path = out / MANIFEST
     where = f"the sweep directory {str(out)!r}"
     if out.exists() and not out.is_dir():
@@ -194,4 +206,3 @@ def prepare(
             f"{where} cannot be created or written ({e.strerror or e}); choose another directory",
             directory=True,
         ) from None
-    return grid, payloads

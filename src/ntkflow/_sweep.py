@@ -29,7 +29,7 @@ from typing import Any
 from ._executors import AbstractExecutor as AbstractExecutor, LocalProcesses as LocalProcesses
 from ._grid import Grid, SweepError as SweepError, make_grid as make_grid
 from ._json import jsonable
-from ._points import FORMAT, POINTS, _load_point, dead_point, prepare, run_point
+from ._points import FORMAT, POINTS, dead_point, load_point, prepare, run_point
 from ._results import atomic_write_bytes, directory_lock, now, versions
 from ._scaling import ScalingFit
 from ._scaling_laws import critical_alphas, scaling_fits
@@ -105,7 +105,7 @@ def _run_locked(
     points_dir = out / POINTS
     records: dict[int, dict[str, Any]] = {}
     for p in payloads:
-        done = _load_point(points_dir, p["index"], p["id"])
+        done = load_point(points_dir, p["index"], p["id"])
         if done is not None:
             records[p["index"]] = done
     pending = [p for p in payloads if p["index"] not in records]

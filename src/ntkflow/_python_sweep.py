@@ -1,0 +1,218 @@
+"""Sweeps of problems built in Python: `ntkflow.sweep(make_problem, grid, out=…)`.
+
+The same directory, files and resume semantics as a sweep of an experiment file
+(`_sweep`): `sweep.json` (the manifest), `points/NNNNN.{nc,json}` (each written
+atomically, the `.json` last), `sweep.nc`, `summary.json` with the scaling fits and
+critical α, the figures and the report. Each point is `make_problem(**values)` run by
+`experiment.run`, in this process (a Python function is not a file a worker can read);
+a point already written is never rerun.
+
+`sweep` is also the public entry point for experiment files, which it hands to
+`_sweep.sweep`.
+"""
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ._executors import AbstractExecutor
+from ._grid import SweepError, _hash, make_grid
+from ._json import jsonable
+from ._points import FORMAT, POINTS, claim, load_point, save_point, write_record
+from ._results import directory_lock
+from ._sweep import SweepResult, assemble, sweep as sweep_experiment
+
+# Plain names a user sweeps, and the dotted keys the scaling laws know them by.
+_ALIASES = {"alpha": "problem.alpha", "width": "model.width", "widths": "model.widths"}
+
+
+def _grid_keys(grid: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The grid with dotted keys (`alpha` → `problem.alpha`, `width` → `model.width`,
+    another plain `name` → `problem.name`), and each dotted key's keyword for
+    `make_problem` (the part after the dot)."""
+    if not isinstance(grid, dict) or not grid:
+        raise SweepError(
+            f"grid must be a non-empty dict of name → list of values, e.g. "
+            f'{{"alpha": [1, 10, 100]}}; got {grid!r}'
+        )
+    dotted: dict[str, Any] = {}
+    keyword: dict[str, str] = {}
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key:
+            raise SweepError(f"grid keys must be names (strings), got {key!r}")
+        full = key if "." in key else _ALIASES.get(key, f"problem.{key}")
+        name = full.split(".")[-1]
+        if name in keyword.values():
+            raise SweepError(
+                f"grid keys {key!r} and another both give make_problem the keyword {name!r}; "
+                "rename one"
+            )
+        dotted[full] = list(values) if isinstance(values, list | tuple) else values
+        keyword[full] = name
+    return dotted, keyword
+
+
+def problem_sweep(
+    make_problem: Callable[..., Any],
+    grid: Any,
+    out: str | os.PathLike,
+    *,
+    name: str | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    render: bool = True,
+    **flow_options: Any,
+) -> SweepResult:
+    """Run `make_problem(**point)` at every point of `grid` and assemble a sweep directory.
+    See `sweep`."""
+    dotted, keyword = _grid_keys(grid)
+    g = make_grid(dotted)
+    label = name or getattr(make_problem, "__name__", "make_problem")
+    settings = {"flows": jsonable(flow_options), "make_problem": label}
+    out = Path(out)
+    payloads = [
+        {
+            "index": i,
+            "id": _hash({"point": jsonable(a), **settings}),
+            "assignment": a,
+            "dir": str(out / POINTS),
+        }
+        for i, a in enumerate(g.points())
+    ]
+    manifest = {
+        "format": FORMAT,
+        "keys": list(g.keys),
+        "values": [list(v) for v in g.values],
+        "points": [p["id"] for p in payloads],
+        "base": {"source": "python", **settings},
+    }
+    with directory_lock(out, what="sweep directory"):
+        claim(out, manifest, resume=resume)
+        records: dict[int, dict[str, Any]] = {}
+        for p in payloads:
+            done = load_point(out / POINTS, p["index"], p["id"])
+            if done is not None:
+                records[p["index"]] = done
+        pending = [p for p in payloads if p["index"] not in records]
+        _run_points(make_problem, keyword, pending, records, label, flow_options, progress)
+        centering = next((r["centering"] for r in records.values() if r.get("centering")), "none")
+        doc = {"name": label, "source": "python", "problem": {"centering": centering}}
+        doc |= {"flows": settings["flows"]}
+        return assemble(out, g, payloads, records, doc, render=render)
+
+
+def _run_points(make_problem, keyword, pending, records, label, flow_options, progress) -> None:
+    from .experiment import run
+
+    bar = task = None
+    if progress and pending:
+        from ._progress import rich_bar
+
+        bar = rich_bar(counts=True)
+        bar.start()
+        task = bar.add_task("sweep", total=len(records) + len(pending), completed=len(records))
+    try:
+        for p in pending:
+            start = time.perf_counter()
+            record: dict[str, Any] = {
+                "index": p["index"],
+                "id": p["id"],
+                "assignment": p["assignment"],
+                "complete": True,
+            }
+            kwargs = {keyword[k]: v for k, v in p["assignment"].items()}
+            try:
+                problem = make_problem(**kwargs)
+                result = run(problem, None, name=label, **flow_options)
+                save_point(result, record, Path(p["dir"]))
+                record["centering"] = problem.centering.name
+            except (ValueError, TypeError) as e:  # this point's input, in one line
+                record.update(status="error", message=" ".join(str(e).split()))
+            except Exception as e:  # a point that cannot run fails alone, as in a file's sweep
+                message = f"{type(e).__name__}: {' '.join(str(e).split())}"
+                record.update(status="error", message=message)
+            record["wall_s"] = time.perf_counter() - start
+            write_record(Path(p["dir"]), record)
+            records[p["index"]] = record
+            if bar is not None and task is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def sweep(
+    experiment: str | os.PathLike | dict[str, Any] | Callable[..., Any],
+    target: Any = None,
+    *,
+    out: str | os.PathLike | None = None,
+    jobs: int = 1,
+    executor: AbstractExecutor | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    overrides: Iterable[str] = (),
+    name: str | None = None,
+    **flow_options: Any,
+) -> SweepResult:
+    """Run a sweep: of an experiment file, or of problems built in Python.
+
+    - `sweep("experiment.toml", "results/dir", jobs=2)`: the experiment's `[sweep]` grid,
+      each point in a worker process (as `ntkflow sweep FILE`).
+    - `sweep(make_problem, {"alpha": [1, 10, 100], "width": [64, 256]}, out="results/dir")`:
+      `make_problem(alpha=…, width=…)` returns a `Problem` (any model, an adapted PyTorch
+      one included) at each point; each runs in this process through `ntkflow.run`, with
+      `flow_options` passed to `solve_flows`. Grid names `alpha`, `width`, `widths` are
+      the keys the scaling laws fit against (`problem.alpha`, `model.width(s)`); a dotted
+      key `"SECTION.NAME"` gives `make_problem` the keyword `NAME`.
+
+    Both write the same directory (`sweep.nc`, `summary.json` with the fits, figures,
+    `report.html`) and resume the same way: with `resume=True` a point already written is
+    never rerun.
+
+    **Arguments:** `experiment` (a TOML path, a parsed document, or `make_problem`);
+    `target` (the output directory for a file; the grid for `make_problem`); `out` (the
+    output directory, by keyword); `jobs`, `executor`, `overrides` (files only); `resume`;
+    `progress`; `name` (the sweep's name, `make_problem` only).
+
+    **Returns:** a `SweepResult` (`dataset`, `summary`, `fits`, `path`).
+
+    **Raises:** `SweepError` for a bad grid or a clashing output directory.
+    """
+    if callable(experiment) and not isinstance(experiment, str | os.PathLike | dict):
+        if out is None:
+            raise SweepError(
+                "sweep(make_problem, grid, out=...): give the output directory as out="
+            )
+        if jobs != 1 or executor is not None or tuple(overrides):
+            raise SweepError(
+                "jobs, executor and overrides apply to experiment files; a sweep of "
+                "make_problem runs its points in this process"
+            )
+        return problem_sweep(
+            experiment,
+            target,
+            out,
+            name=name,
+            resume=resume,
+            progress=progress,
+            **flow_options,
+        )
+    if flow_options or name is not None:
+        raise SweepError(
+            "solve_flows options and name apply to a sweep of make_problem; an experiment "
+            f"file sets them in its [flows] section (got {sorted(flow_options) or ['name']})"
+        )
+    directory = out if out is not None else target
+    if directory is None:
+        raise SweepError("sweep(experiment, out): give the output directory")
+    return sweep_experiment(
+        experiment,
+        directory,
+        jobs=jobs,
+        executor=executor,
+        resume=resume,
+        progress=progress,
+        overrides=overrides,
+    )

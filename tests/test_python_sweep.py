@@ -1,0 +1,73 @@
+"""`ntkflow.sweep(make_problem, grid, out=…)`: a sweep of problems built in Python, with
+the same directory, fits and resume semantics as a sweep of an experiment file."""
+
+import json
+
+import numpy as np
+import pytest
+
+import ntkflow as nf
+
+
+def _data():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((6, 3))
+    return nf.datasets.from_arrays(
+        X / np.linalg.norm(X, axis=1, keepdims=True), rng.standard_normal(6)
+    )
+
+
+def make_problem(alpha, width, seed=0):
+    if width == 3:
+        raise ValueError("width=3 is refused by this test's make_problem")
+    model = nf.Shallow(width, "tanh", train="all")
+    return nf.Problem(model, _data(), alpha=alpha, centering="antisymmetric", key=seed)
+
+
+def test_python_sweep_directory_fits_and_resume(tmp_path):
+    out = tmp_path / "sw"
+    grid = {"alpha": [1.0, 4.0, 16.0], "width": [16, 3]}
+    r = nf.sweep(make_problem, grid, out=out, t1=1.0, saveat=4, name="shallow")
+    ds = r.dataset
+    assert dict(ds.sizes) == {"problem_alpha": 3, "model_width": 2, "t": 4}
+    status = ds["status"].sel(model_width=16).values
+    assert list(status) == ["success"] * 3
+    # The refused point is a failed point with its message, not a lost sweep.
+    failed = r.summary["failed_points"]
+    assert len(failed) == 3 and all("width=3 is refused" in f["message"] for f in failed)
+    # The points are those of ntkflow.run on the same problems.
+    ref = nf.run(make_problem(4.0, 16), t1=1.0, saveat=4)
+    assert ref.solution is not None
+    np.testing.assert_allclose(
+        ds["loss_w"].sel(problem_alpha=4.0, model_width=16).values,
+        np.asarray(ref.solution.loss_w),
+        rtol=1e-12,
+    )
+    # α-laws are fitted over the three values of α at width 16.
+    assert any(f.against == "problem.alpha" for f in r.fits)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["name"] == "shallow" and summary["config"]["source"] == "python"
+    assert (out / "report.html").exists()
+    # Resuming reruns nothing (the point files keep their times) and gives the same data.
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
+    again = nf.sweep(make_problem, grid, out=out, t1=1.0, saveat=4, name="shallow", resume=True)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()} == stamps
+    assert again.dataset.equals(ds)
+    # A different grid or setting is refused, not mixed in.
+    with pytest.raises(nf.SweepError, match="different experiment or grid"):
+        nf.sweep(make_problem, grid, out=out, t1=2.0, saveat=4, name="shallow", resume=True)
+    with pytest.raises(nf.SweepError, match="already holds a sweep"):
+        nf.sweep(make_problem, grid, out=out, t1=1.0, saveat=4, name="shallow")
+
+
+def test_python_sweep_bad_calls_are_one_line(tmp_path):
+    with pytest.raises(nf.SweepError, match="give the output directory as out="):
+        nf.sweep(make_problem, {"alpha": [1.0]})
+    with pytest.raises(nf.SweepError, match="grid must be a non-empty dict"):
+        nf.sweep(make_problem, [1.0, 2.0], out=tmp_path / "a")
+    with pytest.raises(nf.SweepError, match="values must be distinct"):
+        nf.sweep(make_problem, {"alpha": [1.0, 1.0]}, out=tmp_path / "b")
+    with pytest.raises(nf.SweepError, match="apply to experiment files"):
+        nf.sweep(make_problem, {"alpha": [1.0]}, out=tmp_path / "c", jobs=2)
+    with pytest.raises(nf.SweepError, match="apply to a sweep of make_problem"):
+        nf.sweep("examples/seed_alpha.toml", tmp_path / "d", t1=1.0)
