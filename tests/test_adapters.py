@@ -310,3 +310,20 @@ def test_torch_aliases_relu_and_input_errors():
         nf.Problem(nf.models.from_torch(cnn), images)
     with pytest.raises(ValueError, match=r"permute=\(1, 0, 2, 3\) is not a permutation"):
         nf.models.from_torch(cnn, permute=(1, 0, 2, 3))
+
+
+class _LinenTrainNorm(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        return linen.Dense(1)(linen.BatchNorm(use_running_average=False)(linen.Dense(4)(x)))
+
+
+def test_linen_batch_statistics_and_predict_shape():
+    module = _LinenTrainNorm()
+    data = _data()
+    variables = module.init(jax.random.key(0), jnp.asarray(data.X))
+    with pytest.raises(ValueError, match=r"failed on the data .* use_running_average=True"):
+        nf.Problem(nf.models.from_flax(module, variables), data)
+    # A (N, 1) output is predicted with the targets' shape (N,), as ntkflow's own models.
+    problem = nf.Problem(_torch_model(), data)
+    assert problem.predict(problem.w0, data.X).shape == (N,)

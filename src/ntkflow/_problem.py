@@ -304,11 +304,12 @@ class Problem(eqx.Module):
         return self._raw(w, self.data.X).reshape(-1) - self.offset
 
     def predict(self, w: Float[Array, " p"], X: Float[Array, " N *d"]) -> Array:
-        """The (centred) network on other inputs, unscaled: shape `(N,)` or `(N, k)`."""
+        """The (centred) network on other inputs, unscaled, shaped like the targets: `(N,)`
+        for one output per point (a model's `(N, 1)` included), else `(N, k)`."""
         out = self._raw(w, X)
         if self.centering.subtracts_init:
             out = out - self._raw(self.w0, X)
-        return out
+        return out.reshape(X.shape[0], *self.data.y.shape[1:])
 
     def residual(self, w: Float[Array, " p"]) -> Float[Array, " n"]:
         """`α f(w) − y` (for the squared loss, the loss's gradient in function space)."""

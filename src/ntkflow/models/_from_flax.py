@@ -103,12 +103,20 @@ def from_flax(
         )
     if not jax.tree_util.tree_leaves(params):
         raise ValueError(f"from_flax: {type(module).__name__} has no parameters to train")
+    hint = (
+        "a Linen module must be deterministic and read its statistics: build it with "
+        "use_running_average=True for BatchNorm and deterministic=True for Dropout, and "
+        "check that it takes a batch (N, …)"
+        if isinstance(module, linen.Module)
+        else "check that the module takes a batch (N, …) (NNX layers act on the last axis)"
+    )
     return Adapted(
         forward=forward,
         params0=params,
         state0=rest,
         to_native=to_native,
         framework="flax",
+        input_hint=hint,
         name=name or type(module).__name__,
         smooth_=smooth,
     )
