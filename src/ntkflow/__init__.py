@@ -68,6 +68,6 @@ from ._tangent import TangentFlow as TangentFlow
 from ._verify import Check as Check, Verification as Verification, verify as verify
 from .datasets import Dataset as Dataset
 from .experiment import RunOutput as RunOutput, run as run
-from .models import MLP as MLP, Shallow as Shallow, from_apply as from_apply
+from .models import CNN as CNN, MLP as MLP, Shallow as Shallow, from_apply as from_apply
 
 __version__ = "0.1.0"

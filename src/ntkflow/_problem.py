@@ -100,7 +100,7 @@ def _check_memory(
     **Raises:** `_memory.TooLarge`.
     """
     try:
-        base = jax.eval_shape(lambda k: model.init(k, data.d), key)
+        base = jax.eval_shape(lambda k: model.init_for(k, data.point_shape), key)
         lifted = jax.eval_shape(centering.lift, base[0])
     except Exception:  # the real `init` below raises this model's error with its context
         return
@@ -236,7 +236,7 @@ class Problem(eqx.Module):
         self.centering = get_centering(centering)
         _check_memory(model, data, self.centering, as_key(key), dtype)
         self.data = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), data)
-        params0, self.state = model.init(as_key(key), data.d)
+        params0, self.state = model.init_for(as_key(key), data.point_shape)
         params0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), params0)
         self.state = jax.tree_util.tree_map(partial(_cast_floating, dtype=dtype), self.state)
         self.alpha_array = jnp.asarray(float(alpha), dtype)

@@ -1,4 +1,4 @@
-"""The empirical NTK of dense networks without a Jacobian: structured derivatives.
+"""The empirical NTK of dense and convolutional networks: structured derivatives.
 
 For a network whose trained parameters all sit in dense layers `z_l = W_l X_l + √c_l b_l`,
 the per-example gradient with respect to `W_l` is the outer product `G_l[i] ⊗ X_l[i]`,
@@ -10,6 +10,11 @@ with `G_l[i] = ∂f(x_i)/∂z_l` the cotangent of the layer's pre-activation. He
 eq. 9): per layer two Gram matrices of sizes `n×fan_in` and `n×fan_out` and a Hadamard
 product, `O(n²·(fan_in + fan_out))` instead of the contraction's `O(n²·fan_in·fan_out)`.
 One forward and one backward pass (`k` for `k` outputs per point) give every `X_l`, `G_l`.
+
+A convolution shares its weights over the positions `s`, so its per-example gradient is
+`Σ_s P_l[i, s] ⊗ G_l[i, s]` (`P_l` the input patches): it is formed from one forward and
+one backward pass by one contraction per layer (`_conv_jacobian`), never by per-example
+backward passes, and the layer contributes `J_l J_lᵀ` (docs/kernel.md, "Convolutions").
 
 Centrings that are sums of copies of the base network over disjoint parameters
 (`Σ_c s_c g(w_c)`: none, subtract, antisymmetric) give `K = Σ_c s_c² K_g(w_c)`.
@@ -33,21 +38,37 @@ FUSED_MAX_N = 1024
 
 
 def structured_applies(problem: Problem) -> bool:
-    """Whether `StructuredDense` applies: a dense-layer model and an additive centring."""
+    """Whether `StructuredDense` applies: a model of dense and convolutional layers
+    (`tap_shapes`) and an additive centring."""
     return (
-        problem.model.dense_widths is not None
+        problem.model.tap_shapes(problem.data.point_shape) is not None
         and problem.centering.components(problem.unravel(problem.w0)) is not None
     )
 
 
+def _conv_jacobian(patches: Array, G: Array, c: float) -> Array:
+    """A convolution's per-example weight gradients `Σ_s patches[i, s] ⊗ G[:, i, s]` over
+    the positions `s` (weight sharing), with the bias gradients `√c·Σ_s G[:, i, s]`
+    appended: shape `(k, c, q)`, so that the layer's kernel is `J Jᵀ`."""
+    n, q = patches.shape[0], patches.shape[-1]
+    P = patches.reshape(n, -1, q)
+    g = G.reshape(G.shape[0], n, P.shape[1], G.shape[-1])
+    J = jnp.einsum("nsp,knsc->knpc", P, g).reshape(G.shape[0], n, -1)
+    if c:
+        J = jnp.concatenate([J, math.sqrt(c) * jnp.sum(g, axis=2)], axis=2)
+    return J
+
+
 def _factors_impl(
-    model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, "c d"]
-) -> tuple[tuple[Array, ...], tuple[Array, ...], tuple[float, ...]]:
-    """Every trained dense layer's effective inputs `X_l` `(c, fan_in)`, pre-activation
-    cotangents `G_l` `(k, c, fan_out)` (one per output) and bias coefficient `c_l`."""
-    widths = model.dense_widths
-    assert widths is not None
-    taps = tuple(jnp.zeros((X.shape[0], m), X.dtype) for m in widths)
+    model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, " c *d"]
+) -> tuple[tuple[Array, ...], tuple[Array | None, ...], tuple[float, ...]]:
+    """Per trained layer: a dense layer's effective inputs `X_l` `(c, fan_in)` and
+    pre-activation cotangents `G_l` `(k, c, fan_out)` (one per output); a convolution's
+    per-example gradients `J_l` `(k, c, q)` (`_conv_jacobian`) and `None`; and each
+    layer's bias coefficient `c_l` (0 for a convolution: its bias is inside `J_l`)."""
+    shapes = model.tap_shapes(tuple(X.shape[1:]))
+    assert shapes is not None
+    taps = tuple(jnp.zeros((X.shape[0], *m), X.dtype) for m in shapes)
 
     bias: list[tuple[float, ...]] = []
 
@@ -63,7 +84,17 @@ def _factors_impl(
     else:
         cts = jnp.broadcast_to(jnp.eye(k, dtype=y.dtype)[:, None, :], (k, *y.shape))
     (G,) = jax.vmap(vjp)(cts)
-    return inputs, G, bias[0]
+    xs, gs, cs = [], [], []
+    for x, g, c in zip(inputs, G, bias[0], strict=True):
+        if x.ndim == 2:
+            xs.append(x)
+            gs.append(g)
+            cs.append(c)
+        else:
+            xs.append(_conv_jacobian(x, g, c))
+            gs.append(None)
+            cs.append(0.0)
+    return tuple(xs), tuple(gs), tuple(cs)
 
 
 _factors = eqx.filter_jit(_factors_impl)
@@ -80,14 +111,23 @@ def _same(trees: list[PyTree]) -> bool:
 
 def _gram_block_impl(
     xi: tuple[Array, ...],
-    gi: tuple[Array, ...],
+    gi: tuple[Array | None, ...],
     xj: tuple[Array, ...],
-    gj: tuple[Array, ...],
+    gj: tuple[Array | None, ...],
     bias: Any,
 ) -> Array:
-    """`Σ_l (X_l[I] X_l[J]ᵀ + c_l) ∘ (G_l[I] G_l[J]ᵀ)` as a `(|I|·k, |J|·k)` block."""
+    """`Σ_l (X_l[I] X_l[J]ᵀ + c_l) ∘ (G_l[I] G_l[J]ᵀ)` over dense layers, plus
+    `J_l[I] J_l[J]ᵀ` over convolutions, as a `(|I|·k, |J|·k)` block."""
     total = None
     for i, (a, g, b, h) in enumerate(zip(xi, gi, xj, gj, strict=True)):
+        if g is None or h is None:  # a convolution: its per-example gradients
+            if a.shape[0] == 1:
+                term = a[0] @ b[0].T
+            else:
+                GG = jnp.einsum("aiq,bjq->iajb", a, b)
+                term = GG.reshape(GG.shape[0] * GG.shape[1], -1)
+            total = term if total is None else total + term
+            continue
         S = a @ b.T + bias[i]
         if g.shape[0] == 1:  # scalar outputs: plain GEMMs
             term = S * (g[0] @ h[0].T)
@@ -104,7 +144,7 @@ _gram_block = jax.jit(_gram_block_impl)
 
 @eqx.filter_jit
 def _fused(
-    model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, "n d"]
+    model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, " n *d"]
 ) -> Float[Array, "nk nk"]:
     """The whole kernel of one parameter copy in one XLA program (factors, Gram matrices,
     Hadamard products), exactly symmetric: the fastest path while `K` fits one block."""
@@ -155,9 +195,10 @@ class StructuredDense(AbstractNTKMethod):
     def __call__(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
         model = problem.model
         comps = problem.centering.components(problem.unravel(w))
-        if model.dense_widths is None or comps is None:
+        if model.tap_shapes(problem.data.point_shape) is None or comps is None:
             raise ValueError(
-                f"method='structured' needs a dense-layer model (Shallow, MLP) and an "
+                f"method='structured' needs a model of dense and convolutional layers "
+                f"(Shallow, MLP, CNN) and an "
                 f"additive centring, got {type(model).__name__} with "
                 f"{problem.centering.name!r}; use method='auto' or 'jacobian'"
             )
@@ -182,12 +223,23 @@ class StructuredDense(AbstractNTKMethod):
             for Xc, valid in padded_chunks(X, self.chunk):
                 a, g, bias = _factors(model, params, problem.state, Xc)
                 if valid < Xc.shape[0]:
-                    a, g = [x[:valid] for x in a], [h[:, :valid] for h in g]
+                    a = [
+                        x[:valid] if h is not None else x[:, :valid]
+                        for x, h in zip(a, g, strict=True)
+                    ]
+                    g = [h[:, :valid] if h is not None else None for h in g]
                 xs.append(a)
                 gs.append(g)
             if len(xs) > 1:
-                xs = [jnp.concatenate([c[i] for c in xs]) for i in range(len(bias))]
-                gs = [jnp.concatenate([c[i] for c in gs], axis=1) for i in range(len(bias))]
+                conv = [gs[0][i] is None for i in range(len(bias))]
+                xs = [
+                    jnp.concatenate([c[i] for c in xs], axis=1 if conv[i] else 0)
+                    for i in range(len(bias))
+                ]
+                gs = [
+                    None if conv[i] else jnp.concatenate([c[i] for c in gs], axis=1)
+                    for i in range(len(bias))
+                ]
             else:
                 xs, gs = list(xs[0]), list(gs[0])
             factors.append((s, xs, gs))
@@ -203,6 +255,12 @@ def _combine_syrk(factors, bias, dtype) -> np.ndarray:
     K = None
     for s, xs, gs in factors:
         for x, g, c in zip(xs, gs, bias, strict=True):
+            if g is None:  # a convolution: its per-example gradients (k = 1)
+                S = syrk(np.asarray(x[0]))
+                if s * s != 1.0:
+                    S *= np.asarray(s * s, dtype)
+                K = S if K is None else K + S
+                continue
             g = np.asarray(g[0])
             S = syrk(np.asarray(x))
             if c:
@@ -222,8 +280,15 @@ def _combine_syrk(factors, bias, dtype) -> np.ndarray:
     return mirror_upper(K)
 
 
+def _rows(x: Array, g: Array | None, start: int, chunk: int) -> Array:
+    """Rows `start … start + chunk` of a layer's factor (the point axis is 1 for a
+    convolution's `J_l` `(k, n, q)`, 0 for a dense layer's `X_l`)."""
+    return x[start : start + chunk] if g is not None else x[:, start : start + chunk]
+
+
 def _combine_jax(factors, bias, chunk, k, dtype) -> Array:
-    n = factors[0][1][0].shape[0]
+    x0, g0 = factors[0][1][0], factors[0][2][0]
+    n = x0.shape[0] if g0 is not None else x0.shape[1]
     b = jnp.asarray(bias, dtype)
     K = np.zeros((n * k, n * k), dtype=dtype)
     starts = list(range(0, n, chunk))
@@ -233,10 +298,10 @@ def _combine_jax(factors, bias, chunk, k, dtype) -> Array:
                 continue
             block = None
             for s, xs, gs in factors:
-                xi = tuple(x[i : i + chunk] for x in xs)
-                gi = tuple(g[:, i : i + chunk] for g in gs)
-                xj = tuple(x[j : j + chunk] for x in xs)
-                gj = tuple(g[:, j : j + chunk] for g in gs)
+                xi = tuple(_rows(x, g, i, chunk) for x, g in zip(xs, gs, strict=True))
+                gi = tuple(None if g is None else g[:, i : i + chunk] for g in gs)
+                xj = tuple(_rows(x, g, j, chunk) for x, g in zip(xs, gs, strict=True))
+                gj = tuple(None if g is None else g[:, j : j + chunk] for g in gs)
                 term = (s * s) * _gram_block(xi, gi, xj, gj, b)
                 block = term if block is None else block + term
             blk = np.asarray(block)

@@ -7,6 +7,7 @@ from ._activations import (
 )
 from ._adapted import Adapted as Adapted
 from ._base import AbstractModel as AbstractModel
+from ._cnn import CNN as CNN
 from ._from_apply import FromApply as FromApply, from_apply as from_apply
 from ._from_equinox import from_equinox as from_equinox
 from ._from_flax import from_flax as from_flax

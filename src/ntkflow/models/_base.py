@@ -1,6 +1,7 @@
 """The interface every model family implements."""
 
 import abc
+import math
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -32,6 +33,12 @@ class AbstractModel(eqx.Module):
         `Shallow(train="hidden")`.
         """
 
+    def init_for(self, key: PRNGKeyArray, point_shape: tuple[int, ...]) -> tuple[PyTree, PyTree]:
+        """`init` given the shape of one input (what a `Problem` calls): `(d,)` for
+        vectors, `(H, W, C)` for images. By default `init(key, d)` with `d` the number of
+        input features; a model that needs the shape (`CNN`) overrides it."""
+        return self.init(key, math.prod(point_shape))
+
     @abc.abstractmethod
     def apply(self, params: PyTree, state: PyTree, X: Float[Array, " N *d"]) -> Array:
         """Evaluate the network on a batch: an array of shape `(N,)` or `(N, k)`."""
@@ -43,6 +50,13 @@ class AbstractModel(eqx.Module):
         model that gives them implements `apply_tapped`, and the empirical NTK then has
         the structured form `K = Σ_l (X_l X_lᵀ + c_l) ∘ (G_l G_lᵀ)` (`StructuredDense`)."""
         return None
+
+    def tap_shapes(self, point_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...] | None:
+        """The per-point shapes of the taps `apply_tapped` takes (one per trained layer:
+        `(fan_out,)` for a dense layer, `(H, W, C_out)` for a convolution), or `None` when
+        the model has no such structure. Default: from `dense_widths`."""
+        widths = self.dense_widths
+        return None if widths is None else tuple((m,) for m in widths)
 
     def apply_tapped(
         self, params: PyTree, state: PyTree, X: Float[Array, " N *d"], taps: tuple[Array, ...]
