@@ -157,3 +157,17 @@ def test_cnn_bad_arguments_and_inputs():
         nf.CNN((4,), readout="max")
     with pytest.raises(ValueError, match=r"CNN takes inputs of rank 3 .* shape \(64,\)"):
         nf.Problem(nf.CNN((4,)), nf.datasets.digits(6))
+
+
+def test_cnn_from_an_experiment_document():
+    from ntkflow.config import parse_experiment
+    from ntkflow.experiment import build_problem
+
+    doc = {
+        "data": {"source": "digits", "n": 6, "images": True},
+        "model": {"kind": "cnn", "channels": [3], "readout": "pool", "bias": True},
+    }
+    problem = build_problem(parse_experiment(doc))
+    assert isinstance(problem.model, nf.CNN) and problem.data.point_shape == (8, 8, 1)
+    assert problem.p == (9 * 3 + 3) + (3 + 1)
+    assert problem.model.describe()["readout"] == "pool"

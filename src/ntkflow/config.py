@@ -61,6 +61,8 @@ class DigitsData(_Section):
     classes: Annotated[list[Annotated[int, Field(ge=0, le=9)]], Field(min_length=2)] = [0, 1]
     n_test: Annotated[int, Field(ge=0)] = 0
     seed: Seed = 0
+    # 8 × 8 × 1 images (for kind = "cnn") instead of 64-pixel vectors.
+    images: bool = False
 
 
 class SphereData(_Section):
@@ -110,6 +112,20 @@ class MLPModel(_Section):
     activation: str = "tanh"
     out_dim: Annotated[int, Field(ge=1)] = 1
     bias: bool = False
+
+    _act = field_validator("activation")(_check_activation)
+
+
+class CNNModel(_Section):
+    """`ntkflow.CNN` (image data: `[data] images = true`)."""
+
+    kind: Literal["cnn"]
+    channels: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [32, 32]
+    kernel_size: Annotated[int, Field(ge=1)] = 3
+    activation: str = "tanh"
+    out_dim: Annotated[int, Field(ge=1)] = 1
+    bias: bool = False
+    readout: Literal["flatten", "pool"] = "flatten"
 
     _act = field_validator("activation")(_check_activation)
 
@@ -181,7 +197,9 @@ DataSection = Annotated[
     _tag("source", "digits"),
 ]
 ModelSection = Annotated[
-    Annotated[ShallowModel, Tag("shallow")] | Annotated[MLPModel, Tag("mlp")],
+    Annotated[ShallowModel, Tag("shallow")]
+    | Annotated[MLPModel, Tag("mlp")]
+    | Annotated[CNNModel, Tag("cnn")],
     _tag("kind", "shallow"),
 ]
 
@@ -286,7 +304,7 @@ def _allowed_keys(loc: list[str], data: dict[str, Any]) -> list[str]:
         cls = {"digits": DigitsData, "sphere": SphereData, "file": FileData}.get(tag)
     elif section == "model":
         tag = data.get("model", {}).get("kind", "shallow")
-        cls = {"shallow": ShallowModel, "mlp": MLPModel}.get(tag)
+        cls = {"shallow": ShallowModel, "mlp": MLPModel, "cnn": CNNModel}.get(tag)
     else:
         cls = {
             "problem": ProblemSection,
@@ -302,6 +320,7 @@ _SECTION_CLASSES: list[tuple[str, type[BaseModel]]] = [
     ("data", FileData),
     ("model", ShallowModel),
     ("model", MLPModel),
+    ("model", CNNModel),
     ("problem", ProblemSection),
     ("flows", FlowsSection),
     ("output", OutputSection),

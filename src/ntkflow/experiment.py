@@ -24,8 +24,16 @@ from ._results import REPORT, atomic_write_bytes, results_writer
 from ._solution import FlowSolution
 from ._summary import summarize
 from ._verify import Verification, verify
-from .config import ConfigError, DigitsData, Experiment, MLPModel, ShallowModel, SphereData
-from .models import MLP, Shallow
+from .config import (
+    CNNModel,
+    ConfigError,
+    DigitsData,
+    Experiment,
+    MLPModel,
+    ShallowModel,
+    SphereData,
+)
+from .models import CNN, MLP, Shallow
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -79,7 +87,9 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
     section = "[data]"
     try:
         if isinstance(d, DigitsData):
-            data = datasets.digits(d.n, tuple(d.classes), n_test=d.n_test, seed=d.seed)
+            data = datasets.digits(
+                d.n, tuple(d.classes), n_test=d.n_test, seed=d.seed, images=d.images
+            )
         elif isinstance(d, SphereData):
             data = datasets.sphere(
                 d.n,
@@ -95,9 +105,18 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
         section = "[model]"
         if isinstance(m, ShallowModel):
             model = Shallow(width=m.width, activation=m.activation, train=m.train)
+        elif isinstance(m, CNNModel):
+            model = CNN(
+                tuple(m.channels),
+                m.kernel_size,
+                m.activation,
+                out_dim=m.out_dim,
+                bias=m.bias,
+                readout=m.readout,
+            )
         else:
             model = MLP(tuple(m.widths), m.activation, out_dim=m.out_dim, bias=m.bias)
-        outputs = m.out_dim if isinstance(m, MLPModel) else 1
+        outputs = 1 if isinstance(m, ShallowModel) else m.out_dim
         if outputs != data.k:
             raise ValueError(_outputs_fix(m, data.k))
         section = "[problem]"
@@ -116,7 +135,7 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
         raise ConfigError(f"{source}: {section} {e}") from None
 
 
-def _outputs_fix(m: "ShallowModel | MLPModel", k: int) -> str:
+def _outputs_fix(m: "ShallowModel | MLPModel | CNNModel", k: int) -> str:
     """A model whose outputs per point do not match the targets' columns, in the file's
     terms (the library's message names `MLP(out_dim=…)`)."""
     columns = "one target column" if k == 1 else f"{k} target columns"
