@@ -13,7 +13,8 @@ help:
 	@echo "make test       set up .venv with the test extra and run the fast test suite"
 	@echo "make test-slow  run only the tests marked slow"
 	@echo "make test-all   run every test"
-	@echo "make bench      NTK benchmark vs plain JAX and neural-tangents, the flow"
+	@echo "make bench      NTK benchmarks (MLP structured, the generic path, a CNN) vs plain"
+	@echo "                JAX, neural-tangents and torch.func, the flow"
 	@echo "                solvers' benchmark and the deep-MLP scale table (bench/results/)"
 	@echo "make lint       ruff (lint + format check) and pyright"
 	@echo "make clean      remove .venv and caches"
@@ -56,6 +57,8 @@ $(NT_VENV)/.stamp:
 
 bench: $(VENV)/.stamp-run $(NT_VENV)/.stamp
 	$(BIN)/python bench/ntk.py --nt-python $(NT_VENV)/bin/python
+	$(BIN)/python bench/generic.py --nt-python $(NT_VENV)/bin/python
+	$(BIN)/python bench/cnn.py --nt-python $(NT_VENV)/bin/python
 	$(BIN)/python bench/flows.py
 	$(BIN)/python bench/flows_scale.py
 

@@ -1,4 +1,4 @@
-"""neural-tangents 0.6.5's empirical NTK on the benchmark's MLP, in its own venv.
+"""neural-tangents 0.6.5's empirical NTK on the benchmarks' MLP or CNN, in its own venv.
 
 Run by `bench/ntk.py` with `.venv-nt/bin/python` (jax 0.4.25, the last JAX on which all
 three of its implementations run). Reads the inputs and weights ntkflow used (saved by the
@@ -29,17 +29,36 @@ def main() -> None:
     dtype = np.float32 if spec["dtype"] == "float32" else np.float64
     X = jnp.asarray(saved["X"], dtype)
     Ws = [saved[f"W{i}"] for i in range(len([k for k in saved.files if k.startswith("W")]))]
-    layers = []
-    for i, W in enumerate(Ws):
-        layers.append(stax.Dense(W.shape[0], W_std=1.0, b_std=None, parameterization="ntk"))
-        if i < len(Ws) - 1:
-            layers.append(stax.Elementwise(jnp.tanh))
+    layers, params = [], []
+    if spec.get("model") == "cnn":
+        # bench/cnn.py's CNN: SAME 3×3 convolutions (HWIO weights, as ntkflow's), erf,
+        # flatten (NHWC order, as ntkflow's), dense readout.
+        for W in Ws[:-1]:
+            layers += [
+                stax.Conv(
+                    W.shape[-1],
+                    (3, 3),
+                    padding="SAME",
+                    W_std=1.0,
+                    b_std=None,
+                    parameterization="ntk",
+                ),
+                stax.Erf(),
+            ]
+            params += [(jnp.asarray(W, dtype), None), ()]
+        layers += [
+            stax.Flatten(),
+            stax.Dense(Ws[-1].shape[0], W_std=1.0, b_std=None, parameterization="ntk"),
+        ]
+        params += [(), (jnp.asarray(Ws[-1].T, dtype), None)]
+    else:
+        for i, W in enumerate(Ws):
+            layers.append(stax.Dense(W.shape[0], W_std=1.0, b_std=None, parameterization="ntk"))
+            params.append((jnp.asarray(W.T, dtype), None))
+            if i < len(Ws) - 1:
+                layers.append(stax.Elementwise(jnp.tanh))
+                params.append(())
     _, apply_fn, _ = stax.serial(*layers)
-    params = []
-    for i, W in enumerate(Ws):
-        params.append((jnp.asarray(W.T, dtype), None))
-        if i < len(Ws) - 1:
-            params.append(())
     kfn = jax.jit(
         nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=spec["impl"])
     )

@@ -135,7 +135,7 @@ def worker(spec: dict) -> dict:
             "structured": lambda: nf.StructuredDense(),
             "structured_jax": lambda: nf.StructuredDense(gram="jax"),
             "jacobian": lambda: nf.JacobianContraction(),
-            "ntk_vp": lambda: nf.NTKVectorProducts(chunk=128),
+            "ntk_vp": lambda: nf.NTKVectorProducts(),
         }[spec["method"]]()
 
         def run():
@@ -170,14 +170,23 @@ def worker(spec: dict) -> dict:
 # -- the driver ------------------------------------------------------------------------
 
 
-def run_worker(spec: dict, python: str = sys.executable, script: Path | None = None) -> dict:
+def run_worker(
+    spec: dict,
+    python: str = sys.executable,
+    script: Path | None = None,
+    timeout: float | None = None,
+) -> dict:
     script = script or Path(__file__)
-    proc = subprocess.run(
-        [python, str(script), "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    try:
+        proc = subprocess.run(
+            [python, str(script), "--worker", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish in {timeout:g} s (stopped)"}
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         err = proc.stderr.strip().splitlines()
