@@ -55,7 +55,7 @@ $(NT_VENV)/.stamp:
 		jax==0.4.25 jaxlib==0.4.25 neural-tangents==0.6.5 "numpy<2"
 	@touch $@
 
-bench: $(VENV)/.stamp-run $(NT_VENV)/.stamp
+bench: $(VENV)/.stamp-test $(NT_VENV)/.stamp
 	$(BIN)/python bench/ntk.py --nt-python $(NT_VENV)/bin/python
 	$(BIN)/python bench/generic.py --nt-python $(NT_VENV)/bin/python
 	$(BIN)/python bench/cnn.py --nt-python $(NT_VENV)/bin/python
