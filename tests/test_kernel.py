@@ -136,7 +136,7 @@ def test_every_method_agrees_with_jacobian_contraction(family, centering, method
     m = METHODS[method]()
     structured = isinstance(m, nf.StructuredDense)
     if structured and family == "from_apply":
-        with pytest.raises(ValueError, match="needs a dense-layer model"):
+        with pytest.raises(ValueError, match="needs a model of dense and convolutional layers"):
             nf.empirical_ntk(problem, method=m)
         return
     if isinstance(m, nf.StructuredDense) and m.gram == "syrk" and family == "mlp-vector":

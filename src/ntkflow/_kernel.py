@@ -24,7 +24,7 @@ def get_ntk_method(
     method: str | AbstractNTKMethod, problem: Problem | None = None, *, chunk: int | None = None
 ) -> AbstractNTKMethod:
     """Resolve a method name or object. `"auto"` is `"structured"` where it applies (a
-    dense-layer model with an additive centring: `Shallow`, `MLP`) and `"jacobian"`
+    model of dense and convolutional layers with an additive centring: `Shallow`, `MLP`, `CNN`) and `"jacobian"`
     otherwise."""
     if isinstance(method, AbstractNTKMethod):
         return method

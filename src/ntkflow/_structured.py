@@ -166,7 +166,8 @@ def fused_kernel(problem: Problem, comps) -> Float[Array, "nk nk"]:
 
 class StructuredDense(AbstractNTKMethod):
     """The structured-derivatives kernel `K = Σ_l (X_l X_lᵀ + c_l) ∘ (G_l G_lᵀ)` for
-    dense-layer models (`Shallow`, `MLP`, under any built-in centring).
+    models of dense and convolutional layers (`Shallow`, `MLP`, `CNN`, under any built-in
+    centring).
 
     **Arguments:**
 
@@ -212,7 +213,9 @@ class StructuredDense(AbstractNTKMethod):
             # One fused XLA program at small n (on CPU its fixed cost is the lowest); BLAS
             # syrk beyond, on CPU with scalar outputs (`bench/ntk.py`).
             cpu = jax.default_backend() == "cpu"
-            gram = "syrk" if k == 1 and cpu and n_points > FUSED_MAX_N else "jax"
+            shapes = model.tap_shapes(problem.data.point_shape) or ()
+            conv = any(len(t) > 1 for t in shapes)  # convolutions: J_l J_lᵀ is one big GEMM
+            gram = "syrk" if k == 1 and cpu and (n_points > FUSED_MAX_N or conv) else "jax"
         if gram == "syrk" and k != 1:
             raise ValueError(f"gram='syrk' needs scalar outputs, got k={k}; use 'jax'")
         if gram == "jax" and n_points <= self.chunk:
