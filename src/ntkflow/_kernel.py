@@ -24,8 +24,8 @@ def get_ntk_method(
     method: str | AbstractNTKMethod, problem: Problem | None = None, *, chunk: int | None = None
 ) -> AbstractNTKMethod:
     """Resolve a method name or object. `"auto"` is `"structured"` where it applies (a
-    model of dense and convolutional layers with an additive centring: `Shallow`, `MLP`, `CNN`) and `"jacobian"`
-    otherwise."""
+    model of dense and convolutional layers with an additive centring: `Shallow`, `MLP`,
+    `CNN`) and `"jacobian"` otherwise."""
     if isinstance(method, AbstractNTKMethod):
         return method
     classes: dict[str, type[AbstractNTKMethod]] = {

@@ -72,8 +72,8 @@ def choose_solver(problem: Problem, cond: float, *, span: float = 0.0) -> diffra
     """`solver="auto"`: the exponential integrator when the flow is stiff (`cond(K0) ≥ 100`,
     or a horizon that spans `span = t1·α²Lλ_max(K0) ≥ 3000` of the fastest mode's time
     scales) and a kernel per step is affordable (at most 4096 outputs; a
-    model with the structured kernel, or a Jacobian of at most 1 GiB), else Tsit5. For a loss other
-    than the square the stiffness is that of `H K0` (`H` the loss's Hessian), bounded by
+    model with the structured kernel, or a Jacobian of at most 1 GiB), else Tsit5. For a
+    loss other than the square the stiffness is that of `H K0` (`H` the loss's Hessian), bounded by
     `cond(K0)·κ`; `cond(K0)` alone decides, as for the square."""
     itemsize = jnp.dtype(problem.dtype).itemsize
     affordable = problem.n <= AUTO_EXPONENTIAL_MAX_N and (
