@@ -224,10 +224,11 @@ class Problem(eqx.Module):
                 f"with points of shape {data.point_shape}; "
                 + (
                     "flatten the images (e.g. datasets.digits(..., images=False)) or use "
-                    "a convolutional model adapted from a framework (models.from_torch, "
-                    "from_flax, from_equinox)"
+                    "a convolutional model (models.CNN, or one adapted from a framework: "
+                    "models.from_torch, from_flax, from_equinox)"
                     if rank == 1
-                    else f"give inputs of shape (n, {', '.join('…' * rank)})"
+                    else "give images (n, H, W, C): datasets.digits(..., images=True) "
+                    "([data] images = true) or (n, H, W, C) arrays"
                 )
             )
         self.objective = get_loss(loss)
