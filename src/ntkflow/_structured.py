@@ -255,30 +255,35 @@ class StructuredDense(AbstractNTKMethod):
 
 
 def _combine_syrk(factors, bias, dtype) -> np.ndarray:
+    """`K` on the host by BLAS `syrk`. Convolutions' gradients `J_l` and rank-one dense
+    layers (a scalar readout: its gradient `X ∘ g` is no wider than `X`) are put side by
+    side, scaled by their copy's `s`, and contracted by one `syrk`; wider dense layers
+    add `(X Xᵀ + c) ∘ (G Gᵀ)`."""
     K = None
+    columns = []
     for s, xs, gs in factors:
         for x, g, c in zip(xs, gs, bias, strict=True):
             if g is None:  # a convolution: its per-example gradients (k = 1)
-                S = syrk(np.asarray(x[0]))
-                if s * s != 1.0:
-                    S *= np.asarray(s * s, dtype)
-                K = S if K is None else K + S
+                columns.append(s * np.asarray(x[0]))
                 continue
             g = np.asarray(g[0])
+            if g.shape[1] == 1:  # rank one: the layer's gradient itself
+                x = np.asarray(x)
+                columns.append(s * (x * g))
+                if c:
+                    columns.append(s * np.sqrt(np.asarray(c, dtype)) * g)
+                continue
             S = syrk(np.asarray(x))
             if c:
                 S += np.asarray(c, dtype)
-            if g.shape[1] == 1:  # a rank-one G Gᵀ: an outer product, no GEMM
-                S *= g[:, 0][:, None]
-                S *= g[:, 0][None, :]
-            else:
-                S *= syrk(g)
+            S *= syrk(g)
             if s * s != 1.0:
                 S *= np.asarray(s * s, dtype)
-            if K is None:
-                K = S
-            else:
-                K += S
+            K = S if K is None else K + S
+    if columns:
+        J = columns[0] if len(columns) == 1 else np.concatenate(columns, axis=1)
+        S = syrk(np.ascontiguousarray(J, dtype=dtype))
+        K = S if K is None else K + S
     assert K is not None
     return mirror_upper(K)
 
