@@ -213,9 +213,7 @@ class StructuredDense(AbstractNTKMethod):
             # One fused XLA program at small n (on CPU its fixed cost is the lowest); BLAS
             # syrk beyond, on CPU with scalar outputs (`bench/ntk.py`).
             cpu = jax.default_backend() == "cpu"
-            shapes = model.tap_shapes(problem.data.point_shape) or ()
-            conv = any(len(t) > 1 for t in shapes)  # convolutions: J_l J_lᵀ is one big GEMM
-            gram = "syrk" if k == 1 and cpu and (n_points > FUSED_MAX_N or conv) else "jax"
+            gram = "syrk" if k == 1 and cpu and n_points > FUSED_MAX_N else "jax"
         if gram == "syrk" and k != 1:
             raise ValueError(f"gram='syrk' needs scalar outputs, got k={k}; use 'jax'")
         if gram == "jax" and n_points <= self.chunk:
