@@ -13,8 +13,8 @@ One forward and one backward pass (`k` for `k` outputs per point) give every `X_
 
 A convolution shares its weights over the positions `s`, so its per-example gradient is
 `Σ_s P_l[i, s] ⊗ G_l[i, s]` (`P_l` the input patches): it is formed from one forward and
-one backward pass by one contraction per layer (`_conv_jacobian`), never by per-example
-backward passes, and the layer contributes `J_l J_lᵀ` (docs/kernel.md, "Convolutions").
+one backward pass by one contraction per window offset (`_conv_jacobian`), never by
+per-example backward passes, and the layer contributes `J_l J_lᵀ` (docs/kernel.md, "Convolutions").
 
 Centrings that are sums of copies of the base network over disjoint parameters
 (`Σ_c s_c g(w_c)`: none, subtract, antisymmetric) give `K = Σ_c s_c² K_g(w_c)`.
@@ -46,26 +46,43 @@ def structured_applies(problem: Problem) -> bool:
     )
 
 
-def _conv_jacobian(patches: Array, G: Array, c: float) -> Array:
-    """A convolution's per-example weight gradients `Σ_s patches[i, s] ⊗ G[:, i, s]` over
-    the positions `s` (weight sharing), with the bias gradients `√c·Σ_s G[:, i, s]`
-    appended: shape `(k, c, q)`, so that the layer's kernel is `J Jᵀ`."""
-    n, q = patches.shape[0], patches.shape[-1]
-    P = patches.reshape(n, -1, q)
-    g = G.reshape(G.shape[0], n, P.shape[1], G.shape[-1])
-    J = jnp.einsum("nsp,knsc->knpc", P, g).reshape(G.shape[0], n, -1)
+def _conv_jacobian(padded: Array, G: Array, c: float) -> Array:
+    """A convolution's per-example weight gradients, `(k, c, q)`, so that the layer's
+    kernel is `J Jᵀ`: for each window offset `(dy, dx)`, `Σ_s G[:, i, s] ⊗ padded[i, s +
+    (dy, dx)]` over the positions `s` (weight sharing), one batched contraction per offset
+    on a shifted view (building the patches first costs more than the contractions), with
+    the bias gradients `√c·Σ_s G[:, i, s]` appended. The columns' order is immaterial."""
+    k, n, height, width, c_out = G.shape
+    kh, kw = padded.shape[1] - height + 1, padded.shape[2] - width + 1
+    g = G.reshape(k, n, height * width, c_out)
+    blocks = [
+        jnp.einsum(
+            "knsc,nsp->kncp",
+            g,
+            padded[:, dy : dy + height, dx : dx + width, :].reshape(n, height * width, -1),
+        )
+        for dy in range(kh)
+        for dx in range(kw)
+    ]
     if c:
-        J = jnp.concatenate([J, math.sqrt(c) * jnp.sum(g, axis=2)], axis=2)
-    return J
+        blocks.append(math.sqrt(c) * jnp.sum(g, axis=2)[..., None])
+    return jnp.concatenate(blocks, axis=-1).reshape(k, n, -1)
 
 
 def _factors_impl(
-    model: AbstractModel, params: PyTree, state: PyTree, X: Float[Array, " c *d"]
+    model: AbstractModel,
+    params: PyTree,
+    state: PyTree,
+    X: Float[Array, " c *d"],
+    *,
+    conv_jacobian: bool = True,
 ) -> tuple[tuple[Array, ...], tuple[Array | None, ...], tuple[float, ...]]:
     """Per trained layer: a dense layer's effective inputs `X_l` `(c, fan_in)` and
     pre-activation cotangents `G_l` `(k, c, fan_out)` (one per output); a convolution's
     per-example gradients `J_l` `(k, c, q)` (`_conv_jacobian`) and `None`; and each
-    layer's bias coefficient `c_l` (0 for a convolution: its bias is inside `J_l`)."""
+    layer's bias coefficient `c_l` (0 for a convolution: its bias is inside `J_l`).
+    Without `conv_jacobian`, a convolution gives its zero-padded input and `G_l`
+    `(k, c, H, W, C_out)` with its `c_l`, for `_conv_columns` on the host."""
     shapes = model.tap_shapes(tuple(X.shape[1:]))
     assert shapes is not None
     taps = tuple(jnp.zeros((X.shape[0], *m), X.dtype) for m in shapes)
@@ -86,7 +103,7 @@ def _factors_impl(
     (G,) = jax.vmap(vjp)(cts)
     xs, gs, cs = [], [], []
     for x, g, c in zip(inputs, G, bias[0], strict=True):
-        if x.ndim == 2:
+        if x.ndim == 2 or not conv_jacobian:
             xs.append(x)
             gs.append(g)
             cs.append(c)
@@ -218,6 +235,11 @@ class StructuredDense(AbstractNTKMethod):
             raise ValueError(f"gram='syrk' needs scalar outputs, got k={k}; use 'jax'")
         if gram == "jax" and n_points <= self.chunk:
             return fused_kernel(problem, comps)
+        if gram == "syrk":
+            K = _kernel_syrk(model, comps, problem.state, X, self.chunk, problem.dtype)
+            # Fortran order from BLAS; K is symmetric, so its transpose is the same matrix
+            # in C order, which JAX takes without a strided copy.
+            return jnp.asarray(K.T)
         factors, bias = [], ()
         for s, params in comps:
             xs, gs = [], []
@@ -244,43 +266,80 @@ class StructuredDense(AbstractNTKMethod):
             else:
                 xs, gs = list(xs[0]), list(gs[0])
             factors.append((s, xs, gs))
-        if gram == "syrk":
-            K = _combine_syrk(factors, bias, problem.dtype)
-            # Fortran order from BLAS; K is symmetric, so its transpose is the same matrix
-            # in C order, which JAX takes without a strided copy.
-            return jnp.asarray(K.T)
         return _combine_jax(factors, bias, self.chunk, k, problem.dtype)
 
 
-def _combine_syrk(factors, bias, dtype) -> np.ndarray:
-    """`K` on the host by BLAS `syrk`. Convolutions' gradients `J_l` and rank-one dense
-    layers (a scalar readout: its gradient `X ∘ g` is no wider than `X`) are put side by
-    side, scaled by their copy's `s`, and contracted by one `syrk`; wider dense layers
-    add `(X Xᵀ + c) ∘ (G Gᵀ)`."""
-    K = None
-    columns = []
-    for s, xs, gs in factors:
-        for x, g, c in zip(xs, gs, bias, strict=True):
-            if g is None:  # a convolution: its per-example gradients (k = 1)
-                columns.append(s * np.asarray(x[0]))
-                continue
-            g = np.asarray(g[0])
-            if g.shape[1] == 1:  # rank one: the layer's gradient itself
-                x = np.asarray(x)
-                columns.append(s * (x * g))
-                if c:
-                    columns.append(s * np.sqrt(np.asarray(c, dtype)) * g)
-                continue
-            S = syrk(np.asarray(x))
+def _conv_columns(padded: np.ndarray, G: np.ndarray, c: float, scale: float, out: np.ndarray):
+    """`scale · J_l` of a convolution (one output) into `out` `(c, q)` on the host: the
+    patches from shifted views of the zero-padded input, then one product `G_l[i]ᵀ
+    P_l[i]` per point by NumPy's batched `matmul` (about twice XLA's batched dot on CPU
+    here), then the bias columns `√c·Σ_s G_l[i, s]`. The columns' order is immaterial."""
+    n, height, width, c_out = G.shape
+    kh, kw = padded.shape[1] - height + 1, padded.shape[2] - width + 1
+    P = np.empty((n, height, width, kh * kw, padded.shape[-1]), padded.dtype)
+    for dy in range(kh):
+        for dx in range(kw):
+            P[:, :, :, dy * kw + dx] = padded[:, dy : dy + height, dx : dx + width]
+    g = G.reshape(n, height * width, c_out)
+    J = np.matmul(g.transpose(0, 2, 1), P.reshape(n, height * width, -1)).reshape(n, -1)
+    np.multiply(J, np.asarray(scale, J.dtype), out=out[:, : J.shape[1]])
+    if c:
+        root = np.asarray(scale * math.sqrt(c), J.dtype)
+        np.multiply(g.sum(axis=1), root, out=out[:, J.shape[1] :])
+
+
+def _n_columns(x: Array, g: Array, c: float) -> int:
+    """A layer's columns in `_kernel_syrk`'s `J`: a convolution's `J_l`, a rank-one dense
+    layer's gradient (with its bias), or none (wider dense layers are Gram products)."""
+    if x.ndim == 4:
+        kh, kw = x.shape[1] - g.shape[2] + 1, x.shape[2] - g.shape[3] + 1
+        return g.shape[-1] * (kh * kw * x.shape[-1] + (1 if c else 0))
+    return x.shape[1] + (1 if c else 0) if g.shape[-1] == 1 else 0
+
+
+def _kernel_syrk(model, comps, state, X, chunk: int, dtype) -> np.ndarray:
+    """`K` (scalar outputs) on the host by BLAS `syrk`, `chunk` points per forward and
+    backward pass. Convolutions' gradients (`_conv_columns`) and rank-one dense layers (a
+    scalar readout: its gradient `X ∘ g` is no wider than `X`), scaled by their copy's `s`,
+    are written side by side into one host array `J` and contracted by one `syrk`; wider
+    dense layers add `s²·(X Xᵀ + c) ∘ (G Gᵀ)`."""
+    n = X.shape[0]
+    J, K, width = None, None, 0
+    for copy, (s, params) in enumerate(comps):
+        wide: dict[int, tuple[list, list, float]] = {}
+        start = 0
+        for Xc, valid in padded_chunks(X, chunk):
+            xs, gs, bias = _factors(model, params, state, Xc, conv_jacobian=False)
+            if J is None:
+                widths = [_n_columns(*layer) for layer in zip(xs, gs, bias, strict=True)]
+                width = sum(widths)
+                J = np.empty((n, len(comps) * width), dtype)
+            col, rows = copy * width, slice(start, start + valid)
+            for i, (x, g, c) in enumerate(zip(xs, gs, bias, strict=True)):
+                x, g = np.asarray(x)[:valid], np.asarray(g[0])[:valid]
+                if x.ndim == 4:
+                    _conv_columns(x, g, c, s, J[rows, col : col + widths[i]])
+                elif g.shape[1] == 1:
+                    np.multiply(x, g * np.asarray(s, dtype), out=J[rows, col : col + x.shape[1]])
+                    if c:
+                        J[rows, col + x.shape[1]] = (s * math.sqrt(c)) * g[:, 0]
+                else:
+                    part = wide.setdefault(i, ([], [], c))
+                    part[0].append(x)
+                    part[1].append(g)
+                col += widths[i]
+            start += valid
+        for xl, gl, c in wide.values():
+            S = syrk(np.concatenate(xl) if len(xl) > 1 else xl[0])
             if c:
                 S += np.asarray(c, dtype)
-            S *= syrk(g)
+            S *= syrk(np.concatenate(gl) if len(gl) > 1 else gl[0])
             if s * s != 1.0:
                 S *= np.asarray(s * s, dtype)
             K = S if K is None else K + S
-    if columns:
-        J = columns[0] if len(columns) == 1 else np.concatenate(columns, axis=1)
-        S = syrk(np.ascontiguousarray(J, dtype=dtype))
+    assert J is not None
+    if J.shape[1]:
+        S = syrk(J)
         K = S if K is None else K + S
     assert K is not None
     return mirror_upper(K)

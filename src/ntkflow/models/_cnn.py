@@ -16,17 +16,12 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 READOUTS = ("flatten", "pool")
 
 
-def _patches(h: Array, kh: int, kw: int) -> Array:
-    """The `SAME`-padded `kh × kw` patch around every position, `(N, H, W, kh·kw·C)`: the
-    zero-padded input's shifted views side by side (memory moves only; XLA's
-    `conv_general_dilated_patches` multiplies by an identity kernel, ~30× dearer here)."""
+def same_pad(h: Array, kh: int, kw: int) -> Array:
+    """`h` `(N, H, W, C)` zero-padded as a `SAME` stride-1 `kh × kw` convolution pads it
+    (the extra row or column of an even window at the bottom or right, as XLA does):
+    the patch of position `(y, x)` is `padded[:, y : y + kh, x : x + kw]`."""
     top, left = (kh - 1) // 2, (kw - 1) // 2
-    padded = jnp.pad(h, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
-    height, width = h.shape[1], h.shape[2]
-    views = [
-        padded[:, dy : dy + height, dx : dx + width, :] for dy in range(kh) for dx in range(kw)
-    ]
-    return jnp.concatenate(views, axis=-1)
+    return jnp.pad(h, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
 
 
 class CNN(AbstractModel):
@@ -139,7 +134,7 @@ class CNN(AbstractModel):
             W = layer["W"]
             scale = 1.0 / math.sqrt(W.shape[0] * W.shape[1] * W.shape[2])
             if tap is not None:
-                inputs.append(_patches(h, W.shape[0], W.shape[1]) * scale)
+                inputs.append(same_pad(h, W.shape[0], W.shape[1]) * scale)
             z = self._conv(h, W) * scale
             if tap is not None:
                 z = z + tap
@@ -165,9 +160,10 @@ class CNN(AbstractModel):
     def apply_tapped(
         self, params: PyTree, state: PyTree, X: Float[Array, "N H W C"], taps: tuple[Array, ...]
     ) -> tuple[Array, tuple[Array, ...], tuple[float, ...]]:
-        """As `AbstractModel.apply_tapped`; a convolution's effective input is its patches
-        `(N, H, W, k_h·k_w·C_in)` (scaled by `1/√fan_in`), so that
-        `∂f(x_i)/∂W_l = Σ_s patches[i, s] ⊗ G_l[i, s]` over the positions `s`."""
+        """As `AbstractModel.apply_tapped`; a convolution's effective input is its
+        zero-padded input `(N, H + k_h − 1, W + k_w − 1, C_in)` (`same_pad`, scaled by
+        `1/√fan_in`), so that `∂f(x_i)/∂W_l[dy, dx] = Σ_s padded[i, s + (dy, dx)] ⊗
+        G_l[i, s]` over the positions `s`."""
         out, inputs = self._forward(params, X, taps)
         return out, inputs, (1.0 if self.bias else 0.0,) * len(params)
 
