@@ -19,7 +19,8 @@ nothing in the cost. Each measurement runs in a fresh process:
 Every kernel is compared with ntkflow's structured one. The GEMM limit is the structured
 formula's FLOPs `2n²·(Σ_conv k²·C_in·C_out + fan_in + k)` at the GEMM throughput measured
 in the same run. A measurement still running after `--timeout` seconds (warm-up included)
-is stopped and reported as such. Writes `OUT/cnn.json` and `OUT/cnn.md`.
+is stopped and reported as such, and one whose projected time exceeds it is not run (its
+row says why: `ntk.not_run`). Writes `OUT/cnn.json` and `OUT/cnn.md`.
 """
 
 import argparse
@@ -35,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ntk import ROOT, _peak_rss_mib, _timed, run_worker  # noqa: E402
+from ntk import ROOT, _peak_rss_mib, _timed, not_run, run_worker  # noqa: E402
 
 CHANNELS = (32, 32)
 K_OUT = 1
@@ -185,7 +186,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
-        "--timeout", type=float, default=600.0, help="seconds per measurement (warm-up included)"
+        "--timeout", type=float, default=300.0, help="seconds per measurement (warm-up included)"
     )
     ap.add_argument("--nt-python", default=str(ROOT / ".venv-nt" / "bin" / "python"))
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -203,6 +204,17 @@ def main() -> None:
         for dt in ("float32", "float64")
     }
     rows: list[dict] = []
+    history: dict[tuple[str, str], list[tuple[int, dict]]] = {}
+
+    def measure(name: str, dtype: str, n: int, base: dict, call) -> None:
+        past = history.setdefault((name, dtype), [])
+        skip = not_run(past, n, args.timeout)
+        t0 = time.perf_counter()
+        r = {"skipped": skip} if skip else call()
+        rows.append({**base, "impl": name, **r, "wall_s": time.perf_counter() - t0})
+        past.append((n, rows[-1]))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+
     ns = [256, 1024] if args.quick else [256, 1024, 4096]
     for dtype, n in itertools.product(("float32", "float64"), ns):
         base = {"workload": "cnn 32-32 3x3 erf, digits 8x8x1", "n": n, "dtype": dtype}
@@ -217,28 +229,36 @@ def main() -> None:
         if n <= 1024:
             todo.append(("torch_vp", {"save": save}))
         for method, extra in todo:
-            t0 = time.perf_counter()
-            r = run_worker(spec | {"method": method} | extra, script=script, timeout=args.timeout)
             name = {
                 "structured": "ntkflow structured",
                 "jacobian": "ntkflow jacobian",
                 "torch_jac": "torch.func jacobian contraction",
                 "torch_vp": "torch.func NTK-vector products",
             }[method]
-            rows.append({**base, "impl": name, **r, "wall_s": time.perf_counter() - t0})
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            job = spec | {"method": method} | extra
+            measure(
+                name,
+                dtype,
+                n,
+                base,
+                lambda job=job: run_worker(job, script=script, timeout=args.timeout),
+            )
         if have_nt:
             for impl, name in ((3, "structured"), (1, "jacobian contraction")):
                 nt_spec = {"impl": impl, "dtype": dtype, "repeats": args.repeats, "save": save}
                 nt_spec |= {"model": "cnn", "channels": list(CHANNELS)}
-                r = run_worker(
-                    nt_spec,
-                    python=args.nt_python,
-                    script=HERE / "nt_worker.py",
-                    timeout=args.timeout,
+                measure(
+                    f"neural-tangents {name}",
+                    dtype,
+                    n,
+                    base,
+                    lambda nt_spec=nt_spec: run_worker(
+                        nt_spec,
+                        python=args.nt_python,
+                        script=HERE / "nt_worker.py",
+                        timeout=args.timeout,
+                    ),
                 )
-                rows.append({**base, "impl": f"neural-tangents {name}", **r})
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     result = {"gemm_gflops": gemm, "rows": rows, "cpus": os.cpu_count()}
     (out / "cnn.json").write_text(json.dumps(result, indent=2))
     md = render(result)
@@ -264,7 +284,8 @@ def render(result: dict) -> str:
     for r in result["rows"]:
         head = f"| {r['workload']} | {r['n']} | {r['dtype']} | {r['impl']} |"
         if "seconds" not in r:
-            lines.append(f"{head} failed: {r.get('error', '?')} | | | | |")
+            why = r.get("skipped") or f"failed: {r.get('error', '?')}"
+            lines.append(f"{head} {why} | | | | |")
             continue
         ref = ours.get((r["n"], r["dtype"]))
         diff = r.get("rel_diff")

@@ -9,7 +9,9 @@ On the MLP 64 → 512 → 512 → 1 tanh of `bench/ntk.py`, for n ∈ {512, 1024
 JAX `vmap(grad)` then `J @ J.T` in one `jit` (the usual recipe), and neural-tangents 0.6.5's
 Jacobian contraction (`.venv-nt`, same inputs and weights; its kernel is compared with
 ntkflow's). A measurement whose memory, extrapolated linearly in n from the same
-implementation's at n/2, would exceed `--max-gib` is not run and says so. Times are the
+implementation's at the size before, would exceed `--max-gib`, or whose time projected from
+the sizes before exceeds `--timeout` (`ntk.not_run`), is not run and says so; one still
+running after `--timeout` seconds is stopped and reported as such. Times are the
 median of `--repeats` calls after a compiling warm-up (one call when the warm-up took over
 20 s); ratios are against plain JAX measured in the same run.
 
@@ -28,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ntk import MLP, ROOT, run_worker  # noqa: E402
+from ntk import MLP, ROOT, not_run, run_worker  # noqa: E402
 
 PLAIN = "plain JAX: vmap(grad), J Jᵀ"
 IMPLS = {
@@ -44,6 +46,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-gib", type=float, default=20.0)
+    ap.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds per measurement (warm-up included)"
+    )
     ap.add_argument("--nt-python", default=str(ROOT / ".venv-nt" / "bin" / "python"))
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
@@ -54,17 +59,20 @@ def main() -> None:
     ns = [512, 2048] if args.quick else [512, 1024, 2048, 4096]
     rows: list[dict] = []
     peak: dict[tuple[str, str], tuple[int, float]] = {}
+    history: dict[tuple[str, str], list[tuple[int, dict]]] = {}
 
     def add(row: dict) -> None:
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
+        history.setdefault((row["impl"], row["dtype"]), []).append((row["n"], row))
         if "peak_rss_mib" in row:
             peak[(row["impl"], row["dtype"])] = (row["n"], row["peak_rss_mib"])
 
     def too_big(impl: str, dtype: str, n: int) -> str | None:
+        slow = not_run(history.get((impl, dtype), []), n, args.timeout)
         prev = peak.get((impl, dtype))
-        if prev is None:
-            return None
+        if slow or prev is None:
+            return slow
         estimate = prev[1] * n / prev[0] / 1024
         if estimate > args.max_gib:
             return (
@@ -86,7 +94,7 @@ def main() -> None:
             spec |= {"repeats": args.repeats}
             if method == "jacobian" and have_nt:
                 spec["save"] = save
-            add({**base, "impl": impl, **run_worker(spec)})
+            add({**base, "impl": impl, **run_worker(spec, timeout=args.timeout)})
         if have_nt:
             impl = IMPLS["nt"]
             skip = too_big(impl, dtype, n)
@@ -94,7 +102,9 @@ def main() -> None:
                 add({**base, "impl": impl, "skipped": skip})
                 continue
             spec = {"impl": 1, "dtype": dtype, "repeats": args.repeats, "save": save}
-            r = run_worker(spec, python=args.nt_python, script=HERE / "nt_worker.py")
+            r = run_worker(
+                spec, python=args.nt_python, script=HERE / "nt_worker.py", timeout=args.timeout
+            )
             add({**base, "impl": impl, **r})
     result = {"rows": rows, "cpus": os.cpu_count()}
     (out / "generic.json").write_text(json.dumps(result, indent=2))

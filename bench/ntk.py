@@ -194,6 +194,31 @@ def run_worker(
     return json.loads(lines[-1])
 
 
+def not_run(history: list[tuple[int, dict]], n: int, timeout: float) -> str | None:
+    """Why one implementation is not measured at `n`, given its rows at smaller `n`
+    (`history`, in order): it was stopped there, or its time projected to `n` (the
+    exponent of the last two sizes, clamped to [1, 2], else 2) times three calls (warm-up,
+    one timed call, the kernel kept for comparison) exceeds `timeout`."""
+    if not history:
+        return None
+    n0, last = history[-1]
+    if "seconds" not in last:
+        stopped = "did not finish" in last.get("error", "") or "not run" in last.get("skipped", "")
+        return f"not run: stopped or not run at n = {n0}" if stopped else None
+    exponent = 2.0
+    if len(history) > 1 and "seconds" in history[-2][1]:
+        n1, before = history[-2]
+        exponent = math.log(last["seconds"] / before["seconds"]) / math.log(n0 / n1)
+        exponent = min(2.0, max(1.0, exponent))
+    estimate = 3 * last["seconds"] * (n / n0) ** exponent
+    if estimate > timeout:
+        return (
+            f"not run: ≈ {estimate:.0f} s projected from n = {n0} (× n^{exponent:.1f}, "
+            f"3 calls), over the {timeout:g} s limit"
+        )
+    return None
+
+
 def run_large(repeats: int) -> dict:
     spec = {"method": "structured", "dtype": "float32", "n": 20000, "workload": LARGE}
     large = run_worker(spec | {"repeats": repeats, "spectrum": True})
