@@ -1,0 +1,309 @@
+"""The infinite-width NNGP and NTK of `MLP` and `Shallow` (docs/theory.md, "The
+infinite-width limit").
+
+In NTK parametrisation every pre-activation of a fully connected network becomes, as the
+widths grow, a centred Gaussian process over the inputs, and the tangent kernel becomes
+deterministic (Jacot, Gabriel & Hongler 2018; Lee et al. 2019). For `MLP` (`z_1 =
+W_1 x/√d + b_1`, weights and biases `N(0, 1)`, `β² = 1` with biases, else 0):
+
+    Σ_1(x, x') = x·x'/d + β²,                      Θ_1 = Σ_1,
+    Σ_{l+1} = E[σ(u)σ(v)] + β²,                    Θ_{l+1} = Σ_{l+1} + Θ_l · E[σ'(u)σ'(v)],
+
+with `(u, v) ~ N(0, Σ_l on {x, x'})`, one step per hidden layer; `Σ_L` is the NNGP and `Θ_L`
+the NTK of each output. `Shallow` (`m^{-1/2} Σ_j a_j σ(w_jᵀx)`, `w_j ~ N(0, I)`, `a_j = ±1`)
+is one step from `Σ_1 = x·x'`: NNGP `E[σσ]`, NTK `x·x'·E[σ'σ']` (+ `E[σσ]` when `a` is
+trained). The expectations come from `_dual.py` (closed forms) or `_dual_quadrature.py`
+(bounded quadrature), whose bounds are carried through the layers here.
+"""
+
+import dataclasses
+import math
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from ._dual import CLOSED_FORMS, AbstractDual
+from ._dual_quadrature import ANALYTIC, TrapezoidDual, trapezoid_dual
+from .datasets import Dataset
+from .models import MLP, AbstractModel, Activation, Shallow
+
+# Block rows so that the largest temporary stays near this many bytes.
+BLOCK_BYTES = 256 * 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class InfiniteKernel:
+    """The infinite-width kernels of a model between the points `x1` and `x2`.
+
+    **Fields:**
+
+    - `nngp`, `ntk`: `(n1, n2)` arrays, per output (a model with `k` outputs has the
+      kernels `nngp ⊗ I_k`, `ntk ⊗ I_k` in the limit).
+    - `nngp_error`, `ntk_error`: bounds on the largest entrywise error of the quadrature
+      and its propagation through the layers; `None` when every expectation is a closed
+      form (then only floating-point rounding separates them from the exact values).
+    - `method`: `"closed form"` or a description of the quadrature grid.
+    - `model`: the model's description (`describe()`).
+    """
+
+    nngp: Float[Array, "n1 n2"]
+    ntk: Float[Array, "n1 n2"]
+    nngp_error: float | None
+    ntk_error: float | None
+    method: str
+    model: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recursion:
+    """A fully connected network's recursion: input scale, `β²`, number of activation
+    steps, and whether the readout is trained (its `Σ_L` term in `Θ_L`)."""
+
+    scale: float
+    bias2: float
+    steps: int
+    readout_trained: bool
+
+
+def _recursion(model: Any, d: int) -> _Recursion:
+    if isinstance(model, MLP):
+        return _Recursion(1.0 / d, 1.0 if model.bias else 0.0, len(model.widths), True)
+    if isinstance(model, Shallow):
+        return _Recursion(1.0, 0.0, 1, model.train == "all")
+    raise ValueError(
+        f"infinite_kernel covers MLP and Shallow, got model={type(model).__name__}; the "
+        "limit of other models is not implemented"
+    )
+
+
+def _points(x: Any, name: str) -> np.ndarray:
+    X = x.X if isinstance(x, Dataset) else x
+    X = np.asarray(X)
+    if X.ndim != 2 or not np.issubdtype(X.dtype, np.number):
+        raise ValueError(
+            f"{name} must be a 2-D array (n, d) of inputs or a Dataset of vectors, got "
+            f"shape {X.shape}; flatten images to vectors"
+        )
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} has non-finite entries; remove or impute them")
+    return X
+
+
+class _Layer(eqx.Module):
+    """One activation step with its error propagation (docs/theory.md, "Errors through the
+    layers"): a quadrature error `q` at the computed inputs, plus the inputs' errors times
+    the expectations' Lipschitz constants `(sup|σ'|², ½ sup|σ''|·E|σ|)` and
+    `(sup|σ''|², ½ sup|σ'''| sup|σ'|)` (Price's theorem and the heat equation)."""
+
+    dual: AbstractDual
+    lipschitz: tuple[float, float, float, float] = eqx.field(static=True)  # d1, d2, d3, |σ(0)|
+
+    def __call__(self, a, b, c, ea, eb, ec):
+        if not isinstance(self.dual, TrapezoidDual):
+            v, dv = self.dual(a, b, c)
+            return v, dv, None, None
+        bound = jnp.sqrt(a * b)
+        used = jnp.clip(c, -bound, bound)
+        ec = ec + jnp.abs(c - used)
+        v, dv, qv, qd = self.dual.with_bounds(a, b, used)
+        d1, d2, d3, s0 = self.lipschitz
+        mean_u = s0 + d1 * jnp.sqrt(2 * (a + ea) / math.pi)
+        mean_v = s0 + d1 * jnp.sqrt(2 * (b + eb) / math.pi)
+        ev = qv + d1 * d1 * ec + 0.5 * d2 * (mean_v * ea + mean_u * eb)
+        edv = qd + d2 * d2 * ec + 0.5 * d3 * d1 * (ea + eb)
+        return v, dv, ev, edv
+
+
+@eqx.filter_jit
+def _block(layer: _Layer, rec: _Recursion, X1, X2, a1, a2, e1, e2, id1, id2):
+    """The kernels on rows `X1` × `X2` (`a1`, `a2`: the points' variances at every step,
+    `e1`, `e2`: their error bounds, or `None`). Pairs of identical points (equal ids)
+    have their covariance set to the variance at every step, so that their angle is
+    exactly 0: rounding in `x·x'` would otherwise leave `θ ≈ 1e-8` in ReLU's dual."""
+    c = rec.scale * (X1 @ X2.T) + rec.bias2
+    same = id1[:, None] == id2[None, :]
+    theta, ec, etheta = c, None, None
+    quad = isinstance(layer.dual, TrapezoidDual)
+    if quad:
+        ec = etheta = jnp.zeros_like(c)
+    for step in range(rec.steps):
+        a, b = a1[step][:, None], a2[step][None, :]
+        ea = eb = None
+        if quad:
+            ea, eb = e1[step][:, None], e2[step][None, :]
+        c = jnp.where(same, a, c)
+        v, dv, ev, edv = layer(a, b, c, ea, eb, ec)
+        last = step == rec.steps - 1
+        c = v + rec.bias2
+        head = c if (rec.readout_trained or not last) else 0.0
+        new_theta = head + theta * dv
+        if quad:
+            head_e = ev if (rec.readout_trained or not last) else 0.0
+            etheta = head_e + jnp.abs(theta) * edv + etheta * (jnp.abs(dv) + edv)
+            ec = ev
+        theta = new_theta
+    return c, theta, ec, etheta
+
+
+def _variances(layer: _Layer, rec: _Recursion, X: np.ndarray):
+    """Each point's variance at the input of every activation step, and its bound."""
+    a = jnp.asarray(rec.scale * np.sum(X * X, axis=1) + rec.bias2)
+    quad = isinstance(layer.dual, TrapezoidDual)
+    e = jnp.zeros_like(a)
+    out, errs = [], []
+    for _ in range(rec.steps):
+        out.append(a)
+        errs.append(e)
+        v, _, ev, _ = layer(a, a, a, e, e, e)
+        a = v + rec.bias2
+        if quad:
+            e = ev
+    return out, errs
+
+
+class _Probe(AbstractDual):
+    """`E[σ(u)²]` on the diagonal only, by 1-D Gauss–Hermite (80 nodes): an estimate of
+    the variances at each step, used only to choose the quadrature's grid (whose bound
+    is then computed at the actual inputs)."""
+
+    activation: Activation = eqx.field(static=True)
+
+    def __call__(self, a, b, c):
+        z, w = np.polynomial.hermite_e.hermegauss(80)
+        lead = (1,) * jnp.ndim(a)
+        x = jnp.sqrt(a)[..., None] * z.reshape((*lead, -1))
+        v = jnp.sum(w.reshape((*lead, -1)) * self.activation(x) ** 2, axis=-1)
+        v = v / math.sqrt(2 * math.pi)
+        return v, v
+
+
+def _dual_for(activation: Activation, variances: list, tol: float, method: str) -> AbstractDual:
+    closed = CLOSED_FORMS.get(activation.name)
+    if closed is not None and method == "auto":
+        return closed
+    top = max(float(jnp.max(v)) for v in variances)
+    return trapezoid_dual(activation, top, tol)
+
+
+def infinite_kernel(
+    model: AbstractModel,
+    x1: ArrayLike | Dataset,
+    x2: ArrayLike | Dataset | None = None,
+    *,
+    method: str = "auto",
+    tol: float = 1e-12,
+    block: int | None = None,
+    progress: bool = False,
+) -> InfiniteKernel:
+    """The infinite-width NNGP and NTK of `model` between `x1` and `x2` (`x2=None`: `x1`
+    itself), in ntkflow's NTK parametrisation — the same kernels as neural-tangents'
+    `stax.serial(Dense(W_std=1, b_std=1 or None, parameterization="ntk"), act, …)`.
+
+    ReLU, erf, GELU and sin are closed forms; every other built-in activation is a
+    trapezoidal quadrature whose error bound (propagated through the layers) is below
+    `tol` per expectation and is reported (docs/theory.md, "Quadrature with a bound").
+
+    **Arguments:**
+
+    - `model`: an `MLP` (any depth, with or without biases) or a `Shallow`.
+    - `x1`, `x2`: inputs `(n, d)`, or `Dataset`s of vectors.
+    - `method`: `"auto"` (closed forms where they exist, else the quadrature) or
+      `"quadrature"` (the quadrature even where a closed form exists: a check).
+    - `tol`: the quadrature's target error per expectation (absolute).
+    - `block`: rows of `x1` per compiled call (default: as many as fit 256 MiB).
+    - `progress`: a progress bar over the blocks.
+
+    **Raises:** `ValueError` for other models, activations without a closed form or a
+    known analytic strip (custom ones), inputs that are not finite 2-D arrays, or
+    mismatched dimensions.
+    """
+    X1 = _points(x1, "x1")
+    X2 = X1 if x2 is None else _points(x2, "x2")
+    if X1.shape[1] != X2.shape[1]:
+        raise ValueError(
+            f"x1 and x2 must have the same dimension, got {X1.shape[1]} and {X2.shape[1]}"
+        )
+    if method not in ("auto", "quadrature"):
+        raise ValueError(f"method must be 'auto' or 'quadrature', got method={method!r}")
+    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got tol={tol!r}")
+    rec = _recursion(model, X1.shape[1])
+    act = model.activation
+    if act.name not in CLOSED_FORMS and act.name not in ANALYTIC:
+        raise ValueError(
+            f"infinite_kernel has no kernel for activation={act.name!r}: neither a closed "
+            f"form (relu, erf, gelu, sin) nor a known analytic strip for the quadrature "
+            f"({', '.join(sorted(ANALYTIC))})"
+        )
+    dtype = jnp.result_type(float)
+    X1j, X2j = jnp.asarray(X1, dtype), jnp.asarray(X2, dtype)
+    lip = (
+        act.sup_d1,
+        act.sup_d2,
+        ANALYTIC[act.name].sup_d3 if act.name in ANALYTIC else 0.0,
+        abs(float(act(jnp.zeros((), dtype)))),
+    )
+    # Grid from the inputs' variances (before the dual is known: closed form for them).
+    probe = _Layer(CLOSED_FORMS.get(act.name) or _Probe(act), lip)
+    var1, _ = _variances(probe, rec, X1)
+    var2, _ = _variances(probe, rec, X2)
+    layer = _Layer(_dual_for(act, var1 + var2, tol, method), lip)
+    a1, e1 = _variances(layer, rec, X1)
+    a2, e2 = (a1, e1) if x2 is None else _variances(layer, rec, X2)
+    quad = isinstance(layer.dual, TrapezoidDual)
+    n1, n2 = X1.shape[0], X2.shape[0]
+    ids = np.unique(np.concatenate([X1, X2]), axis=0, return_inverse=True)[1].reshape(-1)
+    ids1, ids2 = jnp.asarray(ids[:n1]), jnp.asarray(ids[n1:])
+    if block is None:
+        per_row = 8 * n2 * (8 * (2 * layer.dual.K + 1) if quad else 16)
+        block = max(1, min(n1, BLOCK_BYTES // per_row))
+    nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
+    en = et = 0.0
+    starts = range(0, n1, block)
+    bar = task = None
+    if progress:
+        from ._progress import rich_bar
+
+        bar = rich_bar(counts=True)
+        bar.start()
+        task = bar.add_task("infinite-width kernel", total=len(starts))
+    try:
+        for i in starts:
+            rows = slice(i, min(i + block, n1))
+            c, theta, ec, etheta = _block(
+                layer,
+                rec,
+                X1j[rows],
+                X2j,
+                [a[rows] for a in a1],
+                a2,
+                [e[rows] for e in e1] if quad else None,
+                e2 if quad else None,
+                ids1[rows],
+                ids2,
+            )
+            nngp[rows], ntk[rows] = np.asarray(c), np.asarray(theta)
+            if quad:
+                en = max(en, float(jnp.max(ec)))
+                et = max(et, float(jnp.max(etheta)))
+            if bar is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if quad:
+        d = layer.dual
+        method = f"trapezoidal quadrature, step {d.h:.3g}, {2 * d.K + 1}² nodes, tol {tol:g}"
+    else:
+        method = "closed form"
+    return InfiniteKernel(
+        jnp.asarray(nngp),
+        jnp.asarray(ntk),
+        en if quad else None,
+        et if quad else None,
+        method,
+        model.describe(),
+    )
