@@ -50,10 +50,7 @@ CASES = [
     (kind, act, depth, bias, given)
     for act in ("relu", "erf", "gelu", "sin")
     for kind, depth, bias in (
-        ("mlp", 1, False),
-        ("mlp", 2, True),
-        ("mlp", 3, False),
-        ("mlp", 3, True),
+        *(("mlp", depth, bias) for depth in (1, 2, 3) for bias in (False, True)),
         ("shallow", 1, False),
     )
     for given in (False, True)
@@ -223,3 +220,95 @@ def test_dataset_input_and_bad_inputs():
         nf.infinite_kernel(nf.MLP((4,)), np.ones((2, 3)), method="mc")
     with pytest.raises(ValueError, match="no quadrature"):
         nf.infinite_kernel(nf.MLP((4,), "relu"), np.ones((2, 3)), method="quadrature")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tanh", "relu", "erf"])
+def test_empirical_kernel_approaches_the_limit_as_the_inverse_square_root_of_width(name):
+    """One hidden layer: the empirical NTK is a mean over iid units of the limit's
+    integrand, so its distance to the limit falls as m^{-1/2} (no 1/m bias)."""
+    X = np.random.default_rng(11).standard_normal((24, 5))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    data = nf.datasets.from_arrays(X, np.zeros(len(X)))
+    widths = [64, 128, 256, 512, 1024, 2048, 4096]
+    limit = np.asarray(nf.infinite_kernel(nf.MLP((8,), name, bias=True), X).ntk)
+    means = []
+    for m in widths:
+        dists = []
+        for seed in range(16):
+            problem = nf.Problem(nf.MLP((m,), name, bias=True), data, key=seed)
+            K = np.asarray(nf.empirical_ntk(problem))
+            dists.append(np.linalg.norm(K - limit) / np.linalg.norm(limit))
+        means.append(np.mean(dists))
+    slope = np.polyfit(np.log(widths), np.log(means), 1)[0]
+    print(f"{name}: mean ‖K_m − K_∞‖/‖K_∞‖ {np.round(means, 4).tolist()}, slope {slope:.3f}")
+    assert abs(slope + 0.5) < 0.1
+
+
+NT_FLOW = """
+import sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from neural_tangents import predict
+d = np.load(sys.argv[1])
+fn = predict.gradient_descent_mse(d["k"], d["y"], learning_rate=1.0)
+train, test = fn(d["t"], d["u0"], d["ut0"], d["kx"])
+np.savez(sys.argv[2], train=np.asarray(train), test=np.asarray(test))
+"""
+
+
+@pytest.mark.parametrize("initial", ["network", "zero"])
+def test_infinite_flow_equals_neural_tangents_gradient_descent_mse(tmp_path, initial):
+    rng = np.random.default_rng(2)
+    X, Xt = rng.standard_normal((12, 4)), rng.standard_normal((5, 4))
+    data = nf.datasets.from_arrays(X, np.sin(X[:, 0]), X_test=Xt, y_test=np.sin(Xt[:, 0]))
+    problem = nf.Problem(nf.MLP((32, 32), "erf", bias=True), data, alpha=2.0, key=1)
+    times = np.array([0.0, 0.05, 0.3, 2.0])
+    flow = nf.infinite_flow(problem, times, initial=initial)
+    assert flow.test is not None and flow.cross is not None
+    u0 = np.asarray(2.0 * problem.f(problem.w0)) if initial == "network" else np.zeros(12)
+    ut0 = (
+        np.asarray(2.0 * problem.predict(problem.w0, jnp.asarray(Xt)))
+        if initial == "network"
+        else np.zeros(5)
+    )
+    np.testing.assert_allclose(np.asarray(flow.train[0]), u0, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(flow.test[0]), ut0, atol=1e-13)
+    np.savez(
+        tmp_path / "in.npz",
+        k=np.asarray(flow.kernel.ntk),
+        kx=np.asarray(flow.cross.ntk),
+        y=np.sin(X[:, :1]),
+        u0=u0[:, None],
+        ut0=ut0[:, None],
+        t=times * 2.0**2 * 12,  # η τ = α² t · n·k
+    )
+    (tmp_path / "nt_flow.py").write_text(NT_FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+    proc = subprocess.run(
+        [str(NT_PYTHON), str(tmp_path / "nt_flow.py"), str(tmp_path / "in.npz"),
+         str(tmp_path / "out.npz")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(np.asarray(flow.train), ref["train"][..., 0], atol=1e-10)
+    np.testing.assert_allclose(np.asarray(flow.test), ref["test"][..., 0], atol=1e-10)
+    late = nf.infinite_flow(problem, [1e6], initial=initial)
+    np.testing.assert_allclose(np.asarray(late.train[0]), np.sin(X[:, 0]), atol=1e-8)
+    assert float(late.loss[0]) < 1e-15 < float(flow.loss[0])
+
+
+def test_infinite_flow_refuses_other_losses_and_bad_times():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 3))
+    data = nf.datasets.from_arrays(X, np.sign(X[:, 0]))
+    problem = nf.Problem(nf.MLP((8,), "tanh"), data, loss="logistic")
+    with pytest.raises(ValueError, match="needs the square loss"):
+        nf.infinite_flow(problem, [1.0])
+    square = nf.Problem(nf.MLP((8,), "tanh"), data)
+    with pytest.raises(ValueError, match="times must be finite and ≥ 0"):
+        nf.infinite_flow(square, [-1.0])
+    with pytest.raises(ValueError, match="initial must be"):
+        nf.infinite_flow(square, [1.0], initial="gp")

@@ -34,6 +34,7 @@ from ._flows import (
 from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
 from ._grid import SweepError as SweepError
 from ._infinite import InfiniteKernel as InfiniteKernel, infinite_kernel as infinite_kernel
+from ._infinite_flow import InfiniteFlow as InfiniteFlow, infinite_flow as infinite_flow
 from ._initial_kernel import InitialKernel as InitialKernel, initial_kernel as initial_kernel
 from ._jacobian import (
     AbstractNTKMethod as AbstractNTKMethod,
