@@ -312,3 +312,26 @@ def test_infinite_flow_refuses_other_losses_and_bad_times():
         nf.infinite_flow(square, [-1.0])
     with pytest.raises(ValueError, match="initial must be"):
         nf.infinite_flow(square, [1.0], initial="gp")
+
+
+def test_a_run_compares_its_certificate_with_the_limit(tmp_path):
+    data = nf.datasets.sphere(12, 3, seed=0)
+    problem = nf.Problem(nf.MLP((256,), "erf", bias=True), data, centering="antisymmetric")
+    out = nf.run(problem, tmp_path / "r", t1=0.5, saveat=4, limit=True, figures=False)
+    lim = out.summary["limit"]
+    theta = np.asarray(nf.infinite_kernel(problem.model, data.X).ntk)
+    K0 = np.asarray(out.certificate.kernel.K)
+    assert lim["limit_kernel_distance"] == pytest.approx(
+        np.linalg.norm(K0 - theta) / np.linalg.norm(theta), rel=1e-12
+    )
+    assert 0 < lim["limit_kernel_distance"] < 0.5
+    smin = np.sqrt(np.linalg.eigvalsh(theta)[0])
+    assert lim["limit_sigma_min"] == pytest.approx(smin, rel=1e-10)
+    assert lim["limit_sigma_min_distance"] == pytest.approx(
+        abs(out.certificate.sigma_min - smin) / smin, rel=1e-8
+    )
+    assert lim["limit_error"] is None and lim["limit_method"] == "closed form"
+    saved = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert saved["limit"]["limit_kernel_distance"] == pytest.approx(lim["limit_kernel_distance"])
+    plain = nf.run(problem, None, t1=0.5, saveat=4)
+    assert "limit" not in plain.summary

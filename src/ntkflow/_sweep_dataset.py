@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._grid import Grid
+from ._limit_summary import LIMIT_SCALARS
 
 # `holds_<check>` of a point that does not have the check (a loss other than the square
 # keeps only the checks that apply to it: docs/theory.md, "What is checked for each loss").
@@ -54,6 +55,7 @@ _SCALARS = (
     "exit_time",
     "num_steps",
     "p",
+    *LIMIT_SCALARS,
 )
 
 

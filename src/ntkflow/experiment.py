@@ -18,6 +18,7 @@ from . import datasets
 from ._certificate import Certificate, certify
 from ._flows import solve_flows
 from ._json import jsonable
+from ._limit_summary import limit_scalars
 from ._memory import TooLarge
 from ._problem import Problem
 from ._results import REPORT, atomic_write_bytes, results_writer
@@ -186,6 +187,7 @@ def run_experiment(
     start = time.perf_counter()
     problem = build_problem(experiment, source=source)
     cert = certify(problem, beta=experiment.problem.beta)
+    limit = limit_scalars(problem, cert) if experiment.output.limit else {}
     t_cert = time.perf_counter() - start
     solution = verification = None
     if flows:
@@ -204,6 +206,7 @@ def run_experiment(
         solution,
         verification,
         timings={"certify_s": t_cert, "total_s": t_total},
+        limit=limit,
     )
     return RunOutput(
         experiment=experiment,
@@ -266,6 +269,7 @@ def run(
     report: bool = True,
     dpi: int = 110,
     progress: bool = False,
+    limit: bool = False,
     **flow_options: Any,
 ) -> RunOutput:
     """What `ntkflow run FILE` does, for a `Problem` built in Python (any model: `MLP`,
@@ -281,6 +285,8 @@ def run(
     - `beta`: a user's β for the certificate (`certify(problem, beta=…)`).
     - `figures`, `report`, `dpi`: what `out` gets.
     - `progress`: a progress bar for the gradient flow.
+    - `limit`: also the distances of `K0`, `σ_min`, `σ_max`, `α*` to the infinite-width
+      limit (`MLP`, `Shallow`; the summary's `limit` section).
     - `flow_options`: passed to `solve_flows` (`t1`, `saveat`, `solver`, `rtol`, …).
 
     **Returns:** a `RunOutput` (`certificate`, `solution`, `verification`, `summary`,
@@ -290,6 +296,7 @@ def run(
         raise TypeError(f"run needs an ntkflow Problem, got {type(problem).__name__}")
     start = time.perf_counter()
     cert = certify(problem, beta=beta)
+    limits = limit_scalars(problem, cert) if limit else {}
     t_cert = time.perf_counter() - start
     solution = solve_flows(problem, progress=progress, kernel=cert.kernel, **flow_options)
     verification = verify(solution, cert)
@@ -302,6 +309,7 @@ def run(
         solution,
         verification,
         timings={"certify_s": t_cert, "total_s": time.perf_counter() - start},
+        limit=limits,
     )
     output = RunOutput(
         experiment=None,

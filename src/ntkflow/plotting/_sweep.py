@@ -1,7 +1,8 @@
 """The figures of a sweep, drawn from its `sweep.nc` and summary: each fitted power law
 (`plot_scaling`), the empirical critical α against the theorem's α*
-(`plot_critical_alpha`) and, with a test split, the test losses against α
-(`plot_lazy_active`); `save_sweep_figures` renders them to PNG files.
+(`plot_critical_alpha`), the width study's distances to the infinite-width limit
+(`plot_limit`) and, with a test split, the test losses against α (`plot_lazy_active`);
+`save_sweep_figures` renders them to PNG files.
 """
 
 import math
@@ -62,6 +63,45 @@ def plot_scaling(fit: dict[str, Any]) -> Any:
     ax.set_title(
         f"{fit.get('quantity', '')} vs {against.split('.')[-1]}" + (f" ({where})" if where else "")
     )
+    return fig
+
+
+_LIMIT_LABELS = {
+    "limit_kernel_distance": "‖K0 − Θ‖_F/‖Θ‖_F",
+    "limit_sigma_min_distance": "|σ_min − σ_min(Θ)|/σ_min(Θ)",
+    "limit_sigma_max_distance": "|σ_max − σ_max(Θ)|/σ_max(Θ)",
+    "limit_alpha_star_distance": "|α* − α*(Θ)|/α*(Θ)",
+}
+
+
+def plot_limit(fits: list[dict[str, Any]]) -> Any:
+    """The width study: each distance to the infinite-width limit against the width, with
+    its fitted slope, and the theory's `m^{-1/2}` through the kernel's distance."""
+    fig, (ax,) = _figure()
+    p = _Panel()
+    anchor = None
+    for i, fit in enumerate(fits):
+        x, y = _floats(fit.get("x") or []), _floats(fit.get("y") or [])
+        ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+        if not ok.any():
+            continue
+        slope = _number(fit.get("slope"))
+        name = _LIMIT_LABELS.get(str(fit.get("quantity")), str(fit.get("quantity")))
+        label = f"{name}: slope {slope:.2f}" if math.isfinite(slope) else name
+        p.line(x[ok], y[ok], fmt="o-", color=f"C{i}", ms=5, label=label)
+        if fit.get("quantity") == "limit_kernel_distance" and ok.sum() >= 2:
+            anchor = (x[ok], y[ok])
+    if anchor is not None:
+        x, y = anchor
+        cx, cy = np.exp(np.mean(np.log(x))), np.exp(np.mean(np.log(y)))
+        xx = np.geomspace(x.min(), x.max(), 50)
+        p.line(xx, cy * (xx / cx) ** -0.5, color="k", ls=":", label="theory: m^-1/2")
+    p.draw(ax, x="log", y="log", empty="no data: no distance to the limit was computed")
+    against = str(fits[0].get("against", "")) if fits else ""
+    ax.set_xlabel(against)
+    ax.set_ylabel("relative distance to the infinite-width limit")
+    where = _where_label(fits[0].get("where") or {}) if fits else ""
+    ax.set_title("Width study: distance to the limit" + (f" ({where})" if where else ""))
     return fig
 
 
@@ -196,13 +236,18 @@ def plot_lazy_active(ds: Any, summary: dict[str, Any]) -> Any:
 def save_sweep_figures(
     directory: str | Path, ds: Any, summary: dict[str, Any], *, dpi: int = 110
 ) -> dict[str, Path]:
-    """Render a sweep's figures: one per scaling fit, the critical α, and the test losses
-    against α (lazy vs active) when the data have a test split."""
+    """Render a sweep's figures: one per scaling fit, the width study's distances to the
+    limit, the critical α, and the test losses against α (lazy vs active) when the data
+    have a test split."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {}
     for i, fit in enumerate(summary.get("fits", [])):
         figures[f"scaling_{i:02d}_{fit['quantity']}"] = plot_scaling(fit)
+    limits = [f for f in summary.get("fits", []) if str(f["quantity"]).startswith("limit_")]
+    if limits:  # the first setting of the other keys
+        first = limits[0].get("where")
+        figures["limit_width"] = plot_limit([f for f in limits if f.get("where") == first])
     rows = summary.get("critical_alpha") or []
     if rows:
         figures["critical_alpha"] = plot_critical_alpha(rows)

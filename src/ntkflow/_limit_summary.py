@@ -1,0 +1,79 @@
+"""How far a run's kernel and certificate are from their infinite-width limit
+(docs/theory.md, "Scaling laws in the width").
+
+For a model with a limit (`MLP`, `Shallow`), the empirical `K0` of the certificate is
+compared with the limit `Θ ⊗ I_k` (`infinite_kernel`), and the certificate's `σ_min`,
+`σ_max`, `α*` with the same quantities computed from `Θ` (with the run's own `α`, `R0` and
+`β`): relative distances whose decay in the width a sweep fits (`m^{-1/2}` for the kernel's
+fluctuation; at most that for the spectrum, by Weyl's inequality).
+"""
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._certificate import Certificate, theorem_constants
+from ._infinite import infinite_kernel
+from ._problem import Problem
+from ._spectrum import ntk_spectrum
+from .models import MLP, Shallow
+
+# The relative distances a sweep keeps and fits against the width.
+LIMIT_DISTANCES = (
+    "limit_kernel_distance",
+    "limit_sigma_min_distance",
+    "limit_sigma_max_distance",
+    "limit_alpha_star_distance",
+)
+LIMIT_SCALARS = (*LIMIT_DISTANCES, "limit_sigma_min", "limit_sigma_max", "limit_alpha_star")
+
+
+def has_limit(problem: Problem) -> bool:
+    """Whether `infinite_kernel` covers the problem's model."""
+    return isinstance(problem.model, MLP | Shallow)
+
+
+def _relative(value: float, limit: float) -> float:
+    if not (math.isfinite(value) and math.isfinite(limit)) or limit == 0:
+        return math.nan
+    return abs(value - limit) / abs(limit)
+
+
+def limit_scalars(
+    problem: Problem, certificate: Certificate, *, tol: float = 1e-12
+) -> dict[str, Any]:
+    """`‖K0 − Θ⊗I_k‖_F/‖Θ⊗I_k‖_F` and the relative distances of `σ_min`, `σ_max`, `α*`
+    to their values on the limit kernel, with those values and the limit kernel's error
+    bound (`None`: closed form). Empty when the model has no limit or the certificate
+    carries no kernel."""
+    if not has_limit(problem) or certificate.kernel is None:
+        return {}
+    limit = infinite_kernel(problem.model, problem.data.X, tol=tol)
+    theta = np.asarray(limit.ntk, dtype=np.float64)
+    k = problem.data.k
+    if k > 1:  # outputs point-major, as K0's
+        theta = np.kron(theta, np.eye(k))
+    K0 = np.asarray(certificate.kernel.K, dtype=np.float64)
+    spec = ntk_spectrum(theta)
+    c = certificate
+    consts = theorem_constants(
+        c.alpha,
+        c.delta_R0 if c.mu > 0 else c.R0,  # as `certify` does
+        spec.sigma_min,
+        spec.sigma_max,
+        c.beta,
+        mu=c.mu,
+        L=c.L,
+    )
+    return {
+        "limit_kernel_distance": float(np.linalg.norm(K0 - theta) / np.linalg.norm(theta)),
+        "limit_sigma_min_distance": _relative(c.sigma_min, spec.sigma_min),
+        "limit_sigma_max_distance": _relative(c.sigma_max, spec.sigma_max),
+        "limit_alpha_star_distance": _relative(c.alpha_star, consts["alpha_star"]),
+        "limit_sigma_min": spec.sigma_min,
+        "limit_sigma_max": spec.sigma_max,
+        "limit_alpha_star": consts["alpha_star"],
+        "limit_error": limit.ntk_error,
+        "limit_method": limit.method,
+    }
