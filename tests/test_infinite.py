@@ -315,7 +315,7 @@ def test_infinite_flow_refuses_other_losses_and_bad_times():
 
 
 def test_a_run_compares_its_certificate_with_the_limit(tmp_path):
-    data = nf.datasets.sphere(12, 3, seed=0)
+    data = nf.datasets.sphere(12, 3, n_test=5, seed=0)
     problem = nf.Problem(nf.MLP((256,), "erf", bias=True), data, centering="antisymmetric")
     out = nf.run(problem, tmp_path / "r", t1=0.5, saveat=4, limit=True, figures=False)
     lim = out.summary["limit"]
@@ -333,5 +333,16 @@ def test_a_run_compares_its_certificate_with_the_limit(tmp_path):
     assert lim["limit_error"] is None and lim["limit_method"] == "closed form"
     saved = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert saved["limit"]["limit_kernel_distance"] == pytest.approx(lim["limit_kernel_distance"])
+    # The infinite-width tangent flow at the save times, beside the finite-width flows.
+    ts = np.asarray(out.dataset["t"].values)
+    flow = nf.infinite_flow(problem, ts)
+    np.testing.assert_allclose(out.dataset["loss_inf"].values, np.asarray(flow.loss), rtol=1e-12)
+    assert flow.test is not None and data.y_test is not None
+    per_point = 0.5 * (np.asarray(flow.test) - np.asarray(data.y_test)[None]) ** 2
+    np.testing.assert_allclose(
+        out.dataset["loss_inf_test"].values, per_point.mean(axis=1), rtol=1e-12
+    )
+    # At t = 0 the finite and infinite tangent flows start from the same αf(w0) = 0.
+    assert out.dataset["loss_inf"].values[0] == pytest.approx(out.dataset["loss_u"].values[0])
     plain = nf.run(problem, None, t1=0.5, saveat=4)
-    assert "limit" not in plain.summary
+    assert "limit" not in plain.summary and "loss_inf" not in plain.dataset

@@ -15,6 +15,8 @@ import numpy as np
 
 from ._certificate import Certificate, theorem_constants
 from ._infinite import infinite_kernel
+from ._infinite_flow import infinite_flow
+from ._losses import Squared
 from ._problem import Problem
 from ._spectrum import ntk_spectrum
 from .models import MLP, Shallow
@@ -77,3 +79,23 @@ def limit_scalars(
         "limit_error": limit.ntk_error,
         "limit_method": limit.method,
     }
+
+
+def limit_series(problem: Problem, ts: np.ndarray, *, tol: float = 1e-12) -> dict[str, Any]:
+    """The infinite-width tangent flow at the run's save times `ts` (`infinite_flow`, square
+    loss only; empty otherwise): its training loss `loss_inf` and, with a test split, its
+    mean per-point test loss `loss_inf_test` (as `loss_u_test` is), for the report's loss
+    figures."""
+    if not has_limit(problem) or not isinstance(problem.objective, Squared):
+        return {}
+    ts = np.asarray(ts, dtype=np.float64)
+    finite = np.isfinite(ts)
+    out = {"loss_inf": np.full(ts.shape, np.nan)}
+    flow = infinite_flow(problem, np.where(finite, ts, 0.0), tol=tol)
+    out["loss_inf"] = np.where(finite, np.asarray(flow.loss), np.nan)
+    if flow.test is not None and problem.data.y_test is not None:
+        pred = np.asarray(flow.test).reshape(len(ts), len(problem.data.y_test), -1)
+        y = np.asarray(problem.data.y_test).reshape(1, len(problem.data.y_test), -1)
+        per_point = 0.5 * np.sum((pred - y) ** 2, axis=2)
+        out["loss_inf_test"] = np.where(finite, per_point.mean(axis=1), np.nan)
+    return out

@@ -18,7 +18,7 @@ from . import datasets
 from ._certificate import Certificate, certify
 from ._flows import solve_flows
 from ._json import jsonable
-from ._limit_summary import limit_scalars
+from ._limit_summary import limit_scalars, limit_series
 from ._memory import TooLarge
 from ._problem import Problem
 from ._results import REPORT, atomic_write_bytes, results_writer
@@ -51,10 +51,18 @@ class RunOutput:
     dataset: Any
 
 
-def _dataset(certificate: Certificate, solution: FlowSolution | None) -> Any:
+def _dataset(
+    certificate: Certificate, solution: FlowSolution | None, limit: dict[str, Any] | None = None
+) -> Any:
     import xarray as xr
 
     ds = solution.to_xarray() if solution is not None else xr.Dataset()
+    names = {
+        "loss_inf": "training loss of the infinite-width tangent flow",
+        "loss_inf_test": "mean test loss per point of the infinite-width tangent flow",
+    }
+    for name, values in (limit or {}).items():
+        ds[name] = ("t", np.asarray(values), {"long_name": names[name]})
     spectrum = certificate.spectrum
     if spectrum is not None:
         ds["ntk_eigenvalues"] = ("mode", np.asarray(spectrum.eigenvalues))
@@ -197,6 +205,7 @@ def run_experiment(
         )
         check()
         verification = verify(solution, cert)
+    series = limit_series(problem, solution.ts) if limit and solution is not None else {}
     t_total = time.perf_counter() - start
     summary = summarize(
         experiment.name,
@@ -215,7 +224,7 @@ def run_experiment(
         solution=solution,
         verification=verification,
         summary=summary,
-        dataset=_dataset(cert, solution),
+        dataset=_dataset(cert, solution, series),
     )
 
 
@@ -300,6 +309,7 @@ def run(
     t_cert = time.perf_counter() - start
     solution = solve_flows(problem, progress=progress, kernel=cert.kernel, **flow_options)
     verification = verify(solution, cert)
+    series = limit_series(problem, solution.ts) if limit else {}
     config = {"source": "python", "beta": beta, "flows": jsonable(flow_options)}
     summary = summarize(
         name,
@@ -318,7 +328,7 @@ def run(
         solution=solution,
         verification=verification,
         summary=summary,
-        dataset=_dataset(cert, solution),
+        dataset=_dataset(cert, solution, series),
     )
     if out is not None:
         save_run(output, out, figures=figures, report=report, dpi=dpi)

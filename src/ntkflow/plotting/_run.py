@@ -28,6 +28,7 @@ _TIME = "t (gradient-flow time)"
 # The network's gradient flow and its linearisation look the same in every figure.
 _NETWORK: dict[str, Any] = dict(color="C0", lw=2)
 _LINEAR: dict[str, Any] = dict(color="C1", lw=2, ls="--")
+_LIMIT: dict[str, Any] = dict(color="C4", lw=1.5, ls=(0, (1, 1)))
 
 
 def _time_label(ax: Any) -> str:
@@ -58,6 +59,8 @@ def plot_losses(ds: Any, summary: dict[str, Any]) -> Any:
     ):
         tt, y = _fine(ds, name)
         p.line(tt, y, label=label, **style)
+    if "loss_inf" in ds:
+        p.line(t, _var(ds, "loss_inf"), label="infinite width (tangent flow of Θ)", **_LIMIT)
     tg = _var(ds, "ts_gd")
     p.line(
         tg if tg is not None else t,
@@ -280,6 +283,9 @@ def plot_test_loss(ds: Any, summary: dict[str, Any]) -> Any:
     for flow, label, style in flows:
         y = _var(ds, f"loss_{flow}_test")
         p.line(t, y, label=f"{label} (last: {_last(y):.3g})", **style)
+    if "loss_inf_test" in ds:
+        y = _var(ds, "loss_inf_test")
+        p.line(t, y, label=f"infinite width (last: {_last(y):.3g})", **_LIMIT)
     p.draw(axes[0], empty=_empty(summary, "no finite test loss"))
     axes[0].set_ylabel(_test_loss_label(ds))
     axes[0].set_title("Held-out loss" + (" and accuracy" if accuracy else ""))
@@ -309,7 +315,8 @@ FIGURES: list[tuple[str, Callable[[Any, dict[str, Any]], Any], str, str]] = [
         "line is linear (exponential) convergence. The network's curve, drawn at every "
         "solver step, flattens where it reaches the integrator's error floor (about "
         "(rtol·‖y‖)² for the squared loss). A dashed red line marks where a solve stopped "
-        "before t1.",
+        "before t1. With [output] limit (an MLP or Shallow, the square loss), a dotted "
+        "purple line is the infinite-width network: the tangent flow of the limit kernel Θ.",
     ),
     (
         "distances",
@@ -365,7 +372,8 @@ FIGURES: list[tuple[str, Callable[[Any, dict[str, Any]], Any], str, str]] = [
         "network and its linearisation, and, when the targets are classes (±1, or one-hot), "
         "the fraction of test points each classifies right (the output's sign, or its "
         "argmax; an output of exactly 0 or a tie counts as wrong): whether the linearised "
-        "model generalises as well as the network.",
+        "model generalises as well as the network. With [output] limit, the dotted purple "
+        "line is the infinite-width network's test loss (the tangent flow of Θ).",
     ),
 ]
 
