@@ -35,6 +35,8 @@ from .models import AbstractModel
 
 # `gram="auto"` on CPU: the fused XLA program up to this many points, BLAS syrk beyond.
 FUSED_MAX_N = 1024
+# The patch block of `_conv_columns` (a few MiB: reused, in cache).
+CONV_BLOCK_BYTES = 8 * 2**20
 
 
 def structured_applies(problem: Problem) -> bool:
@@ -192,7 +194,8 @@ class StructuredDense(AbstractNTKMethod):
       half the FLOPs of a GEMM by symmetry; CPU, scalar outputs), `"jax"` (XLA GEMMs: one
       fused program with the forward/backward pass while `n ≤ chunk`, row blocks of
       `chunk` points beyond; any device and output count), or `"auto"` (`"syrk"` on CPU
-      with scalar outputs and more than 1024 points, else `"jax"`).
+      with scalar outputs and more than 1024 points, or any number for a model with
+      convolutions; else `"jax"`).
     - `chunk`: points per forward/backward pass and per block of `K` on the `"jax"` path
       (memory `O(chunk·Σ_l width_l + n²)`).
 
@@ -227,19 +230,23 @@ class StructuredDense(AbstractNTKMethod):
         n_points, k = problem.data.n, problem.data.k
         gram = self.gram
         if gram == "auto":
-            # One fused XLA program at small n (on CPU its fixed cost is the lowest); BLAS
-            # syrk beyond, on CPU with scalar outputs (`bench/ntk.py`).
+            # Dense models: one fused XLA program at small n (on CPU its fixed cost is the
+            # lowest), BLAS syrk beyond (`bench/ntk.py`). Convolutional models: the BLAS path
+            # at every n on CPU, whose host-formed J_l beat XLA's batched dots
+            # (`bench/cnn.py`). Both need scalar outputs.
             cpu = jax.default_backend() == "cpu"
-            gram = "syrk" if k == 1 and cpu and n_points > FUSED_MAX_N else "jax"
+            shapes = model.tap_shapes(problem.data.point_shape) or ()
+            conv = any(len(t) > 1 for t in shapes)
+            gram = "syrk" if k == 1 and cpu and (n_points > FUSED_MAX_N or conv) else "jax"
         if gram == "syrk" and k != 1:
             raise ValueError(f"gram='syrk' needs scalar outputs, got k={k}; use 'jax'")
         if gram == "jax" and n_points <= self.chunk:
             return fused_kernel(problem, comps)
         if gram == "syrk":
             K = _kernel_syrk(model, comps, problem.state, X, self.chunk, problem.dtype)
-            # Fortran order from BLAS; K is symmetric, so its transpose is the same matrix
-            # in C order, which JAX takes without a strided copy.
-            return jnp.asarray(K.T)
+            # K is symmetric: in Fortran order (SciPy's BLAS) its transpose is the same
+            # matrix in C order, which JAX takes without a strided copy.
+            return jnp.asarray(K if K.flags.c_contiguous else K.T)
         factors, bias = [], ()
         for s, params in comps:
             xs, gs = [], []
@@ -270,22 +277,31 @@ class StructuredDense(AbstractNTKMethod):
 
 
 def _conv_columns(padded: np.ndarray, G: np.ndarray, c: float, scale: float, out: np.ndarray):
-    """`scale · J_l` of a convolution (one output) into `out` `(c, q)` on the host: the
-    patches from shifted views of the zero-padded input, then one product `G_l[i]ᵀ
-    P_l[i]` per point by NumPy's batched `matmul` (about twice XLA's batched dot on CPU
-    here), then the bias columns `√c·Σ_s G_l[i, s]`. The columns' order is immaterial."""
+    """`scale · J_l` of a convolution (one output) into `out` `(c, q)` on the host: per
+    block of points, the patches from shifted views of the zero-padded input, then one
+    product `G_l[i]ᵀ P_l[i]` per point by NumPy's batched `matmul` (about twice XLA's
+    batched dot on CPU here), then the bias columns `√c·Σ_s G_l[i, s]`. The blocks keep the
+    temporaries small and reused (one whole-batch patch array is tens of MiB, fresh pages
+    at every call). The columns' order is immaterial."""
     n, height, width, c_out = G.shape
     kh, kw = padded.shape[1] - height + 1, padded.shape[2] - width + 1
-    P = np.empty((n, height, width, kh * kw, padded.shape[-1]), padded.dtype)
-    for dy in range(kh):
-        for dx in range(kw):
-            P[:, :, :, dy * kw + dx] = padded[:, dy : dy + height, dx : dx + width]
-    g = G.reshape(n, height * width, c_out)
-    J = np.matmul(g.transpose(0, 2, 1), P.reshape(n, height * width, -1)).reshape(n, -1)
-    np.multiply(J, np.asarray(scale, J.dtype), out=out[:, : J.shape[1]])
+    s, q = height * width, kh * kw * padded.shape[-1]
+    block = max(1, min(n, CONV_BLOCK_BYTES // (4 * padded.itemsize * s * q)))
+    P = np.empty((block, height, width, kh * kw, padded.shape[-1]), padded.dtype)
+    T = np.empty((block, c_out, q), padded.dtype)
+    factor = np.asarray(scale, padded.dtype)
+    for start in range(0, n, block):
+        m = min(block, n - start)
+        rows = slice(start, start + m)
+        for dy in range(kh):
+            for dx in range(kw):
+                P[:m, :, :, dy * kw + dx] = padded[rows, dy : dy + height, dx : dx + width]
+        g = G[rows].reshape(m, s, c_out)
+        np.matmul(g.transpose(0, 2, 1), P[:m].reshape(m, s, q), out=T[:m])
+        np.multiply(T[:m].reshape(m, -1), factor, out=out[rows, : c_out * q])
     if c:
-        root = np.asarray(scale * math.sqrt(c), J.dtype)
-        np.multiply(g.sum(axis=1), root, out=out[:, J.shape[1] :])
+        root = np.asarray(scale * math.sqrt(c), padded.dtype)
+        np.multiply(G.reshape(n, s, c_out).sum(axis=1), root, out=out[:, c_out * q :])
 
 
 def _n_columns(x: Array, g: Array, c: float) -> int:
@@ -339,7 +355,10 @@ def _kernel_syrk(model, comps, state, X, chunk: int, dtype) -> np.ndarray:
             K = S if K is None else K + S
     assert J is not None
     if J.shape[1]:
-        S = syrk(J)
+        # NumPy's `J @ J.T` is a `syrk` too (it detects the transpose), on the BLAS whose
+        # threads just formed the convolutions' columns: SciPy's `syrk` here ran ~1.7×
+        # slower while NumPy's BLAS threads were still spinning from the `matmul`.
+        S = J @ J.T
         K = S if K is None else K + S
     assert K is not None
     return mirror_upper(K)
