@@ -320,7 +320,7 @@ def _kernel_syrk(model, comps, state, X, chunk: int, dtype) -> np.ndarray:
     are written side by side into one host array `J` and contracted by one `syrk`; wider
     dense layers add `s²·(X Xᵀ + c) ∘ (G Gᵀ)`."""
     n = X.shape[0]
-    J, K, width = None, None, 0
+    J, K, width, conv = None, None, 0, False
     for copy, (s, params) in enumerate(comps):
         wide: dict[int, tuple[list, list, float]] = {}
         start = 0
@@ -335,6 +335,7 @@ def _kernel_syrk(model, comps, state, X, chunk: int, dtype) -> np.ndarray:
                 x, g = np.asarray(x)[:valid], np.asarray(g[0])[:valid]
                 if x.ndim == 4:
                     _conv_columns(x, g, c, s, J[rows, col : col + widths[i]])
+                    conv = True
                 elif g.shape[1] == 1:
                     np.multiply(x, g * np.asarray(s, dtype), out=J[rows, col : col + x.shape[1]])
                     if c:
@@ -355,10 +356,11 @@ def _kernel_syrk(model, comps, state, X, chunk: int, dtype) -> np.ndarray:
             K = S if K is None else K + S
     assert J is not None
     if J.shape[1]:
-        # NumPy's `J @ J.T` is a `syrk` too (it detects the transpose), on the BLAS whose
-        # threads just formed the convolutions' columns: SciPy's `syrk` here ran ~1.7×
-        # slower while NumPy's BLAS threads were still spinning from the `matmul`.
-        S = J @ J.T
+        # With convolutions, NumPy's `J @ J.T` (a `syrk` too: it detects the transpose), on
+        # the BLAS whose threads just formed their columns: SciPy's `syrk` there ran ~1.7×
+        # slower while NumPy's threads were still spinning from the `matmul`. Without,
+        # SciPy's, like the wider layers' Gram matrices (one BLAS pool either way).
+        S = J @ J.T if conv else syrk(J)
         K = S if K is None else K + S
     assert K is not None
     return mirror_upper(K)
