@@ -320,6 +320,7 @@ def test_a_run_compares_its_certificate_with_the_limit(tmp_path):
     out = nf.run(problem, tmp_path / "r", t1=0.5, saveat=4, limit=True, figures=False)
     lim = out.summary["limit"]
     theta = np.asarray(nf.infinite_kernel(problem.model, data.X).ntk)
+    assert out.certificate.kernel is not None
     K0 = np.asarray(out.certificate.kernel.K)
     assert lim["limit_kernel_distance"] == pytest.approx(
         np.linalg.norm(K0 - theta) / np.linalg.norm(theta), rel=1e-12

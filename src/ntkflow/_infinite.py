@@ -132,17 +132,17 @@ def _block(layer: _Layer, rec: _Recursion, X1, X2, a1, a2, e1, e2, id1, id2):
     for step in range(rec.steps):
         a, b = a1[step][:, None], a2[step][None, :]
         ea = eb = None
-        if quad:
-            ea, eb = e1[step][:, None], e2[step][None, :]
         c = jnp.where(same, a, c)
         if quad:
-            ec = jnp.where(same, ea, ec)
+            ea, eb = e1[step][:, None], e2[step][None, :]
+            ec = jnp.where(same, ea, jnp.asarray(ec))
         v, dv, ev, edv = layer(a, b, c, ea, eb, ec)
         last = step == rec.steps - 1
         c = v + rec.bias2
         head = c if (rec.readout_trained or not last) else 0.0
         new_theta = head + theta * dv
         if quad:
+            assert ev is not None and edv is not None and etheta is not None
             head_e = ev if (rec.readout_trained or not last) else 0.0
             etheta = head_e + jnp.abs(theta) * edv + etheta * (jnp.abs(dv) + edv)
             ec = ev
@@ -233,7 +233,7 @@ def infinite_kernel(
     if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a positive number, got tol={tol!r}")
     rec = _recursion(model, X1.shape[1])
-    act = model.activation
+    act = model.activation  # pyright: ignore[reportAttributeAccessIssue]  (MLP or Shallow)
     if act.name not in CLOSED_FORMS and act.name not in ANALYTIC:
         raise ValueError(
             f"infinite_kernel has no kernel for activation={act.name!r}: neither a closed "
@@ -255,12 +255,13 @@ def infinite_kernel(
     layer = _Layer(_dual_for(act, var1 + var2, tol, method), lip)
     a1, e1 = _variances(layer, rec, X1)
     a2, e2 = (a1, e1) if x2 is None else _variances(layer, rec, X2)
-    quad = isinstance(layer.dual, TrapezoidDual)
+    dual = layer.dual
+    quad = isinstance(dual, TrapezoidDual)
     n1, n2 = X1.shape[0], X2.shape[0]
     ids = np.unique(np.concatenate([X1, X2]), axis=0, return_inverse=True)[1].reshape(-1)
     ids1, ids2 = jnp.asarray(ids[:n1]), jnp.asarray(ids[n1:])
     if block is None:
-        per_row = 8 * n2 * (8 * (2 * layer.dual.K + 1) if quad else 16)
+        per_row = 8 * n2 * (8 * (2 * dual.K + 1) if isinstance(dual, TrapezoidDual) else 16)
         block = max(1, min(n1, BLOCK_BYTES // per_row))
     nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
     en = et = 0.0
@@ -288,7 +289,7 @@ def infinite_kernel(
                 ids2,
             )
             nngp[rows], ntk[rows] = np.asarray(c), np.asarray(theta)
-            if quad:
+            if ec is not None and etheta is not None:
                 en = max(en, float(jnp.max(ec)))
                 et = max(et, float(jnp.max(etheta)))
             if bar is not None:
@@ -296,8 +297,8 @@ def infinite_kernel(
     finally:
         if bar is not None:
             bar.stop()
-    if quad:
-        d = layer.dual
+    if isinstance(dual, TrapezoidDual):
+        d = dual
         method = f"trapezoidal quadrature, step {d.h:.3g}, {2 * d.K + 1}² nodes, tol {tol:g}"
     else:
         method = "closed form"

@@ -104,7 +104,7 @@ def infinite_flow(
     loss = 0.5 * jnp.sum((train - y[None]) ** 2, axis=(1, 2))
     test = None
     if cross is not None:
-        assert data.X_test is not None
+        assert data.X_test is not None and data.y_test is not None
         if initial == "network":
             ut0 = alpha * problem.predict(problem.w0, data.X_test).reshape(-1, y.shape[1])
         else:

@@ -325,7 +325,8 @@ def _kernel_syrk(model, comps, state, X, chunk: int, dtype) -> np.ndarray:
         wide: dict[int, tuple[list, list, float]] = {}
         start = 0
         for Xc, valid in padded_chunks(X, chunk):
-            xs, gs, bias = _factors(model, params, state, Xc, conv_jacobian=False)
+            xs, gs_, bias = _factors(model, params, state, Xc, conv_jacobian=False)
+            gs = [g for g in gs_ if g is not None]  # never None without `conv_jacobian`
             if J is None:
                 widths = [_n_columns(*layer) for layer in zip(xs, gs, bias, strict=True)]
                 width = sum(widths)
