@@ -26,13 +26,14 @@ $(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
 	$(PIP) -e .
 	@touch $@
 
-# The tests cover the PyTorch and Flax adapters too: their extras are installed, not skipped.
+# The tests cover the PyTorch and Flax adapters and the Ray executor too: their extras are
+# installed, not skipped.
 $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
-	$(PIP) -e ".[test,torch,flax]"
+	$(PIP) -e ".[test,torch,flax,ray]"
 	@touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
-	$(PIP) -e ".[test,dev,torch,flax]"
+	$(PIP) -e ".[test,dev,torch,flax,ray]"
 	@touch $@
 
 demo: $(VENV)/.stamp-run

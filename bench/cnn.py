@@ -1,6 +1,6 @@
 """Benchmark: the empirical NTK of a convolutional network on digits images.
 
-    python bench/cnn.py [--quick] [--nt-python .venv-nt/bin/python]
+    python bench/cnn.py [--quick | --sizes N ...] [--nt-python .venv-nt/bin/python]
 
 `CNN((32, 32), 3, "erf")` (two stride-1 SAME 3×3 convolutions, flatten, dense readout; NTK
 parametrisation, no biases, p = 11,552) on 8 × 8 × 1 digits images, n ∈ {256, 1024, 4096}
@@ -18,7 +18,8 @@ nothing in the cost. Each measurement runs in a fresh process:
 
 Every kernel is compared with ntkflow's structured one. The GEMM limit is the structured
 formula's FLOPs `2n²·(Σ_conv k²·C_in·C_out + fan_in + k)` at the GEMM throughput measured
-in the same run. A measurement still running after `--timeout` seconds (warm-up included)
+in the same run. Times are medians as in `bench/ntk.py` (at least `--repeats` calls, until
+they fill 1 s). A measurement still running after `--timeout` seconds (warm-up included)
 is stopped and reported as such, and one whose projected time exceeds it is not run (its
 row says why: `ntk.not_run`). Writes `OUT/cnn.json` and `OUT/cnn.md`.
 """
@@ -184,6 +185,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--worker")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="the n to run (default 256 1024 4096; --quick 256 1024)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
         "--timeout", type=float, default=300.0, help="seconds per measurement (warm-up included)"
@@ -215,7 +222,7 @@ def main() -> None:
         past.append((n, rows[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
-    ns = [256, 1024] if args.quick else [256, 1024, 4096]
+    ns = args.sizes or ([256, 1024] if args.quick else [256, 1024, 4096])
     for dtype, n in itertools.product(("float32", "float64"), ns):
         base = {"workload": "cnn 32-32 3x3 erf, digits 8x8x1", "n": n, "dtype": dtype}
         base["limit_s"] = gemm_flops(n) / (gemm[dtype]["jax_gflops"] * 1e9)

@@ -12,8 +12,9 @@ ntkflow's). A measurement whose memory, extrapolated linearly in n from the same
 implementation's at the size before, would exceed `--max-gib`, or whose time projected from
 the sizes before exceeds `--timeout` (`ntk.not_run`), is not run and says so; one still
 running after `--timeout` seconds is stopped and reported as such. Times are the
-median of `--repeats` calls after a compiling warm-up (one call when the warm-up took over
-20 s); ratios are against plain JAX measured in the same run.
+median of at least `--repeats` calls after a compiling warm-up, repeated until the timed
+calls fill 1 s (at most 50; one call when the warm-up took over 20 s); ratios are against
+plain JAX measured in the same run.
 
 Writes `OUT/generic.json` and `OUT/generic.md`.
 """

@@ -65,11 +65,33 @@ class Grid:
         return [k.replace(".", "_") for k in self.keys]
 
 
-def make_grid(sweep: dict[str, Sequence[Any]]) -> Grid:
-    """Validate a `[sweep]` table: dotted `SECTION.KEY` names mapping to non-empty lists.
+# `[sweep]` keys that say how the sweep runs rather than what it sweeps (`executor =
+# "ray"`, `address = "auto"`); they never change a point's numbers.
+SETTINGS = ("executor", "address")
+
+
+def sweep_settings(sweep: dict[str, Any] | None) -> dict[str, str]:
+    """The run settings of a `[sweep]` table (`SETTINGS`), each a non-empty string.
 
     **Raises:** `SweepError`.
     """
+    settings = {k: v for k, v in (sweep or {}).items() if k in SETTINGS}
+    for key, value in settings.items():
+        if not isinstance(value, str) or not value.strip():
+            raise SweepError(
+                f'[sweep] {key} must be a non-empty string, e.g. executor = "ray", got {value!r}'
+            )
+    return settings
+
+
+def make_grid(sweep: dict[str, Any]) -> Grid:
+    """Validate a `[sweep]` table: dotted `SECTION.KEY` names mapping to non-empty lists
+    (besides the run `SETTINGS`).
+
+    **Raises:** `SweepError`.
+    """
+    sweep_settings(sweep)
+    sweep = {k: v for k, v in sweep.items() if k not in SETTINGS}
     if not sweep:
         raise SweepError(
             "the experiment has no [sweep] section; add e.g. "
@@ -79,7 +101,10 @@ def make_grid(sweep: dict[str, Sequence[Any]]) -> Grid:
     for key, vals in sweep.items():
         parts = key.split(".")
         if len(parts) != 2 or not all(parts):
-            raise SweepError(f'[sweep] key {key!r} must be "SECTION.KEY", e.g. "problem.alpha"')
+            raise SweepError(
+                f'[sweep] key {key!r} must be "SECTION.KEY", e.g. "problem.alpha", or one of '
+                f"the settings {', '.join(SETTINGS)}"
+            )
         if parts[0] == "sweep":
             raise SweepError(f"[sweep] key {key!r}: the sweep cannot sweep itself")
         if not isinstance(vals, list) or not vals:

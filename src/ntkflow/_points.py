@@ -5,12 +5,16 @@ the checks that let a sweep directory be resumed.
     OUT/points/NNNNN.nc   one point's series over its save times (written atomically)
     OUT/points/NNNNN.json one point's scalars, checks and status (written last: "done")
 
-`run_point` runs in a worker process (`LocalProcesses` submits it by name), so it lives at
-module level and takes and returns plain data.
+`run_point` runs in a worker process (`LocalProcesses` submits it by name, Ray pickles it
+by reference), so it lives at module level and takes and returns plain data. A worker that
+does not see the sweep directory (a cluster node without a shared filesystem) sends the
+point's files back with its record, and the driver writes them (`adopt_point`).
 """
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,9 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     from .experiment import run_experiment
 
     index, directory = payload["index"], Path(payload["dir"])
+    here = _sees_sweep(directory, payload["id"])
+    if not here:  # written beside this worker, then carried back to the driver
+        directory = Path(tempfile.mkdtemp(prefix="ntkflow-point-"))
     start = time.perf_counter()
     record: dict[str, Any] = {
         "index": index,
@@ -66,6 +73,38 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     except Exception as e:  # a point that cannot run (memory, a runtime error) fails alone
         record.update(status="error", message=f"{type(e).__name__}: {' '.join(str(e).split())}")
     record["wall_s"] = time.perf_counter() - start
+    if here:
+        write_record(directory, record)
+        return record
+    series = directory / f"{index:05d}.nc"
+    files = {series.name: series.read_bytes()} if series.is_file() else {}
+    shutil.rmtree(directory, ignore_errors=True)
+    return {**record, FILES: files}
+
+
+# A record's key for point files that travelled back from a worker (`adopt_point`).
+FILES = "_files"
+
+
+def _sees_sweep(directory: Path, point_id: str) -> bool:
+    """Whether `directory` is, from this process, the points directory of the sweep the
+    point belongs to (this machine, or a shared filesystem): its manifest lists it."""
+    try:
+        manifest = json.loads((directory.parent / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return point_id in manifest.get("points", ())
+
+
+def adopt_point(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """In the driver: write the files a worker sent back with `record` (its series, then
+    the record last), and return the record without them. A record its worker already
+    wrote passes through."""
+    if FILES not in record:
+        return record
+    record = dict(record)
+    for name, data in record.pop(FILES).items():
+        atomic_write_bytes(directory / name, data)
     write_record(directory, record)
     return record
 

@@ -51,12 +51,18 @@ class Unravel(eqx.Module):
         self.dtypes = tuple(str(x.dtype) for x in leaves)
 
     def __call__(self, w: Float[Array, " p"]) -> PyTree:
+        return _unravel(self, w)  # one compiled program, not one dispatch per slice
+
+    def _leaves(self, w: Float[Array, " p"]) -> PyTree:
         leaves, start = [], 0
         for shape, dtype in zip(self.shapes, self.dtypes, strict=True):
             size = math.prod(shape)
             leaves.append(w[start : start + size].reshape(shape).astype(dtype))
             start += size
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
+_unravel = eqx.filter_jit(Unravel._leaves)
 
 
 def _cast_floating(x: Any, dtype: Any) -> Any:

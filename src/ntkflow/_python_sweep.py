@@ -152,7 +152,8 @@ def sweep(
     *,
     out: str | os.PathLike | None = None,
     jobs: int = 1,
-    executor: AbstractExecutor | None = None,
+    executor: str | AbstractExecutor | None = None,
+    address: str | None = None,
     resume: bool = False,
     progress: bool = False,
     overrides: Iterable[str] = (),
@@ -162,7 +163,8 @@ def sweep(
     """Run a sweep: of an experiment file, or of problems built in Python.
 
     - `sweep("experiment.toml", "results/dir", jobs=2)`: the experiment's `[sweep]` grid,
-      each point in a worker process (as `ntkflow sweep FILE`).
+      each point in a worker process (as `ntkflow sweep FILE`); `executor="ray"` runs
+      the points as Ray tasks, on a local Ray instance or the cluster at `address`.
     - `sweep(make_problem, {"alpha": [1, 10, 100], "width": [64, 256]}, out="results/dir")`:
       `make_problem(alpha=…, width=…)` returns a `Problem` (any model, an adapted PyTorch
       one included) at each point; each runs in this process through `ntkflow.run`, with
@@ -176,7 +178,8 @@ def sweep(
 
     **Arguments:** `experiment` (a TOML path, a parsed document, or `make_problem`);
     `target` (the output directory for a file; the grid for `make_problem`); `out` (the
-    output directory, by keyword); `jobs`, `executor`, `overrides` (files only); `resume`;
+    output directory, by keyword); `jobs`, `executor` (`"local"`, `"ray"` or an
+    `AbstractExecutor`), `address` (Ray's), `overrides` (files only); `resume`;
     `progress`; `name` (the sweep's name, `make_problem` only).
 
     **Returns:** a `SweepResult` (`dataset`, `summary`, `fits`, `path`).
@@ -188,9 +191,9 @@ def sweep(
             raise SweepError(
                 "sweep(make_problem, grid, out=...): give the output directory as out="
             )
-        if jobs != 1 or executor is not None or tuple(overrides):
+        if jobs != 1 or executor is not None or address is not None or tuple(overrides):
             raise SweepError(
-                "jobs, executor and overrides apply to experiment files; a sweep of "
+                "jobs, executor, address and overrides apply to experiment files; a sweep of "
                 "make_problem runs its points in this process"
             )
         return problem_sweep(
@@ -215,6 +218,7 @@ def sweep(
         directory,
         jobs=jobs,
         executor=executor,
+        address=address,
         resume=resume,
         progress=progress,
         overrides=overrides,

@@ -333,7 +333,7 @@ def _kernel_syrk(model, comps, state, X, chunk: int, dtype) -> np.ndarray:
                 J = np.empty((n, len(comps) * width), dtype)
             col, rows = copy * width, slice(start, start + valid)
             for i, (x, g, c) in enumerate(zip(xs, gs, bias, strict=True)):
-                x, g = np.asarray(x)[:valid], np.asarray(g[0])[:valid]
+                x, g = np.asarray(x)[:valid], np.asarray(g)[0, :valid]
                 if x.ndim == 4:
                     _conv_columns(x, g, c, s, J[rows, col : col + widths[i]])
                     conv = True

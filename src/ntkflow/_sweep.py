@@ -26,10 +26,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ._executors import AbstractExecutor as AbstractExecutor, LocalProcesses as LocalProcesses
-from ._grid import Grid, SweepError as SweepError, make_grid as make_grid
+from ._executors import (
+    AbstractExecutor as AbstractExecutor,
+    LocalProcesses as LocalProcesses,
+    get_executor,
+)
+from ._grid import Grid, SweepError as SweepError, make_grid as make_grid, sweep_settings
 from ._json import jsonable
-from ._points import FORMAT, POINTS, dead_point, load_point, prepare, run_point
+from ._points import FORMAT, POINTS, adopt_point, dead_point, load_point, prepare, run_point
 from ._results import atomic_write_bytes, directory_lock, now, versions
 from ._scaling import ScalingFit
 from ._scaling_laws import critical_alphas, scaling_fits
@@ -119,6 +123,7 @@ def _run_locked(
         task = bar.add_task("sweep", total=len(payloads), completed=len(records))
 
     def on_result(record: dict[str, Any]) -> None:
+        record = adopt_point(points_dir, record)
         records[record["index"]] = record
         if bar is not None and task is not None:
             bar.advance(task)
@@ -234,12 +239,42 @@ def render_sweep(result: SweepResult, *, dpi: int = 110) -> Path:
     return target
 
 
+def sweep_executor(
+    experiment_doc: dict[str, Any],
+    executor: str | AbstractExecutor | None = None,
+    *,
+    jobs: int = 1,
+    address: str | None = None,
+) -> AbstractExecutor:
+    """The executor of a sweep: `executor` given as an instance, else by name (`"local"`,
+    `"ray"`), else the experiment's `[sweep] executor` (default `"local"`); `address`
+    (else `[sweep] address`) for Ray.
+
+    **Raises:** `SweepError`.
+    """
+    if isinstance(executor, AbstractExecutor):
+        if jobs != 1 or address is not None:
+            raise SweepError(
+                "jobs and address configure an executor given by name; set them on the "
+                "executor instance instead"
+            )
+        return executor
+    settings = sweep_settings(experiment_doc.get("sweep"))
+    name = settings.get("executor", "local") if executor is None else executor
+    if not isinstance(name, str):
+        raise SweepError(
+            f"executor must be 'local', 'ray' or an AbstractExecutor, got executor={name!r}"
+        )
+    return get_executor(name, jobs=jobs, address=address or settings.get("address"))
+
+
 def sweep(
     experiment: str | os.PathLike | dict[str, Any],
     out: str | os.PathLike,
     *,
     jobs: int = 1,
-    executor: AbstractExecutor | None = None,
+    executor: str | AbstractExecutor | None = None,
+    address: str | None = None,
     resume: bool = False,
     progress: bool = False,
     overrides: Iterable[str] = (),
@@ -250,8 +285,11 @@ def sweep(
 
     - `experiment`: a TOML path or the parsed document.
     - `out`: the sweep directory.
-    - `jobs`: parallel local worker processes.
-    - `executor`: how points run, overriding `jobs` (any `AbstractExecutor`).
+    - `jobs`: parallel local worker processes (`executor="local"`).
+    - `executor`: how points run: `"local"` (worker processes on this machine, the
+      default), `"ray"` (Ray tasks: a local Ray instance, or the cluster at `address`),
+      or any `AbstractExecutor`; default the experiment's `[sweep] executor`.
+    - `address`: the Ray cluster to join (default `[sweep] address`, else a local one).
     - `resume`: skip points already done in `out`.
     - `progress`: a progress bar with ETA.
     - `overrides`: `SECTION.KEY=VALUE` changes to the base experiment.
@@ -262,5 +300,5 @@ def sweep(
 
     doc = read_document(experiment) if not isinstance(experiment, dict) else dict(experiment)
     doc = apply_overrides(doc, list(overrides))
-    executor = executor or LocalProcesses(jobs)
-    return run_sweep(doc, out, executor=executor, resume=resume, progress=progress)
+    chosen = sweep_executor(doc, executor, jobs=jobs, address=address)
+    return run_sweep(doc, out, executor=chosen, resume=resume, progress=progress)

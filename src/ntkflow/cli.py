@@ -197,6 +197,22 @@ def sweep(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue a sweep in --out, skipping done points.")
     ] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="How points run: local (worker processes, --jobs) or ray (Ray tasks). "
+            "Default: the experiment's \\[sweep] executor, else local.",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="The Ray cluster to join (e.g. auto, ray://HOST:10001); without it "
+            "--executor ray starts a local Ray instance.",
+        ),
+    ] = None,
     json_: JsonOpt = False,
     set_: SetOpt = None,
     progress: ProgressOpt = None,
@@ -207,14 +223,14 @@ def sweep(
     summaries, fitted slopes with bootstrap intervals, critical α), figures and report.html.
     Each finished point is saved at once, so --resume after an interruption skips it.
     """
-    from ._sweep import LocalProcesses, SweepError, run_sweep
+    from ._sweep import SweepError, run_sweep, sweep_executor
     from .config import apply_overrides, output_dir, parse_experiment, read_document
 
     try:
         doc = apply_overrides(read_document(experiment), set_ or [], flag="--set")
         exp = parse_experiment(doc, source=str(experiment))
         target = output_dir(exp, out)
-        executor = LocalProcesses(jobs)
+        chosen = sweep_executor(doc, executor, jobs=jobs, address=address)
     except (ConfigError, SweepError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
     show = sys.stderr.isatty() if progress is None else progress
@@ -223,7 +239,7 @@ def sweep(
         result = run_sweep(
             doc,
             target,
-            executor=executor,
+            executor=chosen,
             resume=resume,
             progress=show,
             cancelled=_INTERRUPT.is_set,

@@ -216,9 +216,10 @@ class Experiment(_Section):
     problem: ProblemSection = ProblemSection()
     flows: FlowsSection = FlowsSection()
     output: OutputSection = OutputSection()
-    # `ntkflow sweep`: dotted keys to lists of values (checked by `_sweep.make_grid`);
-    # other commands run the base experiment.
-    sweep: dict[str, list[Any]] = {}
+    # `ntkflow sweep`: dotted keys to lists of values (checked by `_grid.make_grid`),
+    # and the run settings `executor`, `address` (`_grid.SETTINGS`); other commands run
+    # the base experiment.
+    sweep: dict[str, Any] = {}
 
     _name = field_validator("name")(_check_label)
 
