@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from collections.abc import Sequence
 from typing import Any
 
 
