@@ -24,7 +24,11 @@ from ._certificate import (
     certify as certify,
     theorem_constants as theorem_constants,
 )
-from ._executors import AbstractExecutor as AbstractExecutor, LocalProcesses as LocalProcesses
+from ._executors import (
+    AbstractExecutor as AbstractExecutor,
+    LocalProcesses as LocalProcesses,
+    RayExecutor as RayExecutor,
+)
 from ._exponential import ExponentialNTK as ExponentialNTK
 from ._flows import (
     choose_solver as choose_solver,

@@ -145,7 +145,7 @@ class RayExecutor(AbstractExecutor):
     """
 
     def __init__(
-        self, address: str | None = None, *, cpus_per_point: float = 1.0, retries: int = 1
+        self, address: str | None = None, *, cpus_per_point: float | int = 1.0, retries: int = 1
     ):
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise SweepError(
@@ -182,7 +182,9 @@ class RayExecutor(AbstractExecutor):
             "runtime_env": {"env_vars": env} if env else None,
         }
         if self.address is None:
-            options["num_cpus"] = os.cpu_count() or 1
+            # Payloads and results are small (a point's files at most): a small object
+            # store, not Ray's default of 30% of memory.
+            options |= {"num_cpus": os.cpu_count() or 1, "object_store_memory": 256 * 2**20}
         try:
             ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError, ValueError) as e:

@@ -40,6 +40,7 @@ from ._integrate import SolveSettings, gradient_norms, losses
 from ._problem import Problem
 from ._progress import RichProgressMeter
 from ._rounding import motion_resolution, residual_rounding
+from ._sharding import data_mesh, shard_problem
 from ._solution import FlowSolution, FlowStatus, GDStats, SolveStats
 from ._solvers import (
     SOLVER_NAMES as SOLVER_NAMES,
@@ -303,6 +304,7 @@ def solve_flows(
     save_params: bool = False,
     diagnostics: bool | str = True,
     kernel: InitialKernel | Float[ArrayLike, "n n"] | None = None,
+    devices: Any = None,
 ) -> FlowSolution:
     """Integrate the network's gradient flow `w(t)` and the tangent flow `u(t)` from the
     same `w0`, and record every quantity the theorem speaks of at the save times.
@@ -346,6 +348,11 @@ def solve_flows(
       none.
     - `kernel`: the problem's `InitialKernel` (e.g. `certify(problem).kernel`: `K0` is
       then neither formed nor factored again), or a `K0` array.
+    - `devices`: split the training points over devices (a count dividing `n`, a list
+      of `jax.Device`, or a `Mesh` with a `"data"` axis; docs/scale.md): every forward
+      and backward pass of the flows runs on each device's points, the reductions over
+      points summed across devices; `K0` (when not given) in row blocks by a ring. The
+      tangent flow's eigendecomposition and the diagnostics' kernels are not split.
 
     **Returns:** a `FlowSolution`.
     """
@@ -357,7 +364,10 @@ def solve_flows(
         meter = progress
     else:
         meter = RichProgressMeter() if progress else diffrax.NoProgressMeter()
-    k0 = as_initial_kernel(problem, kernel)
+    mesh = None if devices is None else data_mesh(devices)
+    if mesh is not None:
+        problem = shard_problem(problem, mesh)
+    k0 = as_initial_kernel(problem, kernel, devices=mesh)
     closed = TangentFlow(problem, k0)
     settings, resolution, dist_u_inf = _settings(
         problem,

@@ -10,6 +10,7 @@ that `certify` builds it and `solve_flows` and the diagnostics reuse it.
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -79,14 +80,18 @@ def initial_kernel(
     K: Float[ArrayLike, "n n"] | None = None,
     *,
     method: str | AbstractNTKMethod = "auto",
+    devices: Any = None,
 ) -> InitialKernel:
-    """Form `K0` (with the NTK `method`, see `empirical_ntk`; or take the given `K`) and
-    factor it once.
+    """Form `K0` (with the NTK `method` on `devices`, see `empirical_ntk`; or take the
+    given `K`) and factor it once.
 
     **Raises:** `ValueError` when `K` is not `n × n`, not finite, or its eigensolver does
     not converge (see `ntk_spectrum`).
     """
-    K0 = empirical_ntk(problem, method=method) if K is None else jnp.asarray(K, problem.dtype)
+    if K is None:
+        K0 = empirical_ntk(problem, method=method, devices=devices)
+    else:
+        K0 = jnp.asarray(K, problem.dtype)
     if K0.shape != (problem.n, problem.n):
         raise ValueError(f"kernel must have shape {(problem.n, problem.n)}, got {K0.shape}")
     if problem.n > DENSE_MAX_N:

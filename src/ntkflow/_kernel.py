@@ -15,6 +15,7 @@ from ._jacobian import (
 )
 from ._ntkvp import NTKVectorProducts
 from ._problem import Problem
+from ._sharding import data_mesh, sharded_ntk
 from ._structured import StructuredDense, structured_applies
 
 METHOD_NAMES = ("auto", "structured", "jacobian", "ntk_vp")
@@ -53,6 +54,7 @@ def empirical_ntk(
     *,
     method: str | AbstractNTKMethod = "auto",
     chunk: int | None = None,
+    devices: Any = None,
 ) -> Float[Array, "n n"]:
     """The empirical NTK Gram matrix `K_w = J_w J_wᵀ ∈ R^{n×n}` (default `w = w0`).
 
@@ -65,8 +67,20 @@ def empirical_ntk(
       contraction, `JacobianContraction`), `"ntk_vp"` (NTK-vector products, JVP ∘ VJP,
       `NTKVectorProducts`), or an `AbstractNTKMethod` object.
     - `chunk`: points per block of the named method (bounds its memory).
+    - `devices`: split the points over devices (a count, a list of `jax.Device`, or a
+      `Mesh` with a `"data"` axis): `K` in row blocks, one per device, by a ring of the
+      per-point factors (`_sharding.sharded_ntk`, docs/scale.md); `method` `"auto"`,
+      `"structured"` or `"jacobian"`.
     """
     w = problem.w0 if w is None else w
+    if devices is not None:
+        if not isinstance(method, str) or chunk is not None:
+            raise ValueError(
+                "with devices, give method by name ('auto', 'structured', 'jacobian') and "
+                f"no chunk (each device forms its own points' factors), got method={method!r}"
+                f", chunk={chunk!r}"
+            )
+        return sharded_ntk(problem, w, method, data_mesh(devices))
     m = get_ntk_method(method, problem, chunk=chunk)
     K = m(problem, w)
     # Exact symmetry: GEMM rounding makes `J Jᵀ` asymmetric in the last bits.
