@@ -13,7 +13,7 @@ after a compiling warm-up (as `bench/ntk.py`):
 - the kernel of the MLP 64 → 512 → 512 → 1 tanh of `bench/ntk.py`, float32, n ∈ {2048,
   8192} (`--quick`: 2048): `empirical_ntk(problem)` (one device, the default path: BLAS
   `syrk` on the host) and `empirical_ntk(problem, devices=D)` (the ring) for D = 1, 2;
-- both flows of a shallow tanh network (width 1024, n = 512 digits, α = 10,
+- both flows of a shallow tanh network (width 1024, n = 256 digits 0/1, α = 10,
   antisymmetric, float64, t1 = 20, 50 saves, no diagnostics):
   `solve_flows(problem, devices=D)` against `solve_flows(problem)`.
 
@@ -95,7 +95,7 @@ def main() -> None:
     rows: list[dict] = []
     script = Path(__file__)
     cases = [("kernel", "float32", n) for n in ([2048] if args.quick else [2048, 8192])]
-    cases.append(("flows", "float64", 512))
+    cases.append(("flows", "float64", 256))
     for what, dtype, n in cases:
         ref = f"/tmp/ntkflow-scale-{n}.npy"
         for label, devices, sharded in (
