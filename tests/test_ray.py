@@ -56,6 +56,7 @@ def _assert_same_sweep(path: Path, reference) -> None:
     xr.testing.assert_identical(got.coords.to_dataset(), want.coords.to_dataset())
 
 
+@pytest.mark.slow  # starts a Ray instance: CI runs it (make test-slow)
 def test_ray_sweep_equals_the_local_one(reference, tmp_path):
     exp = write_toml(tmp_path / "grid.toml", GRID)
     out = tmp_path / "ray"
@@ -73,6 +74,7 @@ def test_ray_sweep_equals_the_local_one(reference, tmp_path):
     _assert_same_sweep(out, reference)
 
 
+@pytest.mark.slow  # starts a Ray instance: CI runs it (make test-slow)
 def test_the_sweep_table_chooses_ray(reference, tmp_path):
     doc = {**GRID, "sweep": {**GRID["sweep"], "executor": "ray"}}
     executor = sweep_executor(doc)
@@ -83,6 +85,7 @@ def test_the_sweep_table_chooses_ray(reference, tmp_path):
     assert isinstance(sweep_executor(doc, "local", jobs=2), LocalProcesses)
 
 
+@pytest.mark.slow  # starts a Ray instance: CI runs it (make test-slow)
 def test_a_ray_point_whose_worker_dies_is_retried_then_recorded():
     def die_or_echo(payload):  # defined here: Ray pickles it by value
         if payload.get("die"):

@@ -15,7 +15,7 @@ from ._json import jsonable
 from ._lipschitz import BetaEstimate, BetaKind, beta_estimates, certified_beta
 from ._losses import UserLoss
 from ._problem import Problem
-from ._sharding import data_mesh, shard_problem
+from ._sharding import split_problem
 from ._spectrum import Spectrum
 
 
@@ -289,19 +289,14 @@ def certify(
       computes its estimates (each a lower bound on the truth, unless
       `estimate_beta=False`): a `beta` below one of them is refuted, and the hypotheses
       do not hold.
-    - `devices`: split the points over devices (a count, a list of `jax.Device`, or a
-      `Mesh` with a `"data"` axis; docs/scale.md): `K0` in row blocks by a ring
-      (`empirical_ntk(..., devices=...)`), and, when the device count divides `n`, the
-      `β` estimates' forward and backward passes too. The spectrum is a dense `eigh` of
-      the gathered `K0` on one device.
+    - `devices`: split the points over devices (docs/scale.md): `K0` as
+      `empirical_ntk(..., devices=...)`, the `β` estimates when the count divides `n`.
 
     **Returns:** a `Certificate`.
     """
     user_beta = _user_beta(problem, beta)
-    mesh = None if devices is None else data_mesh(devices)
+    problem, mesh = split_problem(problem, devices, strict=False)
     k0 = as_initial_kernel(problem, kernel, method=method, devices=mesh)
-    if mesh is not None and problem.n % mesh.size == 0:
-        problem = shard_problem(problem, mesh)
     spec = k0.spectrum
     R0 = float(problem.loss(problem.w0))
     f0_norm = float(np.linalg.norm(np.asarray(problem.f(problem.w0))))

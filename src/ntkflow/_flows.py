@@ -40,7 +40,7 @@ from ._integrate import SolveSettings, gradient_norms, losses
 from ._problem import Problem
 from ._progress import RichProgressMeter
 from ._rounding import motion_resolution, residual_rounding
-from ._sharding import data_mesh, shard_problem
+from ._sharding import split_problem
 from ._solution import FlowSolution, FlowStatus, GDStats, SolveStats
 from ._solvers import (
     SOLVER_NAMES as SOLVER_NAMES,
@@ -287,6 +287,12 @@ def _ending(tangent: TangentPath | None, gradient: GradientPath | None) -> tuple
     return status, message
 
 
+def _meter(progress: bool | diffrax.AbstractProgressMeter) -> diffrax.AbstractProgressMeter:
+    if isinstance(progress, diffrax.AbstractProgressMeter):
+        return progress
+    return RichProgressMeter() if progress else diffrax.NoProgressMeter()
+
+
 def solve_flows(
     problem: Problem,
     t1: float | str = "auto",
@@ -348,11 +354,8 @@ def solve_flows(
       none.
     - `kernel`: the problem's `InitialKernel` (e.g. `certify(problem).kernel`: `K0` is
       then neither formed nor factored again), or a `K0` array.
-    - `devices`: split the training points over devices (a count dividing `n`, a list
-      of `jax.Device`, or a `Mesh` with a `"data"` axis; docs/scale.md): every forward
-      and backward pass of the flows runs on each device's points, the reductions over
-      points summed across devices; `K0` (when not given) in row blocks by a ring. The
-      tangent flow's eigendecomposition and the diagnostics' kernels are not split.
+    - `devices`: split the training points over devices (a count dividing `n`, devices,
+      or a `Mesh`; what is split: docs/scale.md).
 
     **Returns:** a `FlowSolution`.
     """
@@ -360,13 +363,8 @@ def solve_flows(
     diag_method = diagnostics_method(diagnostics)
     method = get_tangent_method(tangent, problem)
     solver = as_solver(solver)
-    if isinstance(progress, diffrax.AbstractProgressMeter):
-        meter = progress
-    else:
-        meter = RichProgressMeter() if progress else diffrax.NoProgressMeter()
-    mesh = None if devices is None else data_mesh(devices)
-    if mesh is not None:
-        problem = shard_problem(problem, mesh)
+    meter = _meter(progress)
+    problem, mesh = split_problem(problem, devices, strict=True)
     k0 = as_initial_kernel(problem, kernel, devices=mesh)
     closed = TangentFlow(problem, k0)
     settings, resolution, dist_u_inf = _settings(

@@ -56,7 +56,8 @@ def data_mesh(devices: Any) -> Mesh:
             raise ValueError(
                 f"devices={devices} but this process sees {len(available)} "
                 f"device(s) ({available[0].platform}); use 1…{len(available)}, or on a CPU "
-                "force more with XLA_FLAGS=--xla_force_host_platform_device_count=N"
+                "force more host devices with the XLA flag "
+                "xla_force_host_platform_device_count=N"
             )
         chosen = available[: int(devices)]
     elif (
@@ -222,3 +223,15 @@ def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
             jax.device_put(problem.y, rows),
         ),
     )
+
+
+def split_problem(problem: Problem, devices: Any, *, strict: bool) -> tuple[Problem, Mesh | None]:
+    """`problem` for a `devices=` argument (`None`: as it is, no mesh): its points split
+    over the mesh when the device count divides `n`; otherwise an error if `strict`
+    (the flows), else the problem as it is (the certificate's estimates)."""
+    if devices is None:
+        return problem, None
+    mesh = data_mesh(devices)
+    if strict or problem.n % mesh.size == 0:
+        problem = shard_problem(problem, mesh)
+    return problem, mesh
