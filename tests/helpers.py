@@ -59,3 +59,17 @@ def die_or_echo(payload: dict) -> dict:
     if payload.get("die"):
         os.kill(os.getpid(), signal.SIGKILL)
     return {"index": payload["index"]}
+
+
+# A small sweep (3 α × 2 seeds on 6 points of the sphere) shared by the sweep and Ray tests.
+SWEEP_BASE = {
+    "name": "sw",
+    "data": {"source": "sphere", "n": 6, "d": 3, "n_test": 8},
+    "model": {"width": 64},
+    "problem": {"alpha": 1.0, "centering": "antisymmetric"},
+    "flows": {"saves": 8, "error_estimate": False, "diagnostics": False},
+}
+SWEEP_GRID = {
+    **SWEEP_BASE,
+    "sweep": {"problem.alpha": [10.0, 30.0, 100.0], "problem.seed": [0, 1]},
+}

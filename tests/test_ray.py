@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from helpers import write_toml
+from helpers import SWEEP_BASE, SWEEP_GRID, write_toml
 from ntkflow._executors import EXECUTORS, LocalProcesses, RayExecutor, get_executor
 from ntkflow._grid import SweepError
 from ntkflow._points import FILES, POINTS, adopt_point, load_point, prepare, run_point
@@ -25,14 +25,7 @@ from ntkflow._sweep import run_sweep, sweep_executor
 from ntkflow.cli import app
 
 runner = CliRunner()
-BASE = {
-    "name": "ray",
-    "data": {"source": "sphere", "n": 6, "d": 3, "n_test": 8},
-    "model": {"width": 64},
-    "problem": {"alpha": 1.0, "centering": "antisymmetric"},
-    "flows": {"saves": 8, "error_estimate": False, "diagnostics": False},
-}
-GRID = {**BASE, "sweep": {"problem.alpha": [10.0, 30.0, 100.0], "problem.seed": [0, 1]}}
+BASE, GRID = SWEEP_BASE, SWEEP_GRID
 
 
 @pytest.fixture(scope="module")

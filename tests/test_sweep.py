@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from helpers import write_toml
+from helpers import SWEEP_BASE, SWEEP_GRID, write_toml
 from ntkflow import load_sweep
 from ntkflow._executors import LocalProcesses
 from ntkflow._grid import SweepError, make_grid
@@ -20,14 +20,7 @@ from ntkflow._sweep import run_sweep
 from ntkflow.cli import app
 
 runner = CliRunner()
-BASE = {
-    "name": "sw",
-    "data": {"source": "sphere", "n": 6, "d": 3, "n_test": 8},
-    "model": {"width": 64},
-    "problem": {"alpha": 1.0, "centering": "antisymmetric"},
-    "flows": {"saves": 8, "error_estimate": False, "diagnostics": False},
-}
-GRID = {**BASE, "sweep": {"problem.alpha": [10.0, 30.0, 100.0], "problem.seed": [0, 1]}}
+BASE, GRID = SWEEP_BASE, SWEEP_GRID
 
 
 @pytest.fixture(scope="module")

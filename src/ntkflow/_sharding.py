@@ -32,7 +32,12 @@ from jaxtyping import Array, Float, PyTree
 
 from ._jacobian import jacobian_rows
 from ._problem import Problem
-from ._structured import _factors_impl, _gram_block_impl, _same, structured_applies
+from ._structured import (
+    _factors_impl,
+    _gram_block_impl,
+    structured_applies,
+    structured_components,
+)
 
 AXIS = "data"
 
@@ -136,24 +141,13 @@ def sharded_ntk(
     structured kernel applies (`method` `"auto"` or `"structured"`), a Jacobian's rows
     otherwise (`"jacobian"`). Exactly symmetric."""
     k = problem.data.k
-    structured = structured_applies(problem)
-    if method == "structured" and not structured:
-        raise ValueError(
-            f"method='structured' needs a model of dense and convolutional layers and an "
-            f"additive centring, got {type(problem.model).__name__} with "
-            f"{problem.centering.name!r}; use method='auto' or 'jacobian'"
-        )
     if method not in ("auto", "structured", "jacobian"):
         raise ValueError(
             f"method={method!r} has no sharded form; with devices use 'auto', 'structured' "
             "or 'jacobian'"
         )
-    if structured and method != "jacobian":
-        comps = problem.centering.components(problem.unravel(w))
-        assert comps is not None
-        comps = list(comps)
-        if len(comps) > 1 and _same([c[1] for c in comps]):
-            comps = [(math.sqrt(sum(s * s for s, _ in comps)), comps[0][1])]
+    if method == "structured" or (method == "auto" and structured_applies(problem)):
+        comps = structured_components(problem, w)
         model, state = problem.model, problem.state
         biases: list[Any] = []
 

@@ -48,6 +48,27 @@ def structured_applies(problem: Problem) -> bool:
     )
 
 
+def structured_components(problem: Problem, w: Float[Array, " p"]) -> list[tuple[float, PyTree]]:
+    """The centring's parameter copies `(s_c, params_c)` at `w`, so that `K = Σ_c s_c²
+    K_g(params_c)`; identical copies (the antisymmetric centring at `w0`) merged into one
+    with `s = √Σ s_c²`.
+
+    **Raises:** `ValueError` when the structured kernel does not apply.
+    """
+    comps = problem.centering.components(problem.unravel(w))
+    if problem.model.tap_shapes(problem.data.point_shape) is None or comps is None:
+        raise ValueError(
+            f"method='structured' needs a model of dense and convolutional layers "
+            f"(Shallow, MLP, CNN) and an "
+            f"additive centring, got {type(problem.model).__name__} with "
+            f"{problem.centering.name!r}; use method='auto' or 'jacobian'"
+        )
+    comps = list(comps)
+    if len(comps) > 1 and _same([c[1] for c in comps]):
+        comps = [(math.sqrt(sum(s * s for s, _ in comps)), comps[0][1])]
+    return comps
+
+
 def _conv_jacobian(padded: Array, G: Array, c: float) -> Array:
     """A convolution's per-example weight gradients, `(k, c, q)`, so that the layer's
     kernel is `J Jᵀ`: for each window offset `(dy, dx)`, `Σ_s G[:, i, s] ⊗ padded[i, s +
@@ -215,17 +236,7 @@ class StructuredDense(AbstractNTKMethod):
 
     def __call__(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
         model = problem.model
-        comps = problem.centering.components(problem.unravel(w))
-        if model.tap_shapes(problem.data.point_shape) is None or comps is None:
-            raise ValueError(
-                f"method='structured' needs a model of dense and convolutional layers "
-                f"(Shallow, MLP, CNN) and an "
-                f"additive centring, got {type(model).__name__} with "
-                f"{problem.centering.name!r}; use method='auto' or 'jacobian'"
-            )
-        comps = list(comps)
-        if len(comps) > 1 and _same([c[1] for c in comps]):
-            comps = [(math.sqrt(sum(s * s for s, _ in comps)), comps[0][1])]
+        comps = structured_components(problem, w)
         X = problem.data.X
         n_points, k = problem.data.n, problem.data.k
         gram = self.gram
