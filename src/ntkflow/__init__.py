@@ -29,6 +29,7 @@ from ._executors import (
     LocalProcesses as LocalProcesses,
     RayExecutor as RayExecutor,
 )
+from ._adams import Accuracy as Accuracy, ExponentialAdams as ExponentialAdams
 from ._exponential import ExponentialNTK as ExponentialNTK
 from ._flows import (
     choose_solver as choose_solver,

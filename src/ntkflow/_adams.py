@@ -30,7 +30,7 @@ the explicit part stiff.
 
 The local error of the corrector (Milne's device, `_adams_weights.MILNE`) is measured in
 the norms the answers need: `‖e‖` against the gap `‖w − u‖` and the distance
-`‖w − w0‖`, and `‖α J_r Δe‖` against the function gap and the residual (`Targets`).
+`‖w − w0‖`, and `‖α J_r Δe‖` against the function gap and the residual (`Accuracy`).
 """
 
 import dataclasses
@@ -71,12 +71,13 @@ class ExponentialAdams(eqx.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class Targets:
+class Accuracy:
     """What one solve's local errors are held to (docs/flows.md, "The accuracy policy"):
     the gaps `‖w − u‖`, `‖αf(w) − αf_0(u)‖` to `gap` of their supremum, the distance
     `‖w − w0‖` to `dist` of its supremum, the residual to `loss·‖r0‖/2` (the loss to
     `loss·R0`); whichever is tighter, times `tau`. `scales` are the suprema `(gap_w, gap_f,
-    dist)` known from an earlier solve: the running maximum is used where larger; an
+    dist)` known from an earlier solve (`floor`: what the dtype resolves, relative to the
+    distance and to `‖r0‖`: below it an error is rounding, and is not asked for): the running maximum is used where larger; an
     infinite gap scale (the default) leaves that criterion out, as for a first solve,
     whose gaps are not known yet (held to a fraction of their running maximum, the first
     steps, where the gaps grow from zero, could never be accepted)."""
@@ -86,8 +87,9 @@ class Targets:
     loss: float = 1e-6
     tau: float = 1.0
     scales: tuple[float, float, float] = (float("inf"), float("inf"), 0.0)
+    floor: float = 0.0
 
-    def loosened(self, factor: float) -> "Targets":
+    def loosened(self, factor: float) -> "Accuracy":
         return dataclasses.replace(self, tau=self.tau * factor)
 
 
@@ -183,7 +185,7 @@ class _Consts(eqx.Module):
     V0: Array
     r0h: Array
     ts: Array
-    tol: Array  # (gap, dist, loss) · tau
+    tol: Array  # (gap, dist, loss) · tau, and the floor
     scales: Array
     nr0: Array
 
@@ -267,8 +269,9 @@ def _step(c: _Consts, solver: ExponentialAdams, vjp0, st: _State) -> _State:
     _, jvp_r = jax.linearize(pr.f, pr.w0 + split.d)
     vjp_r = jax.linear_transpose(jvp_r, pr.w0)
     t1 = c.ts[-1]
-    h = jnp.minimum(st.h, t1 - st.t)
-    tn = st.t + h
+    last = st.h >= t1 - st.t
+    h = jnp.where(last, t1 - st.t, st.h)
+    tn = jnp.where(last, t1, st.t + h)  # (exactly t1: in float32 t + (t1 − t) may not be)
     k = jnp.minimum(hist.m, q)
     # Predict (explicit: the history's k nodes), evaluate N_r there.
     theta = (hist.T - st.t) / h
@@ -308,8 +311,9 @@ def _control(c: _Consts, st: _State, k, err, ferr, quant) -> tuple[Array, Array]
     eps = jnp.finfo(err.dtype).eps
     sups = jnp.maximum(jnp.maximum(st.sups, quant), c.scales)
     gap_tol, dist_tol, loss_tol = c.tol[0], c.tol[1], c.tol[2]
-    floor_e = 64 * eps * sups[2]
-    floor_f = 64 * eps * c.nr0
+    floor = jnp.maximum(c.tol[3], 64 * eps)
+    floor_e = floor * sups[2]
+    floor_f = floor * c.nr0
     sc_e = jnp.maximum(jnp.minimum(gap_tol * sups[0], dist_tol * sups[2]), floor_e)
     sc_f = jnp.maximum(jnp.minimum(gap_tol * sups[1], 0.5 * loss_tol * c.nr0), floor_f)
     milne = jnp.asarray(MILNE, err.dtype)[k]
@@ -366,7 +370,7 @@ def _solve(
     lam0: Float[Array, " n"],
     V0: Float[Array, "n n"],
     ts: Float[Array, " s"],
-    tol: Float[Array, " 3"],
+    tol: Float[Array, " 4"],
     scales: Float[Array, " 3"],
     h0: Float[Array, ""],
     dtmin: Float[Array, ""],
@@ -447,7 +451,7 @@ def solve_adams(
     lam0: Any,
     V0: Any,
     ts: np.ndarray,
-    targets: Targets,
+    accuracy: Accuracy,
     *,
     h0: float,
     dtmin: float,
@@ -455,7 +459,7 @@ def solve_adams(
     meter: diffrax.AbstractProgressMeter,
 ) -> AdamsSolve:
     """Integrate the squared-loss gradient flow over `ts` (from 0) with `solver`, from
-    `K0 = V0 diag(lam0) V0ᵀ`, holding local errors to `targets`."""
+    `K0 = V0 diag(lam0) V0ᵀ`, holding local errors to `accuracy`."""
     if not problem.squared:
         raise ValueError(
             "solver='adams' integrates the squared loss's gradient flow (its local tangent "
@@ -467,7 +471,8 @@ def solve_adams(
     def arr(x):
         return jnp.asarray(x, dtype)
 
-    tol = arr([targets.gap, targets.dist, targets.loss]) * targets.tau
+    tau = accuracy.tau
+    tol = arr([accuracy.gap * tau, accuracy.dist * tau, accuracy.loss * tau, accuracy.floor])
     start = time.perf_counter()
     st = _solve(
         problem,
@@ -476,7 +481,7 @@ def solve_adams(
         arr(V0),
         arr(ts),
         tol,
-        arr(targets.scales),
+        arr(accuracy.scales),
         arr(h0),
         arr(dtmin),
         max_steps,
@@ -488,8 +493,7 @@ def solve_adams(
     deltas[int(st.save) :] = np.nan
     log = np.asarray(st.log)
     log = log[np.isfinite(log[:, 0])]
-    t1 = float(ts[-1])
-    if float(st.t) >= t1:
+    if bool(st.t >= arr(ts)[-1]):  # (in the problem's dtype, as the loop compared)
         result = diffrax.RESULTS.successful
     elif int(st.steps) >= max_steps:
         result = diffrax.RESULTS.max_steps_reached

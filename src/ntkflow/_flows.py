@@ -32,6 +32,8 @@ import numpy.typing as npt
 from jaxtyping import ArrayLike, Float
 
 from ._diagnostics import diagnostics_method, kernel_diagnostics, test_predictions
+from ._accuracy import solve_to_accuracy
+from ._adams import Accuracy, ExponentialAdams
 from ._exponential import ExponentialNTK, InitialFactors
 from ._gd import gradient_descent
 from ._gradient_flow import MAX_RTOL, GradientPath, error_budget, solve_gradient_flow
@@ -57,6 +59,12 @@ from ._tangent_methods import AbstractTangentMethod, TangentPath, get_tangent_me
 AUTO_HORIZON_DROP = 1e-6
 # `rtol="auto"`: this, unless the dtype cannot resolve it (`_relative_tolerance`).
 DEFAULT_RTOL = 1e-8
+# `ExponentialAdams` with `rtol="auto"`: the gaps to this fraction of their supremum, the
+# distance and the loss to `ADAMS_RTOL` (`_accuracy`).
+ADAMS_GAP_RTOL = 1e-3
+ADAMS_RTOL = 1e-6
+# Its first step, as a fraction of the fastest mode's time scale 1/(α²λ_max).
+ADAMS_FIRST_STEP = 1e-3
 FLOWS = ("gradient", "tangent")
 # Saved states beyond this many bytes are refused (lower `saveat`).
 MAX_SAVED_BYTES = 8 * 2**30
@@ -117,6 +125,21 @@ def _relative_tolerance(problem: Problem, rtol: float | str, motion: float) -> t
         )
         return rho, rho
     return max(rtol, rho), rho
+
+
+def _accuracy(problem: Problem, rtol: float | str, rho: float, dist_u_inf: float) -> Accuracy:
+    """What `ExponentialAdams` holds each step to (docs/flows.md, "The accuracy policy"):
+    with `rtol="auto"`, the gaps to `1e-3` and the distance and loss to `1e-6` of their
+    scale, or what the dtype resolves (`max(1000ε, ρ)`) where coarser; a number `rtol` is
+    used for all three (an expert's override). The distance's scale starts at
+    `‖u∞ − w0‖`."""
+    floor = max(1000 * float(jnp.finfo(problem.dtype).eps), rho)
+    if rtol == "auto":
+        gap, dist = max(ADAMS_GAP_RTOL, floor), max(ADAMS_RTOL, floor)
+    else:
+        gap = dist = max(float(rtol), rho)
+    scales = (math.inf, math.inf, dist_u_inf)
+    return Accuracy(gap=gap, dist=dist, loss=dist, scales=scales, floor=floor)
 
 
 def _check_arguments(flows: Sequence[str], rtol: Any, atol: Any, max_steps: Any) -> tuple:
@@ -187,7 +210,7 @@ def _settings(
     *,
     t1: float | str,
     saveat: int | npt.ArrayLike,
-    solver: diffrax.AbstractSolver | str,
+    solver: diffrax.AbstractSolver | ExponentialAdams | str,
     rtol: float | str,
     atol: float | str,
     max_steps: int,
@@ -211,6 +234,7 @@ def _settings(
         solver = choose_solver(problem, cond, span=span)
     # How far the residual moves along the flow (‖α J_0 (u∞ − w0)‖ = α‖K0 c∞‖) and ‖u∞ − w0‖.
     motion, dist_u_inf = _motion(problem, tangent, mu)
+    requested = rtol
     rtol, resolution = _relative_tolerance(problem, rtol, motion)
     if atol == "auto":
         scale = dist_u_inf / math.sqrt(problem.p)
@@ -218,8 +242,8 @@ def _settings(
     # The exponential integrator starts on the fastest mode's time scale: a first step
     # across the fast transient samples the remainder N_k only after it, where the error
     # estimate cannot see what the step missed (docs/flows.md).
-    dt0 = initial = None
-    if isinstance(solver, ExponentialNTK):
+    dt0 = initial = accuracy = None
+    if isinstance(solver, ExponentialNTK | ExponentialAdams):
         if lam[-1] > 0:
             rate = problem.alpha**2 * _rate_scale(problem) * float(lam[-1])
             dt0 = min(t1, 1.0 / rate)
@@ -230,7 +254,15 @@ def _settings(
             jnp.asarray(kernel.eigenvalues, dtype),
             jnp.asarray(kernel.eigenvectors, dtype),
         )
-    settings = SolveSettings(t1, ts, solver, rtol, float(atol), max_steps, meter, dt0, initial)
+    if isinstance(solver, ExponentialAdams):
+        accuracy = _accuracy(problem, requested, resolution, dist_u_inf)
+        # It starts well inside the fastest mode's time scale: its first steps have no
+        # history (order 1), and its error control grows them fast.
+        dt0 = ADAMS_FIRST_STEP * (t1 if dt0 is None else dt0)
+        rtol = accuracy.dist
+    settings = SolveSettings(
+        t1, ts, solver, rtol, float(atol), max_steps, meter, dt0, initial, accuracy
+    )
     return settings, resolution, dist_u_inf
 
 
@@ -298,7 +330,7 @@ def solve_flows(
     t1: float | str = "auto",
     *,
     saveat: int | npt.ArrayLike = 100,
-    solver: str | diffrax.AbstractSolver = "auto",
+    solver: str | diffrax.AbstractSolver | ExponentialAdams = "auto",
     rtol: float | str = "auto",
     atol: float | str = "auto",
     flows: Sequence[str] = FLOWS,
@@ -393,11 +425,18 @@ def solve_flows(
         stats["tangent"], reached["tangent"] = u.stats, u.t_reached
     if "gradient" in flows:
         along = None if u is None else u.closed_form  # gaps at every step, if cheap
-        w = solve_gradient_flow(problem, settings, resolution=resolution, tangent=along)
+        policy = error_estimate and rtol == "auto" and resolution <= MAX_RTOL
+        if policy and isinstance(settings.solver, ExponentialAdams):
+            # The error budget is the controller (`_accuracy`): loose, then tighter.
+            w, budget = solve_to_accuracy(problem, settings, resolution=resolution)
+        else:
+            w = solve_gradient_flow(problem, settings, resolution=resolution, tangent=along)
+            budget = None
+            if error_estimate and np.isfinite(w.loss[1:]).any():
+                budget = error_budget(problem, settings, w, tangent=along)
         out.update(_gradient_series(problem, w, u))
         stats["gradient"], reached["gradient"] = w.stats, w.t_reached
-        if error_estimate and np.isfinite(out["loss_w"][1:]).any():
-            budget = error_budget(problem, settings, w, tangent=along)
+        if budget is not None:
             out.update(err_w=budget.err_w, err_loss_w=budget.err_loss_w)
             out["err_res_w"], stats["error_estimate"] = budget.err_res_w, budget.stats
     status, message = _ending(u, w)

@@ -129,8 +129,14 @@ def error_budget(
     stats = dataclasses.replace(
         loose.stats, method=f"re-solve ({how}{LOOSEN:g}× rtol/atol)", failed=failed
     )
-    # Where either solve stopped short the budget is NaN: `verify` then calls a check
-    # there inconclusive rather than deciding it without a budget.
+    return budget_between(problem, flow, loose, stats)
+
+
+def budget_between(problem: Problem, flow: GradientPath, loose: Path, stats: SolveStats) -> ErrorBudget:
+    """The error budget of `flow` from a `loose`r solve of the same flow: the differences
+    of their states, losses and residuals at the save times (NaN where either solve
+    stopped short: `verify` then calls a check there inconclusive rather than deciding it
+    without a budget)."""
     res_l = residuals(problem, loose.deltas)
     return ErrorBudget(
         err_w=np.linalg.norm(flow.path.deltas - loose.deltas, axis=1),

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ._adams import Accuracy, ExponentialAdams, solve_adams
 from ._exponential import ExponentialNTK, InitialFactors
 from ._problem import Problem
 from ._solution import FlowStatus, SolveStats
@@ -34,18 +35,20 @@ DTMIN_FRACTION = 1e-13
 class SolveSettings:
     """What every solve of one `solve_flows` call shares: the horizon `t1`, the save times
     `ts` (from 0 to at most `t1`), the `solver`, the tolerances on `δ`, the step budget,
-    the progress meter, the first step `dt0` (`None`: diffrax picks it) and `K0`'s
-    factors for the exponential integrator's first step (`initial`)."""
+    the progress meter, the first step `dt0` (`None`: diffrax picks it), `K0`'s
+    factors for the exponential integrators (`initial`), and what `ExponentialAdams`
+    holds its local errors to (`accuracy`; `rtol`/`atol` are diffrax's)."""
 
     t1: float
     ts: np.ndarray
-    solver: diffrax.AbstractSolver
+    solver: diffrax.AbstractSolver | ExponentialAdams
     rtol: float
     atol: float
     max_steps: int
     meter: diffrax.AbstractProgressMeter
     dt0: float | None = None
     initial: InitialFactors | None = None
+    accuracy: Accuracy | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,12 +71,15 @@ class StepSeries:
 @dataclasses.dataclass(frozen=True, eq=False)
 class Path:
     """One flow at the save times: `deltas` (`δ(t_i)`, NaN rows where the solve did not
-    reach), its `steps`, diffrax's `result` (`None`: not integrated) and its `stats`."""
+    reach), its `steps`, diffrax's `result` (`None`: not integrated), its `stats` and,
+    from `ExponentialAdams`, the suprema `(‖w − u‖, ‖αf(w) − αf_0(u)‖, ‖w − w0‖)` over its
+    steps (`sups`)."""
 
     deltas: np.ndarray
     steps: StepSeries
     result: Any
     stats: SolveStats
+    sups: tuple[float, float, float] | None = None
 
     @property
     def reached_all(self) -> bool:
@@ -187,6 +193,9 @@ def integrate(
     whose gaps to this flow are recorded at every step.
     """
     solver = settings.solver if solver is None else solver
+    if isinstance(solver, ExponentialAdams):
+        return _integrate_adams(problem, settings, solver, loosen)
+    assert isinstance(solver, diffrax.AbstractSolver)
     rtol, atol = settings.rtol * loosen, settings.atol * loosen
     start = time.perf_counter()
     sol = _solve(
@@ -230,6 +239,44 @@ def integrate(
     v = vals[keep]
     steps = StepSeries(step_ts[keep], v[:, 0], v[:, 1], v[:, 2], v[:, 3])
     return Path(deltas, steps, sol.result, stats)
+
+
+def _integrate_adams(
+    problem: Problem, settings: SolveSettings, solver: ExponentialAdams, loosen: float
+) -> Path:
+    """The gradient flow by `ExponentialAdams` (`_adams`), as a `Path`."""
+    if settings.initial is None or settings.accuracy is None or settings.dt0 is None:
+        raise ValueError("ExponentialAdams needs K0's factors, its accuracy and a first step")
+    accuracy = settings.accuracy.loosened(loosen)
+    out = solve_adams(
+        problem,
+        solver,
+        settings.initial.lam,
+        settings.initial.V,
+        settings.ts,
+        accuracy,
+        # The first step grows with τ: solves at different tolerances then differ from
+        # the first step on, so that their difference (the error budget) is never zero
+        # where the error is not.
+        h0=settings.dt0 * accuracy.tau**0.5,
+        dtmin=DTMIN_FRACTION * settings.t1,
+        max_steps=settings.max_steps,
+        meter=settings.meter,
+    )
+    log = out.steps
+    stats = SolveStats(
+        max_steps=settings.max_steps,
+        num_accepted_steps=out.num_accepted_steps,
+        num_rejected_steps=out.num_steps - out.num_accepted_steps,
+        num_steps=out.num_steps,
+        vf_evaluations=evaluations(solver, out.num_steps),
+        kernel_evaluations=out.refreshes,
+        wall_s=out.wall_s,
+        solver=type(solver).__name__,
+        rtol=accuracy.dist * accuracy.tau,
+    )
+    steps = StepSeries(log[:, 0], log[:, 1], log[:, 2], log[:, 3], log[:, 4])
+    return Path(out.deltas, steps, out.result, stats, out.sups)
 
 
 def not_integrated(settings: SolveSettings, p: int, why: str) -> Path:
@@ -307,7 +354,8 @@ def ending(path: Path, settings: SolveSettings, *, flow: str) -> tuple[FlowStatu
         t_last = float(ts[0])
         last = "no step was accepted after w0"
     if bool(path.result == diffrax.RESULTS.max_steps_reached):
-        hint = "" if path.stats.solver == "ExponentialNTK" else "; solver='exponential' is not"
+        exponential = path.stats.solver in ("ExponentialNTK", "ExponentialAdams")
+        hint = "" if exponential else "; solver='exponential' is not"
         return (
             FlowStatus.MAX_STEPS,
             f"The {flow} flow's solve reached its step limit (max_steps={settings.max_steps}) "

@@ -47,8 +47,10 @@ class SolveStats(_Record):
     each forms an empirical NTK, except those from `w0`, which reuse `K0`'s factors),
     `wall_s`, `solver` (its class name), the tolerances `rtol`,
     `atol`, the flow's resolution `resolution` (`ρ`, docs/theory.md "Rounding"),
-    `skipped` (why the flow was not integrated) and `failed` (how a solve that was
-    expected to finish ended). Fields that do not apply are `None`.
+    `skipped` (why the flow was not integrated), `failed` (how a solve that was
+    expected to finish ended) and, for the error estimate of an accuracy policy,
+    `accuracy` (the targets, the solves it took and the budget it reached:
+    `_accuracy.AccuracyReport.as_dict`). Fields that do not apply are `None`.
     """
 
     method: str | None = None
@@ -65,6 +67,7 @@ class SolveStats(_Record):
     resolution: float | None = None
     skipped: str | None = None
     failed: str | None = None
+    accuracy: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

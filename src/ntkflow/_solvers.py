@@ -1,8 +1,9 @@
 """The gradient flow's integrators, looked up by name (docs/flows.md, "Solvers").
 
-`"exponential"` is ntkflow's NTK exponential integrator (`ExponentialNTK`); the others are
-diffrax's explicit Runge–Kutta methods with the bounded stage scan. `choose_solver` is
-`solver="auto"`. This is where a new integrator plugs in: add it to `_SOLVERS` (and to
+`"adams"` is ntkflow's exponential Adams integrator on the deviation from the local
+tangent path (`ExponentialAdams`, squared loss), `"exponential"` its NTK exponential
+Runge–Kutta integrator (`ExponentialNTK`, any loss); the others are diffrax's explicit
+Runge–Kutta methods with the bounded stage scan. `choose_solver` is `solver="auto"`. This is where a new integrator plugs in: add it to `_SOLVERS` (and to
 `choose_solver` if `"auto"` should pick it).
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 import diffrax
 import jax.numpy as jnp
 
+from ._adams import ExponentialAdams
 from ._exponential import ExponentialNTK
 from ._problem import Problem
 from ._structured import structured_applies
@@ -22,7 +24,11 @@ def default_solver() -> diffrax.AbstractSolver:
     return diffrax.Tsit5(scan_kind="bounded")
 
 
+# A gradient-flow integrator: a diffrax solver, or ntkflow's own loop (`ExponentialAdams`).
+Solver = diffrax.AbstractSolver | ExponentialAdams
+
 _SOLVERS = {
+    "adams": ExponentialAdams,
     "exponential": ExponentialNTK,
     "tsit5": default_solver,
     "dopri5": lambda: diffrax.Dopri5(scan_kind="bounded"),
@@ -43,9 +49,10 @@ AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES = 2**30
 AUTO_EXPONENTIAL_MAX_N = 4096
 
 
-def get_solver(name: str) -> diffrax.AbstractSolver:
-    """A solver by name: `"exponential"` (`ExponentialNTK`, the NTK exponential
-    integrator), or diffrax's `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`, each with the
+def get_solver(name: str) -> Solver:
+    """A solver by name: `"adams"` (`ExponentialAdams`, the exponential Adams integrator
+    of the squared loss's flow), `"exponential"` (`ExponentialNTK`, the NTK exponential
+    Runge–Kutta integrator), or diffrax's `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`, each with the
     bounded stage scan. (`"auto"` needs the problem: see `choose_solver`.)"""
     try:
         return _SOLVERS[name.lower()]()
@@ -53,14 +60,14 @@ def get_solver(name: str) -> diffrax.AbstractSolver:
         raise ValueError(f"unknown solver={name!r}; use one of: {', '.join(_SOLVERS)}") from None
 
 
-def as_solver(solver: Any) -> diffrax.AbstractSolver | str:
+def as_solver(solver: Any) -> Solver | str:
     """`solve_flows`' `solver` argument checked: a diffrax solver, a solver by name, or
     `"auto"` (returned as is: `choose_solver` needs the kernel's condition number)."""
     if solver is None:
         return default_solver()
     if isinstance(solver, str):
         return "auto" if solver.lower() == "auto" else get_solver(solver)
-    if isinstance(solver, diffrax.AbstractSolver):
+    if isinstance(solver, diffrax.AbstractSolver | ExponentialAdams):
         return solver
     raise ValueError(
         f"solver must be a name ({', '.join(SOLVER_NAMES)}) or a diffrax solver, got "
@@ -68,8 +75,10 @@ def as_solver(solver: Any) -> diffrax.AbstractSolver | str:
     )
 
 
-def choose_solver(problem: Problem, cond: float, *, span: float = 0.0) -> diffrax.AbstractSolver:
-    """`solver="auto"`: the exponential integrator when the flow is stiff (`cond(K0) ≥ 100`,
+def choose_solver(problem: Problem, cond: float, *, span: float = 0.0) -> Solver:
+    """`solver="auto"`: an exponential integrator when the flow is stiff — the exponential
+    Adams one (`ExponentialAdams`) for the squared loss, whose local tangent path is in
+    closed form, else `ExponentialNTK` — (`cond(K0) ≥ 100`,
     or a horizon that spans `span = t1·α²Lλ_max(K0) ≥ 3000` of the fastest mode's time
     scales) and a kernel per step is affordable (at most 4096 outputs; a
     model with the structured kernel, or a Jacobian of at most 1 GiB), else Tsit5. For a
@@ -82,11 +91,11 @@ def choose_solver(problem: Problem, cond: float, *, span: float = 0.0) -> diffra
     )
     stiff = not cond < AUTO_EXPONENTIAL_COND or span >= AUTO_EXPONENTIAL_SPAN
     if affordable and stiff:
-        return ExponentialNTK()
+        return ExponentialAdams() if problem.squared else ExponentialNTK()
     return default_solver()
 
 
-def evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
+def evaluations(solver: Solver, num_steps: int) -> int | None:
     """Vector-field evaluations of a solve of `num_steps` (accepted and rejected) steps.
     For an explicit Runge–Kutta method, `stages − 1` per step when the first stage reuses
     the last (FSAL), else `stages`, plus one initial evaluation: exact to within the one or
@@ -95,6 +104,8 @@ def evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
     other solvers."""
     if isinstance(solver, ExponentialNTK):
         return 2 + 3 * num_steps
+    if isinstance(solver, ExponentialAdams):
+        return 1 + 2 * num_steps  # (PECE: two gradients a step, one at w0)
     if not isinstance(solver, diffrax.AbstractERK):
         return None
     tableau: Any = solver.tableau
@@ -104,7 +115,7 @@ def evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int | None:
     return stages * num_steps
 
 
-def kernel_evaluations(solver: diffrax.AbstractSolver, num_steps: int) -> int:
+def kernel_evaluations(solver: Solver, num_steps: int) -> int:
     """The exponential integrator's steps: each forms an empirical NTK and its `eigh`,
     except the steps from `w0` (they reuse `K0`'s, `InitialFactors`). 0 for the others."""
     return num_steps if isinstance(solver, ExponentialNTK) else 0

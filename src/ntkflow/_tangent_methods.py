@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._adams import ExponentialAdams
 from ._exponential import ExponentialNTK
 from ._integrate import Path, SolveSettings, TangentField, ending, integrate
 from ._problem import Problem
@@ -82,7 +83,7 @@ class TangentODE(AbstractTangentMethod):
     def solve(self, tangent: TangentFlow, settings: SolveSettings) -> TangentPath:
         start = time.perf_counter()
         problem = tangent.problem
-        if isinstance(settings.solver, ExponentialNTK):
+        if isinstance(settings.solver, ExponentialNTK | ExponentialAdams):
             # (and diffrax's own first step: `dt0` is the exponential integrator's)
             settings = dataclasses.replace(settings, solver=default_solver(), dt0=None)
         path: Path = integrate(TangentField(problem), problem, settings)
