@@ -155,7 +155,8 @@ def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
         **TINY,
         "data": {"source": "sphere", "n": 24, "d": 6},
         "model": {"width": 64},
-        "flows": {"saves": 150},
+        # (the exponential Runge–Kutta pair at a tight tolerance: a slow solve by design)
+        "flows": {"saves": 150, "solver": "exponential", "rtol": 1e-10},
     }
     exp = write_toml(tmp_path / "slow.toml", doc)
     out = tmp_path / "res"

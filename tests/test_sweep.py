@@ -226,7 +226,10 @@ def test_a_fit_that_cannot_be_made_is_reported_not_raised():
         np.array([1.0, 10.0, 100.0]), np.array([1.0, 0.1, np.nan]), quantity="q",
         against="problem.alpha", theory=-1.0,
     )  # fmt: skip
-    assert fit.slope == pytest.approx(-1.0) and fit.low <= -1.0 <= fit.high
+    # Exact data: the slope is −1 and the interval degenerate at it, up to rounding.
+    assert fit.slope == pytest.approx(-1.0, abs=1e-12)
+    assert fit.low <= fit.slope <= fit.high
+    assert fit.low == pytest.approx(-1.0, abs=1e-12) and fit.high == pytest.approx(-1.0, abs=1e-12)
 
 
 def test_a_sweep_whose_fits_fail_still_writes_its_data_and_report(reference, tmp_path, monkeypatch):

@@ -298,9 +298,7 @@ def _step(c: _Consts, solver: ExponentialAdams, vjp0, st: _State) -> _State:
     # The recorded quantities, against the tangent flow from w0.
     r_u, ac_u = _closed_form(c.a2, c.lam0, c.V0, c.r0h, tn)
     (u,) = vjp0(ac_u / alpha)
-    quant = jnp.stack(
-        [jnp.linalg.norm(dC - u), jnp.linalg.norm(r - r_u), jnp.linalg.norm(dC)]
-    )
+    quant = jnp.stack([jnp.linalg.norm(dC - u), jnp.linalg.norm(r - r_u), jnp.linalg.norm(dC)])
     ok, fac = _control(c, st, k, err, alpha * (ehC - ehP), quant)
     return _advance(c, solver, st, ok, fac, h, tn, thC, k, new, dC, ehC, r, quant, vjp_r)
 

@@ -36,7 +36,13 @@ from ._accuracy import solve_to_accuracy
 from ._adams import Accuracy, ExponentialAdams
 from ._exponential import ExponentialNTK, InitialFactors
 from ._gd import gradient_descent
-from ._gradient_flow import MAX_RTOL, GradientPath, error_budget, solve_gradient_flow
+from ._gradient_flow import (
+    MAX_RTOL,
+    ErrorBudget,
+    GradientPath,
+    error_budget,
+    solve_gradient_flow,
+)
 from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._integrate import SolveSettings, gradient_norms, losses
 from ._problem import Problem
@@ -325,6 +331,40 @@ def _meter(progress: bool | diffrax.AbstractProgressMeter) -> diffrax.AbstractPr
     return RichProgressMeter() if progress else diffrax.NoProgressMeter()
 
 
+def _gradient_flow(
+    problem: Problem,
+    settings: SolveSettings,
+    u: TangentPath | None,
+    resolution: float,
+    policy: bool,
+    error_estimate: bool,
+) -> tuple[GradientPath, ErrorBudget | None]:
+    """The gradient flow and its error budget (`None` without the error estimate): by the
+    accuracy policy (`_accuracy`: the budget is the controller, loose then tighter) for
+    `ExponentialAdams` with `rtol="auto"`, else one solve and a re-solve 10× looser."""
+    if policy and resolution <= MAX_RTOL and isinstance(settings.solver, ExponentialAdams):
+        return solve_to_accuracy(problem, settings, resolution=resolution)
+    along = None if u is None else u.closed_form  # gaps at every step, if cheap
+    w = solve_gradient_flow(problem, settings, resolution=resolution, tangent=along)
+    budget = None
+    if error_estimate and np.isfinite(w.loss[1:]).any():
+        budget = error_budget(problem, settings, w, tangent=along)
+    return w, budget
+
+
+def _gradient_descent(problem: Problem, closed: TangentFlow, step: float, ts, delta_w, out):
+    """Gradient descent with step `step`, its series added to `out` (with its gap to the
+    gradient flow's saves `delta_w`, when given)."""
+    L = problem.objective.L
+    lam_max = float(closed.eigenvalues[-1])
+    gd = gradient_descent(problem, step, ts, lambda_max=lam_max, smoothness=1.0 if L is None else L)
+    out["ts_gd"], out["loss_gd"] = gd.ts, gd.loss
+    out["dist_gd"] = np.linalg.norm(gd.deltas, axis=1)
+    if delta_w is not None:
+        out["gap_gd"] = np.linalg.norm(gd.deltas - delta_w, axis=1)
+    return gd
+
+
 def solve_flows(
     problem: Problem,
     t1: float | str = "auto",
@@ -356,11 +396,18 @@ def solve_flows(
       `loss_curvature`); with an array `saveat`, its last time.
     - `saveat`: an int (that many evenly spaced times in `[0, t1]`) or an increasing array
       of times (0 is prepended if absent).
-    - `solver`: `"auto"` (the exponential integrator when the flow is stiff, see
-      `choose_solver`), `"exponential"` (`ExponentialNTK`), `"tsit5"`, `"dopri5"`,
-      `"dopri8"`, `"bosh3"`, or any diffrax solver. The tangent flow's ODE
-      (`tangent="ode"`) uses Tsit5 when the gradient flow's solver is exponential.
-    - `rtol`, `atol`: the PID controller's tolerances on the displacement `w − w0`.
+    - `solver`: `"auto"` (an exponential integrator when the flow is stiff, see
+      `choose_solver`), `"adams"` (`ExponentialAdams`, squared loss), `"exponential"`
+      (`ExponentialNTK`), `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`, or any diffrax
+      solver. The tangent flow's ODE (`tangent="ode"`) uses Tsit5 when the gradient
+      flow's solver is exponential.
+    - `rtol`, `atol`: the tolerances. With `ExponentialAdams`, `rtol="auto"` is the
+      accuracy policy (docs/flows.md, "The accuracy policy"): the gaps `‖w − u‖`,
+      `‖αf(w) − αf_0(u)‖` to `1e-3` of themselves, the distance and the loss to `1e-6`,
+      solved loose first and tightened until the error budget shows it
+      (`stats["error_estimate"]["accuracy"]` reports what it reached); a number is used
+      for all of them, with one re-solve 10× looser for the budget. Otherwise they are
+      the PID controller's on the displacement `w − w0`:
       `rtol="auto"` is `1e-8`, or what the dtype can resolve when that is coarser
       (`max(1e-8, 1000ε, ρ)` with the flow's resolution `ρ` from `motion_resolution`;
       float32: about `1e-4` or more); a number below `ρ` is raised to `ρ` with a
@@ -424,16 +471,8 @@ def solve_flows(
         out.update(_tangent_series(problem, u))
         stats["tangent"], reached["tangent"] = u.stats, u.t_reached
     if "gradient" in flows:
-        along = None if u is None else u.closed_form  # gaps at every step, if cheap
-        policy = error_estimate and rtol == "auto" and resolution <= MAX_RTOL
-        if policy and isinstance(settings.solver, ExponentialAdams):
-            # The error budget is the controller (`_accuracy`): loose, then tighter.
-            w, budget = solve_to_accuracy(problem, settings, resolution=resolution)
-        else:
-            w = solve_gradient_flow(problem, settings, resolution=resolution, tangent=along)
-            budget = None
-            if error_estimate and np.isfinite(w.loss[1:]).any():
-                budget = error_budget(problem, settings, w, tangent=along)
+        policy = error_estimate and rtol == "auto"
+        w, budget = _gradient_flow(problem, settings, u, resolution, policy, error_estimate)
         out.update(_gradient_series(problem, w, u))
         stats["gradient"], reached["gradient"] = w.stats, w.t_reached
         if budget is not None:
@@ -452,14 +491,7 @@ def solve_flows(
     if problem.data.has_test:
         out.update(test_predictions(problem, delta_w, delta_u))
     if gd_step is not None:
-        lam_max = float(closed.eigenvalues[-1])
-        L = problem.objective.L
-        smooth = 1.0 if L is None else L
-        gd = gradient_descent(problem, gd_step, ts, lambda_max=lam_max, smoothness=smooth)
-        out["ts_gd"], out["loss_gd"] = gd.ts, gd.loss
-        out["dist_gd"] = np.linalg.norm(gd.deltas, axis=1)
-        if delta_w is not None:
-            out["gap_gd"] = np.linalg.norm(gd.deltas - delta_w, axis=1)
+        gd = _gradient_descent(problem, closed, gd_step, ts, delta_w, out)
         stats["gd"], reached["gd"] = gd.stats, gd.t_reached
         if (diverged := gd.divergence()) is not None:
             message += " " + diverged

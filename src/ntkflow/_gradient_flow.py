@@ -19,6 +19,7 @@ from ._integrate import (
     Path,
     SolveSettings,
     ending,
+    gradient_norms,
     integrate,
     losses,
     not_integrated,
@@ -132,15 +133,31 @@ def error_budget(
     return budget_between(problem, flow, loose, stats)
 
 
-def budget_between(problem: Problem, flow: GradientPath, loose: Path, stats: SolveStats) -> ErrorBudget:
-    """The error budget of `flow` from a `loose`r solve of the same flow: the differences
-    of their states, losses and residuals at the save times (NaN where either solve
-    stopped short: `verify` then calls a check there inconclusive rather than deciding it
-    without a budget)."""
+def budget_between(
+    problem: Problem, flow: GradientPath, loose: Path, stats: SolveStats
+) -> ErrorBudget:
+    """The error budget of `flow` from a `loose`r solve of the same flow (docs/theory.md,
+    "The gradient flow's budget"): at each save time the largest difference of the two
+    solutions' states and residuals up to it (integration errors accumulate; the two
+    solves' errors can cross at a save, where the difference alone would be near zero),
+    and the loss's budget propagated from the residual's, `‖∇R(z)‖e_r + L e_r²/2`, not the
+    difference of the losses (which cancels when the two residuals' errors are orthogonal
+    to `∇R`). NaN where either solve stopped short, and from there on: `verify` then calls
+    a check there inconclusive rather than deciding it without a budget."""
     res_l = residuals(problem, loose.deltas)
-    return ErrorBudget(
-        err_w=np.linalg.norm(flow.path.deltas - loose.deltas, axis=1),
-        err_loss_w=np.abs(flow.loss - losses(problem, res_l)),
-        err_res_w=np.linalg.norm(flow.residuals - res_l, axis=1),
-        stats=stats,
-    )
+    err_w = _running_max(np.linalg.norm(flow.path.deltas - loose.deltas, axis=1))
+    err_res = _running_max(np.linalg.norm(flow.residuals - res_l, axis=1))
+    smooth = problem.objective.L
+    grad = gradient_norms(problem, flow.residuals)
+    err_loss = grad * err_res + 0.5 * (smooth if smooth is not None else 0.0) * err_res**2
+    if smooth is None:  # (unknown curvature: the first-order term, or the difference)
+        err_loss = np.maximum(err_loss, np.abs(flow.loss - losses(problem, res_l)))
+    return ErrorBudget(err_w=err_w, err_loss_w=err_loss, err_res_w=err_res, stats=stats)
+
+
+def _running_max(err: np.ndarray) -> np.ndarray:
+    """`max_{s ≤ t} err(s)` along the save times; NaN from the first NaN on."""
+    out = np.fmax.accumulate(err)
+    bad = np.cumsum(~np.isfinite(err)) > 0
+    out[bad] = np.nan
+    return out

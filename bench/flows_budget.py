@@ -1,0 +1,199 @@
+"""Benchmark: does the reported error budget bound the true error? (issue 27)
+
+    python bench/flows_budget.py [--quick] [--out bench/results]
+
+On a set of small problems — shallow and deep, centred and not, `cond(K0)` from 10² to
+10⁶, `α` from 1 to 10⁴, squared and logistic losses — the gradient flow at default
+settings (`solve_flows` with `rtol="auto"`, the error estimate on: for the squared loss's
+stiff flows the accuracy policy of `ExponentialAdams`) is compared at 30 save times with
+a reference: the exponential Runge–Kutta integrator at `rtol = 1e-12`, whose own error is
+estimated by a second reference at `rtol = 1e-11` (it is an independent method from the
+default's). Per problem: the default's solver, its cost in gradient evaluations (both
+solves of the budget included), the largest ratio of true error to budget over the saves
+for `w`, the loss and the residual (where the true error is above the reference's own
+uncertainty), and whether any check of `verify` changes verdict against the reference's
+(held ↔ failed: a contradiction; decided ↔ inconclusive is counted apart).
+
+Writes `OUT/flows_budget.json` and `OUT/flows_budget.md`.
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from flows import eps_for, write_results  # (bench/flows.py: this script runs from bench/)
+
+HERE = Path(__file__).resolve().parent
+SAVES = 30
+
+
+def _shallow_cond(cond: float, alpha: float):
+    from flows import _problem
+
+    return _problem(eps_for(cond), alpha)
+
+
+def problems(quick: bool) -> list[tuple[str, object]]:
+    """`(label, thunk)`: each thunk builds its `Problem`."""
+    import numpy as np
+
+    import ntkflow as nf
+
+    def mlp(widths, n, d, alpha, centering="antisymmetric", loss="squared", seed=0):
+        def make():
+            data = nf.datasets.sphere(n, d, seed=seed)
+            if loss == "logistic":
+                data = nf.datasets.from_arrays(data.X, np.sign(np.asarray(data.y)))
+            model = nf.MLP(widths, "tanh")
+            return nf.Problem(model, data, alpha=alpha, centering=centering, loss=loss)
+
+        return make
+
+    def seed(alpha):
+        def make():
+            data = nf.datasets.digits(32, classes=(0, 1))
+            return nf.Problem(nf.Shallow(256), data, alpha=alpha, centering="antisymmetric")
+
+        return make
+
+    def shallow(cond, alpha):
+        return lambda: _shallow_cond(cond, alpha)
+
+    out = [(f"MLP(32,32) n=24 α={a:g}", mlp((32, 32), 24, 4, a)) for a in (1, 10, 100, 1e3, 1e4)]
+    out += [(f"MLP(128,128) n=64 α={a:g}", mlp((128, 128), 64, 16, a)) for a in (10, 100, 1e3)]
+    out += [
+        (f"Shallow(64) n=8 cond {c:.0e} α={a:g}", shallow(c, a))
+        for c in (1e2, 1e4, 1e6)
+        for a in (1, 10, 100)
+    ]
+    out += [(f"seed Shallow(256) digits α={a:g}", seed(a)) for a in (10.0, 2.14e4)]
+    out += [
+        (f"MLP(32,32) n=24 uncentred α={a:g}", mlp((32, 32), 24, 4, a, "none")) for a in (1, 10)
+    ]
+    out += [("MLP(64,64,64) n=32 α=100", mlp((64, 64, 64), 32, 8, 100.0))]
+    out += [
+        (f"MLP(32,32) n=24 logistic α={a:g}", mlp((32, 32), 24, 4, a, loss="logistic"))
+        for a in (10, 100)
+    ]
+    return out[:4] if quick else out
+
+
+def _ratio(true, budget, floor) -> float:
+    import numpy as np
+
+    keep = np.isfinite(true) & (true > floor)
+    if not keep.any():
+        return 0.0
+    return float(np.max(true[keep] / np.maximum(budget[keep], 1e-300)))
+
+
+def run_one(label: str, make) -> dict:
+    import jax
+    import numpy as np
+
+    import ntkflow as nf
+    from ntkflow._integrate import residuals
+
+    problem = make()
+    cert = nf.certify(problem)
+    assert cert.kernel is not None
+    grad = jax.jit(lambda w: jax.grad(problem.loss)(w))
+    grad(problem.w0).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(5):
+        grad(problem.w0).block_until_ready()
+    t_grad = (time.perf_counter() - start) / 5
+    sol = nf.solve_flows(
+        problem, saveat=SAVES, save_params=True, diagnostics=False, kernel=cert.kernel
+    )
+    common = dict(
+        saveat=sol.ts,
+        save_params=True,
+        diagnostics=False,
+        error_estimate=False,
+        kernel=cert.kernel,
+        solver="exponential",
+        max_steps=10**6,
+    )
+    ref = nf.solve_flows(problem, sol.t1, rtol=1e-12, **common)
+    ref2 = nf.solve_flows(problem, sol.t1, rtol=1e-11, **common)
+    st, est = sol.stats["gradient"], sol.stats.get("error_estimate")
+    dw = np.linalg.norm(sol.params_w - ref.params_w, axis=1)
+    u_w = np.linalg.norm(ref2.params_w - ref.params_w, axis=1)
+    dl = np.abs(sol.loss_w - ref.loss_w)
+    u_l = np.abs(ref2.loss_w - ref.loss_w)
+
+    def res(s):
+        return np.asarray(residuals(problem, s.params_w))
+
+    dr = np.linalg.norm(res(sol) - res(ref), axis=1)
+    u_r = np.linalg.norm(res(ref2) - res(ref), axis=1)
+    v, vr = nf.verify(sol, cert), nf.verify(ref, cert)
+    pairs = [(c.holds, vr[c.name].holds) for c in v.checks]
+    wall = st["wall_s"] + (est["wall_s"] if est is not None else 0.0)
+    return {
+        "label": label,
+        "n": problem.n,
+        "p": problem.p,
+        "alpha": problem.alpha,
+        "loss": problem.loss_name,
+        "cond": float(cert.kernel.eigenvalues[-1] / cert.kernel.eigenvalues[0]),
+        "solver": st["solver"],
+        "status": sol.status.name,
+        "steps": st["num_steps"] + (est["num_steps"] if est is not None else 0),
+        "wall_s": wall,
+        "in_gradients": wall / t_grad,
+        "accuracy": est.get("accuracy") if est is not None else None,
+        "ratio_w": _ratio(dw, sol.err_w, 10 * u_w),
+        "ratio_loss": _ratio(dl, sol.err_loss_w, 10 * u_l),
+        "ratio_res": _ratio(dr, sol.err_res_w, 10 * u_r),
+        "rel_error_w": float(np.max(dw) / np.max(np.linalg.norm(ref.params_w, axis=1))),
+        "contradictions": sum(1 for a, b in pairs if a is not None and b is not None and a != b),
+        "inconclusive_vs_decided": sum(1 for a, b in pairs if a is None and b is not None),
+    }
+
+
+def render(result: dict) -> str:
+    out = [
+        "Error budget against the true error (reference: the exponential Runge–Kutta "
+        f"integrator at rtol 1e-12), {SAVES} saves, default settings. A ratio ≤ 1 means the "
+        f"budget bounded the true error everywhere. {result['machine']}.",
+        "",
+        "| problem | loss | cond(K0) | solver | steps | in gradients | true/budget w | loss "
+        "| residual | rel. error w | verdicts changed | inconclusive (ref decided) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        out.append(
+            f"| {r['label']} | {r['loss']} | {r['cond']:.2g} | {r['solver']} | {r['steps']} | "
+            f"{r['in_gradients']:.0f} | {r['ratio_w']:.2g} | {r['ratio_loss']:.2g} | "
+            f"{r['ratio_res']:.2g} | {r['rel_error_w']:.1e} | {r['contradictions']} | "
+            f"{r['inconclusive_vs_decided']} |"
+        )
+    worst = max(max(r["ratio_w"], r["ratio_loss"], r["ratio_res"]) for r in result["rows"])
+    out += ["", f"Largest true/budget ratio: {worst:.3g}."]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the first four problems")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args()
+    import ntkflow  # noqa: F401  (float64 on)
+
+    rows = []
+    for label, make in problems(args.quick):
+        row = run_one(label, make)
+        print(row, file=sys.stderr, flush=True)
+        rows.append(row)
+    result = {"machine": f"{os.cpu_count()} CPUs", "rows": rows}
+    write_results(Path(args.out), "flows_budget", result, render)
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()
