@@ -18,7 +18,6 @@ Writes `OUT/flows_budget.json` and `OUT/flows_budget.md`.
 """
 
 import argparse
-import math
 import os
 import sys
 import time

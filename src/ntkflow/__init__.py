@@ -13,6 +13,7 @@ if _os.environ.get("NTKFLOW_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
 from . import datasets as datasets, models as models
+from ._adams import Accuracy as Accuracy, ExponentialAdams as ExponentialAdams
 from ._centering import (
     AbstractCentering as AbstractCentering,
     Antisymmetric as Antisymmetric,
@@ -29,7 +30,6 @@ from ._executors import (
     LocalProcesses as LocalProcesses,
     RayExecutor as RayExecutor,
 )
-from ._adams import Accuracy as Accuracy, ExponentialAdams as ExponentialAdams
 from ._exponential import ExponentialNTK as ExponentialNTK
 from ._flows import (
     choose_solver as choose_solver,

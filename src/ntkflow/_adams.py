@@ -77,10 +77,11 @@ class Accuracy:
     `‖w − w0‖` to `dist` of its supremum, the residual to `loss·‖r0‖/2` (the loss to
     `loss·R0`); whichever is tighter, times `tau`. `scales` are the suprema `(gap_w, gap_f,
     dist)` known from an earlier solve (`floor`: what the dtype resolves, relative to the
-    distance and to `‖r0‖`: below it an error is rounding, and is not asked for): the running maximum is used where larger; an
-    infinite gap scale (the default) leaves that criterion out, as for a first solve,
-    whose gaps are not known yet (held to a fraction of their running maximum, the first
-    steps, where the gaps grow from zero, could never be accepted)."""
+    distance and to `‖r0‖`: below it an error is rounding, and is not asked for): the
+    running maximum is used where larger; an infinite gap scale (the default) leaves that
+    criterion out, as for a first solve, whose gaps are not known yet (held to a fraction
+    of their running maximum, the first steps, where the gaps grow from zero, could never
+    be accepted)."""
 
     gap: float = 1e-3
     dist: float = 1e-6

@@ -31,9 +31,9 @@ import numpy as np
 import numpy.typing as npt
 from jaxtyping import ArrayLike, Float
 
-from ._diagnostics import diagnostics_method, kernel_diagnostics, test_predictions
 from ._accuracy import solve_to_accuracy
 from ._adams import Accuracy, ExponentialAdams
+from ._diagnostics import diagnostics_method, kernel_diagnostics, test_predictions
 from ._exponential import ExponentialNTK, InitialFactors
 from ._gd import gradient_descent
 from ._gradient_flow import (

@@ -192,10 +192,10 @@ def integrate(
     tolerances (the error estimate's re-solve), `tangent` is the closed-form tangent flow
     whose gaps to this flow are recorded at every step.
     """
-    solver = settings.solver if solver is None else solver
-    if isinstance(solver, ExponentialAdams):
-        return _integrate_adams(problem, settings, solver, loosen)
-    assert isinstance(solver, diffrax.AbstractSolver)
+    chosen = settings.solver if solver is None else solver
+    if isinstance(chosen, ExponentialAdams):
+        return _integrate_adams(problem, settings, chosen, loosen)
+    solver = chosen
     rtol, atol = settings.rtol * loosen, settings.atol * loosen
     start = time.perf_counter()
     sol = _solve(

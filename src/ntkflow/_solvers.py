@@ -3,7 +3,8 @@
 `"adams"` is ntkflow's exponential Adams integrator on the deviation from the local
 tangent path (`ExponentialAdams`, squared loss), `"exponential"` its NTK exponential
 Runge–Kutta integrator (`ExponentialNTK`, any loss); the others are diffrax's explicit
-Runge–Kutta methods with the bounded stage scan. `choose_solver` is `solver="auto"`. This is where a new integrator plugs in: add it to `_SOLVERS` (and to
+Runge–Kutta methods with the bounded stage scan. `choose_solver` is `solver="auto"`.
+This is where a new integrator plugs in: add it to `_SOLVERS` (and to
 `choose_solver` if `"auto"` should pick it).
 """
 
@@ -52,8 +53,8 @@ AUTO_EXPONENTIAL_MAX_N = 4096
 def get_solver(name: str) -> Solver:
     """A solver by name: `"adams"` (`ExponentialAdams`, the exponential Adams integrator
     of the squared loss's flow), `"exponential"` (`ExponentialNTK`, the NTK exponential
-    Runge–Kutta integrator), or diffrax's `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`, each with the
-    bounded stage scan. (`"auto"` needs the problem: see `choose_solver`.)"""
+    Runge–Kutta integrator), or diffrax's `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`,
+    each with the bounded stage scan. (`"auto"` needs the problem: see `choose_solver`.)"""
     try:
         return _SOLVERS[name.lower()]()
     except (KeyError, AttributeError):
