@@ -313,8 +313,8 @@ def _control(c: _Consts, st: _State, k, err, ferr, quant) -> tuple[Array, Array]
     floor = jnp.maximum(c.tol[3], 64 * eps)
     floor_e = floor * sups[2]
     floor_f = floor * c.nr0
-    sc_e = jnp.maximum(jnp.minimum(gap_tol * sups[0], dist_tol * sups[2]), floor_e)
-    sc_f = jnp.maximum(jnp.minimum(gap_tol * sups[1], 0.5 * loss_tol * c.nr0), floor_f)
+    sc_e = _resolved(jnp.stack([gap_tol * sups[0], dist_tol * sups[2]]), floor_e)
+    sc_f = _resolved(jnp.stack([gap_tol * sups[1], 0.5 * loss_tol * c.nr0]), floor_f)
     milne = jnp.asarray(MILNE, err.dtype)[k]
     ratio = milne * jnp.maximum(jnp.linalg.norm(err) / sc_e, jnp.linalg.norm(ferr) / sc_f)
     finite = jnp.isfinite(ratio)
@@ -323,6 +323,16 @@ def _control(c: _Consts, st: _State, k, err, ferr, quant) -> tuple[Array, Array]
     fac = jnp.where(finite, jnp.clip(0.9 * safe ** (-1.0 / (k + 1.0)), 0.2, 4.0), 0.2)
     fac = jnp.where(finite & (ratio == 0), 4.0, fac)
     return ok, fac
+
+
+def _resolved(targets: Array, floor: Array) -> Array:
+    """The tightest of `targets` that the dtype resolves (above `floor`); `floor` where
+    none is. A target below the floor is left out rather than raised to it: held to the
+    floor, the solves at every `τ` would take the same steps, and their difference (the
+    error budget) would no longer bound their error."""
+    above = jnp.where(targets > floor, targets, jnp.inf)
+    tight = jnp.min(above)
+    return jnp.where(jnp.isfinite(tight), tight, floor)
 
 
 def _advance(c, solver, st, ok, fac, h, tn, thC, k, new, dC, ehC, r, quant, vjp_r) -> _State:
