@@ -38,12 +38,15 @@ class AccuracyReport:
     """What the policy did: the `targets` (`gap`, `dist`, `loss`), the `taus` it solved at
     (the last is the reported solve, the one before it the budget's), the budget it
     `reached` relative to each target's scale (`gap_w`, `gap_f`: of the gaps' suprema;
-    `dist`: of the distance's; `loss`: of `R0`), and whether each target was `met`."""
+    `dist`: of the distance's; `loss`: of `R0`), whether each target was `met`, and each
+    solve's `steps` and `wall_s` (in the order of `taus`: the policy's whole cost)."""
 
     targets: dict[str, float]
     taus: tuple[float, ...]
     reached: dict[str, float]
     met: bool
+    steps: tuple[int, ...] = ()
+    wall_s: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,8 @@ class AccuracyReport:
             "taus": list(self.taus),
             "reached": self.reached,
             "met": self.met,
+            "steps": list(self.steps),
+            "wall_s": list(self.wall_s),
         }
 
 
@@ -110,11 +115,13 @@ def solve_to_accuracy(
     targets = {"gap": accuracy.gap, "dist": accuracy.dist, "loss": accuracy.loss}
     loose = solve(accuracy.tau * LOOSEN, accuracy.scales)
     taus = [accuracy.tau * LOOSEN]
+    costs = [_cost(loose)]
     tau = accuracy.tau
     while True:
         sups = loose.path.sups or (math.inf, math.inf, accuracy.scales[2])
         flow = solve(tau, (sups[0], sups[1], max(sups[2], accuracy.scales[2])))
         taus.append(tau)
+        costs.append(_cost(flow))
         budget = budget_between(problem, flow, loose.path, _stats(loose))
         reached = _reached(problem, flow, budget, accuracy.floor)
         met = _met(reached, targets)
@@ -122,9 +129,14 @@ def solve_to_accuracy(
         if done:
             break
         loose, tau = flow, tau / LOOSEN
-    report = AccuracyReport(targets, tuple(taus), reached, met)
+    steps, walls = zip(*costs, strict=True)
+    report = AccuracyReport(targets, tuple(taus), reached, met, steps, walls)
     stats = dataclasses.replace(budget.stats, accuracy=report.as_dict())
     return flow, dataclasses.replace(budget, stats=stats)
+
+
+def _cost(flow: GradientPath) -> tuple[int, float]:
+    return int(flow.stats.num_steps or 0), float(flow.stats.wall_s or 0.0)
 
 
 def _stats(loose: GradientPath) -> SolveStats:
