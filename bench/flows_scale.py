@@ -12,14 +12,18 @@ uniform on the unit sphere in R^16, targets `sign(x0 + 0.5·x1² − 0.2)`, floa
   its `eigh` (median of 3);
 - `certify` (once, cold: it compiles);
 - the gradient flow, `solve_flows(problem, flows=("gradient",), diagnostics=False,
-  error_estimate=False, saveat=20)` with the default solver and tolerances, after a
+  saveat=20)` with the default solver and tolerances — the error estimate on (for the
+  exponential Adams integrator: the accuracy policy, every solve of it counted), or off
+  with `--no-error-estimate` — after a
   compiling call on a 1e-6 shorter horizon; capped at `--max-steps` so that a size that
   does not finish says how far it got (`t_reached / t1`) instead of running for hours.
 
 Its wall time is reported in units of one gradient and of one exact tangent flow. With
 `--reference n1,n2`, the gradient flow at those sizes is also solved at `rtol = 1e-11`
-(the issue's reference; slow) and the error of the default solve against it is
-`max_t |loss − loss_ref| / loss_ref(0)` and `max_t ‖δ − δ_ref‖ / max_t ‖δ_ref‖`.
+by the exponential Runge–Kutta pair (the issue's reference; slow) and the error of the
+default solve against it is `max_t |loss − loss_ref| / loss_ref(0)` and
+`max_t ‖δ − δ_ref‖ / max_t ‖δ_ref‖`, beside the budget it reported for `δ` (relative
+alike) and whether that bounds the error at every save.
 
 Writes `OUT/flows_scale.json` and `OUT/flows_scale.md`.
 """
@@ -81,14 +85,25 @@ def unit_costs(problem) -> tuple[float, float]:
     )
 
 
-def _gradient_flow(problem, kernel, ts, **kw):
+def _gradient_flow(problem, kernel, ts, error_estimate=False, **kw):
     import ntkflow as nf
 
-    common = dict(flows=("gradient",), diagnostics=False, error_estimate=False, kernel=kernel)
-    return nf.solve_flows(problem, saveat=ts, **common, **kw)
+    common = dict(flows=("gradient",), diagnostics=False, kernel=kernel)
+    return nf.solve_flows(problem, saveat=ts, error_estimate=error_estimate, **common, **kw)
 
 
-def run(n: int, alpha: float, max_steps: int, reference: bool) -> dict:
+def _cost(sol) -> tuple[int, float, list | None]:
+    """(steps, wall) over every solve behind `sol` — the accuracy policy's, or the solve
+    and its re-solve — and the τ the policy solved at."""
+    st, est = sol.stats["gradient"], sol.stats.get("error_estimate")
+    acc = est.get("accuracy") if est is not None else None
+    if acc is not None:
+        return sum(acc["steps"]), sum(acc["wall_s"]), acc["taus"]
+    extra = (est["num_steps"], est["wall_s"]) if est is not None else (0, 0.0)
+    return st["num_steps"] + extra[0], st["wall_s"] + extra[1], None
+
+
+def run(n: int, alpha: float, max_steps: int, reference: bool, estimate: bool) -> dict:
     import numpy as np
 
     import ntkflow as nf
@@ -102,10 +117,11 @@ def run(n: int, alpha: float, max_steps: int, reference: bool) -> dict:
     lam = np.asarray(cert.kernel.eigenvalues)
     t1 = 2.0 * math.log(1e6) / (alpha**2 * float(lam[0]))
     ts = np.linspace(0.0, t1, SAVES)
-    _gradient_flow(problem, cert.kernel, ts * 1e-6, max_steps=max_steps)  # compile
-    sol = _gradient_flow(problem, cert.kernel, ts, max_steps=max_steps, save_params=True)
+    kw = dict(max_steps=max_steps, error_estimate=estimate)
+    _gradient_flow(problem, cert.kernel, ts * 1e-6, **kw)  # compile
+    sol = _gradient_flow(problem, cert.kernel, ts, save_params=True, **kw)
     st = sol.stats["gradient"]
-    wall = st["wall_s"]
+    steps, wall, taus = _cost(sol)
     row = {
         "n": n,
         "alpha": alpha,
@@ -118,7 +134,9 @@ def run(n: int, alpha: float, max_steps: int, reference: bool) -> dict:
         "rtol": st["rtol"],
         "status": sol.status.name,
         "t_reached_over_t1": sol.time_reached("gradient") / t1,
-        "steps": st["num_steps"],
+        "error_estimate": estimate,
+        "taus": taus,
+        "steps": steps,
         "rejected": st["num_rejected_steps"],
         "vf_evaluations": st["vf_evaluations"],
         "kernel_evaluations": st["kernel_evaluations"],
@@ -128,7 +146,13 @@ def run(n: int, alpha: float, max_steps: int, reference: bool) -> dict:
     }
     if reference:
         ref = _gradient_flow(
-            problem, cert.kernel, ts, rtol=1e-11, max_steps=10**6, save_params=True
+            problem,
+            cert.kernel,
+            ts,
+            solver="exponential",  # (independent of the default's integrator)
+            rtol=1e-11,
+            max_steps=10**6,
+            save_params=True,
         )
         row["ref_status"] = ref.status.name
         row["ref_steps"] = ref.stats["gradient"]["num_steps"]
@@ -139,19 +163,23 @@ def run(n: int, alpha: float, max_steps: int, reference: bool) -> dict:
         dw = np.linalg.norm(np.asarray(sol.params_w) - np.asarray(ref.params_w), axis=1)
         scale = np.max(np.linalg.norm(np.asarray(ref.params_w), axis=1))
         row["error_w"] = float(np.max(dw) / scale)
+        if sol.err_w is not None:  # the budget it reported, and whether it bounds the error
+            row["budget_w"] = float(np.nanmax(sol.err_w) / scale)
+            row["budget_bounds"] = bool(np.all(dw <= sol.err_w + 1e-300))
     return row
 
 
 def render(result: dict) -> str:
     out = [
         f"Deep-MLP gradient flow at scale: `MLP((512, 512), 'tanh')`, antisymmetric, f64, "
-        f"default solver and tolerances, diagnostics and error estimate off, {SAVES} saves, "
-        f"warm. {result['machine']}.",
+        f"default solver and tolerances, diagnostics off, {SAVES} saves, warm; steps and "
+        "wall time count every solve (the accuracy policy's, or a solve and its re-solve). "
+        f"{result['machine']}.",
         "",
-        "| n | α | cond(K0) | gradient (ms) | tangent flow (ms) | certify (s) | solver | rtol "
-        "| status | reached | steps (rej.) | flow wall (s) | in gradients | in tangent flows "
-        "| error (loss / w) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| n | α | cond(K0) | gradient (ms) | tangent flow (ms) | certify (s) | solver "
+        "| error estimate (τ) | rtol | status | reached | steps (rej.) | flow wall (s) "
+        "| in gradients | in tangent flows | error (loss / w) | budget w (bounds) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         err = (
@@ -159,12 +187,16 @@ def render(result: dict) -> str:
             if "error_loss" in r
             else "— (reference not run)"
         )
+        budget = f"{r['budget_w']:.1e} ({r['budget_bounds']})" if "budget_w" in r else "—"
+        taus = ", ".join(f"{t:g}" for t in r["taus"]) if r.get("taus") else ""
+        estimate = f"on ({taus})" if r.get("error_estimate") else "off"
         out.append(
             f"| {r['n']} | {r['alpha']:g} | {r['cond']:.2g} | {1e3 * r['gradient_s']:.1f} | "
             f"{1e3 * r['tangent_flow_s']:.1f} | {r['certify_s']:.1f} | {r['solver']} | "
-            f"{r['rtol']:g} | {r['status']} | "
+            f"{estimate} | {r['rtol']:g} | {r['status']} | "
             f"{r['t_reached_over_t1']:.3g} | {r['steps']} ({r['rejected']}) | "
-            f"{r['wall_s']:.1f} | {r['in_gradients']:.0f} | {r['in_tangent_flows']:.0f} | {err} |"
+            f"{r['wall_s']:.1f} | {r['in_gradients']:.0f} | {r['in_tangent_flows']:.0f} | "
+            f"{err} | {budget} |"
         )
     return "\n".join(out) + "\n"
 
@@ -175,6 +207,9 @@ def main() -> None:
     ap.add_argument("--alpha", default="10,100,1000")
     ap.add_argument("--max-steps", type=int, default=2000)
     ap.add_argument("--reference", default="", help="sizes n to solve at rtol 1e-11 too")
+    ap.add_argument(
+        "--no-error-estimate", action="store_true", help="one solve, no budget (as before)"
+    )
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
     import ntkflow  # noqa: F401  (float64 on)
@@ -183,7 +218,7 @@ def main() -> None:
     rows = []
     for n in (int(x) for x in args.n.split(",")):
         for alpha in (float(x) for x in args.alpha.split(",")):
-            row = run(n, alpha, args.max_steps, n in refs)
+            row = run(n, alpha, args.max_steps, n in refs, not args.no_error_estimate)
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
     result = {"machine": f"{os.cpu_count()} CPUs", "rows": rows}
