@@ -42,3 +42,14 @@ CENTERINGS = ("none", "subtract", "antisymmetric")
 def make(family, centering="none", alpha=1.0, key=0):
     model, data = FAMILIES[family]()
     return nf.Problem(model, data, alpha=alpha, centering=centering, key=key)
+
+
+def linear_problem(alpha):
+    """A model linear in its parameters (`f(w) = Xw`): its gradient flow is the tangent
+    flow, so any exponential integrator is exact on it."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((7, 12))
+    data = nf.datasets.from_arrays(X, rng.standard_normal(7))
+    w_init = {"w": jnp.asarray(rng.standard_normal(12) / 4)}
+    model = nf.from_apply(lambda p, X: X @ p["w"], w_init)
+    return nf.Problem(model, data, alpha=alpha)

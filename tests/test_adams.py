@@ -2,29 +2,23 @@
 policy (`_accuracy`): exactness on a linear model, convergence against an independent
 integrator, and error budgets that bound the true error (issue 27)."""
 
+import itertools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import ntkflow as nf
+from families import linear_problem
 from ntkflow._adams import _resolved
 from ntkflow._integrate import residuals
-
-
-def _linear_problem(alpha):
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((7, 12))
-    data = nf.datasets.from_arrays(X, rng.standard_normal(7))
-    w_init = {"w": jnp.asarray(rng.standard_normal(12) / 4)}
-    model = nf.from_apply(lambda p, X: X @ p["w"], w_init)
-    return nf.Problem(model, data, alpha=alpha)
 
 
 def test_exact_on_a_linear_model():
     # N_r ≡ 0: every step is the local tangent path's closed form, whatever its length —
     # to rounding, which the kernel's refactorisations at every move of the split add up
     # (measured 2.5e-12; any tolerance the policy asks for is above 1e-9).
-    problem = _linear_problem(alpha=2.5)
+    problem = linear_problem(alpha=2.5)
     sol = nf.solve_flows(problem, solver="adams", saveat=12, save_params=True, diagnostics=False)
     assert sol.status is nf.FlowStatus.SUCCESS
     assert sol.params_w is not None and sol.params_u is not None
@@ -133,7 +127,7 @@ def test_the_policy_reports_what_it_reached():
     acc = sol.stats["error_estimate"]["accuracy"]
     assert acc["targets"] == {"gap": 1e-3, "dist": 1e-6, "loss": 1e-6}
     taus = acc["taus"]
-    assert taus[0] == 10.0 and all(b == a / 10 for a, b in zip(taus, taus[1:], strict=False))
+    assert taus[0] == 10.0 and all(b == a / 10 for a, b in itertools.pairwise(taus))
     assert acc["met"] is True
     reached = acc["reached"]
     assert reached["gap_w"] <= 1e-3 and reached["gap_f"] <= 1e-3

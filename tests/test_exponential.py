@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import ntkflow as nf
+from families import linear_problem
 from ntkflow._exponential import ExponentialNTK, phi
 from ntkflow._integrate import GradientField as _GradientField
 
@@ -65,18 +66,9 @@ def test_phi_functions_match_exact_series(j):
         assert np.all(np.isfinite(got)) and np.all(got > 0)
 
 
-def _linear_problem(alpha):
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((7, 12))
-    data = nf.datasets.from_arrays(X, rng.standard_normal(7))
-    w_init = {"w": jnp.asarray(rng.standard_normal(12) / 4)}
-    model = nf.from_apply(lambda p, X: X @ p["w"], w_init)
-    return nf.Problem(model, data, alpha=alpha)
-
-
 @pytest.mark.parametrize("t1", [0.05, 3.0, 1e4])
 def test_exact_in_one_step_on_a_linear_model(t1):
-    problem = _linear_problem(alpha=2.5)
+    problem = linear_problem(alpha=2.5)
     tf = nf.TangentFlow(problem, nf.empirical_ntk(problem))
     # One step of length t1, with dense output inside it.
     ts = jnp.asarray([0.0, 0.1 * t1, 0.5 * t1, t1])
@@ -88,7 +80,7 @@ def test_exact_in_one_step_on_a_linear_model(t1):
 
 
 def test_linear_model_needs_few_adaptive_steps():
-    problem = _linear_problem(alpha=2.5)
+    problem = linear_problem(alpha=2.5)
     sol = nf.solve_flows(
         problem, solver="exponential", saveat=10, diagnostics=False, error_estimate=False
     )
