@@ -49,6 +49,13 @@ from ._exponential import phi, traced_kernel
 from ._problem import Problem
 
 
+# The step-size controller: the next step is `SAFETY·ratio^(−1/(k+1))` times this one,
+# within `[MIN_FACTOR, MAX_FACTOR]`.
+SAFETY = 0.9
+MIN_FACTOR = 0.2
+MAX_FACTOR = 4.0
+
+
 class ExponentialAdams(eqx.Module):
     """The exponential Adams PECE integrator on the deviation from the local tangent path
     (module docstring): `solve_flows(..., solver="adams")`, and `solver="auto"`'s choice
@@ -57,11 +64,13 @@ class ExponentialAdams(eqx.Module):
     **Arguments:**
 
     - `order`: the Adams order `q` (1–5; 4 by default).
-    - `refresh_every`: accepted steps between moves of the split's reference point.
+    - `refresh_every`: accepted steps between moves of the split's reference point (8 by
+      default: measured at rtol 1e-7 on six problems from far from lazy to α = 1e4, 4 and
+      8 took the same steps within 2%, 16 up to 36% more on a stiff shallow one).
     """
 
     order: int = eqx.field(static=True, default=4)
-    refresh_every: int = eqx.field(static=True, default=4)
+    refresh_every: int = eqx.field(static=True, default=8)
 
     def __check_init__(self):
         if not 1 <= self.order <= MAX_ORDER:
@@ -320,8 +329,9 @@ def _control(c: _Consts, st: _State, k, err, ferr, quant) -> tuple[Array, Array]
     finite = jnp.isfinite(ratio)
     ok = finite & (ratio <= 1.0)
     safe = jnp.where(finite & (ratio > 0), ratio, 1.0)
-    fac = jnp.where(finite, jnp.clip(0.9 * safe ** (-1.0 / (k + 1.0)), 0.2, 4.0), 0.2)
-    fac = jnp.where(finite & (ratio == 0), 4.0, fac)
+    fac = SAFETY * safe ** (-1.0 / (k + 1.0))
+    fac = jnp.where(finite, jnp.clip(fac, MIN_FACTOR, MAX_FACTOR), MIN_FACTOR)
+    fac = jnp.where(finite & (ratio == 0), MAX_FACTOR, fac)
     return ok, fac
 
 
