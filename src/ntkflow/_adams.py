@@ -48,7 +48,6 @@ from ._adams_weights import MAX_ORDER, MILNE, adams_weights, lagrange_coefficien
 from ._exponential import phi, traced_kernel
 from ._problem import Problem
 
-
 # The step-size controller: the next step is `SAFETY·ratio^(−1/(k+1))` times this one,
 # within `[MIN_FACTOR, MAX_FACTOR]`.
 SAFETY = 0.9
