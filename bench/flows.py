@@ -176,6 +176,18 @@ def render(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def solve_cost(sol) -> tuple[int, float, dict | None]:
+    """(steps, wall seconds) over every solve behind a `FlowSolution`'s gradient flow — the
+    accuracy policy's, or the solve and its re-solve — and the policy's report (`None`
+    without it)."""
+    st, est = sol.stats["gradient"], sol.stats.get("error_estimate")
+    acc = est.get("accuracy") if est is not None else None
+    if acc is not None:
+        return sum(acc["steps"]), sum(acc["wall_s"]), acc
+    extra = (est["num_steps"], est["wall_s"]) if est is not None else (0, 0.0)
+    return st["num_steps"] + extra[0], st["wall_s"] + extra[1], None
+
+
 def write_results(out: Path, stem: str, result: dict, render) -> None:
     """`OUT/STEM.json` and `OUT/STEM.md` (the table `render(result)`), each written to a
     temporary file and renamed: never half a result."""

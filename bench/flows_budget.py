@@ -25,7 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from flows import eps_for, write_results  # (bench/flows.py: this script runs from bench/)
+from flows import (
+    eps_for,
+    solve_cost,
+    write_results,
+)  # (bench/flows.py: this script runs from bench/)
 
 HERE = Path(__file__).resolve().parent
 SAVES = 30
@@ -104,17 +108,6 @@ def _grad_seconds(problem) -> float:
     return (time.perf_counter() - start) / 5
 
 
-def _cost(sol) -> tuple[int, float, dict | None]:
-    """(steps, wall) of every solve behind `sol` (the policy's, or the solve and its
-    re-solve), and the policy's report."""
-    st, est = sol.stats["gradient"], sol.stats.get("error_estimate")
-    acc = est.get("accuracy") if est is not None else None
-    if acc is not None:
-        return sum(acc["steps"]), sum(acc["wall_s"]), acc
-    extra = (est["num_steps"], est["wall_s"]) if est is not None else (0, 0.0)
-    return st["num_steps"] + extra[0], st["wall_s"] + extra[1], None
-
-
 def run_one(label: str, make) -> dict:
     import numpy as np
 
@@ -150,8 +143,8 @@ def run_one(label: str, make) -> dict:
     u_r = np.linalg.norm(res(ref2) - res(ref), axis=1)
     v, vr = nf.verify(sol, cert), nf.verify(ref, cert)
     pairs = [(c.holds, vr[c.name].holds) for c in v.checks]
-    steps, wall, acc = _cost(sol)
-    prev_steps, prev_wall, _ = _cost(prev)
+    steps, wall, acc = solve_cost(sol)
+    prev_steps, prev_wall, _ = solve_cost(prev)
     return {
         "label": label,
         "n": problem.n,

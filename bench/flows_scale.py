@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows import write_results  # (bench/flows.py: this script runs from bench/)
+from flows import solve_cost, write_results  # (bench/flows.py: this script runs from bench/)
 
 HERE = Path(__file__).resolve().parent
 DIM, WIDTHS, SAVES = 16, (512, 512), 20
@@ -92,17 +92,6 @@ def _gradient_flow(problem, kernel, ts, error_estimate=False, **kw):
     return nf.solve_flows(problem, saveat=ts, error_estimate=error_estimate, **common, **kw)
 
 
-def _cost(sol) -> tuple[int, float, list | None]:
-    """(steps, wall) over every solve behind `sol` — the accuracy policy's, or the solve
-    and its re-solve — and the τ the policy solved at."""
-    st, est = sol.stats["gradient"], sol.stats.get("error_estimate")
-    acc = est.get("accuracy") if est is not None else None
-    if acc is not None:
-        return sum(acc["steps"]), sum(acc["wall_s"]), acc["taus"]
-    extra = (est["num_steps"], est["wall_s"]) if est is not None else (0, 0.0)
-    return st["num_steps"] + extra[0], st["wall_s"] + extra[1], None
-
-
 def run(n: int, alpha: float, max_steps: int, reference: bool, estimate: bool) -> dict:
     import numpy as np
 
@@ -121,7 +110,8 @@ def run(n: int, alpha: float, max_steps: int, reference: bool, estimate: bool) -
     _gradient_flow(problem, cert.kernel, ts * 1e-6, **kw)  # compile
     sol = _gradient_flow(problem, cert.kernel, ts, save_params=True, **kw)
     st = sol.stats["gradient"]
-    steps, wall, taus = _cost(sol)
+    steps, wall, acc = solve_cost(sol)
+    taus = acc["taus"] if acc is not None else None
     row = {
         "n": n,
         "alpha": alpha,

@@ -122,7 +122,8 @@ def solve_to_accuracy(
         flow = solve(tau, (sups[0], sups[1], max(sups[2], accuracy.scales[2])))
         taus.append(tau)
         costs.append(_cost(flow))
-        budget = budget_between(problem, flow, loose.path, _stats(loose))
+        # (the loose solve's residuals are known: no forward passes again)
+        budget = budget_between(problem, flow, loose.path.deltas, loose.residuals, _stats(loose))
         reached = _reached(problem, flow, budget, accuracy.floor)
         met = _met(reached, targets)
         done = met or not flow.path.reached_all or len(taus) > MAX_TIGHTENINGS + 1

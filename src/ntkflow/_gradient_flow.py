@@ -130,13 +130,18 @@ def error_budget(
     stats = dataclasses.replace(
         loose.stats, method=f"re-solve ({how}{LOOSEN:g}× rtol/atol)", failed=failed
     )
-    return budget_between(problem, flow, loose, stats)
+    return budget_between(problem, flow, loose.deltas, residuals(problem, loose.deltas), stats)
 
 
 def budget_between(
-    problem: Problem, flow: GradientPath, loose: Path, stats: SolveStats
+    problem: Problem,
+    flow: GradientPath,
+    loose_deltas: np.ndarray,
+    loose_residuals: np.ndarray,
+    stats: SolveStats,
 ) -> ErrorBudget:
-    """The error budget of `flow` from a `loose`r solve of the same flow (docs/theory.md,
+    """The error budget of `flow` from a looser solve of the same flow, given by its
+    displacements and residuals at the save times (docs/theory.md,
     "The gradient flow's budget"): at each save time the largest difference of the two
     solutions' states and residuals up to it (integration errors accumulate; the two
     solves' errors can cross at a save, where the difference alone would be near zero),
@@ -144,8 +149,8 @@ def budget_between(
     difference of the losses (which cancels when the two residuals' errors are orthogonal
     to `∇R`). NaN where either solve stopped short, and from there on: `verify` then calls
     a check there inconclusive rather than deciding it without a budget."""
-    res_l = residuals(problem, loose.deltas)
-    err_w = _running_max(np.linalg.norm(flow.path.deltas - loose.deltas, axis=1))
+    res_l = loose_residuals
+    err_w = _running_max(np.linalg.norm(flow.path.deltas - loose_deltas, axis=1))
     err_res = _running_max(np.linalg.norm(flow.residuals - res_l, axis=1))
     smooth = problem.objective.L
     grad = gradient_norms(problem, flow.residuals)
@@ -156,8 +161,6 @@ def budget_between(
 
 
 def _running_max(err: np.ndarray) -> np.ndarray:
-    """`max_{s ≤ t} err(s)` along the save times; NaN from the first NaN on."""
-    out = np.fmax.accumulate(err)
-    bad = np.cumsum(~np.isfinite(err)) > 0
-    out[bad] = np.nan
-    return out
+    """`max_{s ≤ t} err(s)` along the save times; NaN from the first NaN on (`maximum`
+    propagates NaN)."""
+    return np.maximum.accumulate(err)
