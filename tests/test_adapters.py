@@ -306,7 +306,11 @@ def test_torch_aliases_relu_and_input_errors():
         torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 1)
     )
     images = nf.datasets.digits(4, images=True)
-    with pytest.raises(ValueError, match=r"failed on the data .* pass permute=\(0, 3, 1, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^from_torch: the module's first layer module\.0 \(Conv2d\) takes 1 channels; "
+        r"the data's points \(8, 8, 1\) have 8 on the first axis; .* pass permute=\(0, 3, 1, 2\)$",
+    ):
         nf.Problem(nf.models.from_torch(cnn), images)
     with pytest.raises(ValueError, match=r"permute=\(1, 0, 2, 3\) is not a permutation"):
         nf.models.from_torch(cnn, permute=(1, 0, 2, 3))
@@ -327,3 +331,53 @@ def test_linen_batch_statistics_and_predict_shape():
     # A (N, 1) output is predicted with the targets' shape (N,), as ntkflow's own models.
     problem = nf.Problem(_torch_model(), data)
     assert problem.predict(problem.w0, data.X).shape == (N,)
+
+
+# -- A model built for other inputs (issue 28): the first layer's size beside the data's --
+
+
+class _NNXWide(nnx.Module):
+    def __init__(self, rngs):
+        self.first = nnx.Linear(D + 2, 4, rngs=rngs)
+        self.out = nnx.Linear(4, 1, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jnp.tanh(self.first(x)))
+
+
+def _wrong_size_models():
+    wide = D + 2
+    torch.manual_seed(0)
+    seq = torch.nn.Sequential(torch.nn.Linear(wide, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    linen_net = _LinenNet()
+    variables = linen_net.init(jax.random.key(0), jnp.zeros((1, wide)))
+    mlp = eqx.nn.MLP(wide, "scalar", 8, 1, activation=jnp.tanh, key=jax.random.key(0))
+    rng = np.random.default_rng(0)
+    W = {"W1": jnp.asarray(rng.standard_normal((wide, 4))), "v": jnp.ones(4)}
+    return [
+        (nf.models.from_torch(seq), r"^from_torch: the module's first layer module\.0 \(Linear\)"),
+        (
+            nf.models.from_flax(_NNXWide(nnx.Rngs(0))),
+            r"^from_flax: .* module\.first \(nnx\.Linear\)",
+        ),
+        (nf.models.from_flax(linen_net, variables), r"^from_flax: .* \(Dense\)"),
+        (nf.models.from_equinox(mlp), r"^from_equinox: .* \(eqx\.nn\.Linear\)"),
+        (
+            nf.models.from_apply(lambda p, X: jnp.tanh(X @ p["W1"]) @ p["v"], W),
+            r"^from_apply: apply_fn failed on the data, whose points have 3 features; params0's "
+            r"first matrix params0\['W1'\] has shape \(5, 4\)",
+        ),
+    ]
+
+
+def test_a_model_built_for_other_inputs_names_both_sizes():
+    for model, start in _wrong_size_models():
+        with pytest.raises(ValueError) as info:
+            nf.Problem(model, _data())
+        msg = str(info.value)
+        assert "\n" not in msg and len(msg) < 400, msg
+        assert __import__("re").search(start, msg), msg
+        if not msg.startswith("from_apply"):
+            assert f"takes {D + 2} features; the data has {D}" in msg, msg
+        # (no layout hint for a dense net)
+        assert "permute" not in msg and "NCHW" not in msg and "einsum" not in msg, msg

@@ -276,6 +276,10 @@ class Problem(eqx.Module):
         try:
             out = self._raw(self.w0, self.data.X)
         except Exception as e:
+            sizes = getattr(self.model, "input_error", lambda shape: None)
+            line = sizes(tuple(self.data.point_shape))
+            if line is not None:  # (the first layer's input size is not the data's)
+                raise ValueError(line) from None
             first = (str(e).strip().splitlines() or [""])[0]
             raise ValueError(
                 f"the model failed on the data (inputs of shape {tuple(self.data.X.shape)}): "

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._base import AbstractModel
+from ._first_layer import FirstLayer, mismatch
 
 
 class Adapted(AbstractModel):
@@ -29,6 +30,8 @@ class Adapted(AbstractModel):
     name: str = eqx.field(static=True)
     smooth_: bool | None = eqx.field(static=True, default=None)
     input_hint: str = eqx.field(static=True, default="")
+    first_layer: FirstLayer | None = eqx.field(static=True, default=None)
+    permute: tuple[int, ...] | None = eqx.field(static=True, default=None)
 
     def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:
         del key, in_dim
@@ -59,6 +62,12 @@ class Adapted(AbstractModel):
     def input_fix(self) -> str:
         """What to check when the module fails on the data, for the error message."""
         return self.input_hint or f"check that the {self.framework} module takes a batch (N, …)"
+
+    def input_error(self, point_shape: tuple[int, ...]) -> str | None:
+        """After the module failed on the data: the line naming the input size its first
+        layer expects beside the data's, when they differ (`_first_layer.mismatch`)."""
+        call = f"from_{self.framework.lower()}"
+        return mismatch(self.first_layer, point_shape, call, permute=self.permute)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": f"from_{self.framework.lower()}", "name": self.name}

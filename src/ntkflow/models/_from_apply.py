@@ -40,6 +40,30 @@ class FromApply(AbstractModel):
         shape = "(N,)" if k == 1 else f"(N, {k})"
         return f"make apply_fn return shape {shape} on N points to match {k} target column(s)"
 
+    def input_fix(self) -> str:
+        """What to check when `apply_fn` fails on the data, for the error message."""
+        return "check that apply_fn takes a batch (N, …) of the data's points"
+
+    def input_error(self, point_shape: tuple[int, ...]) -> str | None:
+        """After `apply_fn` failed on the data: when the points are vectors of `d`
+        features and no axis of `params0`'s first matrix has length `d`, the line naming
+        both (a plain function's first layer cannot be told from its code; its first
+        matrix in pytree order usually is it)."""
+        if len(point_shape) != 1:
+            return None
+        d = point_shape[0]
+        for path, leaf in jax.tree_util.tree_leaves_with_path(self.params0):
+            if getattr(leaf, "ndim", 0) == 2:
+                if d in leaf.shape:
+                    return None
+                return (
+                    f"from_apply: apply_fn failed on the data, whose points have {d} "
+                    f"features; params0's first matrix params0{jax.tree_util.keystr(path)} "
+                    f"has shape {tuple(leaf.shape)}, no axis of length {d}: build the "
+                    f"first layer for {d} input features"
+                )
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "from_apply", "name": self.name}
 

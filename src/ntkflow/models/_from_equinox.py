@@ -7,6 +7,7 @@ import jax
 from jaxtyping import PyTree
 
 from ._adapted import Adapted, refuse
+from ._first_layer import equinox_first_layer
 
 _RELU = (jax.nn.relu, jax.nn.relu6, jax.nn.leaky_relu, jax.nn.hard_tanh)
 
@@ -91,6 +92,7 @@ def from_equinox(
         state0=None,
         to_native=lambda p, state: eqx.combine(p, static),
         framework="equinox",
+        first_layer=equinox_first_layer(module, batched=batched),
         name=name or type(module).__name__,
         smooth_=_smooth(module) if smooth is None else smooth,
         input_hint=(

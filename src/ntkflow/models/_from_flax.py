@@ -7,6 +7,7 @@ import jax
 from jaxtyping import PyTree
 
 from ._adapted import Adapted, refuse
+from ._first_layer import linen_first_layer, nnx_first_layer
 
 
 def _nnx_check(module: Any, nnx: Any) -> None:
@@ -95,8 +96,10 @@ def from_flax(
                 "from_flax: an NNX module carries its own variables; call from_flax(module)"
             )
         forward, params, rest, to_native = _from_nnx(module, nnx)
+        first = nnx_first_layer(module, nnx)
     elif isinstance(module, linen.Module):
         forward, params, rest, to_native = _from_linen(module, variables)
+        first = linen_first_layer(params)
     else:
         raise TypeError(
             f"from_flax needs a flax.nnx.Module or a flax.linen.Module, got {type(module).__name__}"
@@ -117,6 +120,7 @@ def from_flax(
         to_native=to_native,
         framework="flax",
         input_hint=hint,
+        first_layer=first,
         name=name or type(module).__name__,
         smooth_=smooth,
     )

@@ -7,6 +7,7 @@ import numpy as np
 from jaxtyping import PyTree
 
 from ._adapted import Adapted, refuse
+from ._first_layer import torch_first_layer
 
 _INSTALL = "install it with pip install 'ntkflow[torch]' (PyTorch < 2.13 and torchax)"
 
@@ -122,12 +123,16 @@ def from_torch(
         merged = {**(state or {}), **p}
         return {k: torch.from_numpy(np.array(merged[c])) for k, c in order if c in merged}
 
-    hint = (
-        "PyTorch convolutions take NCHW: for ntkflow's (N, H, W, C) images pass "
-        "permute=(0, 3, 1, 2)"
-        if permute is None
-        else f"the module sees the inputs permuted by permute={tuple(permute)}"
-    )
+    convolutional = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules())
+    if permute is not None:
+        hint = f"the module sees the inputs permuted by permute={tuple(permute)}"
+    elif convolutional:
+        hint = (
+            "PyTorch convolutions take NCHW: for ntkflow's (N, H, W, C) images pass "
+            "permute=(0, 3, 1, 2)"
+        )
+    else:
+        hint = "check that the module takes a batch (N, features)"
     return Adapted(
         forward=forward,
         params0=params,
@@ -135,6 +140,8 @@ def from_torch(
         to_native=to_native,
         framework="torch",
         input_hint=hint,
+        first_layer=torch_first_layer(module, torch),
+        permute=None if permute is None else tuple(permute),
         name=name or type(module).__name__,
         smooth_=smooth,
     )
