@@ -381,3 +381,23 @@ def test_a_model_built_for_other_inputs_names_both_sizes():
             assert f"takes {D + 2} features; the data has {D}" in msg, msg
         # (no layout hint for a dense net)
         assert "permute" not in msg and "NCHW" not in msg and "einsum" not in msg, msg
+
+
+def test_smoothness_notes_name_the_call_the_user_made():
+    torch.manual_seed(0)
+    tanh = torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    cert = nf.certify(nf.Problem(nf.models.from_torch(tanh), _data()))
+    note = next(n for n in cert.notes if "smoothness is unknown" in n)
+    assert "from_torch(module) was called without smooth=" in note, note
+    assert "from_torch(module, smooth=True)" in note and "from_torch(module, smooth=False)" in note
+    assert "from_apply" not in note
+    relu = torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    cert = nf.certify(nf.Problem(nf.models.from_torch(relu), _data()))
+    assert any("from_torch(module) found a ReLU at module.1" in r for r in cert.reasons)
+    W = {"W": jnp.asarray(np.random.default_rng(0).standard_normal((D, 8))), "v": jnp.ones(8)}
+    plain = nf.models.from_apply(lambda p, X: jnp.tanh(X @ p["W"]) @ p["v"], W)
+    cert = nf.certify(nf.Problem(plain, _data()))
+    assert any("from_apply(apply_fn, params0, smooth=True)" in n for n in cert.notes)
+    off = nf.models.from_apply(lambda p, X: jnp.tanh(X @ p["W"]) @ p["v"], W, smooth=False)
+    cert = nf.certify(nf.Problem(off, _data()))
+    assert any("from_apply(apply_fn, params0, smooth=False) marks" in r for r in cert.reasons)

@@ -543,7 +543,7 @@ def _choose_beta(
                 "Lipschitz constant); no certified bound is known for this model"
             )
             if problem.model.smooth is None:
-                notes.append("the model's smoothness is unknown (from_apply without smooth=)")
+                notes.append(problem.model.smoothness_note())
         else:
             chosen = BetaEstimate(math.nan, "estimate", "none", note="σ_min = 0: not estimated")
             reasons.append("β was not estimated (σ_min = 0, so the theorem cannot apply)")

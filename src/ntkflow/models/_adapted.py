@@ -32,6 +32,10 @@ class Adapted(AbstractModel):
     input_hint: str = eqx.field(static=True, default="")
     first_layer: FirstLayer | None = eqx.field(static=True, default=None)
     permute: tuple[int, ...] | None = eqx.field(static=True, default=None)
+    # The call that built it, without its closing parenthesis (`from_flax(module,
+    # variables`), and why it is not smooth when the adapter found out itself.
+    call: str = eqx.field(static=True, default="")
+    kink: str = eqx.field(static=True, default="")
 
     def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:
         del key, in_dim
@@ -51,6 +55,14 @@ class Adapted(AbstractModel):
     @property
     def smooth(self) -> bool | None:
         return self.smooth_
+
+    def not_smooth_reason(self) -> str:
+        if self.kink:
+            return (
+                f"{self.call}) found {self.kink}: the Jacobian is not Lipschitz (β = ∞); "
+                f"pass {self.call}, smooth=True) only if the network is smooth after all"
+            )
+        return f"{self.call}, smooth=False) marks the network not smooth (β = ∞)"
 
     def output_dim_fix(self, k: int) -> str:
         shape = "(N,) or (N, 1)" if k == 1 else f"(N, {k})"

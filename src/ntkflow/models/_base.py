@@ -80,6 +80,21 @@ class AbstractModel(eqx.Module):
         """Why the network is not smooth, for a certificate's reasons."""
         return "the model is marked not smooth: its Jacobian is not Lipschitz (β = ∞)"
 
+    def smoothness_note(self) -> str:
+        """The certificate's note when `smooth` is unknown (`None`), naming the call that
+        built the model (a model from a framework has a `call`, as `from_torch(module`)
+        and what each answer changes."""
+        call = getattr(self, "call", None)
+        if call is None:
+            return "the model's smoothness is unknown: β is estimated as for a smooth network"
+        return (
+            f"the model's smoothness is unknown ({call}) was called without smooth=): β is "
+            "estimated as for a smooth network, and a ReLU-like activation inside it would "
+            f"make the true β infinite; pass {call}, smooth=False) for such a network "
+            f"(β = ∞: the theorem does not apply) or {call}, smooth=True) to state that it "
+            "is smooth (this note goes; β stays an estimate)"
+        )
+
     def output_dim_fix(self, k: int) -> str:
         """How to make the network's outputs match targets with `k` columns per point
         (the fix a shape-mismatch error gives)."""

@@ -36,6 +36,14 @@ class FromApply(AbstractModel):
     def smooth(self) -> bool | None:
         return self.smooth_
 
+    @property
+    def call(self) -> str:
+        """The call that built it, without its closing parenthesis (for notes)."""
+        return "from_apply(apply_fn, params0"
+
+    def not_smooth_reason(self) -> str:
+        return f"{self.call}, smooth=False) marks the network not smooth (β = ∞)"
+
     def output_dim_fix(self, k: int) -> str:
         shape = "(N,)" if k == 1 else f"(N, {k})"
         return f"make apply_fn return shape {shape} on N points to match {k} target column(s)"

@@ -95,6 +95,8 @@ def from_equinox(
         first_layer=equinox_first_layer(module, batched=batched),
         name=name or type(module).__name__,
         smooth_=_smooth(module) if smooth is None else smooth,
+        call="from_equinox(module" + (", batched=True" if batched else ""),
+        kink="an eqx.nn.MLP with a ReLU-like activation" if smooth is None else "",
         input_hint=(
             "batched=True: the module must take a batch (N, …) itself; pass batched=False "
             "for a module of one point (as eqx.nn.MLP)"

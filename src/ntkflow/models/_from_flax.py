@@ -121,6 +121,7 @@ def from_flax(
         framework="flax",
         input_hint=hint,
         first_layer=first,
+        call="from_flax(module" + ("" if variables is None else ", variables"),
         name=name or type(module).__name__,
         smooth_=smooth,
     )

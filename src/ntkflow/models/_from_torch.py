@@ -101,8 +101,13 @@ def from_torch(
             "axis first; e.g. permute=(0, 3, 1, 2) turns (N, H, W, C) images into NCHW"
         )
     _check_layers(module, torch)
-    if smooth is None and any(isinstance(m, _kinks(torch)) for m in module.modules()):
-        smooth = False
+    kink = ""
+    if smooth is None:
+        found = [(n, m) for n, m in module.named_modules() if isinstance(m, _kinks(torch))]
+        if found:
+            smooth = False
+            where = f"module.{found[0][0]}" if found[0][0] else "module"
+            kink = f"a {type(found[0][1]).__name__} at {where}"
     states, fn = torchax.extract_jax(module)
     trained = {n for n, p in module.named_parameters() if p.requires_grad}
     if not trained:
@@ -144,4 +149,6 @@ def from_torch(
         permute=None if permute is None else tuple(permute),
         name=name or type(module).__name__,
         smooth_=smooth,
+        call="from_torch(module" + ("" if permute is None else f", permute={tuple(permute)}"),
+        kink=kink,
     )
