@@ -275,3 +275,17 @@ def test_default_tolerances_meet_1e6_on_a_deep_mlp_and_the_budget_bounds_the_err
     assert np.max(np.abs(sol.dist_w - ref.dist_w)) <= 1e-6 * np.max(ref.dist_w)
     true = np.linalg.norm(sol.params_w - ref.params_w, axis=1)
     assert np.all(true <= sol.err_w + 1e-15), (true, sol.err_w)
+
+
+@pytest.mark.parametrize("solver", ["adams", "exponential"])
+def test_a_horizon_of_1e10_fastest_time_scales_is_integrated(solver):
+    # cond(K0) = 7.8e10: the default horizon is ~10¹⁰ of the fastest mode's time scale, so
+    # the first step (1e-3 of that scale) is below 1e-13·t1. The step floor must stay
+    # below the first step: it used to stop both solvers at t = 0 as NONFINITE.
+    data = nf.datasets.sphere(96, 4, seed=0)
+    problem = nf.Problem(nf.MLP((32,), "tanh"), data, alpha=10.0, centering="antisymmetric")
+    sol = nf.solve_flows(
+        problem, solver=solver, rtol=1e-6, saveat=4, diagnostics=False, error_estimate=False
+    )
+    assert sol.status is nf.FlowStatus.SUCCESS, sol.message
+    assert sol.loss_w is not None and sol.loss_w[-1] < 1e-3 * sol.loss_w[0]

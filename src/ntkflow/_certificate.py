@@ -15,10 +15,12 @@ from ._json import jsonable
 from ._lipschitz import BetaEstimate, BetaKind, beta_estimates, certified_beta
 from ._losses import UserLoss
 from ._problem import Problem
+from ._repr import concise, shown
 from ._sharding import split_problem
 from ._spectrum import Spectrum
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class Certificate:
     """What the theorem says about a problem before any training.
@@ -148,6 +150,22 @@ class Certificate:
                 loss_refuted=self.loss_refuted,
             )
         return jsonable(out)
+
+    def _overview(self) -> list[tuple[str, Any]]:
+        reasons = "".join(f"\n    {r[:160]}" for r in self.reasons[:6])
+        return [
+            ("hypotheses_hold", self.hypotheses_hold),
+            ("alpha", self.alpha),
+            ("alpha_star", self.alpha_star),
+            ("beta", shown(f"{self.beta:.4g} ({self.beta_kind})")),
+            ("n, p", shown(f"{self.n}, {self.p}")),
+            ("sigma_min, sigma_max", shown(f"{self.sigma_min:.4g}, {self.sigma_max:.4g}")),
+            ("condition", self.condition),
+            ("R0", self.R0),
+            ("B, B_prime", shown(f"{self.B:.4g}, {self.B_prime:.4g}")),
+            ("reasons", shown(f"{len(self.reasons)}{reasons}")),
+            ("notes", len(self.notes)),
+        ]
 
 
 def _div(a: float, b: float) -> float:

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 
 from ._json import jsonable
+from ._repr import concise
 
 _EPS = float(np.finfo(np.float64).eps)
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class Check:
     """One checked conclusion.

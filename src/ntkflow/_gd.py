@@ -11,9 +11,11 @@ import numpy as np
 from jaxtyping import Array, Float, Int, Scalar
 
 from ._problem import Problem
+from ._repr import concise
 from ._solution import GDStats
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class GDResult:
     """Gradient descent's iterates at the save times.

@@ -27,6 +27,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._dual import CLOSED_FORMS, AbstractDual
 from ._dual_quadrature import ANALYTIC, TrapezoidDual, trapezoid_dual
+from ._repr import concise
 from .datasets import Dataset
 from .models import MLP, AbstractModel, Activation, Shallow
 
@@ -34,6 +35,7 @@ from .models import MLP, AbstractModel, Activation, Shallow
 BLOCK_BYTES = 256 * 2**20
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class InfiniteKernel:
     """The infinite-width kernels of a model between the points `x1` and `x2`.

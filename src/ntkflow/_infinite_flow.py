@@ -25,9 +25,11 @@ from jaxtyping import Array, ArrayLike, Float
 from ._infinite import InfiniteKernel, infinite_kernel
 from ._losses import Squared
 from ._problem import Problem
+from ._repr import concise
 from ._tangent import _phi
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class InfiniteFlow:
     """The infinite-width tangent flow of a problem at the times asked.

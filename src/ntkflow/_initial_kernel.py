@@ -19,9 +19,11 @@ from jaxtyping import Array, ArrayLike, Float
 from ._jacobian import AbstractNTKMethod
 from ._kernel import empirical_ntk
 from ._problem import Problem
+from ._repr import concise
 from ._spectrum import DENSE_MAX_N, Spectrum, dense_eigh, ntk_spectrum, spectrum_from_eigenvalues
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class InitialKernel:
     """`K0 = J_0 J_0ᵀ` of a problem, with its spectrum and eigendecomposition.

@@ -154,6 +154,9 @@ def _solve(
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(steps=True, fn=scalars)]
     )
+    dtmin = DTMIN_FRACTION * (ts[-1] - ts[0])
+    if dt0 is not None:  # (below the first step whatever the horizon, as for the Adams one)
+        dtmin = jnp.minimum(dtmin, 1e-6 * dt0)
     return diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
         solver,
@@ -168,7 +171,7 @@ def _solve(
         # A step below dtmin means the vector field is singular or non-finite ahead (the
         # controller keeps rejecting NaN steps): stop there rather than burn max_steps.
         stepsize_controller=diffrax.PIDController(
-            rtol=rtol, atol=atol, dtmin=DTMIN_FRACTION * (ts[-1] - ts[0]), force_dtmin=False
+            rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=False
         ),
         max_steps=max_steps,
         throw=False,
@@ -259,7 +262,9 @@ def _integrate_adams(
         # the first step on, so that their difference (the error budget) is never zero
         # where the error is not.
         h0=settings.dt0 * accuracy.tau**0.5,
-        dtmin=DTMIN_FRACTION * settings.t1,
+        # (below the first step whatever the horizon: a t1 of 10¹⁰ fastest time scales,
+        # cond(K0) ~ 10¹¹, would otherwise stop the solve before its first step)
+        dtmin=min(DTMIN_FRACTION * settings.t1, 1e-6 * settings.dt0 * accuracy.tau**0.5),
         max_steps=settings.max_steps,
         meter=settings.meter,
     )
@@ -366,7 +371,8 @@ def ending(path: Path, settings: SolveSettings, *, flow: str) -> tuple[FlowStatu
     return (
         FlowStatus.NONFINITE,
         f"The {flow} flow stopped at t={t_last:.6g} before t1={ts[-1]:.6g}: the step size "
-        f"fell below {DTMIN_FRACTION:g}·t1 because the vector field is NaN, infinite or "
+        f"fell below {DTMIN_FRACTION:g}·t1 (or 1e-6 of the first step, when smaller) because "
+        "the vector field is NaN, infinite or "
         f"singular just ahead; {last}. Check the model for overflow or a "
         "singularity, lower α, or shorten `t1`.",
         t_last,

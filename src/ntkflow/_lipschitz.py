@@ -24,11 +24,13 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 from ._centering import Antisymmetric, NoCentering
 from ._mlp_beta import MLPBall
 from ._problem import Problem, as_key
+from ._repr import concise
 from .models import MLP, Shallow
 
 BetaKind = Literal["certified", "user", "estimate", "infinite"]
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class BetaEstimate:
     """One value of `β` and where it comes from.

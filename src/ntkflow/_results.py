@@ -34,6 +34,7 @@ import numpy as np
 
 from ._files import path_kind
 from ._json import jsonable
+from ._repr import concise
 
 FORMAT = "ntkflow-results/1"
 SUMMARY = "summary.json"
@@ -45,7 +46,11 @@ FIGURES = "figures"
 class ResultsError(ValueError):
     """A results directory that is missing, incomplete or not ntkflow's."""
 
+    def _overview(self) -> list[tuple[str, Any]]:
+        return [("path", str(self.path)), ("dataset", self.dataset), ("summary", self.summary)]
 
+
+@concise
 @dataclasses.dataclass(frozen=True)
 class Results:
     """A results directory loaded back: `dataset` (the trajectories as an

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from ._json import jsonable
+from ._repr import concise
 
 # How far outside its bootstrap interval a theory's slope may lie and still "agree".
 AGREEMENT_TOLERANCE = 0.1
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class ScalingFit:
     """A power law `y ≈ C·x^slope` fitted on a log-log scale.

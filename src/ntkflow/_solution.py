@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._json import jsonable
+from ._repr import concise, shown
 
 
 class _Record:
@@ -134,6 +135,7 @@ SERIES = {
 }
 
 
+@concise
 @dataclasses.dataclass(frozen=True, eq=False)
 class FlowSolution:
     """The two flows at the save times `ts`, with diagnostics and solver statistics.
@@ -284,3 +286,26 @@ class FlowSolution:
         attrs["diagnostics"] = str(self.diagnostics or "none")  # (netCDF has no null)
         attrs = {k: (str(v) if isinstance(v, str) else v) for k, v in attrs.items()}
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+    def _overview(self) -> list[tuple[str, Any]]:
+        flows = ", ".join(f"{k}: t={v:.4g}" for k, v in self.reached.items())
+        grad = self.stats.get("gradient") or {}
+        series = [
+            f.name
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        ]
+        return [
+            ("status", self.status),
+            ("t1", self.t1),
+            ("ts", self.ts),
+            ("reached", shown(flows)),
+            ("solver", shown(f"{grad.get('solver')}, {grad.get('num_steps')} steps")),
+            (
+                "series",
+                shown(
+                    f"{len(series)} arrays over ts or steps: {', '.join(series[:12])}"
+                    + (", …" if len(series) > 12 else "")
+                ),
+            ),
+        ]

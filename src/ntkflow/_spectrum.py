@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
+from ._repr import concise
+
 # `method="auto"` uses dense `eigh` up to this many rows.
 DENSE_MAX_N = 4096
 # OpenBLAS 0.3.31's Cholesky (`potrf`, through SciPy and NumPy alike) crashes the process
@@ -24,6 +26,7 @@ DENSE_MAX_N = 4096
 CHOLESKY_MAX_BYTES = 2**31 - 1
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class Spectrum:
     """The spectrum of a kernel `K = J Jᵀ`, and the singular values of `J` it gives.
@@ -136,7 +139,14 @@ def ntk_spectrum(
     from scipy.sparse.linalg import LinearOperator
 
     operator = isinstance(K, LinearOperator)
-    n = int(K.shape[0]) if operator else int(np.shape(K)[0])
+    shape = tuple(K.shape) if operator else np.shape(K)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        got = f"shape {shape}" if shape else type(K).__name__
+        raise ValueError(
+            f"ntk_spectrum needs a square kernel (n, n) or a LinearOperator, got {got}; for "
+            "a Problem pass ntk_spectrum(empirical_ntk(problem), p=problem.p)"
+        )
+    n = int(shape[0])
     if method == "auto":
         method = "dense" if not operator and n <= DENSE_MAX_N else "iterative"
     if method not in ("dense", "iterative"):

@@ -34,6 +34,7 @@ from ._executors import (
 from ._grid import Grid, SweepError as SweepError, make_grid as make_grid, sweep_settings
 from ._json import jsonable
 from ._points import FORMAT, POINTS, adopt_point, dead_point, load_point, prepare, run_point
+from ._repr import concise, shown
 from ._results import atomic_write_bytes, directory_lock, now, versions
 from ._scaling import ScalingFit
 from ._scaling_laws import critical_alphas, scaling_fits
@@ -42,6 +43,7 @@ from ._sweep_dataset import build_dataset
 DATASET = "sweep.nc"
 
 
+@concise
 @dataclasses.dataclass(frozen=True, eq=False)
 class SweepResult:
     """A finished sweep: `dataset` (sweep.nc), `summary` (summary.json), `fits`, `path`."""
@@ -50,6 +52,21 @@ class SweepResult:
     summary: dict[str, Any]
     fits: list[ScalingFit]
     path: Path
+
+    def _overview(self) -> list[tuple[str, Any]]:
+        fits = "".join(
+            f"\n    {f.name}: slope {f.slope:.3g}" for f in self.fits[:8] if hasattr(f, "slope")
+        )
+        return [
+            ("path", str(self.path)),
+            ("keys", self.summary.get("keys")),
+            ("points", self.summary.get("n_points")),
+            ("failed_points", len(self.summary.get("failed_points") or ())),
+            ("complete", self.summary.get("complete")),
+            ("dataset", self.dataset),
+            ("fits", shown(f"{len(self.fits)}{fits}")),
+            ("summary", self.summary),
+        ]
 
 
 def run_sweep(

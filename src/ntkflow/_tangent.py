@@ -22,6 +22,7 @@ from jaxtyping import Array, Float, Scalar, ScalarLike
 
 from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._problem import Problem
+from ._repr import concise
 
 
 def _phi(lam: Array, t: ScalarLike, alpha2: ScalarLike) -> Any:
@@ -32,6 +33,7 @@ def _phi(lam: Array, t: ScalarLike, alpha2: ScalarLike) -> Any:
     return alpha2 * t * ratio
 
 
+@concise
 class TangentFlow(eqx.Module):
     """The tangent flow's closed form for one problem.
 

@@ -51,9 +51,11 @@ from ._check import (
 from ._diagnostics_iterative import RESIDUAL as RITZ_RESIDUAL
 from ._json import jsonable
 from ._loss_checks import LOSS_FREE_CHECKS as LOSS_FREE_CHECKS, for_loss
+from ._repr import check_lines, concise, count_checks, shown
 from ._solution import FlowSolution
 
 
+@concise
 @dataclasses.dataclass(frozen=True)
 class Verification:
     """All checks of one run.
@@ -149,6 +151,20 @@ class Verification:
                 "all_hold": self.all_hold,
             }
         )
+
+    def _overview(self) -> list[tuple[str, Any]]:
+        def verdict(c: Check) -> str:
+            word = {True: "held", False: "failed", None: "inconclusive"}[c.holds]
+            return f"{word} (margin {c.margin:.3g})" if c.holds is not None else word
+
+        return [
+            ("all_hold", self.all_hold),
+            ("status", self.status),
+            ("hypotheses_hold", self.hypotheses_hold),
+            ("horizon", self.horizon),
+            ("exit_time", self.exit_time),
+            ("checks", shown(count_checks(self.checks) + check_lines(self.checks, verdict))),
+        ]
 
 
 def verify(solution: FlowSolution, certificate: Certificate) -> Verification:

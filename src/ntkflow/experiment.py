@@ -21,6 +21,7 @@ from ._json import jsonable
 from ._limit_summary import limit_scalars, limit_series
 from ._memory import TooLarge
 from ._problem import Problem
+from ._repr import concise, count_checks, shown
 from ._results import REPORT, atomic_write_bytes, results_writer
 from ._solution import FlowSolution
 from ._summary import summarize
@@ -37,6 +38,7 @@ from .config import (
 from .models import CNN, MLP, Shallow
 
 
+@concise
 @dataclasses.dataclass(frozen=True, eq=False)
 class RunOutput:
     """Everything one run produced: the live objects and their saved forms (`summary`,
@@ -49,6 +51,27 @@ class RunOutput:
     verification: Verification | None
     summary: dict[str, Any]
     dataset: Any
+
+    def _overview(self) -> list[tuple[str, Any]]:
+        cert, sol, ver = self.certificate, self.solution, self.verification
+        items: list[tuple[str, Any]] = [
+            ("problem", shown(f"n={cert.n}, p={cert.p}, α={cert.alpha:.4g}, loss={cert.loss}")),
+            ("hypotheses_hold", cert.hypotheses_hold),
+            ("alpha_star", cert.alpha_star),
+            ("beta", shown(f"{cert.beta:.4g} ({cert.beta_kind})")),
+        ]
+        if sol is not None:
+            items.append(
+                ("solution", shown(f"{sol.status.name}, t1={sol.t1:.4g}, {len(sol.ts)} saves"))
+            )
+        if ver is not None:
+            items.append(("all_hold", ver.all_hold))
+            items.append(("checks", shown(count_checks(ver.checks))))
+        path = self.summary.get("path") if isinstance(self.summary, dict) else None
+        if path:
+            items.append(("path", path))
+        items.append(("dataset", self.dataset))
+        return items
 
 
 def _dataset(
