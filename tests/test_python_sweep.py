@@ -60,6 +60,37 @@ def test_python_sweep_directory_fits_and_resume(tmp_path):
         nf.sweep(make_problem, grid, out=out, t1=1.0, saveat=4, name="shallow")
 
 
+def test_a_grid_key_make_problem_does_not_take_is_refused_before_any_point(tmp_path):
+    calls = []
+
+    def counted(alpha, width=8, seed=0):
+        calls.append(alpha)
+        return make_problem(alpha, width, seed)
+
+    out = tmp_path / "typo"
+    with pytest.raises(
+        nf.SweepError,
+        match=r"^grid key 'alhpa': counted\(\) takes no parameter 'alhpa'; did you mean "
+        r"'alpha'\? its parameters: alpha, width, seed$",
+    ):
+        nf.sweep(counted, {"alhpa": [1, 10], "width": [8]}, out=out, t1=1.0, saveat=4)
+    assert calls == [] and not out.exists()
+    with pytest.raises(nf.SweepError, match=r"make_problem\(\) needs 'width', which the grid"):
+        nf.sweep(make_problem, {"alpha": [1.0]}, out=out, t1=1.0, saveat=4)
+    assert not out.exists()
+
+
+def test_a_sweep_whose_every_point_failed_raises_the_first_error(tmp_path):
+    out = tmp_path / "allfail"
+    with pytest.raises(
+        nf.SweepError,
+        match=r"^every point of the sweep failed \(2 of 2\); the first \(alpha=1\.0, "
+        r"width=3\): width=3 is refused by this test's make_problem$",
+    ):
+        nf.sweep(make_problem, {"alpha": [1.0, 2.0], "width": [3]}, out=out, t1=1.0, saveat=4)
+    assert not out.exists()  # (nothing half-written is left)
+
+
 def test_python_sweep_bad_calls_are_one_line(tmp_path):
     with pytest.raises(nf.SweepError, match="give the output directory as out="):
         nf.sweep(make_problem, {"alpha": [1.0]})

@@ -11,7 +11,10 @@ a point already written is never rerun.
 `_sweep.sweep`.
 """
 
+import difflib
+import inspect
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any
 from ._executors import AbstractExecutor
 from ._grid import SweepError, _hash, make_grid
 from ._json import jsonable
-from ._points import FORMAT, POINTS, claim, load_point, save_point, write_record
+from ._points import FORMAT, MANIFEST, POINTS, claim, load_point, save_point, write_record
 from ._results import directory_lock
 from ._sweep import SweepResult, assemble, sweep as sweep_experiment
 
@@ -54,6 +57,55 @@ def _grid_keys(grid: Any) -> tuple[dict[str, Any], dict[str, str]]:
     return dotted, keyword
 
 
+def _check_signature(make_problem: Callable[..., Any], keyword: dict[str, str]) -> None:
+    """Refuse, before any point runs, a grid key that `make_problem` does not take (a
+    typo would otherwise fail at every point) and a parameter it needs that the grid does
+    not give, naming the key and the closest parameter."""
+    try:
+        params = inspect.signature(make_problem).parameters
+    except (TypeError, ValueError):  # (a builtin or C callable: nothing to check against)
+        return
+    kinds = {p.kind for p in params.values()}
+    names = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    taken = [n for n in names if params[n].kind is not inspect.Parameter.POSITIONAL_ONLY]
+    label = getattr(make_problem, "__name__", "make_problem")
+    if inspect.Parameter.VAR_KEYWORD not in kinds:
+        for name in keyword.values():
+            if name not in taken:
+                close = difflib.get_close_matches(name, taken, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise SweepError(
+                    f"grid key {name!r}: {label}() takes no parameter {name!r}; {hint}its "
+                    f"parameters: {', '.join(taken) or 'none'}"
+                )
+    given = set(keyword.values())
+    for n in names:
+        p = params[n]
+        if p.default is inspect.Parameter.empty and n not in given:
+            raise SweepError(
+                f"{label}() needs {n!r}, which the grid does not give; add it to the grid "
+                f"(e.g. {{{n!r}: [...]}}) or give it a default"
+            )
+
+
+def _refuse_all_failed(out: Path, records: dict[int, dict[str, Any]], resume: bool) -> None:
+    """A sweep whose every point failed is an error, with the first point's: raised
+    before anything is assembled, and (unless resuming) with what it wrote removed."""
+    if not records or any(r.get("status", "success") == "success" for r in records.values()):
+        return
+    first = records[min(records)]
+    point = ", ".join(f"{k.split('.')[-1]}={v!r}" for k, v in first["assignment"].items())
+    if not resume:
+        shutil.rmtree(out / POINTS, ignore_errors=True)
+        (out / MANIFEST).unlink(missing_ok=True)
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    raise SweepError(
+        f"every point of the sweep failed ({len(records)} of {len(records)}); the first "
+        f"({point}): {first.get('message', '')}"
+    )
+
+
 def problem_sweep(
     make_problem: Callable[..., Any],
     grid: Any,
@@ -69,6 +121,7 @@ def problem_sweep(
     See `sweep`."""
     dotted, keyword = _grid_keys(grid)
     g = make_grid(dotted)
+    _check_signature(make_problem, keyword)
     label = name or getattr(make_problem, "__name__", "make_problem")
     settings = {"flows": jsonable(flow_options), "make_problem": label}
     out = Path(out)
@@ -97,6 +150,7 @@ def problem_sweep(
                 records[p["index"]] = done
         pending = [p for p in payloads if p["index"] not in records]
         _run_points(make_problem, keyword, pending, records, label, flow_options, progress)
+        _refuse_all_failed(out, records, resume)
         centering = next((r["centering"] for r in records.values() if r.get("centering")), "none")
         doc = {"name": label, "source": "python", "problem": {"centering": centering}}
         doc |= {"flows": settings["flows"]}
