@@ -168,19 +168,16 @@ def test_more_steps_outside_the_lazy_regime():
 def test_auto_chooses_by_stiffness_and_names_are_checked():
     data = nf.datasets.digits(32, classes=(0, 1))
     problem = nf.Problem(nf.Shallow(64), data, alpha=10.0, centering="antisymmetric")
-    # Stiff: the exponential Adams integrator for the squared loss from 64 outputs up,
-    # whose local tangent path is in closed form; below, and for another loss, the
-    # exponential Runge–Kutta one.
-    assert isinstance(nf.choose_solver(problem, cond=1e3), ExponentialNTK)
-    wide = nf.Problem(nf.Shallow(64), nf.datasets.digits(64, classes=(0, 1)), alpha=10.0)
-    assert isinstance(nf.choose_solver(wide, cond=1e3), nf.ExponentialAdams)
+    # Stiff: the exponential Adams integrator for the squared loss, whose local tangent
+    # path is in closed form; the exponential Runge–Kutta one for another loss.
+    assert isinstance(nf.choose_solver(problem, cond=1e3), nf.ExponentialAdams)
     logistic = nf.Problem(
         nf.Shallow(64), data, alpha=10.0, centering="antisymmetric", loss="logistic"
     )
     assert isinstance(nf.choose_solver(logistic, cond=1e3), ExponentialNTK)
     assert isinstance(nf.choose_solver(problem, cond=2.0), diffrax.Tsit5)
     sol = nf.solve_flows(problem, 0.01, saveat=3, diagnostics=False, error_estimate=False)
-    assert sol.stats["gradient"]["solver"] == "ExponentialNTK"  # cond(K0) ≫ 10 here
+    assert sol.stats["gradient"]["solver"] == "ExponentialAdams"  # cond(K0) ≫ 10 here
     with pytest.raises(ValueError, match="unknown solver='rk4'"):
         nf.solve_flows(problem, solver="rk4")
     with pytest.raises(ValueError, match="gradient flow of an ntkflow Problem"):
@@ -256,7 +253,7 @@ def test_default_tolerances_meet_1e6_on_a_deep_mlp_and_the_budget_bounds_the_err
     data = nf.datasets.sphere(24, 4, seed=0)
     problem = nf.Problem(nf.MLP((32, 32), "tanh"), data, alpha=alpha, centering="antisymmetric")
     sol = nf.solve_flows(problem, saveat=10, save_params=True, diagnostics=False)
-    assert sol.stats["gradient"]["solver"] == "ExponentialNTK"  # (n = 24: the pair)
+    assert sol.stats["gradient"]["solver"] == "ExponentialAdams"
     ref = nf.solve_flows(
         problem,
         sol.t1,

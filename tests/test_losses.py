@@ -300,10 +300,9 @@ def test_auto_solver_is_exponential_when_the_horizon_spans_many_time_scales():
 
     problem = nf.Problem(nf.Shallow(8), tiny_data())
     assert isinstance(nf.choose_solver(problem, 2.0), diffrax.Tsit5)
-    # The squared loss's stiff flow on few outputs, and another loss's, gets the
-    # exponential Runge–Kutta integrator (from 64 outputs up the squared loss's gets the
-    # exponential Adams one: tests/test_exponential.py).
-    assert isinstance(nf.choose_solver(problem, 2.0, span=1e4), nf.ExponentialNTK)
+    # The squared loss's stiff flow gets the exponential Adams integrator, another loss's
+    # the exponential Runge–Kutta one.
+    assert isinstance(nf.choose_solver(problem, 2.0, span=1e4), nf.ExponentialAdams)
     assert isinstance(nf.choose_solver(problem, 2.0, span=100.0), diffrax.Tsit5)
     data = tiny_data()
     signs = nf.datasets.from_arrays(data.X, np.where(np.asarray(data.y) > 0, 1.0, -1.0))

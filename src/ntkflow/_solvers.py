@@ -48,12 +48,6 @@ AUTO_EXPONENTIAL_SPAN = 3000.0
 # without dense-layer structure) and at most this many outputs (an eigh per step).
 AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES = 2**30
 AUTO_EXPONENTIAL_MAX_N = 4096
-# The squared loss's stiff flow gets the exponential Adams integrator from this many
-# outputs up, the exponential Runge–Kutta pair below: with few outputs a kernel and its
-# `eigh` per step cost next to nothing, and the pair's fresh split at every step crosses
-# stiff shallow problems and paths far from lazy in fewer steps than the accuracy policy's
-# solves together (`bench/results/flows_budget.md`: n = 8–32, 1.2–5× fewer steps).
-AUTO_ADAMS_MIN_N = 64
 
 
 def get_solver(name: str) -> Solver:
@@ -84,8 +78,8 @@ def as_solver(solver: Any) -> Solver | str:
 
 def choose_solver(problem: Problem, cond: float, *, span: float = 0.0) -> Solver:
     """`solver="auto"`: an exponential integrator when the flow is stiff — the exponential
-    Adams one (`ExponentialAdams`) for the squared loss with at least 64 outputs, whose
-    local tangent path is in closed form, else `ExponentialNTK` — (`cond(K0) ≥ 100`,
+    Adams one (`ExponentialAdams`) for the squared loss, whose local tangent path is in
+    closed form, else `ExponentialNTK` — (`cond(K0) ≥ 100`,
     or a horizon that spans `span = t1·α²Lλ_max(K0) ≥ 3000` of the fastest mode's time
     scales) and a kernel per step is affordable (at most 4096 outputs; a
     model with the structured kernel, or a Jacobian of at most 1 GiB), else Tsit5. For a
@@ -98,8 +92,7 @@ def choose_solver(problem: Problem, cond: float, *, span: float = 0.0) -> Solver
     )
     stiff = not cond < AUTO_EXPONENTIAL_COND or span >= AUTO_EXPONENTIAL_SPAN
     if affordable and stiff:
-        adams = problem.squared and problem.n >= AUTO_ADAMS_MIN_N
-        return ExponentialAdams() if adams else ExponentialNTK()
+        return ExponentialAdams() if problem.squared else ExponentialNTK()
     return default_solver()
 
 
