@@ -21,6 +21,7 @@ import numpy as np
 from ._gradient_flow import ErrorBudget, GradientPath, budget_between, solve_gradient_flow
 from ._integrate import SolveSettings
 from ._problem import Problem
+from ._progress import RichProgressMeter
 from ._solution import SolveStats
 
 # The loose solve's factor on τ, and how often the policy may tighten by 10 after its
@@ -115,7 +116,10 @@ def solve_to_accuracy(
 
     def solve(tau: float, scales: tuple[float, float, float]) -> GradientPath:
         acc = dataclasses.replace(accuracy, tau=tau, scales=scales)
-        run = dataclasses.replace(settings, accuracy=acc)
+        meter = settings.meter
+        if isinstance(meter, RichProgressMeter):  # (each solve of the policy by its τ)
+            meter = dataclasses.replace(meter, description=f"gradient flow (τ = {tau:g})")
+        run = dataclasses.replace(settings, accuracy=acc, meter=meter)
         return solve_gradient_flow(problem, run, resolution=resolution)
 
     targets = {"gap": accuracy.gap, "dist": accuracy.dist, "loss": accuracy.loss}

@@ -15,6 +15,7 @@ from ._json import jsonable
 from ._lipschitz import BetaEstimate, BetaKind, beta_estimates, certified_beta
 from ._losses import UserLoss
 from ._problem import Problem
+from ._progress import stage
 from ._repr import concise, shown
 from ._sharding import split_problem
 from ._spectrum import Spectrum
@@ -283,6 +284,7 @@ def certify(
     beta_iters: int = 30,
     beta: float | int | None = None,
     devices: Any = None,
+    progress: bool = False,
 ) -> Certificate:
     """State the lazy-training theorem's certificate for a problem.
 
@@ -300,6 +302,8 @@ def certify(
       (always done when no certified bound exists).
     - `key`: randomness of the `β` estimates.
     - `beta_samples`, `beta_iters`: ball-sampling points and power iterations.
+    - `progress`: say when each long step (the kernel and its spectrum, `β`) starts and
+      ends, on stderr (a spinner on a terminal, lines otherwise).
     - `beta`: a Lipschitz constant of `J` that you know (proved yourself, or from the
       literature) for a model ntkflow cannot certify: it is used for `α*`, `B`, `B'` as
       `beta_kind="user"`, and every conclusion then rests on it — `J` must be
@@ -314,7 +318,8 @@ def certify(
     """
     user_beta = _user_beta(problem, beta)
     problem, mesh = split_problem(problem, devices, strict=False)
-    k0 = as_initial_kernel(problem, kernel, method=method, devices=mesh)
+    with stage(f"certify: K0 ({problem.n}×{problem.n}) and its spectrum", progress):
+        k0 = as_initial_kernel(problem, kernel, method=method, devices=mesh)
     spec = k0.spectrum
     R0 = float(problem.loss(problem.w0))
     f0_norm = float(np.linalg.norm(np.asarray(problem.f(problem.w0))))
@@ -336,17 +341,18 @@ def certify(
         )
 
     # -- β -----------------------------------------------------------------------------
-    chosen, estimates, refuted = _choose_beta(
-        problem,
-        sigma_min,
-        user_beta,
-        reasons,
-        notes,
-        estimate=estimate_beta,
-        key=key,
-        samples=beta_samples,
-        iters=beta_iters,
-    )
+    with stage("certify: β (bound and estimates)", progress):
+        chosen, estimates, refuted = _choose_beta(
+            problem,
+            sigma_min,
+            user_beta,
+            reasons,
+            notes,
+            estimate=estimate_beta,
+            key=key,
+            samples=beta_samples,
+            iters=beta_iters,
+        )
     beta = chosen.value
 
     mu, L, grad0, delta_R0, loss_refuted = _loss_constants(problem, R0, reasons, notes)

@@ -19,6 +19,7 @@ square has no closed-form tangent flow (`tangent="auto"` integrates it), and the
 exponential integrator's linear part carries its Hessian.
 """
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ from ._gradient_flow import (
 from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._integrate import SolveSettings, gradient_norms, losses
 from ._problem import Problem
-from ._progress import RichProgressMeter
+from ._progress import RichProgressMeter, meter as progress_meter
 from ._rounding import motion_resolution, residual_rounding
 from ._sharding import split_problem
 from ._solution import FlowSolution, FlowStatus, GDStats, SolveStats
@@ -266,6 +267,10 @@ def _settings(
         # history (order 1), and its error control grows them fast.
         dt0 = ADAMS_FIRST_STEP * (t1 if dt0 is None else dt0)
         rtol = accuracy.dist
+    if isinstance(meter, RichProgressMeter):  # (the time reached, the share of log t)
+        fastest = problem.alpha**2 * float(lam[-1])
+        scale = 1.0 / fastest if fastest > 0 else math.nan
+        meter = dataclasses.replace(meter, t1=float(t1), scale=scale)
     settings = SolveSettings(
         t1, ts, solver, rtol, float(atol), max_steps, meter, dt0, initial, accuracy
     )
@@ -328,7 +333,7 @@ def _ending(tangent: TangentPath | None, gradient: GradientPath | None) -> tuple
 def _meter(progress: bool | diffrax.AbstractProgressMeter) -> diffrax.AbstractProgressMeter:
     if isinstance(progress, diffrax.AbstractProgressMeter):
         return progress
-    return RichProgressMeter() if progress else diffrax.NoProgressMeter()
+    return progress_meter() if progress else diffrax.NoProgressMeter()
 
 
 def _gradient_flow(

@@ -24,6 +24,7 @@ from ._executors import AbstractExecutor
 from ._grid import SweepError, _hash, make_grid
 from ._json import jsonable
 from ._points import FORMAT, MANIFEST, POINTS, claim, load_point, save_point, write_record
+from ._progress import rich_bar, sweep_fields
 from ._results import directory_lock
 from ._sweep import SweepResult, assemble, sweep as sweep_experiment
 
@@ -162,12 +163,12 @@ def _run_points(make_problem, keyword, pending, records, label, flow_options, pr
     from .experiment import run
 
     bar = task = None
+    total = len(records) + len(pending)
     if progress and pending:
-        from ._progress import rich_bar
-
         bar = rich_bar(counts=True)
         bar.start()
-        task = bar.add_task("sweep", total=len(records) + len(pending), completed=len(records))
+        fields = sweep_fields(records, total)
+        task = bar.add_task("sweep", total=total, completed=len(records), **fields)
     try:
         for p in pending:
             start = time.perf_counter()
@@ -194,7 +195,7 @@ def _run_points(make_problem, keyword, pending, records, label, flow_options, pr
             write_record(Path(p["dir"]), record)
             records[p["index"]] = record
             if bar is not None and task is not None:
-                bar.advance(task)
+                bar.update(task, advance=1, **sweep_fields(records, total))
     finally:
         if bar is not None:
             bar.stop()

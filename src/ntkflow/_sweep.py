@@ -34,6 +34,7 @@ from ._executors import (
 from ._grid import Grid, SweepError as SweepError, make_grid as make_grid, sweep_settings
 from ._json import jsonable
 from ._points import FORMAT, POINTS, adopt_point, dead_point, load_point, prepare, run_point
+from ._progress import rich_bar, sweep_fields
 from ._repr import concise, shown
 from ._results import atomic_write_bytes, directory_lock, now, versions
 from ._scaling import ScalingFit
@@ -133,17 +134,16 @@ def _run_locked(
 
     bar = task = None
     if progress and pending:
-        from ._progress import rich_bar
-
         bar = rich_bar(counts=True)
         bar.start()
-        task = bar.add_task("sweep", total=len(payloads), completed=len(records))
+        fields = sweep_fields(records, len(payloads))
+        task = bar.add_task("sweep", total=len(payloads), completed=len(records), **fields)
 
     def on_result(record: dict[str, Any]) -> None:
         record = adopt_point(points_dir, record)
         records[record["index"]] = record
         if bar is not None and task is not None:
-            bar.advance(task)
+            bar.update(task, advance=1, **sweep_fields(records, len(payloads)))
         if cancelled is not None and cancelled():
             raise KeyboardInterrupt
 

@@ -217,7 +217,7 @@ def run_experiment(
 
     start = time.perf_counter()
     problem = build_problem(experiment, source=source)
-    cert = certify(problem, beta=experiment.problem.beta)
+    cert = certify(problem, beta=experiment.problem.beta, progress=progress is True)
     limit = limit_scalars(problem, cert) if experiment.output.limit else {}
     t_cert = time.perf_counter() - start
     solution = verification = None
@@ -327,7 +327,7 @@ def run(
     if not isinstance(problem, Problem):
         raise TypeError(f"run needs an ntkflow Problem, got {type(problem).__name__}")
     start = time.perf_counter()
-    cert = certify(problem, beta=beta)
+    cert = certify(problem, beta=beta, progress=progress is True)
     limits = limit_scalars(problem, cert) if limit else {}
     t_cert = time.perf_counter() - start
     solution = solve_flows(problem, progress=progress, kernel=cert.kernel, **flow_options)
