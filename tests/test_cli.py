@@ -114,6 +114,9 @@ def test_run_table_json_and_strict(tmp_path):
     assert set(d) >= {*("n", "p", "alpha_star", "B_prime", "reasons"), "checks", "exit_time"}
     assert {"gradient", "tangent", "gd"} <= set(d["solver"])
     assert d["solver"]["gradient"]["num_accepted_steps"] > 0
+    # Where the results are, and the flows' numbers, without opening summary.json.
+    summary = json.loads((Path(d["path"]) / "summary.json").read_text())
+    assert d["scalars"] == summary["scalars"] and "final_loss_w" in d["scalars"]
     check = d["checks"][0]
     assert set(check) >= {"name", "holds", "guaranteed", "margin", "t"}
     failed = [c["name"] for c in d["checks"] if c["holds"] is False]

@@ -47,7 +47,17 @@ def test_python_sweep_directory_fits_and_resume(tmp_path):
     assert any(f.against == "problem.alpha" for f in r.fits)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["name"] == "shallow" and summary["config"]["source"] == "python"
+    # The model and the data are recorded as a file sweep's configuration has them.
+    config = summary["config"]
+    assert config["model"] == {"kind": "shallow", "width": 16, "activation": "tanh", "train": "all"}
+    assert config["data"]["n"] == 6 and config["data"]["d"] == 3
+    assert config["problem"] == {
+        "centering": "antisymmetric",
+        "loss": "squared",
+        "dtype": "float64",
+    }
     assert (out / "report.html").exists()
+    assert "&quot;kind&quot;: &quot;shallow&quot;" in (out / "report.html").read_text()
     # Resuming reruns nothing (the point files keep their times) and gives the same data.
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
     again = nf.sweep(make_problem, grid, out=out, t1=1.0, saveat=4, name="shallow", resume=True)

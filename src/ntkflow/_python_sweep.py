@@ -152,10 +152,28 @@ def problem_sweep(
         pending = [p for p in payloads if p["index"] not in records]
         _run_points(make_problem, keyword, pending, records, label, flow_options, progress)
         _refuse_all_failed(out, records, resume)
-        centering = next((r["centering"] for r in records.values() if r.get("centering")), "none")
-        doc = {"name": label, "source": "python", "problem": {"centering": centering}}
+        doc = {"name": label, "source": "python", **_described(records)}
         doc |= {"flows": settings["flows"]}
         return assemble(out, g, payloads, records, doc, render=render)
+
+
+def _described(records: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The sweep's `model`, `data` and `problem` sections, as a file sweep's configuration
+    has them, from the points' problems (`Problem.describe`): each as the points have it,
+    or the first point's with `varies: true` where the points differ."""
+    described = [r["problem"] for _, r in sorted(records.items()) if r.get("problem")]
+    centering = next((r["centering"] for r in records.values() if r.get("centering")), "none")
+    if not described:
+        return {"problem": {"centering": centering}}
+    out: dict[str, Any] = {}
+    for section in ("model", "data"):
+        values = [d.get(section) for d in described]
+        out[section] = dict(values[0] or {})
+        if any(v != values[0] for v in values[1:]):
+            out[section]["varies"] = True  # (the first point's; each point has its own)
+    first = described[0]
+    out["problem"] = {k: first[k] for k in ("centering", "loss", "dtype") if k in first}
+    return out
 
 
 def _run_points(make_problem, keyword, pending, records, label, flow_options, progress) -> None:
@@ -186,6 +204,7 @@ def _run_points(make_problem, keyword, pending, records, label, flow_options, pr
                 result = run(problem, None, name=label, limit=limit, **flow_options)
                 save_point(result, record, Path(p["dir"]))
                 record["centering"] = problem.centering.name
+                record["problem"] = jsonable(problem.describe())
             except (ValueError, TypeError) as e:  # this point's input, in one line
                 record.update(status="error", message=" ".join(str(e).split()))
             except Exception as e:  # a point that cannot run fails alone, as in a file's sweep

@@ -98,11 +98,13 @@ def summarize(
     return document
 
 
-def run_view(document: dict[str, Any]) -> dict[str, Any]:
-    """`ntkflow run --json`: the certificate's keys (`Certificate.KEYS`), the checks, the
-    exit time, whether all held and the solve completed, how it ended, and the solver's
-    statistics."""
-    out = {k: document["certificate"][k] for k in Certificate.KEYS}
+def run_view(document: dict[str, Any], path: Any = None) -> dict[str, Any]:
+    """`ntkflow run --json`: the results directory (`path`), the certificate's keys
+    (`Certificate.KEYS`), the checks, the exit time, whether all held and the solve
+    completed, how it ended, the solver's statistics and the flows' `scalars` (the
+    summary's section of that name: final losses, suprema, …)."""
+    out: dict[str, Any] = {"path": None if path is None else str(path)}
+    out.update({k: document["certificate"][k] for k in Certificate.KEYS})
     v, solver = document["verification"], document["solver"]
     out.update(
         checks=v["checks"],
@@ -115,6 +117,7 @@ def run_view(document: dict[str, Any]) -> dict[str, Any]:
         t_reached=v["t_reached"],
         reached=v["reached"],
         solver=solver["stats"],
+        scalars=document.get("scalars", {}),
     )
     return out
 

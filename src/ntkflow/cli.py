@@ -152,7 +152,7 @@ def run(
     result = _run_and_save(exp, str(experiment), target, progress, where)
     assert result.solution is not None and result.verification is not None
     if json_:
-        print(json.dumps(run_view(result.summary), indent=2, ensure_ascii=False))
+        print(json.dumps(run_view(result.summary, target), indent=2, ensure_ascii=False))
     else:
         print_run(result.certificate, result.solution, result.verification)
         console.print(
