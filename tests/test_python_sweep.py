@@ -3,6 +3,7 @@ the same directory, fits and resume semantics as a sweep of an experiment file."
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -112,3 +113,25 @@ def test_python_sweep_bad_calls_are_one_line(tmp_path):
         nf.sweep(make_problem, {"alpha": [1.0]}, out=tmp_path / "c", jobs=2)
     with pytest.raises(nf.SweepError, match="apply to a sweep of make_problem"):
         nf.sweep("examples/seed_alpha.toml", tmp_path / "d", t1=1.0)
+
+
+def test_a_sweep_says_when_beta_is_an_estimate_wherever_it_shows_alpha_star(tmp_path):
+    rng = np.random.default_rng(0)
+    W = {"W": rng.standard_normal((3, 12)), "v": rng.standard_normal(12) / np.sqrt(12)}
+
+    def plain(alpha):  # (a plain function: no certified β, only estimates)
+        model = nf.from_apply(lambda p, X: jnp.tanh(X @ p["W"]) @ p["v"], W)
+        return nf.Problem(model, _data(), alpha=alpha, centering="antisymmetric")
+
+    r = nf.sweep(plain, {"alpha": [1.0, 30.0]}, out=tmp_path / "est", t1=1.0, saveat=4)
+    crit = r.summary["critical_alpha"]
+    assert crit and all(row["beta_kind"] == "estimate" for row in crit)
+    assert all("β is an estimate" in row["beta_caveat"] for row in crit)
+    assert all(p["beta_kind"] == "estimate" for p in r.summary["points"])
+    html = (tmp_path / "est" / "report.html").read_text()
+    assert "β is an estimate" in html and "(β estimated)" in html
+    # A certified β gets no caveat.
+    ok = nf.sweep(make_problem, {"alpha": [1.0, 4.0], "width": [16]}, out=tmp_path / "c", t1=1.0)
+    assert all(row["beta_kind"] == "certified" for row in ok.summary["critical_alpha"])
+    assert not any("beta_caveat" in row for row in ok.summary["critical_alpha"])
+    assert "β is an estimate" not in (tmp_path / "c" / "report.html").read_text()

@@ -145,7 +145,7 @@ def print_sweep(summary: dict) -> None:
         table = Table(
             title="Critical α: smallest α at which every check held", title_justify="left"
         )
-        for col in ("at", "α empirical", "α*", "α*/α_emp"):
+        for col in ("at", "α empirical", "α*", "α*/α_emp", "β"):
             table.add_column(col)
         for r in crit:
             where = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["where"].items())
@@ -154,8 +154,12 @@ def print_sweep(summary: dict) -> None:
                 _fmt_json(r["alpha_empirical"]),
                 _fmt_json(r["alpha_star"]),
                 _fmt_json(r["looseness"]),
+                str(r.get("beta_kind") or "—"),
             )
         console.print(table)
+        caveat = next((r["beta_caveat"] for r in crit if r.get("beta_caveat")), None)
+        if caveat:
+            console.print(f"[yellow]{escape(caveat)}.[/]", highlight=False)
     for f in summary.get("failed_points") or []:
         console.print(
             f"[yellow]point {f['index']}[/] {escape(str(f['assignment']))}: {f['status']} — "

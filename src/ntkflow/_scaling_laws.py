@@ -9,7 +9,7 @@ looseness"). The fitting itself is `_scaling.fit_power_law`.
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -230,3 +230,25 @@ def critical_alphas(ds: Any, grid: Grid) -> list[dict[str, Any]]:
         if not math.isfinite(a_emp):
             rows[-1]["why"] = _why_not(ds, sel, x_dim)
     return rows
+
+
+# Said wherever a sweep shows α* or the looseness computed with an estimated β.
+BETA_ESTIMATE_CAVEAT = (
+    "β is an estimate (sampled or curvature, a lower bound on the Jacobian's Lipschitz "
+    "constant, not certified): α* and α*/α_emp are estimates, not the theorem's bound"
+)
+
+
+def annotate_beta(rows: list[dict[str, Any]], records: Iterable[dict[str, Any]]) -> None:
+    """Give each critical-α row the kind of `β` behind its `α*` (`beta_kind`: the points'
+    kind, or `"mixed"`) and, where any is an estimate, `beta_caveat`."""
+    records = [r for r in records if r.get("beta_kind")]
+    for row in rows:
+        kinds = {
+            r["beta_kind"]
+            for r in records
+            if all(r["assignment"].get(k) == v for k, v in row["where"].items())
+        }
+        row["beta_kind"] = next(iter(kinds)) if len(kinds) == 1 else ("mixed" if kinds else None)
+        if "estimate" in kinds:
+            row["beta_caveat"] = BETA_ESTIMATE_CAVEAT

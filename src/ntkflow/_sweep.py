@@ -38,7 +38,7 @@ from ._progress import rich_bar, sweep_fields
 from ._repr import concise, shown
 from ._results import atomic_write_bytes, directory_lock, now, versions
 from ._scaling import ScalingFit
-from ._scaling_laws import critical_alphas, scaling_fits
+from ._scaling_laws import annotate_beta, critical_alphas, scaling_fits
 from ._sweep_dataset import build_dataset
 
 DATASET = "sweep.nc"
@@ -173,6 +173,7 @@ def assemble(
     centering = str(experiment_doc.get("problem", {}).get("centering", "none"))
     fits = scaling_fits(ds, grid, centering)
     crit = critical_alphas(ds, grid)
+    annotate_beta(crit, records.values())
     failed = [
         {
             "index": i,

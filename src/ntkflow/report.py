@@ -351,6 +351,22 @@ def _point_verdict(point: dict[str, Any]) -> str:
     return _e(_num(point.get("all_hold", "")))
 
 
+def _beta_cell(kind: str | None) -> str:
+    """How the β behind a critical α's α* was obtained."""
+    return {
+        "estimate": "estimated (not certified)",
+        "mixed": "certified at some points, estimated at others",
+        None: "—",
+    }.get(kind, kind or "—")
+
+
+def _estimated(point: dict[str, Any], column: str) -> str:
+    """The mark beside a point's α* when its β is an estimate."""
+    if column == "alpha_star" and point.get("beta_kind") == "estimate":
+        return " <span class='sub'>(β estimated)</span>"
+    return ""
+
+
 def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> str:
     """A sweep's report: overview, failed points, scaling laws, critical α, figures, and
     one row per point."""
@@ -385,15 +401,19 @@ def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> st
             f"<td class='num'>{_num(r['alpha_empirical'])}</td>"
             f"<td class='num'>{_num(r['alpha_star'])}</td>"
             f"<td class='num'>{_num(r['looseness'])}</td>"
+            f"<td>{_e(_beta_cell(r.get('beta_kind')))}</td>"
             + (f"<td>{_e(r.get('why') or '')}</td>" if whys else "")
             + "</tr>"
             for r in crit
         )
+        caveat = next((r["beta_caveat"] for r in crit if r.get("beta_caveat")), None)
         sections.append(
             "<h2>Critical α</h2><p>The smallest α on the grid at which every conclusion held "
             "along the flows, against the theorem's sufficient α*; their ratio measures how "
-            "loose the theorem is.</p><table><tr><th>at</th><th>empirical α</th><th>α*</th>"
-            "<th>α*/α_emp</th>"
+            "loose the theorem is.</p>"
+            + (f'<div class="verdict warn">{_e(caveat)}.</div>' if caveat else "")
+            + "<table><tr><th>at</th><th>empirical α</th><th>α*</th>"
+            "<th>α*/α_emp</th><th>β</th>"
             + ("<th>why there is none</th>" if whys else "")
             + f"</tr>{rows}</table>"
         )
@@ -418,7 +438,7 @@ def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> st
         cells = "".join(
             f"<td>{_point_verdict(p)}</td>"
             if c == "all_hold"
-            else f"<td class='num'>{_num(p.get(c, ''))}</td>"
+            else f"<td class='num'>{_num(p.get(c, ''))}{_estimated(p, c)}</td>"
             for c in cols
         )
         shown = ", ".join(f"{k}={v}" for k, v in p["assignment"].items())
