@@ -135,3 +135,36 @@ def test_a_sweep_says_when_beta_is_an_estimate_wherever_it_shows_alpha_star(tmp_
     assert all(row["beta_kind"] == "certified" for row in ok.summary["critical_alpha"])
     assert not any("beta_caveat" in row for row in ok.summary["critical_alpha"])
     assert "β is an estimate" not in (tmp_path / "c" / "report.html").read_text()
+
+
+def test_alpha_laws_are_fitted_over_the_lazy_points_by_default(tmp_path):
+    alphas = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]
+
+    def shallow(alpha):
+        return nf.Problem(nf.Shallow(32, "tanh"), _data(), alpha=alpha, centering="antisymmetric")
+
+    r = nf.sweep(shallow, {"alpha": alphas}, out=tmp_path / "lazy", t1=20.0, saveat=4)
+    a_emp = r.summary["critical_alpha"][0]["alpha_empirical"]
+    assert 0.1 < a_emp <= 100.0  # (the small α are not lazy here: the fit must drop them)
+    dist = next(f for f in r.fits if f.quantity == "sup_dist_w")
+    lazy = [a for a in alphas if a >= a_emp]
+    assert dist.fit_range == (a_emp, np.inf) and dist.used == len(lazy) < len(alphas)
+    assert "fitted over the lazy points" in dist.note and np.isfinite(dist.stderr)
+    assert dist.x == tuple(alphas)  # (every point kept for the figures)
+    # The same law over every point, asked for explicitly: further from the theory's −1.
+    r_all = nf.sweep(
+        shallow, {"alpha": alphas}, out=tmp_path / "all", t1=20.0, saveat=4,
+        fit_range={"alpha": (None, None)},
+    )  # fmt: skip
+    every = next(f for f in r_all.fits if f.quantity == "sup_dist_w")
+    assert every.used == len(alphas) and abs(dist.slope + 1) < abs(every.slope + 1)
+    # A range of the user's, and one that is refused.
+    r10 = nf.sweep(
+        shallow, {"alpha": alphas}, out=tmp_path / "ten", t1=20.0, saveat=4,
+        fit_range={"alpha": (10, None)},
+    )  # fmt: skip
+    ten = next(f for f in r10.fits if f.quantity == "sup_dist_w")
+    assert ten.used == 5 and "fitted over alpha in [10, inf] (5 of 9 points)" in ten.note
+    with pytest.raises(nf.SweepError, match=r"fit_range has no setting 'alhpa_min'"):
+        nf.sweep(shallow, {"alpha": alphas}, out=tmp_path / "bad", fit_range={"alhpa": (1, 2)})
+    assert not (tmp_path / "bad").exists()

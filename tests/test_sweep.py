@@ -172,10 +172,19 @@ def test_failing_points_are_recorded_and_the_sweep_carries_on(tmp_path):
         ({"problem.alpha": []}, "must be a non-empty list"),
         ({"problem.alpha": [1.0, -1.0]}, "point (problem.alpha=-1.0): [problem] alpha"),
         ({"problem.alpha": [1.0, 1.0]}, "values must be distinct"),
+        (
+            {"problem.alpha": [1.0, 2.0], "fit": {"alpah_min": 10}},
+            "[sweep.fit] has no setting 'alpah_min'; use alpha_min, alpha_max",
+        ),
+        ({"problem.alpha": [1.0, 2.0], "fit": {"alpha_min": -1}}, "alpha_min must be a number"),
     ],
 )
 def test_bad_sweeps_are_one_line_errors(tmp_path, sweep, match):
+    fit = sweep.pop("fit", None)
     exp = write_toml(tmp_path / "bad.toml", {**BASE, "sweep": sweep})
+    if fit is not None:  # (a [sweep.fit] table after the rest)
+        lines = "".join(f"{k} = {v}\n" for k, v in fit.items())
+        exp.write_text(exp.read_text() + f"\n[sweep.fit]\n{lines}")
     result = runner.invoke(app, ["sweep", str(exp), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert match in result.stderr

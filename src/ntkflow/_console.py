@@ -120,17 +120,19 @@ def print_sweep(summary: dict) -> None:
         table = Table(
             title="Scaling laws (log-log fits, 95% bootstrap intervals)", title_justify="left"
         )
-        for col in ("quantity", "vs", "at", "slope", "interval", "theory"):
+        for col in ("quantity", "vs", "at", "slope ± s.e.", "interval", "theory", "points"):
             table.add_column(col, no_wrap=col != "at")
         for f in fits:
             where = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in f["where"].items())
+            stderr = _fmt_slope(f.get("stderr", "nan"))
             table.add_row(
                 f["quantity"],
                 f["against"].split(".")[-1],
                 where or "—",
-                _fmt_slope(f["slope"]),
+                _fmt_slope(f["slope"]) + ("" if stderr == "nan" else f" ± {stderr}"),
                 escape(f"[{_fmt_slope(f['low'])}, {_fmt_slope(f['high'])}]"),
                 f"{f['theory']:g}" + (" ✓" if f.get("agrees") else ""),
+                f"{f.get('used', '—')}/{len(f.get('x') or ())}",
             )
         console.print(table)
         for f in fits:

@@ -83,6 +83,43 @@ def sweep_settings(sweep: dict[str, Any] | None) -> dict[str, str]:
     return settings
 
 
+# `[sweep.fit]`: the range of each swept variable the scaling laws are fitted over.
+FIT = "fit"
+_FIT_KEYS = {"alpha": "problem.alpha", "width": "model.width", "widths": "model.widths"}
+
+
+def fit_ranges(fit: Any, *, where: str = "[sweep.fit]") -> dict[str, tuple[float, float]]:
+    """`[sweep.fit]` (`alpha_min = 10`, `alpha_max`, `width_min`, `width_max`) as
+    `{swept key: (low, high)}`; `where` names the setting in errors (`fit_range=` for a
+    Python sweep, whose `{"alpha": (10, None)}` is turned into these keys first).
+
+    **Raises:** `SweepError` for an unknown key, a bound that is not a number ≥ 0, or an
+    empty range.
+    """
+    if fit is None:
+        return {}
+    if not isinstance(fit, dict):
+        raise SweepError(f"{where} must be a table, e.g. alpha_min = 10; got {fit!r}")
+    out: dict[str, list[float]] = {}
+    for key, value in fit.items():
+        name, _, end = str(key).rpartition("_")
+        if name not in _FIT_KEYS or end not in ("min", "max"):
+            known = ", ".join(f"{n}_min, {n}_max" for n in ("alpha", "width"))
+            raise SweepError(f"{where} has no setting {key!r}; use {known}")
+        bounds = out.setdefault(_FIT_KEYS[name], [0.0, float("inf")])
+        if value is None:  # (open: given explicitly, it still turns the default range off)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise SweepError(f"{where} {key} must be a number ≥ 0, got {value!r}")
+        bounds[0 if end == "min" else 1] = float(value)
+    for swept, (lo, hi) in out.items():
+        if lo > hi:
+            raise SweepError(f"{where}: the {swept} range [{lo:g}, {hi:g}] is empty")
+    if "model.width" in out:  # (a width bound applies to either way of sweeping widths)
+        out.setdefault("model.widths", out["model.width"])
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
 def make_grid(sweep: dict[str, Any]) -> Grid:
     """Validate a `[sweep]` table: dotted `SECTION.KEY` names mapping to non-empty lists
     (besides the run `SETTINGS`).
@@ -90,7 +127,8 @@ def make_grid(sweep: dict[str, Any]) -> Grid:
     **Raises:** `SweepError`.
     """
     sweep_settings(sweep)
-    sweep = {k: v for k, v in sweep.items() if k not in SETTINGS}
+    fit_ranges(sweep.get(FIT))
+    sweep = {k: v for k, v in sweep.items() if k not in (*SETTINGS, FIT)}
     if not sweep:
         raise SweepError(
             "the experiment has no [sweep] section; add e.g. "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._executors import AbstractExecutor
-from ._grid import SweepError, _hash, make_grid
+from ._grid import FIT, SweepError, _hash, fit_ranges, make_grid
 from ._json import jsonable
 from ._points import FORMAT, MANIFEST, POINTS, claim, load_point, save_point, write_record
 from ._progress import rich_bar, sweep_fields
@@ -56,6 +56,30 @@ def _grid_keys(grid: Any) -> tuple[dict[str, Any], dict[str, str]]:
         dotted[full] = list(values) if isinstance(values, list | tuple) else values
         keyword[full] = name
     return dotted, keyword
+
+
+def _fit_table(fit_range: Any) -> dict[str, Any]:
+    """`fit_range={"alpha": (10, None)}` as `[sweep.fit]`'s keys (`alpha_min = 10`),
+    checked (`_grid.fit_ranges`)."""
+    if fit_range is None:
+        return {}
+    where = "fit_range"
+    if not isinstance(fit_range, dict):
+        raise SweepError(f'{where} must be a dict, e.g. {{"alpha": (10, None)}}; got {fit_range!r}')
+    table: dict[str, Any] = {}
+    for key, bounds in fit_range.items():
+        if not isinstance(bounds, tuple | list) or len(bounds) != 2:
+            raise SweepError(
+                f"{where}[{key!r}] must be a pair (low, high), None for open, got {bounds!r}"
+            )
+        table[f"{key}_min"], table[f"{key}_max"] = bounds
+    fit_ranges(table, where=where)
+    # (TOML has no null: an open end is left out, unless both are, which keeps the key)
+    kept = {k: v for k, v in table.items() if v is not None}
+    for key in fit_range:
+        if f"{key}_min" not in kept and f"{key}_max" not in kept:
+            kept[f"{key}_min"] = 0.0
+    return kept
 
 
 def _check_signature(make_problem: Callable[..., Any], keyword: dict[str, str]) -> None:
@@ -116,12 +140,14 @@ def problem_sweep(
     resume: bool = False,
     progress: bool = False,
     render: bool = True,
+    fit_range: dict[str, Any] | None = None,
     **flow_options: Any,
 ) -> SweepResult:
     """Run `make_problem(**point)` at every point of `grid` and assemble a sweep directory.
     See `sweep`."""
     dotted, keyword = _grid_keys(grid)
     g = make_grid(dotted)
+    fit = _fit_table(fit_range)
     _check_signature(make_problem, keyword)
     label = name or getattr(make_problem, "__name__", "make_problem")
     settings = {"flows": jsonable(flow_options), "make_problem": label}
@@ -154,6 +180,8 @@ def problem_sweep(
         _refuse_all_failed(out, records, resume)
         doc = {"name": label, "source": "python", **_described(records)}
         doc |= {"flows": settings["flows"]}
+        if fit:
+            doc["sweep"] = {FIT: fit}
         return assemble(out, g, payloads, records, doc, render=render)
 
 
@@ -232,6 +260,7 @@ def sweep(
     progress: bool = False,
     overrides: Iterable[str] = (),
     name: str | None = None,
+    fit_range: dict[str, Any] | None = None,
     **flow_options: Any,
 ) -> SweepResult:
     """Run a sweep: of an experiment file, or of problems built in Python.
@@ -254,7 +283,11 @@ def sweep(
     `target` (the output directory for a file; the grid for `make_problem`); `out` (the
     output directory, by keyword); `jobs`, `executor` (`"local"`, `"ray"` or an
     `AbstractExecutor`), `address` (Ray's), `overrides` (files only); `resume`;
-    `progress`; `name` (the sweep's name, `make_problem` only).
+    `progress`; `name` (the sweep's name, `make_problem` only); `fit_range` (`make_problem`
+    only; a file has `[sweep.fit]`): the range of each swept variable the scaling laws
+    are fitted over, `{"alpha": (10, None), "width": (64, None)}` (`None`: open). By
+    default the α-laws are fitted over the points the runs showed lazy (from the smallest
+    α at which every check held) and the width laws over every point.
 
     **Returns:** a `SweepResult` (`dataset`, `summary`, `fits`, `path`).
 
@@ -277,12 +310,14 @@ def sweep(
             name=name,
             resume=resume,
             progress=progress,
+            fit_range=fit_range,
             **flow_options,
         )
-    if flow_options or name is not None:
+    if flow_options or name is not None or fit_range is not None:
         raise SweepError(
-            "solve_flows options and name apply to a sweep of make_problem; an experiment "
-            f"file sets them in its [flows] section (got {sorted(flow_options) or ['name']})"
+            "solve_flows options, name and fit_range apply to a sweep of make_problem; an "
+            "experiment file sets them in its [flows] and [sweep.fit] sections (got "
+            f"{sorted(flow_options) or ['name' if name is not None else 'fit_range']})"
         )
     directory = out if out is not None else target
     if directory is None:

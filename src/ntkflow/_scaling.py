@@ -30,7 +30,11 @@ class ScalingFit:
     predicted slope), `intercept` (`log C`), `x`, `y` (the replicate-averaged points, a
     geometric mean), `replicates`, `method` (how the interval was bootstrapped), `where`
     (the values of the other swept keys this fit holds them at), `note`, `kind`
-    (`"rate"`: the theory's slope is expected; `"bound"`: the theory only bounds it).
+    (`"rate"`: the theory's slope is expected; `"bound"`: the theory only bounds it),
+    `used` (the grid points the line was fitted through: those in `fit_range` with a
+    usable value), `stderr` (the least-squares standard error of the slope, NaN with
+    fewer than three points), `fit_range` (the `[low, high]` of `against` fitted over;
+    `x`, `y` keep every grid point, for the figures).
     """
 
     quantity: str
@@ -47,6 +51,9 @@ class ScalingFit:
     where: dict[str, Any] = dataclasses.field(default_factory=dict)
     note: str = ""
     kind: str = "rate"
+    used: int = 0
+    stderr: float = math.nan
+    fit_range: tuple[float, float] = (0.0, math.inf)
 
     @property
     def agrees(self) -> bool:
@@ -67,9 +74,9 @@ class ScalingFit:
         """The inverse of `to_dict` (as read back from a sweep's summary.json)."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
-        floats = ("slope", "low", "high", "theory", "intercept")
-        kw |= {k: float(kw[k]) for k in floats}  # "nan"/"inf" strings back to floats
-        kw |= {k: tuple(float(v) for v in kw[k]) for k in ("x", "y")}
+        floats = ("slope", "low", "high", "theory", "intercept", "stderr")
+        kw |= {k: float(kw[k]) for k in floats if k in kw}  # "nan"/"inf" strings back
+        kw |= {k: tuple(float(v) for v in kw[k]) for k in ("x", "y", "fit_range") if k in kw}
         return cls(**kw)
 
 
@@ -95,6 +102,19 @@ def _slope(logx: np.ndarray, logy: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def _stderr(logx: np.ndarray, logy: np.ndarray, slope: float, intercept: float) -> float:
+    """The least-squares standard error of the slope, `sqrt(RSS/(k − 2) / Σ(x − x̄)²)`,
+    over the finite points (NaN with fewer than three)."""
+    ok = np.isfinite(logx) & np.isfinite(logy)
+    k = int(ok.sum())
+    if k < 3 or not math.isfinite(slope):
+        return math.nan
+    x, y = logx[ok], logy[ok]
+    rss = float(np.sum((y - slope * x - intercept) ** 2))
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    return math.sqrt(rss / (k - 2) / sxx) if sxx > 0 else math.nan
+
+
 def power_law_slope(x: np.ndarray, y: np.ndarray) -> float:
     """The least-squares slope of `log y` against `log x` (NaN if not determined)."""
     x, y = (np.asarray(v, dtype=np.float64) for v in (x, y))
@@ -114,6 +134,7 @@ def fit_power_law(
     where: dict[str, Any] | None = None,
     note: str = "",
     kind: str = "rate",
+    fit_range: tuple[float, float] = (0.0, math.inf),
 ) -> ScalingFit:
     """Fit `log y = slope·log x + c` with a bootstrap interval.
 
@@ -125,6 +146,8 @@ def fit_power_law(
     - `theory`: the predicted slope.
     - `kind`: `"rate"` (the law is expected with this slope) or `"bound"` (the theory
       bounds the quantity: it must fall at least this fast).
+    - `fit_range`: the `[low, high]` of `x` to fit over; the other grid points are kept
+      in `x`, `y` (for the figures) but not fitted.
     - `n_boot`: bootstrap resamples. With `r ≥ 2` replicates the replicates are resampled
       (all grid points of a replicate together: the seeds are the independent units);
       with one, the grid points are (a pairs bootstrap).
@@ -135,8 +158,10 @@ def fit_power_law(
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
     positive = np.isfinite(y) & (y > 0)
     logy_all = np.where(positive, np.log(np.where(positive, y, 1.0)), np.nan)
-    logx = np.log(np.where(x > 0, x, np.nan))
-    mean_log = _nanmean_rows(logy_all)
+    inside = (x >= fit_range[0]) & (x <= fit_range[1])
+    logx = np.log(np.where((x > 0) & inside, x, np.nan))
+    mean_log_all = _nanmean_rows(logy_all)
+    mean_log = np.where(inside, mean_log_all, np.nan)
     slope, intercept = _slope(logx, mean_log)
     rng = np.random.default_rng(seed)
     r = y.shape[0]
@@ -171,12 +196,15 @@ def fit_power_law(
         theory=theory,
         intercept=intercept,
         x=tuple(float(v) for v in x),
-        y=tuple(float(math.exp(v)) if math.isfinite(v) else math.nan for v in mean_log),
+        y=tuple(float(math.exp(v)) if math.isfinite(v) else math.nan for v in mean_log_all),
         replicates=r,
         method=method,
         where=dict(where or {}),
         note=note,
         kind=kind,
+        used=usable,
+        stderr=_stderr(logx, mean_log, slope, intercept),
+        fit_range=(float(fit_range[0]), float(fit_range[1])),
     )
 
 

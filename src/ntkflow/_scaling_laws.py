@@ -96,9 +96,49 @@ def _numeric(values: Sequence[Any]) -> np.ndarray:
     )
 
 
-def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
+def _fit_range(
+    ds: Any,
+    sel: dict[str, int],
+    against: str,
+    x: np.ndarray,
+    ranges: dict[str, tuple[float, float]],
+    rep_dim: str | None,
+) -> tuple[tuple[float, float], str]:
+    """The `[low, high]` of `against` a law is fitted over, and the note saying so: the
+    user's (`[sweep.fit]`, `fit_range=`); else, for α, the points the runs showed lazy —
+    from the smallest α at which every check held (`α_emp`, at every replicate) — when
+    at least two are; else every point."""
+    name = "alpha" if against == ALPHA_KEY else "width"
+    if against in ranges:
+        lo, hi = ranges[against]
+        used = int(((x >= lo) & (x <= hi)).sum())
+        return (lo, hi), f"fitted over {name} in [{lo:g}, {hi:g}] ({used} of {len(x)} points)"
+    if against != ALPHA_KEY or "all_hold" not in ds:
+        return (0.0, math.inf), ""
+    held = ds["all_hold"].isel(sel)
+    if rep_dim:
+        held = held.transpose(rep_dim, against.replace(".", "_"))
+    held = np.atleast_2d(np.asarray(held.values, dtype=np.float64) == 1.0).all(axis=0)
+    a_emp = critical_alpha(x, held)
+    lazy = int((x >= a_emp).sum()) if math.isfinite(a_emp) else 0
+    if lazy >= 2:
+        return (a_emp, math.inf), (
+            f"fitted over the lazy points, α ≥ α_emp = {a_emp:g} where every check held "
+            f"({lazy} of {len(x)} points; set [sweep.fit] alpha_min to choose)"
+        )
+    why = "no α held every check" if lazy == 0 else f"only α = {a_emp:g} held every check"
+    return (0.0, math.inf), (
+        f"{why}: fitted over all {len(x)} points, pre-asymptotic ones included"
+    )
+
+
+def scaling_fits(
+    ds: Any, grid: Grid, centering: str, ranges: dict[str, tuple[float, float]] | None = None
+) -> list[ScalingFit]:
     """Every scaling law the grid allows: vs `problem.alpha` and vs `model.width`, each at
-    every combination of the other swept keys, replicated over a swept `*.seed` key."""
+    every combination of the other swept keys, replicated over a swept `*.seed` key, over
+    the range `_fit_range` gives (`ranges`: the user's, by swept key)."""
+    ranges = dict(ranges or {})
     fits = []
     keys = list(grid.keys)
     rep = _replicate_key(keys)
@@ -115,6 +155,7 @@ def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
             sel = dict(zip(other_dims, combo, strict=True))
             where = {k: grid.values[keys.index(k)][i] for k, i in zip(others, combo, strict=True)}
             x = _numeric(grid.values[keys.index(against)])
+            span, range_note = _fit_range(ds, sel, against, x, ranges, rep_dim)
             for quantity, theory, kind, label in laws:
                 if quantity not in ds:
                     continue
@@ -155,11 +196,13 @@ def scaling_fits(ds: Any, grid: Grid, centering: str) -> list[ScalingFit]:
                         "; with antisymmetric centring f is odd in w − w0 along the flow, "
                         "its second-order term cancels and the gap can fall faster"
                     )
+                if range_note:
+                    note += f"; {range_note}"
                 meta: dict[str, Any] = dict(
                     quantity=quantity, against=against, theory=theory, where=where
                 )
                 try:
-                    fits.append(fit_power_law(x, y, note=note, kind=kind, **meta))
+                    fits.append(fit_power_law(x, y, note=note, kind=kind, fit_range=span, **meta))
                 except Exception as e:  # a fit that cannot be made must not lose the sweep
                     why = f"fit unavailable ({type(e).__name__}: {' '.join(str(e).split())})"
                     nan = math.nan

@@ -31,7 +31,14 @@ from ._executors import (
     LocalProcesses as LocalProcesses,
     get_executor,
 )
-from ._grid import Grid, SweepError as SweepError, make_grid as make_grid, sweep_settings
+from ._grid import (
+    FIT,
+    Grid,
+    SweepError as SweepError,
+    fit_ranges,
+    make_grid as make_grid,
+    sweep_settings,
+)
 from ._json import jsonable
 from ._points import FORMAT, POINTS, adopt_point, dead_point, load_point, prepare, run_point
 from ._progress import rich_bar, sweep_fields
@@ -171,7 +178,8 @@ def assemble(
     """Build sweep.nc, the fits and summary.json, then the figures and report."""
     ds = build_dataset(grid, payloads, records, out / POINTS)
     centering = str(experiment_doc.get("problem", {}).get("centering", "none"))
-    fits = scaling_fits(ds, grid, centering)
+    ranges = fit_ranges((experiment_doc.get("sweep") or {}).get(FIT))
+    fits = scaling_fits(ds, grid, centering, ranges)
     crit = critical_alphas(ds, grid)
     annotate_beta(crit, records.values())
     failed = [

@@ -319,16 +319,41 @@ def _fit_rows(fits: list[dict[str, Any]]) -> str:
         mark += " (rate in interval)" if f.get("kind", "rate") == "rate" else " (at least as fast)"
         rows += (
             f"<tr><td>{_e(f['note'].split(';')[0])}</td><td>{_e(f['against'])}</td>"
-            f"<td>{_e(where)}</td><td class='num'>{_num(f['slope'])}</td>"
+            f"<td>{_e(where)}</td><td class='num'>{_num(f['slope'])}"
+            f"{_stderr_text(f.get('stderr'))}</td>"
             f"<td class='num'>[{_num(f['low'])}, {_num(f['high'])}]</td>"
             f"<td class='num'>{_num(f['theory'])}</td><td>{mark}</td>"
-            f"<td>{_e(f['method'])}</td></tr>"
+            f"<td>{_e(_points_used(f))}</td><td>{_e(f['method'])}</td></tr>"
         )
     return (
-        "<table><tr><th>quantity</th><th>against</th><th>at</th><th>fitted slope</th>"
-        "<th>95% interval</th><th>theory</th><th>agrees</th><th>interval</th>"
-        f"</tr>{rows}</table>"
+        "<table><tr><th>quantity</th><th>against</th><th>at</th><th>fitted slope (± s.e.)</th>"
+        "<th>95% interval</th><th>theory</th><th>agrees</th><th>points fitted</th>"
+        f"<th>interval</th></tr>{rows}</table>"
     )
+
+
+def _stderr_text(stderr: Any) -> str:
+    try:
+        value = float(stderr)
+    except (TypeError, ValueError):
+        return ""
+    return f" ± {value:.2g}" if value == value else ""
+
+
+def _points_used(fit: dict[str, Any]) -> str:
+    """`4 of 6 (α ≥ 30)`: how many grid points the line went through, and over what."""
+    total = len(fit.get("x") or ())
+    used = fit.get("used")
+    if used is None:
+        return "—"
+    lo, hi = (float(v) for v in (fit.get("fit_range") or (0.0, "inf")))
+    name = "α" if fit.get("against") == "problem.alpha" else "m"
+    span = []
+    if lo > 0:
+        span.append(f"{name} ≥ {lo:g}")
+    if hi < float("inf"):
+        span.append(f"{name} ≤ {hi:g}")
+    return f"{used} of {total}" + (f" ({', '.join(span)})" if span else "")
 
 
 def _point_verdict(point: dict[str, Any]) -> str:
