@@ -15,7 +15,9 @@ from ntkflow.plotting import (
     FIGURES,
     make_figures,
     plot_critical_alpha,
+    plot_distances,
     plot_gaps,
+    plot_kernel_drift,
     plot_lazy_active,
     plot_scaling,
     plot_singular_values,
@@ -63,7 +65,11 @@ def synthetic_results(saves: int = 11, steps: int = 40) -> tuple[xr.Dataset, dic
         step_dist_w=("step_t", dist(st)),
         step_gap_f=("step_t", 1e-3 * st * np.exp(-st)),
         step_gap_w=("step_t", 1e-2 * dist(st) ** 2),
-        pred_w_test=(("t", "test_point", "output"), np.zeros((saves, 5, 1))),
+        # (outputs 0 at t = 0, as under centring, where the accuracy above is 0)
+        pred_w_test=(
+            ("t", "test_point", "output"),
+            np.where(t > 0, 1.0, 0.0)[:, None, None] * np.ones((saves, 5, 1)),
+        ),
         ntk_eigenvalues=("mode", np.geomspace(0.04, 4.0, 8)),
     )
     ds = xr.Dataset(data, coords={"t": t, "step_t": st})
@@ -352,3 +358,32 @@ def test_test_accuracy_panel_and_mean_loss_label():
     (ax,) = plot_test_loss(old, summary).axes
     assert "(sum)" in ax.get_ylabel()
     assert math.isfinite(ds["loss_w_test"].values[-1])
+
+
+def test_drift_and_singular_values_share_the_log_time_axis_and_ties_are_not_accuracy():
+    ds, summary = synthetic_results()
+    # Save times over three decades, as a run's: the early dynamics need a log axis.
+    t = np.concatenate([[0.0], np.geomspace(1e-3, T1, 10)])
+    ds = ds.assign_coords(t=t)
+    for plot in (plot_kernel_drift, plot_singular_values, plot_distances):
+        (ax,) = plot(ds, summary).axes
+        assert ax.get_xscale() == "log" and "log scale" in ax.get_xlabel(), plot.__name__
+    # At t = 0 every test output is exactly 0 (centring): each prediction ties, and that
+    # is no accuracy of 0; the accuracy is drawn from the first non-zero outputs on.
+    pred = np.ones_like(ds["pred_w_test"].values)
+    pred[0] = 0.0
+    ds["pred_w_test"] = (ds["pred_w_test"].dims, pred)
+    ds = ds.assign(acc_w_test=("t", np.where(t > 0, 0.9, 0.0)))
+    loss_ax, acc_ax = plot_test_loss(ds, summary).axes
+    line = next(x for x in acc_ax.get_lines() if x.get_label().startswith("network"))
+    assert np.min(line.get_xdata()) > 0 and np.all(np.asarray(line.get_ydata()) == 0.9)
+    assert acc_ax.get_xscale() == loss_ax.get_xscale() == "log"
+
+
+def test_lazy_active_says_median_only_over_several_settings():
+    one = _sweep(np.linspace(1.0, 2.0, 8).reshape(4, 2)).isel(problem_seed=[0])
+    labels = plot_lazy_active(one, {}).axes[0].get_legend_handles_labels()[1]
+    assert labels == ["network", "linearisation (tangent model)"]
+    two = _sweep(np.linspace(1.0, 2.0, 8).reshape(4, 2))
+    labels = plot_lazy_active(two, {}).axes[0].get_legend_handles_labels()[1]
+    assert all("(median over the other keys)" in label for label in labels)

@@ -80,3 +80,39 @@ def test_screenshot_is_not_blank(report, tmp_path):
     ink = np.mean(np.any(pixels < 0.9, axis=-1))  # fraction of pixels that are not white
     assert pixels.shape[0] >= 1000 and 0.02 < ink < 0.9
     assert pixels.std() > 0.05
+
+
+# Appended to a copy of a report: the page's width against the window's, after `load`.
+WIDTH_PROBE = (
+    "<script>window.addEventListener('load', () => { document.body.setAttribute("
+    "'data-width', document.documentElement.scrollWidth + '/' + window.innerWidth); });"
+    "</script>"
+)
+
+
+def test_the_sweep_report_has_no_horizontal_page_scroll_at_1280_px(tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("NTKFLOW_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required here (NTKFLOW_REQUIRE_BROWSER=1) but missing")
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    import ntkflow as nf
+
+    def make_problem(alpha, width, seed):
+        data = nf.datasets.sphere(6, 3, n_test=4, seed=seed)
+        return nf.Problem(nf.Shallow(width, "tanh"), data, alpha=alpha, key=seed)
+
+    grid = {"alpha": [1.0, 10.0, 100.0], "width": [8, 16], "seed": [0, 1]}
+    result = nf.sweep(make_problem, grid, out=tmp_path / "sw", t1=1.0, saveat=4)
+    report = result.path / "report.html"
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    dom = _chromium(
+        tmp_path, "--window-size=1280,2000", "--virtual-time-budget=10000", "--dump-dom",
+        probe.as_uri(),
+    )  # fmt: skip
+    match = re.search(r'data-width="(\d+)/(\d+)"', dom.stdout)
+    assert match, dom.stderr[-2000:]
+    page, window = map(int, match.groups())
+    assert window == 1280 and page <= window, (page, window)
+    # the points table (12 columns) is all there, scrolling inside its own box if need be
+    assert "<div class='wide'><table><tr><th>point</th>" in report.read_text()

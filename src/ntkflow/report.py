@@ -32,6 +32,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1.2rem 0 2rem; } figure img { max-width: 100%; border: 1px solid #e3e6ec; }
 figcaption { color: #3d4556; font-size: 0.92rem; margin-top: 0.3rem; }
 pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+.wide { overflow-x: auto; max-width: 100%; }
 """
 
 
@@ -326,9 +327,9 @@ def _fit_rows(fits: list[dict[str, Any]]) -> str:
             f"<td>{_e(_points_used(f))}</td><td>{_e(f['method'])}</td></tr>"
         )
     return (
-        "<table><tr><th>quantity</th><th>against</th><th>at</th><th>fitted slope (± s.e.)</th>"
-        "<th>95% interval</th><th>theory</th><th>agrees</th><th>points fitted</th>"
-        f"<th>interval</th></tr>{rows}</table>"
+        "<div class='wide'><table><tr><th>quantity</th><th>against</th><th>at</th>"
+        "<th>fitted slope (± s.e.)</th><th>95% interval</th><th>theory</th><th>agrees</th>"
+        f"<th>points fitted</th><th>interval</th></tr>{rows}</table></div>"
     )
 
 
@@ -437,10 +438,10 @@ def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> st
             "along the flows, against the theorem's sufficient α*; their ratio measures how "
             "loose the theorem is.</p>"
             + (f'<div class="verdict warn">{_e(caveat)}.</div>' if caveat else "")
-            + "<table><tr><th>at</th><th>empirical α</th><th>α*</th>"
+            + "<div class='wide'><table><tr><th>at</th><th>empirical α</th><th>α*</th>"
             "<th>α*/α_emp</th><th>β</th>"
             + ("<th>why there is none</th>" if whys else "")
-            + f"</tr>{rows}</table>"
+            + f"</tr>{rows}</table></div>"
         )
     figs = "".join(_figure(name, path) for name, path in figures.items())
     if figs:
@@ -468,6 +469,7 @@ def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> st
         )
         shown = ", ".join(f"{k}={v}" for k, v in p["assignment"].items())
         body += f"<tr><td>{_e(shown)}</td>{cells}</tr>"
-    sections.append(f"<h2>Points</h2><table><tr>{head}</tr>{body}</table>")
+    # (a wide table scrolls inside its box: the page itself never scrolls sideways)
+    sections.append(f"<h2>Points</h2><div class='wide'><table><tr>{head}</tr>{body}</table></div>")
     sections.append(_json_section("Configuration", summary.get("config", {})))
     return _page(title, sections)

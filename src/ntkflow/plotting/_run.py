@@ -187,8 +187,8 @@ def plot_singular_values(ds: Any, summary: dict[str, Any]) -> Any:
     exit_time = _exit_time(summary)
     if exit_time is not None:
         p.vline(exit_time, color="C4", lw=1, alpha=0.6, label=f"exit time T = {exit_time:.3g}")
-    p.draw(ax, empty=_empty(summary, "no finite σ(J_t)", "diagnostics off?"))
-    ax.set_xlabel(_TIME)
+    p.draw(ax, x="auto", empty=_empty(summary, "no finite σ(J_t)", "diagnostics off?"))
+    ax.set_xlabel(_time_label(ax))
     ax.set_ylabel("singular value of the Jacobian")
     ax.set_title("Extreme singular values of J along the network's path")
     return fig
@@ -227,8 +227,8 @@ def plot_kernel_drift(ds: Any, summary: dict[str, Any]) -> Any:
         marker=".",
         label="‖K_w(t) − K0‖_op / ‖K0‖_op",
     )
-    p.draw(ax, empty=_empty(summary, "no finite kernel drift", "diagnostics off?"))
-    ax.set_xlabel(_TIME)
+    p.draw(ax, x="auto", empty=_empty(summary, "no finite kernel drift", "diagnostics off?"))
+    ax.set_xlabel(_time_label(ax))
     ax.set_ylabel("relative kernel drift")
     ax.set_title("How much the neural tangent kernel moves")
     return fig
@@ -286,19 +286,33 @@ def plot_test_loss(ds: Any, summary: dict[str, Any]) -> Any:
     if "loss_inf_test" in ds:
         y = _var(ds, "loss_inf_test")
         p.line(t, y, label=f"infinite width (last: {_last(y):.3g})", **_LIMIT)
-    p.draw(axes[0], empty=_empty(summary, "no finite test loss"))
+    p.draw(axes[0], x="auto", empty=_empty(summary, "no finite test loss"))
     axes[0].set_ylabel(_test_loss_label(ds))
     axes[0].set_title("Held-out loss" + (" and accuracy" if accuracy else ""))
     if accuracy:
         q = _Panel()
         for flow, label, style in flows:
-            y = _var(ds, f"acc_{flow}_test")
+            y = _untied(ds, flow, _var(ds, f"acc_{flow}_test"))
             q.line(t, y, label=f"{label} (last: {_last(y):.1%})", **style)
-        q.draw(axes[1], y="linear", empty="no data")
+        xscale = "log" if axes[0].get_xscale() == "log" else "linear"
+        q.draw(axes[1], x=xscale, y="linear", empty="no data")
         axes[1].set_ylim(-0.03, 1.03)
-        axes[1].set_ylabel("test accuracy (fraction right)")
-    axes[-1].set_xlabel(_TIME)
+        axes[1].set_ylabel("test accuracy (fraction right;\nfrom the first non-zero outputs)")
+    for ax in axes:
+        ax.set_xlabel(_time_label(ax))
     return fig
+
+
+def _untied(ds: Any, flow: str, acc: np.ndarray | None) -> np.ndarray | None:
+    """The test accuracy where the outputs say something: at times when every test output
+    is exactly 0 (`f(w0) = 0` under centring) every prediction is a tie, and an accuracy
+    of 0 there would be an artefact, not a result; those times are left out."""
+    name = f"pred_{flow}_test"
+    if acc is None or name not in ds:
+        return acc
+    pred = np.asarray(ds[name].values, dtype=np.float64)
+    silent = np.all(pred.reshape(pred.shape[0], -1) == 0.0, axis=1)
+    return np.where(silent, np.nan, acc)
 
 
 # (name, function, needs, caption): `needs` is a variable the figure requires.

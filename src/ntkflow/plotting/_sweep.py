@@ -209,15 +209,17 @@ def plot_lazy_active(ds: Any, summary: dict[str, Any]) -> Any:
             per_alpha = values[flow]
             if per_alpha is None:
                 continue
-            for j in range(per_alpha.shape[1]):
-                p.line(alphas, per_alpha[:, j], color=color, alpha=0.25, lw=1)
+            several = per_alpha.shape[1] > 1  # (one value of every other key: no median)
+            if several:
+                for j in range(per_alpha.shape[1]):
+                    p.line(alphas, per_alpha[:, j], color=color, alpha=0.25, lw=1)
             p.line(
                 alphas,
                 _median(per_alpha),
                 fmt="o-",
                 color=color,
                 lw=2,
-                label=f"{label} (median over the other keys)",
+                label=label + (" (median over the other keys)" if several else ""),
             )
         is_acc = ax is not axes[0]
         p.draw(ax, x="auto", y="linear" if is_acc else "auto", empty="no data: no finite value")
