@@ -87,13 +87,15 @@ def certify(
     """
     import contextlib
 
-    from ._results import ResultsError, output_lock
-    from .experiment import run_experiment, save_run
-
     try:
         exp = _load(experiment, set_)
     except (ConfigError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
+    # (the library, JAX with it, only once the file is known to be good: a bad file's
+    # error is immediate)
+    from ._results import ResultsError, output_lock
+    from .experiment import run_experiment, save_run
+
     try:
         # The lock (and the check of --out) is held from before the run to the write.
         with output_lock(out) if out is not None else contextlib.nullcontext():
@@ -140,7 +142,6 @@ def run(
     a check failed or is inconclusive (a solve that stopped before t1 leaves the time it did
     not reach inconclusive), 130 when interrupted (nothing is written).
     """
-    from ._summary import run_view
     from .config import output_dir
 
     try:
@@ -148,6 +149,8 @@ def run(
         target = output_dir(exp, out)
     except (ConfigError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
+    from ._summary import run_view
+
     where = None if out is not None else experiment
     result = _run_and_save(exp, str(experiment), target, progress, where)
     assert result.solution is not None and result.verification is not None
@@ -223,13 +226,18 @@ def sweep(
     summaries, fitted slopes with bootstrap intervals, critical α), figures and report.html.
     Each finished point is saved at once, so --resume after an interruption skips it.
     """
-    from ._sweep import SweepError, run_sweep, sweep_executor
+    from ._grid import SweepError
     from .config import apply_overrides, output_dir, parse_experiment, read_document
 
     try:
         doc = apply_overrides(read_document(experiment), set_ or [], flag="--set")
         exp = parse_experiment(doc, source=str(experiment))
         target = output_dir(exp, out)
+    except (ConfigError, SweepError, ValueError, TypeError) as e:
+        raise fail(str(e)) from None
+    from ._sweep import run_sweep, sweep_executor  # (the library: only for a good file)
+
+    try:
         chosen = sweep_executor(doc, executor, jobs=jobs, address=address)
     except (ConfigError, SweepError, ValueError, TypeError) as e:
         raise fail(str(e)) from None

@@ -22,8 +22,8 @@ from pydantic import (
     field_validator,
 )
 
+from ._activation_names import canonical_name
 from ._files import path_kind, read_utf8
-from .models import ACTIVATIONS, get_activation
 
 
 class ConfigError(ValueError):
@@ -49,7 +49,7 @@ def _check_label(text: str) -> str:
 
 
 def _check_activation(name: str) -> str:
-    get_activation(name)  # raises ValueError listing the known names
+    canonical_name(name)  # raises ValueError listing the known names
     return name
 
 
@@ -443,7 +443,6 @@ def output_dir(exp: Experiment, out: str | os.PathLike | None = None) -> Path:
 
 
 __all__ = [
-    "ACTIVATIONS",
     "ConfigError",
     "Experiment",
     "apply_overrides",

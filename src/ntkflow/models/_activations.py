@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 from jaxtyping import Array, ArrayLike
 
+from .._activation_names import canonical_name
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Activation:
@@ -111,8 +113,6 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("relu", jax.nn.relu, 1.0, math.inf, "not differentiable at 0: no finite β"),
     )
 }
-# Aliases accepted in configs; they resolve to the same object.
-_ALIASES = {"swish": "silu"}
 
 
 def get_activation(activation: str | Activation) -> Activation:
@@ -126,9 +126,4 @@ def get_activation(activation: str | Activation) -> Activation:
         raise TypeError(
             f"activation must be a name or an Activation, got {type(activation).__name__}"
         )
-    key = _ALIASES.get(activation.lower(), activation.lower())
-    try:
-        return ACTIVATIONS[key]
-    except KeyError:
-        known = ", ".join(sorted([*ACTIVATIONS, *_ALIASES]))
-        raise ValueError(f"unknown activation={activation!r}; use one of: {known}") from None
+    return ACTIVATIONS[canonical_name(activation)]

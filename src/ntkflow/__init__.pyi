@@ -1,0 +1,69 @@
+"""The public names of `ntkflow`, loaded on first use (`__init__.py`: `lazy_loader`).
+This file is the one list of them: the type checker reads it, and so does the loader."""
+
+from . import datasets as datasets, models as models
+from ._adams import Accuracy as Accuracy, ExponentialAdams as ExponentialAdams
+from ._centering import (
+    AbstractCentering as AbstractCentering,
+    Antisymmetric as Antisymmetric,
+    NoCentering as NoCentering,
+    Subtract as Subtract,
+)
+from ._certificate import (
+    Certificate as Certificate,
+    certify as certify,
+    theorem_constants as theorem_constants,
+)
+from ._executors import (
+    AbstractExecutor as AbstractExecutor,
+    LocalProcesses as LocalProcesses,
+    RayExecutor as RayExecutor,
+)
+from ._exponential import ExponentialNTK as ExponentialNTK
+from ._flows import (
+    choose_solver as choose_solver,
+    get_solver as get_solver,
+    solve_flows as solve_flows,
+)
+from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
+from ._grid import SweepError as SweepError
+from ._infinite import InfiniteKernel as InfiniteKernel, infinite_kernel as infinite_kernel
+from ._infinite_flow import InfiniteFlow as InfiniteFlow, infinite_flow as infinite_flow
+from ._initial_kernel import InitialKernel as InitialKernel, initial_kernel as initial_kernel
+from ._jacobian import (
+    AbstractNTKMethod as AbstractNTKMethod,
+    JacobianContraction as JacobianContraction,
+    jacobian as jacobian,
+)
+from ._kernel import empirical_ntk as empirical_ntk
+from ._lipschitz import (
+    BetaEstimate as BetaEstimate,
+    certified_beta as certified_beta,
+    curvature_beta as curvature_beta,
+    sampled_beta as sampled_beta,
+)
+from ._losses import (
+    AbstractLoss as AbstractLoss,
+    CrossEntropy as CrossEntropy,
+    Logistic as Logistic,
+    Squared as Squared,
+    UserLoss as UserLoss,
+    get_loss as get_loss,
+)
+from ._ntk_fn import empirical_ntk_fn as empirical_ntk_fn
+from ._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
+from ._problem import Problem as Problem
+from ._python_sweep import sweep as sweep
+from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results
+from ._scaling import ScalingFit as ScalingFit
+from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
+from ._spectrum import Spectrum as Spectrum, ntk_spectrum as ntk_spectrum
+from ._structured import StructuredDense as StructuredDense
+from ._sweep import SweepResult as SweepResult, load_sweep as load_sweep
+from ._tangent import TangentFlow as TangentFlow
+from ._verify import Check as Check, Verification as Verification, verify as verify
+from .datasets import Dataset as Dataset
+from .experiment import RunOutput as RunOutput, run as run
+from .models import CNN as CNN, MLP as MLP, Shallow as Shallow, from_apply as from_apply
+
+__version__: str
