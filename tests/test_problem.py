@@ -176,3 +176,13 @@ def test_huge_inputs_are_refused_with_the_fix():
     data = nf.datasets.from_arrays(rng.standard_normal((6, 3)) * 1e200, rng.standard_normal(6))
     with pytest.raises(ValueError, match="standardise the inputs"):
         nf.certify(nf.Problem(nf.Shallow(8), data))
+
+
+def test_activation_names_without_jax_are_the_activations():
+    from ntkflow._activation_names import ALIASES, NAMES, canonical_name
+    from ntkflow.models._activations import ACTIVATIONS
+
+    assert NAMES == tuple(ACTIVATIONS)
+    assert all(canonical_name(a) in ACTIVATIONS for a in ALIASES)
+    with pytest.raises(ValueError, match=r"unknown activation='tahn'; use one of: erf, gelu"):
+        nf.models.get_activation("tahn")
