@@ -182,7 +182,7 @@ def test_activation_names_without_jax_are_the_activations():
     from ntkflow._activation_names import ALIASES, NAMES, canonical_name
     from ntkflow.models._activations import ACTIVATIONS
 
-    assert NAMES == tuple(ACTIVATIONS)
+    assert tuple(ACTIVATIONS) == NAMES
     assert all(canonical_name(a) in ACTIVATIONS for a in ALIASES)
     with pytest.raises(ValueError, match=r"unknown activation='tahn'; use one of: erf, gelu"):
         nf.models.get_activation("tahn")

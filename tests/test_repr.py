@@ -21,7 +21,7 @@ def _objects(tmp_path):
     out = nf.run(problem, tmp_path / "run", progress=False, save_params=True)
     sweep = nf.sweep(
         lambda alpha: nf.Problem(nf.Shallow(16, "tanh"), nf.datasets.sphere(8, 3), alpha=alpha),
-        {"alpha": [1.0, 4.0]},
+        {"alpha": [1.0, 4.0, 16.0]},  # (three values: fits, which the repr lists)
         out=tmp_path / "sweep",
         t1=1.0,
         saveat=4,
@@ -65,3 +65,4 @@ def test_public_results_have_short_reprs_and_html(tmp_path):
     assert "K=f64[96,96]" in repr(objects["InitialKernel"])
     assert "ntk=f64[96,96]" in repr(objects["InfiniteKernel"])
     assert np.isfinite(objects["Certificate"].alpha_star)
+    assert "sup_dist_w vs alpha: slope" in repr(objects["SweepResult"])

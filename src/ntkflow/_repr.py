@@ -119,9 +119,10 @@ def html_repr(obj: Any) -> str:
 def concise(cls: type[T]) -> type[T]:
     """Give a result class the short `__repr__` and `_repr_html_` (applied above
     `@dataclasses.dataclass`, which would otherwise write its own)."""
-    cls.__repr__ = short_repr
-    cls._repr_html_ = html_repr
-    cls._concise = True
+    target: Any = cls
+    target.__repr__ = short_repr
+    target._repr_html_ = html_repr
+    target._concise = True
     return cls
 
 

@@ -46,9 +46,6 @@ FIGURES = "figures"
 class ResultsError(ValueError):
     """A results directory that is missing, incomplete or not ntkflow's."""
 
-    def _overview(self) -> list[tuple[str, Any]]:
-        return [("path", str(self.path)), ("dataset", self.dataset), ("summary", self.summary)]
-
 
 @concise
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +56,9 @@ class Results:
     dataset: Any
     summary: dict[str, Any]
     path: Path
+
+    def _overview(self) -> list[tuple[str, Any]]:
+        return [("path", str(self.path)), ("dataset", self.dataset), ("summary", self.summary)]
 
 
 def versions() -> dict[str, str]:

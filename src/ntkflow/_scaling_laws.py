@@ -118,8 +118,8 @@ def _fit_range(
     held = ds["all_hold"].isel(sel)
     if rep_dim:
         held = held.transpose(rep_dim, against.replace(".", "_"))
-    held = np.atleast_2d(np.asarray(held.values, dtype=np.float64) == 1.0).all(axis=0)
-    a_emp = critical_alpha(x, held)
+    held = np.atleast_2d(np.asarray(held.values, dtype=np.float64) == 1.0)
+    a_emp = critical_alpha(x, np.asarray(held.all(axis=0)))
     lazy = int((x >= a_emp).sum()) if math.isfinite(a_emp) else 0
     if lazy >= 2:
         return (a_emp, math.inf), (

@@ -63,7 +63,8 @@ class SweepResult:
 
     def _overview(self) -> list[tuple[str, Any]]:
         fits = "".join(
-            f"\n    {f.name}: slope {f.slope:.3g}" for f in self.fits[:8] if hasattr(f, "slope")
+            f"\n    {f.quantity} vs {f.against.split('.')[-1]}: slope {f.slope:.3g}"
+            for f in self.fits[:8]
         )
         return [
             ("path", str(self.path)),

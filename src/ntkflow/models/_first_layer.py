@@ -60,7 +60,8 @@ def mismatch(
         have = f"the data has {got}" if len(shape) == 1 else f"the data's points are {shape}"
     if got == first.size:
         return None
-    if call == "from_torch" and first.convolutional and permute is None and shape[-1] == first.size:
+    last = shape[-1] if shape else None
+    if call == "from_torch" and first.convolutional and permute is None and last == first.size:
         fix = (
             "PyTorch convolutions take NCHW: for ntkflow's (N, H, W, C) images pass "
             "permute=(0, 3, 1, 2)"
