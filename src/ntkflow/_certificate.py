@@ -343,16 +343,9 @@ def certify(
     # -- β -----------------------------------------------------------------------------
     with stage("certify: β (bound and estimates)", progress):
         chosen, estimates, refuted = _choose_beta(
-            problem,
-            sigma_min,
-            user_beta,
-            reasons,
-            notes,
-            estimate=estimate_beta,
-            key=key,
-            samples=beta_samples,
-            iters=beta_iters,
-        )
+            problem, sigma_min, user_beta, reasons, notes, estimate=estimate_beta, key=key,
+            samples=beta_samples, iters=beta_iters
+        )  # fmt: skip
     beta = chosen.value
 
     mu, L, grad0, delta_R0, loss_refuted = _loss_constants(problem, R0, reasons, notes)
