@@ -29,6 +29,15 @@ from ._tangent import TangentFlow
 # Smallest step, as a fraction of the horizon. An explicit solver on the stiffest lazy
 # problems steps at about t1/(30·cond(K0)); this leaves room for cond(K0) up to ~1e11.
 DTMIN_FRACTION = 1e-13
+# ... or this fraction of the first step, when smaller: a horizon of 1e10 fastest time
+# scales (cond(K0) ~ 1e11) would otherwise put the floor above the first step.
+DTMIN_OF_FIRST_STEP = 1e-6
+
+
+def step_floor(span: Any, first_step: Any) -> Any:
+    """The smallest step a solve may take before it is called non-finite ahead:
+    `min(DTMIN_FRACTION·span, DTMIN_OF_FIRST_STEP·first_step)` (floats or traced)."""
+    return jnp.minimum(DTMIN_FRACTION * span, DTMIN_OF_FIRST_STEP * first_step)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -154,9 +163,8 @@ def _solve(
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(steps=True, fn=scalars)]
     )
-    dtmin = DTMIN_FRACTION * (ts[-1] - ts[0])
-    if dt0 is not None:  # (below the first step whatever the horizon, as for the Adams one)
-        dtmin = jnp.minimum(dtmin, 1e-6 * dt0)
+    span = ts[-1] - ts[0]
+    dtmin = DTMIN_FRACTION * span if dt0 is None else step_floor(span, dt0)
     return diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
         solver,
@@ -262,9 +270,7 @@ def _integrate_adams(
         # the first step on, so that their difference (the error budget) is never zero
         # where the error is not.
         h0=settings.dt0 * accuracy.tau**0.5,
-        # (below the first step whatever the horizon: a t1 of 10¹⁰ fastest time scales,
-        # cond(K0) ~ 10¹¹, would otherwise stop the solve before its first step)
-        dtmin=min(DTMIN_FRACTION * settings.t1, 1e-6 * settings.dt0 * accuracy.tau**0.5),
+        dtmin=float(step_floor(settings.t1, settings.dt0 * accuracy.tau**0.5)),
         max_steps=settings.max_steps,
         meter=settings.meter,
     )
@@ -371,7 +377,8 @@ def ending(path: Path, settings: SolveSettings, *, flow: str) -> tuple[FlowStatu
     return (
         FlowStatus.NONFINITE,
         f"The {flow} flow stopped at t={t_last:.6g} before t1={ts[-1]:.6g}: the step size "
-        f"fell below {DTMIN_FRACTION:g}·t1 (or 1e-6 of the first step, when smaller) because "
+        f"fell below {DTMIN_FRACTION:g}·t1 (or {DTMIN_OF_FIRST_STEP:g} of the first step, "
+        "when smaller) because "
         "the vector field is NaN, infinite or "
         f"singular just ahead; {last}. Check the model for overflow or a "
         "singularity, lower α, or shorten `t1`.",
