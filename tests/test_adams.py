@@ -144,6 +144,20 @@ def test_the_policy_reports_what_it_reached():
     assert "accuracy" not in fixed.stats["error_estimate"]
 
 
+def test_the_policy_never_tightens_below_what_the_dtype_resolves():
+    """In float32 the distance's target is the dtype's floor (1000ε): a solve at τ < 1
+    would be held to the floor as well, the same solve as its loose partner, and the
+    budget (their difference) would show nothing. The reported solve stays at τ = 1."""
+    data = nf.datasets.sphere(24, 4, seed=0)
+    problem = nf.Problem(nf.MLP((32, 32), "tanh"), data, alpha=30.0, dtype="float32")
+    sol = nf.solve_flows(problem, solver="adams", saveat=8, diagnostics=False)
+    acc = sol.stats["error_estimate"]["accuracy"]
+    floor = 1000 * float(np.finfo(np.float32).eps)
+    assert acc["targets"]["dist"] == pytest.approx(floor)
+    assert acc["taus"] == [10.0, 1.0]
+    assert sol.stats["gradient"]["rtol"] >= floor * (1 - 1e-6)
+
+
 def test_a_target_below_the_floor_is_left_out():
     floor = jnp.asarray(1e-10)
     # The tightest resolved target, not the floor, when one target is below it.

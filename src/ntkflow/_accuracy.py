@@ -18,6 +18,7 @@ from typing import Any
 import diffrax
 import numpy as np
 
+from ._adams import Accuracy
 from ._gradient_flow import ErrorBudget, GradientPath, budget_between, solve_gradient_flow
 from ._integrate import SolveSettings
 from ._problem import Problem
@@ -123,10 +124,11 @@ def solve_to_accuracy(
         return solve_gradient_flow(problem, run, resolution=resolution)
 
     targets = {"gap": accuracy.gap, "dist": accuracy.dist, "loss": accuracy.loss}
-    loose = solve(accuracy.tau * START_TAU, accuracy.scales)
-    taus = [accuracy.tau * START_TAU]
+    tau_min = _tightest_tau(accuracy)
+    tau = max(accuracy.tau * START_TAU / LOOSEN, tau_min)
+    loose = solve(tau * LOOSEN, accuracy.scales)
+    taus = [tau * LOOSEN]
     costs = [_cost(loose)]
-    tau = accuracy.tau * START_TAU / LOOSEN
     while True:
         sups = loose.path.sups or (math.inf, math.inf, accuracy.scales[2])
         flow = solve(tau, (sups[0], sups[1], max(sups[2], accuracy.scales[2])))
@@ -137,6 +139,7 @@ def solve_to_accuracy(
         reached = _reached(problem, flow, budget, accuracy.floor)
         met = _met(reached, targets)
         done = met or not flow.path.reached_all or len(taus) > MAX_TIGHTENINGS + 1
+        done = done or tau / LOOSEN < tau_min * (1 - 1e-9)
         if done:
             break
         loose, tau = flow, tau / LOOSEN
@@ -144,6 +147,15 @@ def solve_to_accuracy(
     report = AccuracyReport(targets, tuple(taus), reached, met, steps, walls)
     stats = dataclasses.replace(budget.stats, accuracy=report.as_dict())
     return flow, dataclasses.replace(budget, stats=stats)
+
+
+def _tightest_tau(accuracy: Accuracy) -> float:
+    """The smallest `τ` whose tightest tolerance is still above the dtype's resolution
+    (`Accuracy.floor`): below it the step control holds every error to the floor, so a
+    solve at `τ` and one at `10τ` would be the same solve and their difference, the
+    budget, would show nothing (in float32 the distance's target is the floor itself)."""
+    tightest = min(accuracy.gap, accuracy.dist, accuracy.loss)
+    return accuracy.floor / tightest if tightest > 0 else 0.0
 
 
 def _cost(flow: GradientPath) -> tuple[int, float]:
