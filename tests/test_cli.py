@@ -125,6 +125,26 @@ def test_run_table_json_and_strict(tmp_path):
     assert result.exit_code == 3
 
 
+@pytest.mark.parametrize("spacing", ["log", "linear"])
+def test_the_save_spacing_reaches_the_trajectories(tmp_path, spacing):
+    import numpy as np
+    import xarray as xr
+
+    exp = tmp_path / "tiny.toml"
+    lines = "[flows]\nsaves = 6\n" + ("" if spacing == "log" else 'spacing = "linear"\n')
+    exp.write_text(TINY + lines + "[output]\nfigures = false\nreport = false\n")
+    result = runner.invoke(app, ["run", str(exp), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    ts = xr.load_dataset(tmp_path / "r" / "trajectories.nc")["t"].values
+    t1 = ts[-1]
+    if spacing == "linear":
+        np.testing.assert_allclose(ts, np.linspace(0.0, t1, 6))
+    else:  # 0, then a constant ratio, the first save well inside the horizon
+        ratios = ts[2:] / ts[1:-1]
+        np.testing.assert_allclose(ratios, ratios[0])
+        assert ts[0] == 0.0 and ts[1] < 1e-3 * t1
+
+
 def test_a_users_beta_from_the_experiment_file_reaches_json_and_report(tmp_path):
     exp = tmp_path / "user_beta.toml"
     exp.write_text(

@@ -198,7 +198,16 @@ def test_auto_horizon_and_saveat():
     sol = nf.solve_flows(problem, saveat=7, flows=("tangent",))
     envelope_end = math.exp(-sol.t1 * 4.0 * sol.sigma_min0**2 / 2)
     np.testing.assert_allclose(envelope_end, 1e-6, rtol=1e-10)
-    np.testing.assert_allclose(sol.ts, np.linspace(0, sol.t1, 7))
+    # The saves: 0, then evenly in log t from 1% of the fastest time scale 1/(α²λ_max).
+    t_fast = 1.0 / (2.0**2 * sol.sigma_max0**2)
+    np.testing.assert_allclose(sol.ts, [0.0, *np.geomspace(t_fast / 100, sol.t1, 6)])
+    linear = nf.solve_flows(problem, saveat=7, spacing="linear", flows=("tangent",))
+    np.testing.assert_allclose(linear.ts, np.linspace(0, sol.t1, 7))
+    # A horizon shorter than the fastest time scale: from t1/(n − 1).
+    short = nf.solve_flows(problem, 1e-3 * t_fast, saveat=5, flows=("tangent",))
+    np.testing.assert_allclose(short.ts, [0.0, *np.geomspace(short.t1 / 4, short.t1, 4)])
+    with pytest.raises(ValueError, match=r"spacing must be one of \['linear', 'log'\]"):
+        nf.solve_flows(problem, saveat=7, spacing="geometric")
     custom = nf.solve_flows(problem, saveat=[1.0, 2.0], flows=("tangent",))
     np.testing.assert_array_equal(custom.ts, [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="saveat must be an int or an increasing array"):

@@ -49,6 +49,7 @@ from ._integrate import SolveSettings, gradient_norms, losses
 from ._problem import Problem
 from ._progress import RichProgressMeter, meter as progress_meter
 from ._rounding import motion_resolution, residual_rounding
+from ._save_times import save_times
 from ._sharding import split_problem
 from ._solution import FlowSolution, FlowStatus, GDStats, SolveStats
 from ._solvers import (
@@ -61,9 +62,6 @@ from ._solvers import (
 from ._tangent import TangentFlow
 from ._tangent_methods import AbstractTangentMethod, TangentPath, get_tangent_method
 
-# The default horizon: the time at which the theorem's envelope R0·exp(−tα²σ_min²/2)
-# reaches this fraction of R0.
-AUTO_HORIZON_DROP = 1e-6
 # `rtol="auto"`: this, unless the dtype cannot resolve it (`_relative_tolerance`).
 DEFAULT_RTOL = 1e-8
 # `ExponentialAdams` with `rtol="auto"`: the gaps to this fraction of their supremum, the
@@ -75,41 +73,6 @@ ADAMS_FIRST_STEP = 1e-3
 FLOWS = ("gradient", "tangent")
 # Saved states beyond this many bytes are refused (lower `saveat`).
 MAX_SAVED_BYTES = 8 * 2**30
-
-
-def _resolve_times(
-    t1: float | str, saveat: int | npt.ArrayLike, sigma_min: float, alpha: float, mu: float
-) -> tuple[float, np.ndarray]:
-    if isinstance(saveat, int | np.integer) and not isinstance(saveat, bool):
-        if saveat < 2:
-            raise ValueError(f"saveat must be ≥ 2 save times, got saveat={saveat}")
-        ts = None
-    else:
-        ts = np.asarray(saveat, dtype=np.float64).reshape(-1)
-        if ts.size < 2 or not np.all(np.isfinite(ts)) or ts[0] < 0 or np.any(np.diff(ts) <= 0):
-            raise ValueError(
-                "saveat must be an int or an increasing array of ≥ 2 finite times ≥ 0, got "
-                f"saveat={saveat!r}"
-            )
-    if t1 == "auto":
-        if ts is not None:
-            t1 = float(ts[-1])
-        elif sigma_min > 0:
-            t1 = 2.0 * math.log(1.0 / AUTO_HORIZON_DROP) / (mu * alpha**2 * sigma_min**2)
-        else:
-            raise ValueError(
-                "t1='auto' needs σ_min(J_0) > 0 (the envelope's rate), but σ_min = 0; give "
-                "t1 explicitly"
-            )
-    if isinstance(t1, str) or not math.isfinite(t1) or t1 <= 0:
-        raise ValueError(f"t1 must be 'auto' or a finite time > 0, got t1={t1!r}")
-    if ts is None:
-        ts = np.linspace(0.0, t1, int(saveat))  # pyright: ignore[reportArgumentType]
-    elif ts[-1] > t1 * (1 + 1e-12):
-        raise ValueError(f"saveat times must lie in [0, t1={t1:g}], got max {ts[-1]:g}")
-    if ts[0] != 0.0:
-        ts = np.concatenate([[0.0], ts])
-    return float(t1), ts
 
 
 def _relative_tolerance(problem: Problem, rtol: float | str, motion: float) -> tuple[float, float]:
@@ -217,6 +180,7 @@ def _settings(
     *,
     t1: float | str,
     saveat: int | npt.ArrayLike,
+    spacing: str,
     solver: diffrax.AbstractSolver | ExponentialAdams | str,
     rtol: float | str,
     atol: float | str,
@@ -228,7 +192,11 @@ def _settings(
     total displacement `‖u∞ − w0‖` (docs/theory.md, "Horizon and tolerances")."""
     lam = np.asarray(tangent.eigenvalues)
     mu = loss_curvature(problem)
-    t1, ts = _resolve_times(t1, saveat, kernel.sigma_min_resolved, problem.alpha, mu)
+    fastest = problem.alpha**2 * float(lam[-1]) * _rate_scale(problem)
+    t_fast = 1.0 / fastest if fastest > 0 else math.inf
+    t1, ts = save_times(
+        t1, saveat, kernel.sigma_min_resolved, problem.alpha, mu, t_fast, spacing=spacing
+    )
     if len(ts) * problem.p * 8 * saved_flows > MAX_SAVED_BYTES:
         raise ValueError(
             f"saving {len(ts)} states of p={problem.p} parameters needs more than 8 GiB; "
@@ -237,7 +205,7 @@ def _settings(
     if isinstance(solver, str):
         cond = float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf
         # How many of the fastest mode's time scales the horizon spans.
-        span = t1 * problem.alpha**2 * float(lam[-1]) * _rate_scale(problem)
+        span = t1 * fastest
         solver = choose_solver(problem, cond, span=span)
     # How far the residual moves along the flow (‖α J_0 (u∞ − w0)‖ = α‖K0 c∞‖) and ‖u∞ − w0‖.
     motion, dist_u_inf = _motion(problem, tangent, mu)
@@ -251,9 +219,8 @@ def _settings(
     # estimate cannot see what the step missed (docs/flows.md).
     dt0 = initial = accuracy = None
     if isinstance(solver, ExponentialNTK | ExponentialAdams):
-        if lam[-1] > 0:
-            rate = problem.alpha**2 * _rate_scale(problem) * float(lam[-1])
-            dt0 = min(t1, 1.0 / rate)
+        if fastest > 0:
+            dt0 = min(t1, t_fast)
         # Its first step is at w0: K0 and its eigendecomposition, not formed again.
         dtype = problem.dtype
         initial = InitialFactors(
@@ -268,8 +235,7 @@ def _settings(
         dt0 = ADAMS_FIRST_STEP * (t1 if dt0 is None else dt0)
         rtol = accuracy.dist
     if isinstance(meter, RichProgressMeter):  # (the time reached, the share of log t)
-        fastest = problem.alpha**2 * float(lam[-1])
-        scale = 1.0 / fastest if fastest > 0 else math.nan
+        scale = t_fast if fastest > 0 else math.nan
         meter = dataclasses.replace(meter, t1=float(t1), scale=scale)
     settings = SolveSettings(
         t1, ts, solver, rtol, float(atol), max_steps, meter, dt0, initial, accuracy
@@ -375,6 +341,7 @@ def solve_flows(
     t1: float | str = "auto",
     *,
     saveat: int | npt.ArrayLike = 100,
+    spacing: str = "log",
     solver: str | diffrax.AbstractSolver | ExponentialAdams = "auto",
     rtol: float | str = "auto",
     atol: float | str = "auto",
@@ -399,8 +366,9 @@ def solve_flows(
       `R0·exp(−tμα²σ_min²/2)` reaches `1e-6·R0` (`μ = 1` for the squared loss; for a
       loss that is not strongly convex, the curvature at `w0` along the first gradient,
       `loss_curvature`); with an array `saveat`, its last time.
-    - `saveat`: an int (that many evenly spaced times in `[0, t1]`) or an increasing array
-      of times (0 is prepended if absent).
+    - `saveat`: an int (that many save times: 0 and the rest evenly spaced in `log t`
+      from 1% of the fastest time scale `1/(α²Lλ_max)` to `t1`, or in `t` with
+      `spacing="linear"`) or an increasing array of times (0 is prepended if absent).
     - `solver`: `"auto"` (an exponential integrator when the flow is stiff, see
       `choose_solver`), `"adams"` (`ExponentialAdams`, squared loss), `"exponential"`
       (`ExponentialNTK`), `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`, or any diffrax
@@ -457,6 +425,7 @@ def solve_flows(
         k0,
         t1=t1,
         saveat=saveat,
+        spacing=spacing,
         solver=solver,
         rtol=rtol,
         atol=atol,

@@ -70,6 +70,23 @@ def _as_float(x: Any) -> float:
         return math.nan
 
 
+def _time_axis(loaded: dict[int, Any], n_t: int) -> tuple[np.ndarray, str]:
+    """The sweep's `t` coordinate: the fractions `t/t1` of the horizon at which every
+    point saved, where they are the same for all (an α sweep: the save times of
+    docs/flows.md, "Save times", scale with the horizon); else the save's index."""
+    fractions = [
+        np.asarray(ds["time"].values, dtype=np.float64) / float(ds["time"].values[-1])
+        for ds in loaded.values()
+        if "time" in ds and ds.sizes["t"] == n_t and float(ds["time"].values[-1]) > 0
+    ]
+    if fractions and len(fractions) == len(loaded):
+        first = fractions[0]
+        if all(np.allclose(f, first, rtol=1e-9, atol=0.0) for f in fractions[1:]):
+            return first, "t/t1: fraction of each point's horizon (variable `time` has t)"
+    why = "the points saved at different fractions of their horizons"
+    return np.arange(n_t, dtype=np.float64), f"save index: {why} (variable `time` has t)"
+
+
 def build_dataset(
     grid: Grid, payloads: list[dict[str, Any]], records: dict[int, dict[str, Any]], points_dir: Path
 ) -> Any:
@@ -129,9 +146,9 @@ def build_dataset(
         data[f"margin_{c}"] = (tuple(dims), margins[c])
     data["status"] = (tuple(dims), status.astype(str))
     coords = {d: _coord(v) for d, v in zip(dims, grid.values, strict=True)}
-    coords["t"] = np.linspace(0.0, 1.0, n_t) if n_t else np.zeros(0)
+    coords["t"], meaning = _time_axis(loaded, n_t)
     ds = xr.Dataset(data, coords=coords)
-    ds["t"].attrs["long_name"] = "t/t1: fraction of each point's horizon (variable `time` has t)"
+    ds["t"].attrs["long_name"] = meaning
     for d, k in zip(dims, grid.keys, strict=True):
         ds[d].attrs["key"] = k
     for c in check_names:

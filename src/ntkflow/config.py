@@ -160,6 +160,7 @@ class FlowsSection(_Section):
 
     t1: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
     saves: Annotated[int, Field(ge=2, le=1_000_000)] = 100
+    spacing: Literal["log", "linear"] = "log"
     solver: Literal["auto", "adams", "exponential", "tsit5", "dopri5", "dopri8", "bosh3"] = "auto"
     rtol: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | Literal["auto"] = "auto"
     atol: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"

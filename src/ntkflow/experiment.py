@@ -185,6 +185,7 @@ def flow_settings(exp: Experiment) -> dict[str, Any]:
     return {
         "t1": f.t1,
         "saveat": f.saves,
+        "spacing": f.spacing,
         "solver": f.solver,
         "rtol": f.rtol,
         "atol": f.atol,
