@@ -197,19 +197,25 @@ def test_error_budget_bounds_the_true_error_deep_in_the_lazy_regime():
     sol = nf.solve_flows(problem, solver="exponential", saveat=8, save_params=True)
     assert sol.stats["gradient"]["num_steps"] <= 40
     assert sol.err_w is not None and np.all(sol.err_w[1:] > 0)
-    ref = nf.solve_flows(
-        problem,
-        sol.t1,
-        solver="dopri8",
-        rtol=1e-11,
-        saveat=8,
-        save_params=True,
-        error_estimate=False,
-        diagnostics=False,
+    ref, ref2 = (
+        nf.solve_flows(
+            problem,
+            sol.t1,
+            solver="dopri8",
+            rtol=rtol,
+            saveat=sol.ts,
+            save_params=True,
+            error_estimate=False,
+            diagnostics=False,
+        )
+        for rtol in (1e-11, 1e-10)
     )
-    assert sol.params_w is not None and ref.params_w is not None
+    assert sol.params_w is not None and ref.params_w is not None and ref2.params_w is not None
     true = np.linalg.norm(sol.params_w - ref.params_w, axis=1)
-    assert np.all(true <= sol.err_w + 1e-15)
+    # The reference's own uncertainty (from a second one 10× looser), allowed for: at the
+    # first saves, in the fastest mode's time scale, it is larger than the solve's error.
+    slack = 10 * np.linalg.norm(ref2.params_w - ref.params_w, axis=1)
+    assert np.all(true <= sol.err_w + slack + 1e-15), (true, sol.err_w, slack)
 
 
 def test_the_first_step_reuses_K0s_factors_and_later_steps_do_not():

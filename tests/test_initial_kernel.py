@@ -57,7 +57,9 @@ def test_one_run_forms_and_factors_K0_once(tmp_path, monkeypatch):
     K0 = np.asarray(result.certificate.kernel.K, dtype=np.float64)
     assert formed.count(True) == 1, formed  # K0 formed once ...
     # ... and factored once.
-    assert sum(1 for a in factored if a.shape == K0.shape and np.allclose(a, K0)) == 1
+    # (to 1e-12: the first save's kernel, at t = t_fast/100, is within 1e-8 of K0)
+    same = [a for a in factored if a.shape == K0.shape and np.allclose(a, K0, rtol=1e-12, atol=0)]
+    assert len(same) == 1
     # The diagnostics did form kernels away from w0 (the counters see them).
     assert formed.count(False) >= 1
 

@@ -17,6 +17,7 @@ from ntkflow import load_sweep
 from ntkflow._executors import LocalProcesses
 from ntkflow._grid import SweepError, make_grid
 from ntkflow._sweep import run_sweep
+from ntkflow._sweep_dataset import _time_axis
 from ntkflow.cli import app
 
 runner = CliRunner()
@@ -145,6 +146,24 @@ def test_resume_after_sigint_and_sigkill_in_parallel_is_identical(reference, tmp
     assert resumed.exit_code == 0, resumed.output
     final = xr.load_dataset(out / "sweep.nc", engine="h5netcdf")
     xr.testing.assert_identical(final, reference.dataset)
+
+
+def test_the_time_axis_says_what_it_is(reference):
+    ds = reference.dataset
+    frac = (ds["time"] / ds["time"].isel(t=-1)).transpose("problem_seed", "problem_alpha", "t")
+    # Along α the points save at the same fractions of their horizons (t_fast and t1 both
+    # scale like 1/α²) ...
+    for per_seed in frac.values:
+        np.testing.assert_allclose(per_seed, np.broadcast_to(per_seed[0], per_seed.shape))
+    # ... across seeds they do not (cond(K0) differs): the coordinate is the save's index.
+    assert not np.allclose(frac.values[0, 0], frac.values[1, 0], rtol=1e-6)
+    assert ds["t"].attrs["long_name"].startswith("save index")
+    np.testing.assert_array_equal(ds["t"].values, np.arange(ds.sizes["t"]))
+    # Where every point saved at the same fractions, those are the coordinate.
+    one_seed = {i: xr.Dataset({"time": ("t", f * 7.0)}) for i, f in enumerate(frac.values[0])}
+    coord, meaning = _time_axis(one_seed, ds.sizes["t"])
+    np.testing.assert_allclose(coord, frac.values[0, 0])
+    assert meaning.startswith("t/t1")
 
 
 def test_failing_points_are_recorded_and_the_sweep_carries_on(tmp_path):

@@ -315,14 +315,8 @@ def _step(c: _Consts, solver: ExponentialAdams, vjp0, st: _State) -> _State:
 def _control(c: _Consts, st: _State, k, err, ferr, quant) -> tuple[Array, Array]:
     """Accept the step when Milne's estimate of the corrector's local error is within the
     targets in both norms; the next step's factor (order `k + 1` local error)."""
-    eps = jnp.finfo(err.dtype).eps
     sups = jnp.maximum(jnp.maximum(st.sups, quant), c.scales)
-    gap_tol, dist_tol, loss_tol = c.tol[0], c.tol[1], c.tol[2]
-    floor = jnp.maximum(c.tol[3], 64 * eps)
-    floor_e = floor * sups[2]
-    floor_f = floor * c.nr0
-    sc_e = _resolved(jnp.stack([gap_tol * sups[0], dist_tol * sups[2]]), floor_e)
-    sc_f = _resolved(jnp.stack([gap_tol * sups[1], 0.5 * loss_tol * c.nr0]), floor_f)
+    sc_e, sc_f = _local_targets(c.tol, sups, c.nr0)
     milne = jnp.asarray(MILNE, err.dtype)[k]
     ratio = milne * jnp.maximum(jnp.linalg.norm(err) / sc_e, jnp.linalg.norm(ferr) / sc_f)
     finite = jnp.isfinite(ratio)
@@ -332,6 +326,19 @@ def _control(c: _Consts, st: _State, k, err, ferr, quant) -> tuple[Array, Array]
     fac = jnp.where(finite, jnp.clip(fac, MIN_FACTOR, MAX_FACTOR), MIN_FACTOR)
     fac = jnp.where(finite & (ratio == 0), MAX_FACTOR, fac)
     return ok, fac
+
+
+def _local_targets(tol: Array, sups: Array, nr0: Array) -> tuple[Array, Array]:
+    """What one step's local error is held to, in `w` and in the residual `αf(w) − y`:
+    the tightest resolved of the gap's and the distance's targets (`tol[0]`, `tol[1]`,
+    already times `τ`) times their suprema `sups = (gap_w, gap_f, dist)`, and of the
+    function gap's and the loss's (`tol[2]·‖r0‖/2`); below `tol[3]` (the dtype's
+    resolution) of the distance or of `‖r0‖` a target is left out (`_resolved`)."""
+    eps = jnp.finfo(jnp.result_type(tol)).eps
+    floor = jnp.maximum(tol[3], 64 * eps)
+    sc_e = _resolved(jnp.stack([tol[0] * sups[0], tol[1] * sups[2]]), floor * sups[2])
+    sc_f = _resolved(jnp.stack([tol[0] * sups[1], 0.5 * tol[2] * nr0]), floor * nr0)
+    return sc_e, sc_f
 
 
 def _resolved(targets: Array, floor: Array) -> Array:
@@ -451,12 +458,15 @@ class AdamsSolve:
     """One exponential Adams solve, on the host: the displacements at the save times
     (NaN rows where not reached), the per-step record `(t, loss, ‖δ‖, gap_f, gap_w)` of
     accepted steps, diffrax's `result` code for how it ended, the suprema
-    `(gap_w, gap_f, dist)`, the step counts, the moves of the split and the wall time."""
+    `(gap_w, gap_f, dist)`, what each step's local error was held to at the end, in `w`
+    and in the residual (`targets`, `_local_targets`), the step counts, the moves of the
+    split and the wall time."""
 
     deltas: np.ndarray
     steps: np.ndarray
     result: Any
     sups: tuple[float, float, float]
+    targets: tuple[float, float]
     num_steps: int
     num_accepted_steps: int
     refreshes: int
@@ -518,11 +528,14 @@ def solve_adams(
     else:
         result = diffrax.RESULTS.internal_error  # the step fell below dtmin: non-finite ahead
     sups = np.asarray(st.sups)
+    nr0 = jnp.linalg.norm(problem.residual(problem.w0))
+    sc_e, sc_f = _local_targets(tol, jnp.maximum(st.sups, arr(accuracy.scales)), nr0)
     return AdamsSolve(
         deltas=deltas,
         steps=log,
         result=result,
         sups=(float(sups[0]), float(sups[1]), float(sups[2])),
+        targets=(float(sc_e), float(sc_f)),
         num_steps=int(st.steps),
         num_accepted_steps=int(st.accepted),
         refreshes=int(st.refreshes),

@@ -394,16 +394,13 @@ def solve_flows(
       diffrax on `jax.linearize`), or an `AbstractTangentMethod`.
     - `gd_step`: if given, also run gradient descent with this step `η`.
     - `max_steps`: the solver's step budget.
-    - `progress`: show progress: `True` for a rich progress bar on stderr, or any diffrax
-      progress meter.
+    - `progress`: `True` for a progress bar on stderr, or any diffrax progress meter.
     - `error_estimate`: re-solve the gradient flow at 10× looser tolerances and use the
       difference as the error budget of every gradient-flow quantity (see `verify`).
     - `save_params`: keep `w(t) − w0` and `u(t) − w0` (`n_saves × p` numbers each).
-    - `diagnostics`: compute `σ(J_{w(t)})` and the kernel drift at every save time:
-      `True` or `"dense"`, one empirical NTK and two `eigh`s each; `"lanczos"`,
-      warm-started iterative eigensolvers on kernel-vector products (no kernel formed:
-      for `n` in the thousands, docs/flows.md, "Kernel diagnostics at scale"); `False`,
-      none.
+    - `diagnostics`: `σ(J_{w(t)})` and the kernel drift at every save: `True`/`"dense"`
+      (a kernel and two `eigh`s each), `"lanczos"` (iterative, no kernel formed:
+      docs/flows.md, "Kernel diagnostics at scale") or `False`.
     - `kernel`: the problem's `InitialKernel` (e.g. `certify(problem).kernel`: `K0` is
       then neither formed nor factored again), or a `K0` array.
     - `devices`: split the training points over devices (a count dividing `n`, devices,

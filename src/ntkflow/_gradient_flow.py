@@ -148,16 +148,31 @@ def budget_between(
     and the loss's budget propagated from the residual's, `‖∇R(z)‖e_r + L e_r²/2`, not the
     difference of the losses (which cancels when the two residuals' errors are orthogonal
     to `∇R`). NaN where either solve stopped short, and from there on: `verify` then calls
-    a check there inconclusive rather than deciding it without a budget."""
+    a check there inconclusive rather than deciding it without a budget. With
+    `ExponentialAdams`, never below what it held one step's local error to (`Path.targets`):
+    below that the two solves' errors need not scale with their tolerances."""
     res_l = loose_residuals
     err_w = _running_max(np.linalg.norm(flow.path.deltas - loose_deltas, axis=1))
     err_res = _running_max(np.linalg.norm(flow.residuals - res_l, axis=1))
+    if flow.path.targets is not None:  # (never below one step's local target)
+        err_w, err_res = (
+            _at_least(e, target)
+            for e, target in zip((err_w, err_res), flow.path.targets, strict=True)
+        )
     smooth = problem.objective.L
     grad = gradient_norms(problem, flow.residuals)
     err_loss = grad * err_res + 0.5 * (smooth if smooth is not None else 0.0) * err_res**2
     if smooth is None:  # (unknown curvature: the first-order term, or the difference)
         err_loss = np.maximum(err_loss, np.abs(flow.loss - losses(problem, res_l)))
     return ErrorBudget(err_w=err_w, err_loss_w=err_loss, err_res_w=err_res, stats=stats)
+
+
+def _at_least(err: np.ndarray, target: float) -> np.ndarray:
+    """`err` raised to `target` after `t = 0` (where both solves start at `w0`: exact);
+    NaN stays NaN."""
+    out = np.where(np.isnan(err), err, np.maximum(err, target))
+    out[:1] = err[:1]
+    return out
 
 
 def _running_max(err: np.ndarray) -> np.ndarray:

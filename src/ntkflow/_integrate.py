@@ -82,13 +82,15 @@ class Path:
     """One flow at the save times: `deltas` (`δ(t_i)`, NaN rows where the solve did not
     reach), its `steps`, diffrax's `result` (`None`: not integrated), its `stats` and,
     from `ExponentialAdams`, the suprema `(‖w − u‖, ‖αf(w) − αf_0(u)‖, ‖w − w0‖)` over its
-    steps (`sups`)."""
+    steps (`sups`) and what it held each step's local error to in `w` and in the residual
+    (`targets`, `_adams._local_targets`)."""
 
     deltas: np.ndarray
     steps: StepSeries
     result: Any
     stats: SolveStats
     sups: tuple[float, float, float] | None = None
+    targets: tuple[float, float] | None = None
 
     @property
     def reached_all(self) -> bool:
@@ -178,8 +180,11 @@ def _solve(
         saveat=saveat,
         # A step below dtmin means the vector field is singular or non-finite ahead (the
         # controller keeps rejecting NaN steps): stop there rather than burn max_steps.
-        stepsize_controller=diffrax.PIDController(
-            rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=False
+        # Steps land on the save times: a save inside a step would be the interpolant's,
+        # whose error the re-solve (same interpolant, nearly the same steps) does not see.
+        stepsize_controller=diffrax.ClipStepSizeController(
+            diffrax.PIDController(rtol=rtol, atol=atol, dtmin=dtmin, force_dtmin=False),
+            step_ts=ts,
         ),
         max_steps=max_steps,
         throw=False,
@@ -287,7 +292,7 @@ def _integrate_adams(
         rtol=accuracy.dist * accuracy.tau,
     )
     steps = StepSeries(log[:, 0], log[:, 1], log[:, 2], log[:, 3], log[:, 4])
-    return Path(out.deltas, steps, out.result, stats, out.sups)
+    return Path(out.deltas, steps, out.result, stats, out.sups, out.targets)
 
 
 def not_integrated(settings: SolveSettings, p: int, why: str) -> Path:

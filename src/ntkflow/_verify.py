@@ -234,11 +234,16 @@ def _gradient_flow_checks(s: FlowSolution, c: Certificate) -> tuple[list[Check],
     floor = 16 * n * _EPS * (math.sqrt(2 * c.R0) + s.y_norm) ** 2
     # Rounding of α f(w) − y (docs/theory.md, "Rounding"): at the saves as estimated
     # there; at a step between them the largest estimate of the residual's rounding,
-    # carried to that step's own loss. The integration budgets: their largest.
+    # carried to that step's own loss. The integration budgets: their largest, the
+    # squared loss's again carried from the residual's to the step's own loss.
     round_loss = _loss_rounding(s.loss_w, s.round_res_w)
     round_res_steps = None if s.round_res_w is None else _between(s.ts, s.round_res_w, step_t)
     round_all = np.concatenate([round_loss, _loss_rounding(step_loss, round_res_steps)])
-    e_loss = np.concatenate([err_loss, _between(s.ts, err_loss, step_t)])
+    if s.loss == "squared" and s.err_res_w is not None:
+        err_loss_steps = _loss_rounding(step_loss, _between(s.ts, s.err_res_w, step_t))
+    else:
+        err_loss_steps = _between(s.ts, err_loss, step_t)
+    e_loss = np.concatenate([err_loss, err_loss_steps])
     e_dist = np.concatenate([err_w, _between(s.ts, err_w, step_t)])
     later = t_all > 0  # at t = 0 the envelope is R0 itself: an identity
     checks.append(
