@@ -220,6 +220,8 @@ def test_auto_horizon_and_saveat():
 
 
 def test_vector_field_evaluations_are_counted_exactly():
+    from ntkflow._integrate import DTMIN_FRACTION
+
     problem = _small(width=8)
     sol = nf.solve_flows(
         problem,
@@ -244,7 +246,16 @@ def test_vector_field_evaluations_are_counted_exactly():
         sol.t1,
         None,
         jnp.zeros_like(problem.w0),
-        stepsize_controller=diffrax.PIDController(rtol=stats["rtol"], atol=stats["atol"]),
+        # (as solve_flows does: the steps land on the save times, above its step floor)
+        stepsize_controller=diffrax.ClipStepSizeController(
+            diffrax.PIDController(
+                rtol=stats["rtol"],
+                atol=stats["atol"],
+                dtmin=DTMIN_FRACTION * sol.t1,
+                force_dtmin=False,
+            ),
+            step_ts=sol.ts,
+        ),
         max_steps=100_000,
     )
     # Exact up to diffrax's initial step-size selection (one or two evaluations).
