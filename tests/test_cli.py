@@ -167,3 +167,16 @@ def test_a_users_beta_from_the_experiment_file_reaches_json_and_report(tmp_path)
     assert "the user&#x27;s value: the proof rests on it" in html or (
         "the user's value: the proof rests on it" in html
     )
+
+
+@pytest.mark.parametrize("section", ["data", "model"])
+def test_the_tagged_sections_tags_are_named_once(section):
+    # The discriminated unions' tags (what pydantic lists for a bad tag) are TAGGED's.
+    from ntkflow.config import TAGGED, ConfigError, parse_experiment
+
+    key, default, classes = TAGGED[section]
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({section: {key: "nonesuch"}})
+    listed = str(info.value).split("must be one of ")[1].split(", got")[0]
+    assert sorted(t.strip(" '") for t in listed.split(",")) == sorted(classes)
+    assert type(getattr(parse_experiment({}), section)) is classes[default]

@@ -208,6 +208,15 @@ ModelSection = Annotated[
 ]
 
 
+# Each tagged section's tag key, its default and its classes by tag: the one place the
+# tags are named (the unions above are checked against it by the tests; the error
+# messages and the allowed keys read it).
+TAGGED: dict[str, tuple[str, str, dict[str, type[_Section]]]] = {
+    "data": ("source", "digits", {"digits": DigitsData, "sphere": SphereData, "file": FileData}),
+    "model": ("kind", "shallow", {"shallow": ShallowModel, "mlp": MLPModel, "cnn": CNNModel}),
+}
+
+
 class Experiment(_Section):
     """A whole experiment file."""
 
@@ -239,11 +248,7 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
     loc = [str(x) for x in err["loc"]]
     kind = err["type"]
     # Drop the union tag pydantic inserts for discriminated unions (`data.digits.n`).
-    if (
-        len(loc) >= 2
-        and loc[0] in ("data", "model")
-        and loc[1] in ("digits", "sphere", "file", "shallow", "mlp")
-    ):
+    if len(loc) >= 2 and loc[0] in TAGGED and loc[1] in TAGGED[loc[0]][2]:
         loc = [loc[0], *loc[2:]]
     # Drop the member tags pydantic adds for plain unions (`t1.constrained-float`).
     union = any(not (x.isidentifier() or x.isdigit()) for x in loc)
@@ -268,7 +273,7 @@ def _format_error(err: dict[str, Any], source: str, data: dict[str, Any]) -> str
     if kind == "missing":
         return f"{where}: missing required key; add `{loc[-1]} = …`"
     if kind == "union_tag_invalid":
-        tag = "source" if loc and loc[0] == "data" else "kind"
+        tag = TAGGED[loc[0]][0] if loc and loc[0] in TAGGED else "kind"
         ctx = err.get("ctx", {})
         return f"{where} {tag}: must be one of {ctx.get('expected_tags')}, got {ctx.get('tag')!r}"
     if kind == "union_tag_not_found":
@@ -304,31 +309,22 @@ def _allowed_keys(loc: list[str], data: dict[str, Any]) -> list[str]:
     if not loc:
         return list(Experiment.model_fields)
     section = loc[0]
-    if section == "data":
-        tag = data.get("data", {}).get("source", "digits")
-        cls = {"digits": DigitsData, "sphere": SphereData, "file": FileData}.get(tag)
-    elif section == "model":
-        tag = data.get("model", {}).get("kind", "shallow")
-        cls = {"shallow": ShallowModel, "mlp": MLPModel, "cnn": CNNModel}.get(tag)
+    if section in TAGGED:
+        key, default, classes = TAGGED[section]
+        cls = classes.get(data.get(section, {}).get(key, default))
     else:
-        cls = {
-            "problem": ProblemSection,
-            "flows": FlowsSection,
-            "output": OutputSection,
-        }.get(section)
+        cls = _PLAIN.get(section)
     return list(cls.model_fields) if cls is not None else []
 
 
+_PLAIN: dict[str, type[BaseModel]] = {
+    "problem": ProblemSection,
+    "flows": FlowsSection,
+    "output": OutputSection,
+}
 _SECTION_CLASSES: list[tuple[str, type[BaseModel]]] = [
-    ("data", DigitsData),
-    ("data", SphereData),
-    ("data", FileData),
-    ("model", ShallowModel),
-    ("model", MLPModel),
-    ("model", CNNModel),
-    ("problem", ProblemSection),
-    ("flows", FlowsSection),
-    ("output", OutputSection),
+    *((section, cls) for section, (_, _, classes) in TAGGED.items() for cls in classes.values()),
+    *_PLAIN.items(),
 ]
 
 
