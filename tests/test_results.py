@@ -320,3 +320,24 @@ def test_report_rerenders_results_written_before_predictions_had_points(tiny_run
     assert result.exit_code == 0, result.output
     assert (old / "figures" / "test_loss.png").stat().st_size > 0
     assert nf.load_results(old).dataset["pred_w_test"].dims == ("t", "test_output")
+
+
+def test_demo_certifies_each_run_once(tmp_path, monkeypatch):
+    """The demo's first run reuses the certificate that gave α* (issue 29: it was
+    certified twice)."""
+    import ntkflow._certificate as certificate_module
+    import ntkflow.experiment as experiment_module
+
+    calls = []
+    real = certificate_module.certify
+
+    def counting(problem, *args, **kwargs):
+        calls.append(problem.alpha)
+        return real(problem, *args, **kwargs)
+
+    monkeypatch.setattr(certificate_module, "certify", counting)
+    monkeypatch.setattr(experiment_module, "certify", counting)
+    demo = write_toml(tmp_path / "demo.toml", {**TINY, "flows": {"saves": 4}})
+    result = runner.invoke(app, ["demo", "--experiment", str(demo), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 2 and calls[0] == TINY["problem"]["alpha"] and calls[1] > calls[0]

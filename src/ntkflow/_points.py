@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,9 @@ SERIES = (
 
 
 def run_point(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run one grid point and write its files atomically (the `.json` last). Runs in a
-    worker; errors become a point with status `"error"` and its message."""
+    """Run one grid point of an experiment file and write its files atomically (the
+    `.json` last). Runs in a worker; errors become a point with status `"error"` and its
+    message."""
     from .config import parse_experiment
     from .experiment import run_experiment
 
@@ -58,21 +60,11 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     here = _sees_sweep(directory, payload["id"])
     if not here:  # written beside this worker, then carried back to the driver
         directory = Path(tempfile.mkdtemp(prefix="ntkflow-point-"))
-    start = time.perf_counter()
-    record: dict[str, Any] = {
-        "index": index,
-        "id": payload["id"],
-        "assignment": payload["assignment"],
-        "complete": True,
-    }
-    try:
-        exp = parse_experiment(payload["doc"], source=f"[sweep] point {index}")
-        save_point(run_experiment(exp), record, directory)
-    except (ValueError, TypeError) as e:  # bad input for this point, in one line
-        record.update(status="error", message=" ".join(str(e).split()))
-    except Exception as e:  # a point that cannot run (memory, a runtime error) fails alone
-        record.update(status="error", message=f"{type(e).__name__}: {' '.join(str(e).split())}")
-    record["wall_s"] = time.perf_counter() - start
+
+    def run() -> Any:
+        return run_experiment(parse_experiment(payload["doc"], source=f"[sweep] point {index}"))
+
+    record = run_point_with(payload, run, directory)
     if here:
         write_record(directory, record)
         return record
@@ -80,6 +72,29 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     files = {series.name: series.read_bytes()} if series.is_file() else {}
     shutil.rmtree(directory, ignore_errors=True)
     return {**record, FILES: files}
+
+
+def run_point_with(
+    payload: dict[str, Any], run: Callable[[], Any], directory: Path
+) -> dict[str, Any]:
+    """One point of any sweep: `run()` (a `RunOutput`), its series saved into `directory`
+    (`save_point`) and its record returned (the caller writes it, last); an error is the
+    point's own, with status `"error"` and its message in one line."""
+    start = time.perf_counter()
+    record: dict[str, Any] = {
+        "index": payload["index"],
+        "id": payload["id"],
+        "assignment": payload["assignment"],
+        "complete": True,
+    }
+    try:
+        save_point(run(), record, directory)
+    except (ValueError, TypeError) as e:  # bad input for this point, in one line
+        record.update(status="error", message=" ".join(str(e).split()))
+    except Exception as e:  # a point that cannot run (memory, a runtime error) fails alone
+        record.update(status="error", message=f"{type(e).__name__}: {' '.join(str(e).split())}")
+    record["wall_s"] = time.perf_counter() - start
+    return record
 
 
 # A record's key for point files that travelled back from a worker (`adopt_point`).
@@ -118,6 +133,8 @@ def save_point(run: Any, record: dict[str, Any], directory: Path) -> None:
     from ._summary import point_view
 
     record.update(point_view(run.summary))
+    record["centering"] = run.problem.centering.name
+    record["problem"] = jsonable(run.problem.describe())
     sol = run.solution
     assert sol is not None
     data: dict[str, Any] = {

@@ -15,18 +15,16 @@ import difflib
 import inspect
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ._executors import AbstractExecutor
+from ._executors import AbstractExecutor, LocalProcesses
 from ._grid import FIT, SweepError, _hash, fit_ranges, make_grid
 from ._json import jsonable
-from ._points import FORMAT, MANIFEST, POINTS, claim, load_point, save_point, write_record
-from ._progress import rich_bar, sweep_fields
+from ._points import FORMAT, MANIFEST, POINTS, claim, run_point_with, write_record
 from ._results import directory_lock
-from ._sweep import SweepResult, assemble, sweep as sweep_experiment
+from ._sweep import SweepResult, assemble, run_points, sweep as sweep_experiment
 
 # Plain names a user sweeps, and the dotted keys the scaling laws know them by.
 _ALIASES = {"alpha": "problem.alpha", "width": "model.width", "widths": "model.widths"}
@@ -170,13 +168,9 @@ def problem_sweep(
     }
     with directory_lock(out, what="sweep directory"):
         claim(out, manifest, resume=resume)
-        records: dict[int, dict[str, Any]] = {}
-        for p in payloads:
-            done = load_point(out / POINTS, p["index"], p["id"])
-            if done is not None:
-                records[p["index"]] = done
-        pending = [p for p in payloads if p["index"] not in records]
-        _run_points(make_problem, keyword, pending, records, label, flow_options, progress)
+        fn = _point_runner(make_problem, keyword, label, flow_options)
+        # (in this process: a Python function is not a file a worker can read)
+        records = run_points(out, payloads, fn, LocalProcesses(1), progress=progress)
         _refuse_all_failed(out, records, resume)
         doc = {"name": label, "source": "python", **_described(records)}
         doc |= {"flows": settings["flows"]}
@@ -204,48 +198,31 @@ def _described(records: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _run_points(make_problem, keyword, pending, records, label, flow_options, progress) -> None:
+def _point_runner(
+    make_problem: Callable[..., Any],
+    keyword: dict[str, str],
+    label: str,
+    flow_options: dict[str, Any],
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A point of the sweep: `make_problem(**point)` run by `experiment.run`, its files
+    written (`_points.run_point_with`, the record last)."""
     from ._limit_summary import has_limit
     from .experiment import run
 
-    bar = task = None
-    total = len(records) + len(pending)
-    if progress and pending:
-        bar = rich_bar(counts=True)
-        bar.start()
-        fields = sweep_fields(records, total)
-        task = bar.add_task("sweep", total=total, completed=len(records), **fields)
-    try:
-        for p in pending:
-            start = time.perf_counter()
-            record: dict[str, Any] = {
-                "index": p["index"],
-                "id": p["id"],
-                "assignment": p["assignment"],
-                "complete": True,
-            }
-            kwargs = {keyword[k]: v for k, v in p["assignment"].items()}
-            width_study = any(k in ("model.width", "model.widths") for k in p["assignment"])
-            try:
-                problem = make_problem(**kwargs)
-                limit = width_study and has_limit(problem)
-                result = run(problem, None, name=label, limit=limit, **flow_options)
-                save_point(result, record, Path(p["dir"]))
-                record["centering"] = problem.centering.name
-                record["problem"] = jsonable(problem.describe())
-            except (ValueError, TypeError) as e:  # this point's input, in one line
-                record.update(status="error", message=" ".join(str(e).split()))
-            except Exception as e:  # a point that cannot run fails alone, as in a file's sweep
-                message = f"{type(e).__name__}: {' '.join(str(e).split())}"
-                record.update(status="error", message=message)
-            record["wall_s"] = time.perf_counter() - start
-            write_record(Path(p["dir"]), record)
-            records[p["index"]] = record
-            if bar is not None and task is not None:
-                bar.update(task, advance=1, **sweep_fields(records, total))
-    finally:
-        if bar is not None:
-            bar.stop()
+    def one(p: dict[str, Any]) -> dict[str, Any]:
+        kwargs = {keyword[k]: v for k, v in p["assignment"].items()}
+        width_study = any(k in ("model.width", "model.widths") for k in p["assignment"])
+
+        def go() -> Any:
+            problem = make_problem(**kwargs)
+            limit = width_study and has_limit(problem)
+            return run(problem, None, name=label, limit=limit, **flow_options)
+
+        record = run_point_with(p, go, Path(p["dir"]))
+        write_record(Path(p["dir"]), record)
+        return record
+
+    return one
 
 
 def sweep(

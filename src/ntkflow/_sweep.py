@@ -132,6 +132,23 @@ def _run_locked(
     cancelled: Callable[[], bool] | None,
 ) -> SweepResult:
     grid, payloads = prepare(experiment_doc, out, resume=resume)
+    records = run_points(out, payloads, run_point, executor, progress=progress, cancelled=cancelled)
+    return assemble(out, grid, payloads, records, experiment_doc, render=render)
+
+
+def run_points(
+    out: Path,
+    payloads: list[dict[str, Any]],
+    fn: Callable[[dict[str, Any]], dict[str, Any]],
+    executor: AbstractExecutor,
+    *,
+    progress: bool = False,
+    cancelled: Callable[[], bool] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """The points of a claimed sweep directory `out`: those already written (resume),
+    then `fn` on the rest through `executor`, each record adopted as it arrives
+    (`_points.adopt_point`), with a progress bar; `cancelled()` polled as each point
+    finishes (`KeyboardInterrupt` when true). Returns the records by index."""
     points_dir = out / POINTS
     records: dict[int, dict[str, Any]] = {}
     for p in payloads:
@@ -156,15 +173,13 @@ def _run_locked(
             raise KeyboardInterrupt
 
     try:
-        executor.run(
-            run_point, pending, on_result, lambda p, message: on_result(dead_point(p, message))
-        )
+        executor.run(fn, pending, on_result, lambda p, message: on_result(dead_point(p, message)))
     finally:
         if bar is not None:
             bar.stop()
     if cancelled is not None and cancelled():
         raise KeyboardInterrupt
-    return assemble(out, grid, payloads, records, experiment_doc, render=render)
+    return records
 
 
 def assemble(

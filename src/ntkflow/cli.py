@@ -11,7 +11,7 @@ import math
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -166,10 +166,13 @@ def run(
         raise typer.Exit(3)
 
 
-def _run_and_save(exp, source: str, target: Path, progress: bool | None, where: Path | None = None):
+def _run_and_save(
+    exp, source: str, target: Path, progress: bool | None, where: Path | None = None, **run: Any
+):
     """Run an experiment and write its results, holding the results directory's lock
     from its check to its write; one-line errors, clean interrupts. `where`: the
-    experiment file when the path came from its `[output] dir` (for messages)."""
+    experiment file when the path came from its `[output] dir` (for messages); `run`:
+    more of `run_experiment`'s keywords (`certificate`)."""
     from ._results import ResultsError, output_lock
     from .experiment import run_experiment, save_run
 
@@ -177,7 +180,9 @@ def _run_and_save(exp, source: str, target: Path, progress: bool | None, where: 
     catch_interrupts()
     try:
         with output_lock(target):
-            result = run_experiment(exp, source=source, progress=show, cancelled=_INTERRUPT.is_set)
+            result = run_experiment(
+                exp, source=source, progress=show, cancelled=_INTERRUPT.is_set, **run
+            )
             save_run(result, target, cancelled=_INTERRUPT.is_set)
     except ResultsError as e:
         raise fail(_out_error(e, None if where else target, where)) from None
@@ -379,10 +384,11 @@ def demo(
             check_output_dir(out / label)
     except ResultsError as e:
         raise fail(_out_error(e, out, None)) from None
-    try:
-        alpha_star = certify_problem(build_problem(exp, source=str(path))).alpha_star
+    try:  # (the first run's certificate: computed once, passed on to its run)
+        first = certify_problem(build_problem(exp, source=str(path)), beta=exp.problem.beta)
     except (ConfigError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
+    alpha_star = first.alpha_star
     if not math.isfinite(alpha_star):
         raise fail(f"{path}: α* is infinite (the theorem cannot apply at any scale)")
     console.print(
@@ -398,14 +404,15 @@ def demo(
     for label, alpha, heading in zip(labels, (exp.problem.alpha, above), headings, strict=True):
         e = _load(path, [f"problem.alpha={alpha!r}"])
         console.print(f"\n[bold]α = {alpha:.6g}[/] ({heading})", highlight=False)
-        result = _run_and_save(e, str(path), out / label, progress)
+        cert = first if alpha == exp.problem.alpha else None
+        result = _run_and_save(e, str(path), out / label, progress, certificate=cert)
         assert result.verification is not None
         print_run(result.certificate, result.solution, result.verification)
-        runs.append((label, result))
-    (_, lo), (_, hi) = runs
+        runs.append(result)
+    lo, hi = runs
     console.print()
     console.print(_demo_verdict(lo, hi), highlight=False)
-    for label, _ in runs:
+    for label in labels:
         console.print(f"Report: {out / label / 'report.html'}", highlight=False)
 
 

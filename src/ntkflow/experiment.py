@@ -204,42 +204,82 @@ def run_experiment(
     flows: bool = True,
     progress: bool = False,
     cancelled: Callable[[], bool] | None = None,
+    certificate: Certificate | None = None,
 ) -> RunOutput:
     """Certify an experiment and (with `flows=True`) integrate and check both flows.
 
     `cancelled()` is asked between the phases; when true, `KeyboardInterrupt` is raised.
+    `certificate`: the experiment's problem's, when already computed (not again).
 
     **Raises:** `ConfigError`/`ValueError` for bad input, with a one-line message.
     """
+    start = time.perf_counter()
+    problem = build_problem(experiment, source=source)
+    return run_problem(
+        problem,
+        name=experiment.name,
+        config=experiment.model_dump(mode="json"),
+        experiment=experiment,
+        beta=experiment.problem.beta,
+        limit=bool(experiment.output.limit),
+        flows=flows,
+        progress=progress,
+        cancelled=cancelled,
+        start=start,
+        certificate=certificate,
+        flow_options=flow_settings(experiment),
+    )
+
+
+def run_problem(
+    problem: Problem,
+    *,
+    name: str,
+    config: dict[str, Any],
+    experiment: Experiment | None = None,
+    beta: float | None = None,
+    limit: bool = False,
+    flows: bool = True,
+    progress: bool = False,
+    cancelled: Callable[[], bool] | None = None,
+    start: float | None = None,
+    certificate: Certificate | None = None,
+    flow_options: dict[str, Any] | None = None,
+) -> RunOutput:
+    """The run pipeline every entry point shares (`ntkflow run`, `run_experiment`, `run`,
+    the sweeps' points): certify → (with `flows`) solve both flows → verify → summarise,
+    and the run's dataset. `cancelled()` is asked between the phases (`KeyboardInterrupt`
+    when true); `start` is when the run began (for the summary's timings); `certificate`
+    the problem's, when already computed (it is not computed again)."""
 
     def check() -> None:
         if cancelled is not None and cancelled():
             raise KeyboardInterrupt
 
-    start = time.perf_counter()
-    problem = build_problem(experiment, source=source)
-    cert = certify(problem, beta=experiment.problem.beta, progress=progress is True)
-    limit = limit_scalars(problem, cert) if experiment.output.limit else {}
+    start = time.perf_counter() if start is None else start
+    if certificate is None:
+        certificate = certify(problem, beta=beta, progress=progress is True)
+    cert = certificate
+    limits = limit_scalars(problem, cert) if limit else {}
     t_cert = time.perf_counter() - start
     solution = verification = None
     if flows:
         check()
         solution = solve_flows(
-            problem, progress=progress, kernel=cert.kernel, **flow_settings(experiment)
+            problem, progress=progress, kernel=cert.kernel, **(flow_options or {})
         )
         check()
         verification = verify(solution, cert)
-    series = limit_series(problem, solution.ts) if limit and solution is not None else {}
-    t_total = time.perf_counter() - start
+    series = limit_series(problem, solution.ts) if limits and solution is not None else {}
     summary = summarize(
-        experiment.name,
-        experiment.model_dump(mode="json"),
+        name,
+        config,
         problem,
         cert,
         solution,
         verification,
-        timings={"certify_s": t_cert, "total_s": t_total},
-        limit=limit,
+        timings={"certify_s": t_cert, "total_s": time.perf_counter() - start},
+        limit=limits,
     )
     return RunOutput(
         experiment=experiment,
@@ -327,32 +367,14 @@ def run(
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"run needs an ntkflow Problem, got {type(problem).__name__}")
-    start = time.perf_counter()
-    cert = certify(problem, beta=beta, progress=progress is True)
-    limits = limit_scalars(problem, cert) if limit else {}
-    t_cert = time.perf_counter() - start
-    solution = solve_flows(problem, progress=progress, kernel=cert.kernel, **flow_options)
-    verification = verify(solution, cert)
-    series = limit_series(problem, solution.ts) if limit else {}
-    config = {"source": "python", "beta": beta, "flows": jsonable(flow_options)}
-    summary = summarize(
-        name,
-        config,
+    output = run_problem(
         problem,
-        cert,
-        solution,
-        verification,
-        timings={"certify_s": t_cert, "total_s": time.perf_counter() - start},
-        limit=limits,
-    )
-    output = RunOutput(
-        experiment=None,
-        problem=problem,
-        certificate=cert,
-        solution=solution,
-        verification=verification,
-        summary=summary,
-        dataset=_dataset(cert, solution, series),
+        name=name,
+        config={"source": "python", "beta": beta, "flows": jsonable(flow_options)},
+        beta=beta,
+        limit=limit,
+        progress=progress,
+        flow_options=flow_options,
     )
     if out is not None:
         save_run(output, out, figures=figures, report=report, dpi=dpi)
