@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from ._jacobian import jacobian
+from ._kernel import get_ntk_method
 from ._problem import Problem
 
 # Below this |z| the φ-functions are summed as Taylor series (no cancellation).
@@ -77,18 +77,10 @@ def phi(j: int, z: Array) -> Array:
 
 
 def traced_kernel(problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
-    """`K_w`, traceable (inside a jitted solve): structured derivatives for dense-layer
-    models with an additive centring (one XLA program per parameter copy), else the
-    contraction of the whole Jacobian `J_w` (`n·p` numbers)."""
-    from ._structured import fused_kernel, structured_applies
-
-    if structured_applies(problem):
-        comps = problem.centering.components(problem.unravel(w))
-        assert comps is not None
-        return fused_kernel(problem, comps)
-    J = jacobian(problem, w)
-    K = J @ J.T
-    return 0.5 * (K + K.T)
+    """`K_w`, traceable (inside a jitted solve), by the problem's method
+    (`get_ntk_method("auto")`'s `traced`: structured derivatives for dense-layer models
+    with an additive centring, else the contraction of the whole Jacobian)."""
+    return get_ntk_method("auto", problem).traced(problem, w)
 
 
 class _Eigen(eqx.Module):

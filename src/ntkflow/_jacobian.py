@@ -13,7 +13,7 @@ This module is what the NTK methods (`JacobianContraction` here, `StructuredDens
 """
 
 import abc
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -133,6 +133,27 @@ class AbstractNTKMethod(eqx.Module):
     def __call__(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
         """`K_w` for the problem's training outputs."""
 
+    def traced(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
+        """`K_w` inside a traced computation (a jitted solve: one kernel per step), exactly
+        symmetric: by default the contraction of the whole Jacobian (`n·p` numbers)."""
+        J = jacobian(problem, w)
+        K = J @ J.T
+        return 0.5 * (K + K.T)
+
+    def traced_bytes(self, problem: Problem) -> int:
+        """The memory `traced` holds beyond `K` itself: the whole Jacobian's by default."""
+        return problem.n * problem.p * np.dtype(problem.dtype).itemsize
+
+    def ring_parts(self, problem: Problem, w: Float[Array, " p"]) -> tuple[Any, Any]:
+        """The per-point factors and their block product for `_sharding.ring_kernel`:
+        `features(X_block) → factors`, `block(a, b) → K[a, b]`.
+
+        **Raises:** `ValueError` for a method without a sharded form."""
+        raise ValueError(
+            f"method={type(self).__name__} has no sharded form; with devices use 'auto', "
+            "'structured' or 'jacobian'"
+        )
+
 
 class JacobianContraction(AbstractNTKMethod):
     """Jacobian contraction, `K = J Jᵀ`, for any model.
@@ -172,6 +193,17 @@ class JacobianContraction(AbstractNTKMethod):
             return 0.5 * (K + K.T)
         block = self.chunk or max(1, min(n_points, budget // (2 * row_bytes)))
         return _blocked(problem, w, block)
+
+    def ring_parts(self, problem: Problem, w: Float[Array, " p"]) -> tuple[Any, Any]:
+        """A block's Jacobian rows, and `K[a, b] = J_a J_bᵀ`."""
+
+        def features(x: Array) -> Array:
+            return jacobian_rows(problem, w, x)
+
+        def block(a: Array, b: Array) -> Array:
+            return a @ b.T
+
+        return features, block
 
 
 def _blocked(problem: Problem, w: Array, block: int) -> Array:

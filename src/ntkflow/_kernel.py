@@ -1,7 +1,10 @@
 """The empirical NTK Gram matrix `K_w = J_w J_wᵀ`, by the method that suits the problem.
 
 The methods: `StructuredDense` (`_structured`), `JacobianContraction` (`_jacobian`),
-`NTKVectorProducts` (`_ntkvp`); all build on `_jacobian`'s `AbstractNTKMethod`.
+`NTKVectorProducts` (`_ntkvp`); all build on `_jacobian`'s `AbstractNTKMethod`, whose
+`traced` (a kernel inside a jitted solve), `traced_bytes` and `ring_parts` (the sharded
+ring's factors) the integrators, `solver="auto"` and `_sharding` use. `get_ntk_method`
+is the one place a method is chosen: everyone asks it.
 """
 
 from typing import Any
@@ -80,7 +83,7 @@ def empirical_ntk(
                 f"no chunk (each device forms its own points' factors), got method={method!r}"
                 f", chunk={chunk!r}"
             )
-        return sharded_ntk(problem, w, method, data_mesh(devices))
+        return sharded_ntk(problem, w, get_ntk_method(method, problem), data_mesh(devices))
     m = get_ntk_method(method, problem, chunk=chunk)
     K = m(problem, w)
     # Exact symmetry: GEMM rounding makes `J Jᵀ` asymmetric in the last bits.

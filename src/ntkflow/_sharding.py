@@ -30,14 +30,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Float, PyTree
 
-from ._jacobian import jacobian_rows
+from ._jacobian import AbstractNTKMethod
 from ._problem import Problem
-from ._structured import (
-    _factors_impl,
-    _gram_block_impl,
-    structured_applies,
-    structured_components,
-)
 
 AXIS = "data"
 
@@ -135,46 +129,13 @@ def ring_kernel(
 
 
 def sharded_ntk(
-    problem: Problem, w: Float[Array, " p"], method: str, mesh: Mesh
+    problem: Problem, w: Float[Array, " p"], method: AbstractNTKMethod, mesh: Mesh
 ) -> Float[Array, "nk nk"]:
-    """`K_w` by `ring_kernel`, split by rows over `mesh`: structured factors where the
-    structured kernel applies (`method` `"auto"` or `"structured"`), a Jacobian's rows
-    otherwise (`"jacobian"`). Exactly symmetric."""
+    """`K_w` by `ring_kernel`, split by rows over `mesh`, of the per-point factors
+    `method` gives (`AbstractNTKMethod.ring_parts`: the structured kernel's layer
+    factors, or a Jacobian's rows). Exactly symmetric."""
     k = problem.data.k
-    if method not in ("auto", "structured", "jacobian"):
-        raise ValueError(
-            f"method={method!r} has no sharded form; with devices use 'auto', 'structured' "
-            "or 'jacobian'"
-        )
-    if method == "structured" or (method == "auto" and structured_applies(problem)):
-        comps = structured_components(problem, w)
-        model, state = problem.model, problem.state
-        biases: list[Any] = []
-
-        def features(x: Array) -> PyTree:
-            out = []
-            for _, params in comps:
-                xs, gs, bias = _factors_impl(model, params, state, x)
-                biases.append(bias)
-                out.append((xs, gs))
-            return out
-
-        def block(a: PyTree, b: PyTree) -> Array:
-            total = None
-            for (s, _), (xa, ga), (xb, gb) in zip(comps, a, b, strict=True):
-                term = (s * s) * _gram_block_impl(xa, ga, xb, gb, biases[0])
-                total = term if total is None else total + term
-            assert total is not None
-            return total
-
-    else:
-
-        def features(x: Array) -> PyTree:
-            return jacobian_rows(problem, w, x)
-
-        def block(a: PyTree, b: PyTree) -> Array:
-            return a @ b.T
-
+    features, block = method.ring_parts(problem, w)
     K = ring_kernel(features, block, problem.data.X, mesh, k=k)
     rows = K.shape[0] % mesh.shape[AXIS] == 0
     keep = NamedSharding(mesh, P(AXIS)) if rows else None

@@ -11,12 +11,11 @@ This is where a new integrator plugs in: add it to `_SOLVERS` (and to
 from typing import Any
 
 import diffrax
-import jax.numpy as jnp
 
 from ._adams import ExponentialAdams
 from ._exponential import ExponentialNTK
+from ._kernel import get_ntk_method
 from ._problem import Problem
-from ._structured import structured_applies
 
 
 def default_solver() -> diffrax.AbstractSolver:
@@ -85,10 +84,10 @@ def choose_solver(problem: Problem, cond: float, *, span: float = 0.0) -> Solver
     model with the structured kernel, or a Jacobian of at most 1 GiB), else Tsit5. For a
     loss other than the square the stiffness is that of `H K0` (`H` the loss's Hessian), bounded by
     `cond(K0)·κ`; `cond(K0)` alone decides, as for the square."""
-    itemsize = jnp.dtype(problem.dtype).itemsize
-    affordable = problem.n <= AUTO_EXPONENTIAL_MAX_N and (
-        structured_applies(problem)
-        or problem.n * problem.p * itemsize <= AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES
+    method = get_ntk_method("auto", problem)  # (the kernel each step forms)
+    affordable = (
+        problem.n <= AUTO_EXPONENTIAL_MAX_N
+        and method.traced_bytes(problem) <= AUTO_EXPONENTIAL_MAX_JACOBIAN_BYTES
     )
     stiff = not cond < AUTO_EXPONENTIAL_COND or span >= AUTO_EXPONENTIAL_SPAN
     if affordable and stiff:

@@ -286,6 +286,40 @@ class StructuredDense(AbstractNTKMethod):
             factors.append((s, xs, gs))
         return _combine_jax(factors, bias, self.chunk, k, problem.dtype)
 
+    def traced(self, problem: Problem, w: Float[Array, " p"]) -> Float[Array, "n n"]:
+        """One fused XLA program per parameter copy (no Jacobian formed)."""
+        comps = problem.centering.components(problem.unravel(w))
+        assert comps is not None
+        return fused_kernel(problem, comps)
+
+    def traced_bytes(self, problem: Problem) -> int:
+        return 0  # (the layers' factors: O(n·Σ widths), never the Jacobian)
+
+    def ring_parts(self, problem: Problem, w: Float[Array, " p"]) -> tuple[Any, Any]:
+        """A block's layer inputs and cotangents per parameter copy, and the structured
+        kernel of two blocks `Σ_c s_c² K_g`."""
+        comps = structured_components(problem, w)
+        model, state = problem.model, problem.state
+        biases: list[Any] = []
+
+        def features(x: Array) -> PyTree:
+            out = []
+            for _, params in comps:
+                xs, gs, bias = _factors_impl(model, params, state, x)
+                biases.append(bias)
+                out.append((xs, gs))
+            return out
+
+        def block(a: PyTree, b: PyTree) -> Array:
+            total = None
+            for (s, _), (xa, ga), (xb, gb) in zip(comps, a, b, strict=True):
+                term = (s * s) * _gram_block_impl(xa, ga, xb, gb, biases[0])
+                total = term if total is None else total + term
+            assert total is not None
+            return total
+
+        return features, block
+
 
 def _conv_columns(padded: np.ndarray, G: np.ndarray, c: float, scale: float, out: np.ndarray):
     """`scale · J_l` of a convolution (one output) into `out` `(c, q)` on the host: per
