@@ -19,7 +19,13 @@ import diffrax
 import numpy as np
 
 from ._adams import Accuracy
-from ._gradient_flow import ErrorBudget, GradientPath, budget_between, solve_gradient_flow
+from ._gradient_flow import (
+    ErrorBudget,
+    GradientPath,
+    at_least_local_targets,
+    budget_between,
+    solve_gradient_flow,
+)
 from ._integrate import SolveSettings
 from ._problem import Problem
 from ._progress import RichProgressMeter
@@ -45,7 +51,9 @@ ROUNDING_FACTOR = 10.0
 class AccuracyReport:
     """What the policy did: the `targets` (`gap`, `dist`, `loss`), the `taus` it solved at
     (the last is the reported solve, the one before it the budget's), the budget it
-    `reached` relative to each target's scale (`gap_w`, `gap_f`: of the gaps' suprema;
+    `reached` relative to each target's scale — the difference of its last two solves, what
+    they showed; the reported budget is never below one step's local target besides
+    (`at_least_local_targets`) — (`gap_w`, `gap_f`: of the gaps' suprema;
     `dist`: of the distance's; `loss`: of `R0`), whether each target was `met`, and each
     solve's `steps` and `wall_s` (in the order of `taus`: the policy's whole cost)."""
 
@@ -146,6 +154,9 @@ def solve_to_accuracy(
     steps, walls = zip(*costs, strict=True)
     report = AccuracyReport(targets, tuple(taus), reached, met, steps, walls)
     stats = dataclasses.replace(budget.stats, accuracy=report.as_dict())
+    # The reported budget: the difference, never below one step's local target (what
+    # the policy `reached` is the difference's: what the two solves showed).
+    budget = at_least_local_targets(problem, flow, budget)
     return flow, dataclasses.replace(budget, stats=stats)
 
 

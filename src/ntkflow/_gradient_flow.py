@@ -130,7 +130,8 @@ def error_budget(
     stats = dataclasses.replace(
         loose.stats, method=f"re-solve ({how}{LOOSEN:g}× rtol/atol)", failed=failed
     )
-    return budget_between(problem, flow, loose.deltas, residuals(problem, loose.deltas), stats)
+    budget = budget_between(problem, flow, loose.deltas, residuals(problem, loose.deltas), stats)
+    return at_least_local_targets(problem, flow, budget)
 
 
 def budget_between(
@@ -154,17 +155,30 @@ def budget_between(
     res_l = loose_residuals
     err_w = _running_max(np.linalg.norm(flow.path.deltas - loose_deltas, axis=1))
     err_res = _running_max(np.linalg.norm(flow.residuals - res_l, axis=1))
-    if flow.path.targets is not None:  # (never below one step's local target)
-        err_w, err_res = (
-            _at_least(e, target)
-            for e, target in zip((err_w, err_res), flow.path.targets, strict=True)
-        )
     smooth = problem.objective.L
     grad = gradient_norms(problem, flow.residuals)
     err_loss = grad * err_res + 0.5 * (smooth if smooth is not None else 0.0) * err_res**2
     if smooth is None:  # (unknown curvature: the first-order term, or the difference)
         err_loss = np.maximum(err_loss, np.abs(flow.loss - losses(problem, res_l)))
     return ErrorBudget(err_w=err_w, err_loss_w=err_loss, err_res_w=err_res, stats=stats)
+
+
+def at_least_local_targets(
+    problem: Problem, flow: GradientPath, budget: ErrorBudget
+) -> ErrorBudget:
+    """`budget` never below what `flow`'s solver held one step's local error to, in `w`
+    and in the residual (`Path.targets`, `ExponentialAdams`: docs/theory.md, "The
+    gradient flow's budget"), after `t = 0`; the loss's propagated again. Where the
+    path has no targets, `budget` as it is."""
+    if flow.path.targets is None:
+        return budget
+    target_w, target_r = flow.path.targets
+    err_w, err_res = _at_least(budget.err_w, target_w), _at_least(budget.err_res_w, target_r)
+    smooth = problem.objective.L
+    grad = gradient_norms(problem, flow.residuals)
+    err_loss = grad * err_res + 0.5 * (smooth if smooth is not None else 0.0) * err_res**2
+    err_loss = np.where(np.isnan(err_loss), err_loss, np.maximum(err_loss, budget.err_loss_w))
+    return dataclasses.replace(budget, err_w=err_w, err_res_w=err_res, err_loss_w=err_loss)
 
 
 def _at_least(err: np.ndarray, target: float) -> np.ndarray:
