@@ -186,3 +186,9 @@ def test_activation_names_without_jax_are_the_activations():
     assert all(canonical_name(a) in ACTIVATIONS for a in ALIASES)
     with pytest.raises(ValueError, match=r"unknown activation='tahn'; use one of: erf, gelu"):
         nf.models.get_activation("tahn")
+
+
+def test_the_former_name_of_alpha_warns():
+    problem = nf.Problem(nf.Shallow(8), nf.datasets.sphere(4, 2), alpha=3.0)
+    with pytest.warns(DeprecationWarning, match=r"Problem.scale is deprecated; use Problem.alpha"):
+        assert float(problem.scale) == problem.alpha == 3.0

@@ -1,6 +1,7 @@
 """`Problem`: the lecture's `f(w) ∈ R^n` with scale `α`, centring and a loss."""
 
 import math
+import warnings
 from functools import partial
 from typing import Any
 
@@ -367,7 +368,12 @@ class Problem(eqx.Module):
 
     @property
     def scale(self) -> Float[Array, ""]:
-        """`alpha_array` under its former name (kept for code written against it)."""
+        """Deprecated: `alpha_array` under its former name."""
+        warnings.warn(
+            "Problem.scale is deprecated; use Problem.alpha (a float) or Problem.alpha_array",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.alpha_array
 
     @property

@@ -34,7 +34,7 @@ from ._executors import (
 from ._grid import (
     FIT,
     Grid,
-    SweepError as SweepError,
+    SweepError,
     fit_ranges,
     make_grid as make_grid,
     sweep_settings,

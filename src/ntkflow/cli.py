@@ -328,7 +328,8 @@ def report(
 
 
 def _report_sweep(directory: Path, out: Path | None, json_: bool) -> None:
-    from ._sweep import SweepError, load_sweep, render_sweep
+    from ._grid import SweepError
+    from ._sweep import load_sweep, render_sweep
 
     if out is not None:
         raise fail(
