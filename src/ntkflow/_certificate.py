@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import jax
 import numpy as np
-from jaxtyping import ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._jacobian import AbstractNTKMethod
@@ -215,15 +215,14 @@ LOSS_TEST_MAX_N = 2048
 
 
 def _loss_constants(
-    problem: Problem, R0: float, reasons: list[str], notes: list[str]
+    problem: Problem, z0: Array, R0: float, reasons: list[str], notes: list[str]
 ) -> tuple[float, float, float, float, bool]:
-    """`(μ, L, ‖∇R(z0)‖, ΔR0, refuted)` for the certificate: the squared loss's
+    """`(μ, L, ‖∇R(z0)‖, ΔR0, refuted)` for the certificate at `z0 = αf(w0)`: the squared loss's
     `(1, 1, ‖r0‖, R0)`; a strongly convex loss's `μ`, `L` and `ΔR0 = ‖∇R(z0)‖²/(2μ)`
     (strong convexity bounds the gap to the infimum by it), with a note; another loss's
     `μ = 0`, with the reason the theorem does not apply (docs/theory.md, "Losses other than
     the square"). A user's `μ`, `L` are tested against the Hessian's spectrum at `z0`
     (`refuted`: a reason says where it fails)."""
-    z0 = problem.alpha_array * problem.f(problem.w0)
     g0 = float(np.linalg.norm(np.asarray(problem.loss_gradient(z0), dtype=np.float64)))
     if problem.squared:
         return 1.0, 1.0, g0, R0, False
@@ -271,6 +270,52 @@ def _refute_loss(
             f"as stated: at z0 = αf(w0) its Hessian has {' and '.join(bad)}"
         )
     return bool(bad)
+
+
+def _sigma_min_reasons(problem: Problem, spec: Any, reasons: list[str]) -> None:
+    """Why `σ_min = 0`, when it is: more outputs than parameters, or `K0` numerically
+    singular (docs/theory.md, "Numerical rank")."""
+    if problem.n > problem.p:
+        reasons.append(
+            f"σ_min = 0 because n > p (n={problem.n}, p={problem.p}): J_0 cannot have "
+            "full row rank; widen the network or use fewer points"
+        )
+    elif spec.rank_deficient:
+        reasons.append(
+            f"σ_min ≈ 0: λ_min(K0) = {spec.eigenvalues[0]:.3g} is below the numerical-rank "
+            f"tolerance {spec.tolerance:.3g} (n·ε·λ_max), so the per-example gradients are "
+            "linearly dependent (repeated inputs?)"
+        )
+
+
+def _alpha_remarks(
+    alpha: float,
+    beta: float,
+    consts: dict[str, float],
+    kind: str,
+    decidable: bool,
+    refuted: bool,
+    reasons: list[str],
+    notes: list[str],
+) -> None:
+    """Whether `α ≥ α*` (a reason when not, where the other hypotheses let it be
+    decided), and what an estimated or a user's `β` makes of the conclusions."""
+    alpha_star, B = consts["alpha_star"], consts["B"]
+    if decidable and not (math.isfinite(alpha_star) and alpha >= alpha_star):
+        reasons.append(
+            f"α={alpha:.4g} < α*={alpha_star:.4g} (equivalently B' = "
+            f"{consts['B_prime']:.3g} > B/2 = {B / 2:.3g})"
+        )
+    elif decidable and kind == "estimate":
+        notes.append(
+            f"α={alpha:.4g} ≥ α*={alpha_star:.4g} with the estimated β: the "
+            "conclusions are expected, not proven"
+        )
+    if kind == "user" and not refuted:
+        notes.append(
+            f"β = {beta:.6g} is the user's value, not proved by ntkflow: every conclusion "
+            f"rests on J being {beta:.6g}-Lipschitz on the ball of radius B = {B:.6g} around w0"
+        )
 
 
 def certify(
@@ -321,24 +366,15 @@ def certify(
     with stage(f"certify: K0 ({problem.n}×{problem.n}) and its spectrum", progress):
         k0 = as_initial_kernel(problem, kernel, method=method, devices=mesh)
     spec = k0.spectrum
-    R0 = float(problem.loss(problem.w0))
-    f0_norm = float(np.linalg.norm(np.asarray(problem.f(problem.w0))))
+    f0 = problem.f(problem.w0)  # (once: R0, ‖f(w0)‖ and the loss's constants read it)
+    z0 = problem.alpha_array * f0
+    R0 = float(problem.loss_at(z0))
+    f0_norm = float(np.linalg.norm(np.asarray(f0)))
     reasons: list[str] = []
     notes: list[str] = []
 
-    # -- σ_min -------------------------------------------------------------------------
     sigma_min = k0.sigma_min_resolved
-    if problem.n > problem.p:
-        reasons.append(
-            f"σ_min = 0 because n > p (n={problem.n}, p={problem.p}): J_0 cannot have "
-            "full row rank; widen the network or use fewer points"
-        )
-    elif spec.rank_deficient:
-        reasons.append(
-            f"σ_min ≈ 0: λ_min(K0) = {spec.eigenvalues[0]:.3g} is below the numerical-rank "
-            f"tolerance {spec.tolerance:.3g} (n·ε·λ_max), so the per-example gradients are "
-            "linearly dependent (repeated inputs?)"
-        )
+    _sigma_min_reasons(problem, spec, reasons)
 
     # -- β -----------------------------------------------------------------------------
     with stage("certify: β (bound and estimates)", progress):
@@ -348,7 +384,7 @@ def certify(
         )  # fmt: skip
     beta = chosen.value
 
-    mu, L, grad0, delta_R0, loss_refuted = _loss_constants(problem, R0, reasons, notes)
+    mu, L, grad0, delta_R0, loss_refuted = _loss_constants(problem, z0, R0, reasons, notes)
     consts = theorem_constants(
         problem.alpha,
         delta_R0 if mu > 0 else R0,
@@ -360,23 +396,8 @@ def certify(
     )
     alpha_star = consts["alpha_star"]
     alpha_condition = math.isfinite(alpha_star) and problem.alpha >= alpha_star
-    if sigma_min > 0 and chosen.kind != "infinite" and not math.isnan(beta) and mu > 0:
-        if not alpha_condition:
-            reasons.append(
-                f"α={problem.alpha:.4g} < α*={alpha_star:.4g} (equivalently B' = "
-                f"{consts['B_prime']:.3g} > B/2 = {consts['B'] / 2:.3g})"
-            )
-        elif chosen.kind == "estimate":
-            notes.append(
-                f"α={problem.alpha:.4g} ≥ α*={alpha_star:.4g} with the estimated β: the "
-                "conclusions are expected, not proven"
-            )
-    if chosen.kind == "user" and not refuted:
-        notes.append(
-            f"β = {beta:.6g} is the user's value, not proved by ntkflow: every conclusion "
-            f"rests on J being {beta:.6g}-Lipschitz on the ball of radius B = "
-            f"{consts['B']:.6g} around w0"
-        )
+    decidable = sigma_min > 0 and chosen.kind != "infinite" and not math.isnan(beta) and mu > 0
+    _alpha_remarks(problem.alpha, beta, consts, chosen.kind, decidable, refuted, reasons, notes)
 
     _centring_remarks(
         problem, f0_norm, beta, spec.sigma_max, sigma_min, alpha_condition, reasons, notes
