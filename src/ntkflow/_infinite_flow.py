@@ -60,6 +60,7 @@ def infinite_flow(
     *,
     initial: str = "network",
     tol: float = 1e-12,
+    kernel: InfiniteKernel | None = None,
 ) -> InfiniteFlow:
     """The tangent flow of `problem` with its kernel replaced by the infinite-width NTK
     `Θ` of its model (`infinite_kernel`), at `times`.
@@ -71,6 +72,7 @@ def infinite_flow(
     - `initial`: `"network"` starts from the network's own `α f(w0)` (zero under a
       centring), `"zero"` from the Gaussian process's mean 0.
     - `tol`: `infinite_kernel`'s quadrature tolerance.
+    - `kernel`: `Θ` on the training points, when already computed (not again).
 
     **Raises:** `ValueError` for another loss, a model without a limit, negative or
     non-finite times, or an unknown `initial`.
@@ -86,7 +88,7 @@ def infinite_flow(
     if t.size == 0 or not np.all(np.isfinite(t)) or np.any(t < 0):
         raise ValueError(f"times must be finite and ≥ 0, got {np.asarray(times)!r}")
     data, dtype = problem.data, problem.dtype
-    theta = infinite_kernel(problem.model, data.X, tol=tol)
+    theta = kernel if kernel is not None else infinite_kernel(problem.model, data.X, tol=tol)
     cross = None
     if data.X_test is not None:
         cross = infinite_kernel(problem.model, data.X_test, data.X, tol=tol)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._certificate import Certificate, theorem_constants
-from ._infinite import infinite_kernel
+from ._infinite import InfiniteKernel, infinite_kernel
 from ._infinite_flow import infinite_flow
 from ._losses import Squared
 from ._problem import Problem
@@ -42,16 +42,25 @@ def _relative(value: float, limit: float) -> float:
     return abs(value - limit) / abs(limit)
 
 
+# The limit kernels' quadrature tolerance (`infinite_kernel`).
+LIMIT_TOL = 1e-12
+
+
+def limit_kernel(problem: Problem, *, tol: float = LIMIT_TOL) -> InfiniteKernel | None:
+    """The limit kernel `Θ` on the training points (`infinite_kernel`), or `None` when the
+    model has none: computed once per run, for `limit_scalars` and `limit_series`."""
+    return infinite_kernel(problem.model, problem.data.X, tol=tol) if has_limit(problem) else None
+
+
 def limit_scalars(
-    problem: Problem, certificate: Certificate, *, tol: float = 1e-12
+    problem: Problem, certificate: Certificate, limit: InfiniteKernel | None
 ) -> dict[str, Any]:
     """`‖K0 − Θ⊗I_k‖_F/‖Θ⊗I_k‖_F` and the relative distances of `σ_min`, `σ_max`, `α*`
-    to their values on the limit kernel, with those values and the limit kernel's error
-    bound (`None`: closed form). Empty when the model has no limit or the certificate
-    carries no kernel."""
-    if not has_limit(problem) or certificate.kernel is None:
+    to their values on the `limit` kernel (`limit_kernel`), with those values and the
+    limit kernel's error bound (`None`: closed form). Empty without a limit kernel, or
+    when the certificate carries no kernel."""
+    if limit is None or certificate.kernel is None:
         return {}
-    limit = infinite_kernel(problem.model, problem.data.X, tol=tol)
     theta = np.asarray(limit.ntk, dtype=np.float64)
     k = problem.data.k
     if k > 1:  # outputs point-major, as K0's
@@ -81,17 +90,17 @@ def limit_scalars(
     }
 
 
-def limit_series(problem: Problem, ts: np.ndarray, *, tol: float = 1e-12) -> dict[str, Any]:
-    """The infinite-width tangent flow at the run's save times `ts` (`infinite_flow`, square
-    loss only; empty otherwise): its training loss `loss_inf` and, with a test split, its
-    mean per-point test loss `loss_inf_test` (as `loss_u_test` is), for the report's loss
-    figures."""
-    if not has_limit(problem) or not isinstance(problem.objective, Squared):
+def limit_series(problem: Problem, ts: np.ndarray, limit: InfiniteKernel | None) -> dict[str, Any]:
+    """The infinite-width tangent flow of the `limit` kernel (`limit_kernel`) at the run's
+    save times `ts` (`infinite_flow`, square loss only; empty otherwise): its training loss
+    `loss_inf` and, with a test split, its mean per-point test loss `loss_inf_test` (as
+    `loss_u_test` is), for the report's loss figures."""
+    if limit is None or not isinstance(problem.objective, Squared):
         return {}
     ts = np.asarray(ts, dtype=np.float64)
     finite = np.isfinite(ts)
     out = {"loss_inf": np.full(ts.shape, np.nan)}
-    flow = infinite_flow(problem, np.where(finite, ts, 0.0), tol=tol)
+    flow = infinite_flow(problem, np.where(finite, ts, 0.0), kernel=limit, tol=LIMIT_TOL)
     out["loss_inf"] = np.where(finite, np.asarray(flow.loss), np.nan)
     if flow.test is not None and problem.data.y_test is not None:
         pred = np.asarray(flow.test).reshape(len(ts), len(problem.data.y_test), -1)

@@ -18,7 +18,7 @@ from . import datasets
 from ._certificate import Certificate, certify
 from ._flows import solve_flows
 from ._json import jsonable
-from ._limit_summary import limit_scalars, limit_series
+from ._limit_summary import limit_kernel, limit_scalars, limit_series
 from ._memory import TooLarge
 from ._problem import Problem
 from ._repr import concise, count_checks, shown
@@ -260,7 +260,8 @@ def run_problem(
     if certificate is None:
         certificate = certify(problem, beta=beta, progress=progress is True)
     cert = certificate
-    limits = limit_scalars(problem, cert) if limit else {}
+    theta = limit_kernel(problem) if limit else None  # (once: scalars and series read it)
+    limits = limit_scalars(problem, cert, theta)
     t_cert = time.perf_counter() - start
     solution = verification = None
     if flows:
@@ -270,7 +271,7 @@ def run_problem(
         )
         check()
         verification = verify(solution, cert)
-    series = limit_series(problem, solution.ts) if limits and solution is not None else {}
+    series = limit_series(problem, solution.ts, theta) if limits and solution is not None else {}
     summary = summarize(
         name,
         config,
