@@ -34,6 +34,9 @@ class Check:
       budget (`None` unless `holds is False`).
     - `reason`: why the check is inconclusive (`None` unless `holds is None`): the flow
       stopped before `t1`, the value is within its budget of the bound, or no budget.
+    - `losses`: the losses the conclusion is stated for (`LOSSES`): `"any"`,
+      `"strongly_convex"` (the square included) or `"squared"` (docs/theory.md, "What is
+      checked for each loss"); `verify` keeps the checks that apply to the problem's.
     """
 
     name: str
@@ -48,9 +51,22 @@ class Check:
     description: str
     first_violation: float | None = None
     reason: str | None = None
+    losses: str = "any"
+
+    def applies_to(self, squared: bool, strongly_convex: bool) -> bool:
+        """Whether the conclusion is stated for a loss of this kind."""
+        return LOSSES[self.losses](squared, strongly_convex)
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self))
+
+
+# Which losses a check's conclusion is stated for, by `Check.losses`.
+LOSSES = {
+    "any": lambda squared, strongly_convex: True,
+    "strongly_convex": lambda squared, strongly_convex: squared or strongly_convex,
+    "squared": lambda squared, strongly_convex: squared,
+}
 
 
 def _check(
@@ -67,6 +83,7 @@ def _check(
     rounding: float | np.ndarray = 0.0,
     reached: float = math.inf,
     t1: float = math.inf,
+    losses: str = "any",
 ) -> Check:
     """Decide one inequality `value ≤ bound` (or `≥` when `upper=False`) along `t`.
 
@@ -88,7 +105,9 @@ def _check(
     if not ok.any():
         nan = math.nan
         why = stopped if truncated else "no finite values were computed"
-        return Check(name, None, guaranteed, nan, nan, nan, nan, nan, flow, description, None, why)
+        return Check(
+            name, None, guaranteed, nan, nan, nan, nan, nan, flow, description, None, why, losses
+        )
     t, value, bound, error, rounding = (x[ok] for x in (t, value, bound, error, rounding))
     slack = (bound - value) if upper else (value - bound)
     tol = 64 * _EPS * (np.abs(value) + np.where(np.isfinite(bound), np.abs(bound), 0)) + rounding
@@ -130,6 +149,7 @@ def _check(
         description,
         first,
         reason,
+        losses,
     )
 
 

@@ -16,21 +16,14 @@ LOSS_FREE_CHECKS = ("exit_time", "ball_sigma_min", "ball_sigma_max")
 
 
 def for_loss(checks: list[Check], s: FlowSolution, c: Certificate) -> list[Check]:
-    """The checks that apply to the certificate's loss (see `verify`)."""
-    if c.squared:
-        return checks
+    """The checks stated for the certificate's loss (`Check.losses`), and for a strongly
+    convex loss other than the square the envelopes of its gradient (see `verify`)."""
     if c.loss_refuted:  # (the user's μ, L carry no guarantee: the Hessian refuted them)
         checks = [dataclasses.replace(k, guaranteed=False) for k in checks]
-    if not c.strongly_convex:
-        return [k for k in checks if k.name in LOSS_FREE_CHECKS]
-    out = []
-    for k in checks:
-        if k.name.startswith("loss_envelope"):
-            continue
-        if k.name == "distance_u_sharp":
-            k = dataclasses.replace(k, description="‖u(t) − w0‖ ≤ sqrt(2σ_max²·L·ΔR0)/(αμσ_min²)")
-        out.append(k)
-    return out + _gradient_envelopes(s, c)
+    kept = [k for k in checks if k.applies_to(c.squared, c.strongly_convex)]
+    if c.squared or not c.strongly_convex:
+        return kept
+    return kept + _gradient_envelopes(s, c)
 
 
 def _gradient_envelopes(s: FlowSolution, c: Certificate) -> list[Check]:
@@ -60,6 +53,7 @@ def _gradient_envelopes(s: FlowSolution, c: Certificate) -> list[Check]:
                 c.L * err,
                 reached=s.time_reached("gradient"),
                 t1=s.t1,
+                losses="strongly_convex",
             )
         )
     if s.grad_u is not None:
@@ -76,6 +70,7 @@ def _gradient_envelopes(s: FlowSolution, c: Certificate) -> list[Check]:
                 rounding=16 * c.n * _EPS * top,
                 reached=s.time_reached("tangent"),
                 t1=s.t1,
+                losses="strongly_convex",
             )
         )
     return checks

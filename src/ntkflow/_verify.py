@@ -261,6 +261,7 @@ def _gradient_flow_checks(s: FlowSolution, c: Certificate) -> tuple[list[Check],
             rounding=floor,
             reached=reach_w,
             t1=t1,
+            losses="squared",
         )
     )
     checks.append(
@@ -275,6 +276,7 @@ def _gradient_flow_checks(s: FlowSolution, c: Certificate) -> tuple[list[Check],
             e_dist,
             reached=reach_w,
             t1=t1,
+            losses="strongly_convex",
         )
     )
     order = np.argsort(t_all, kind="stable")
@@ -420,6 +422,7 @@ def _tangent_flow_checks(s: FlowSolution, c: Certificate) -> list[Check]:
             rounding=floor,
             reached=reach_u,
             t1=t1,
+            losses="squared",
         ),
         _check(
             "loss_envelope_u_sharp",
@@ -433,6 +436,7 @@ def _tangent_flow_checks(s: FlowSolution, c: Certificate) -> list[Check]:
             rounding=floor,
             reached=reach_u,
             t1=t1,
+            losses="squared",
         ),
         _check(
             "distance_u",
@@ -445,10 +449,13 @@ def _tangent_flow_checks(s: FlowSolution, c: Certificate) -> list[Check]:
             e_dist_u,
             reached=reach_u,
             t1=t1,
+            losses="strongly_convex",
         ),
         _check(
             "distance_u_sharp",
-            "‖u(t) − w0‖ ≤ sqrt(2σ_max²R0)/(ασ_min²)",
+            "‖u(t) − w0‖ ≤ sqrt(2σ_max²R0)/(ασ_min²)"
+            if c.squared
+            else "‖u(t) − w0‖ ≤ sqrt(2σ_max²·L·ΔR0)/(αμσ_min²)",
             "tangent",
             tangent_ok,
             t,
@@ -457,6 +464,7 @@ def _tangent_flow_checks(s: FlowSolution, c: Certificate) -> list[Check]:
             e_dist_u,
             reached=reach_u,
             t1=t1,
+            losses="strongly_convex",
         ),
     ]
     if s.dist_u_to_limit is not None and c.sigma_min > 0:
@@ -475,6 +483,7 @@ def _tangent_flow_checks(s: FlowSolution, c: Certificate) -> list[Check]:
                 rounding=rounding * max(cond, 1.0) * s.dist_u_inf,
                 reached=reach_u,
                 t1=t1,
+                losses="strongly_convex",
             )
         )
     return checks
