@@ -65,9 +65,9 @@ def test_python_sweep_directory_fits_and_resume(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()} == stamps
     assert again.dataset.equals(ds)
     # A different grid or setting is refused, not mixed in.
-    with pytest.raises(nf.SweepError, match="different experiment or grid"):
+    with pytest.raises(nf.SweepError, match=r"different experiment or grid; resume=True needs"):
         nf.sweep(make_problem, grid, out=out, t1=2.0, saveat=4, name="shallow", resume=True)
-    with pytest.raises(nf.SweepError, match="already holds a sweep"):
+    with pytest.raises(nf.SweepError, match=r"already holds a sweep; continue it with resume=True"):
         nf.sweep(make_problem, grid, out=out, t1=1.0, saveat=4, name="shallow")
 
 

@@ -139,7 +139,7 @@ def test_resume_after_sigint_and_sigkill_in_parallel_is_identical(reference, tmp
     code, _, n = _start_and_stop_after([*cmd, "--resume"], out, 3, signal.SIGKILL)
     assert code == -signal.SIGKILL and 3 <= n < 6 and not (out / "summary.json").exists()
     again = runner.invoke(app, ["sweep", str(exp), "--out", str(out)])
-    assert again.exit_code == 2 and "add --resume" in again.stderr
+    assert again.exit_code == 2 and "continue it with --resume" in again.stderr
     resumed = runner.invoke(
         app, ["sweep", str(exp), "--out", str(out), "--resume", "--jobs", "2", "--json"]
     )

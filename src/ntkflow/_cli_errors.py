@@ -141,9 +141,7 @@ def _sweep_error(error: Exception, out: Path | None, experiment: Path) -> str:
 
     if not (isinstance(error, SweepError) and error.directory):
         return str(error)
-    message = str(error).replace("resume it,", "add --resume to continue it,")
-    message = message.replace("resuming needs", "--resume needs")
-    return _out_error(ValueError(message), out, experiment)
+    return _out_error(ValueError(error.worded(resume="--resume")), out, experiment)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

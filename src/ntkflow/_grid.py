@@ -13,11 +13,18 @@ class SweepError(ValueError):
     """A bad sweep specification or output directory: one line for the user.
 
     `directory` is set when the error is about the sweep directory itself (the CLI then
-    says where that path came from: `--out`, or the experiment's `[output] dir`)."""
+    says where that path came from: `--out`, or the experiment's `[output] dir`). A
+    `message` may name the way to resume as `{resume}`: the library's (`resume=True`) in
+    the error's text, another caller's with `worded` (the CLI's `--resume`)."""
 
     def __init__(self, message: str, *, directory: bool = False):
-        super().__init__(message)
+        self.template = message
         self.directory = directory
+        super().__init__(self.worded())
+
+    def worded(self, resume: str = "resume=True") -> str:
+        """The message with the way to resume named `resume`."""
+        return self.template.replace("{resume}", resume)
 
 
 def _kind(value: Any) -> str:

@@ -251,12 +251,13 @@ def claim(out: Path, manifest: dict[str, Any], *, resume: bool) -> None:
             ) from None
         if not resume:
             raise SweepError(
-                f"{where} already holds a sweep; resume it, or choose another directory",
+                f"{where} already holds a sweep; continue it with {{resume}}, or choose "
+                "another directory",
                 directory=True,
             )
         if old.get("points") != manifest["points"]:
             raise SweepError(
-                f"{where} holds a sweep of a different experiment or grid; resuming needs "
+                f"{where} holds a sweep of a different experiment or grid; {{resume}} needs "
                 "the same one (or choose another directory)",
                 directory=True,
             )
