@@ -10,12 +10,14 @@ import dataclasses
 import math
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 from jaxtyping import Array, ArrayLike
 
 from .._activation_names import canonical_name
+from ._base import AbstractModel
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -127,3 +129,20 @@ def get_activation(activation: str | Activation) -> Activation:
             f"activation must be a name or an Activation, got {type(activation).__name__}"
         )
     return ACTIVATIONS[canonical_name(activation)]
+
+
+class AbstractActivationModel(AbstractModel):
+    """A built-in network (`Shallow`, `MLP`, `CNN`) whose smoothness is its activation's:
+    `σ''` bounded makes `J` Lipschitz on bounded sets (docs/theory.md, "Smoothness")."""
+
+    activation: eqx.AbstractVar[Activation]
+
+    @property
+    def smooth(self) -> bool:
+        return self.activation.smooth
+
+    def not_smooth_reason(self) -> str:
+        return (
+            f"{self.activation.name} is not smooth: σ'' is unbounded, so the Jacobian is "
+            "not Lipschitz (β = ∞)"
+        )

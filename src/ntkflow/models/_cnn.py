@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._activations import Activation, get_activation
-from ._base import AbstractModel
+from ._activations import AbstractActivationModel, Activation, get_activation
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 READOUTS = ("flatten", "pool")
@@ -24,7 +23,7 @@ def same_pad(h: Array, kh: int, kw: int) -> Array:
     return jnp.pad(h, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
 
 
-class CNN(AbstractModel):
+class CNN(AbstractActivationModel):
     """A convolutional network in NTK parametrisation on channels-last images.
 
     `h_0 = x ∈ R^{H×W×C}`; each hidden layer `h_l = σ(W_l ⋆ h_{l−1} / √fan_in + b_l)` is a
@@ -166,16 +165,6 @@ class CNN(AbstractModel):
         G_l[i, s]` over the positions `s`."""
         out, inputs = self._forward(params, X, taps)
         return out, inputs, (1.0 if self.bias else 0.0,) * len(params)
-
-    @property
-    def smooth(self) -> bool:
-        return self.activation.smooth
-
-    def not_smooth_reason(self) -> str:
-        return (
-            f"{self.activation.name} is not smooth: σ'' is unbounded, so the Jacobian is "
-            "not Lipschitz (β = ∞)"
-        )
 
     def output_dim_fix(self, k: int) -> str:
         return f"this CNN has out_dim={self.out_dim}; set CNN(..., out_dim={k}) to match"

@@ -8,11 +8,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._activations import Activation, get_activation
-from ._base import AbstractModel
+from ._activations import AbstractActivationModel, Activation, get_activation
 
 
-class MLP(AbstractModel):
+class MLP(AbstractActivationModel):
     """A fully connected network in NTK parametrisation.
 
     `h_0 = x`, `h_l = σ(W_l h_{l−1} / √fan_in + b_l)` for the hidden layers and
@@ -100,16 +99,6 @@ class MLP(AbstractModel):
                 h = self.activation(h)
         out = h[:, 0] if self.out_dim == 1 else h
         return out, tuple(inputs), (1.0 if self.bias else 0.0,) * len(params)
-
-    @property
-    def smooth(self) -> bool:
-        return self.activation.smooth
-
-    def not_smooth_reason(self) -> str:
-        return (
-            f"{self.activation.name} is not smooth: σ'' is unbounded, so the Jacobian is "
-            "not Lipschitz (β = ∞)"
-        )
 
     def output_dim_fix(self, k: int) -> str:
         return (

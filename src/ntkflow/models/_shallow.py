@@ -7,11 +7,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._activations import Activation, get_activation
-from ._base import AbstractModel
+from ._activations import AbstractActivationModel, Activation, get_activation
 
 
-class Shallow(AbstractModel):
+class Shallow(AbstractActivationModel):
     """`f(x; W) = m^{-1/2} Σ_j a_j σ(w_jᵀ x)`, the lecture's shallow network.
 
     Hidden weights `w_j ~ N(0, I_d)`, output weights `a_j` uniform on `{−1, +1}`.
@@ -72,16 +71,6 @@ class Shallow(AbstractModel):
         if self.train == "hidden":
             return h @ a, (X,), (0.0,)
         return h @ a + taps[1][:, 0], (X, h), (0.0, 0.0)
-
-    @property
-    def smooth(self) -> bool:
-        return self.activation.smooth
-
-    def not_smooth_reason(self) -> str:
-        return (
-            f"{self.activation.name} is not smooth: σ'' is unbounded, so the Jacobian is "
-            "not Lipschitz (β = ∞)"
-        )
 
     def output_dim_fix(self, k: int) -> str:
         return (
