@@ -70,6 +70,9 @@ ADAMS_GAP_RTOL = 1e-3
 ADAMS_RTOL = 1e-6
 # Its first step, as a fraction of the fastest mode's time scale 1/(α²λ_max).
 ADAMS_FIRST_STEP = 1e-3
+# A Runge–Kutta pair's first step, likewise (its re-solve's is `LOOSEN^(1/5)` longer:
+# `_integrate.integrate`).
+RK_FIRST_STEP = 1e-2
 FLOWS = ("gradient", "tangent")
 # Saved states beyond this many bytes are refused (lower `saveat`).
 MAX_SAVED_BYTES = 8 * 2**30
@@ -228,6 +231,8 @@ def _settings(
             jnp.asarray(kernel.eigenvalues, dtype),
             jnp.asarray(kernel.eigenvectors, dtype),
         )
+    elif fastest > 0:  # (a first step of its own, not diffrax's: see RK_FIRST_STEP)
+        dt0 = min(t1, RK_FIRST_STEP * t_fast)
     if isinstance(solver, ExponentialAdams):
         accuracy = _accuracy(problem, requested, resolution, dist_u_inf)
         # It starts well inside the fastest mode's time scale: its first steps have no
