@@ -220,7 +220,8 @@ def test_auto_horizon_and_saveat():
 
 
 def test_vector_field_evaluations_are_counted_exactly():
-    from ntkflow._integrate import DTMIN_FRACTION
+    from ntkflow._flows import RK_FIRST_STEP
+    from ntkflow._integrate import step_floor
 
     problem = _small(width=8)
     sol = nf.solve_flows(
@@ -239,23 +240,24 @@ def test_vector_field_evaluations_are_counted_exactly():
         return -grad(problem.w0 + d)
 
     stats = sol.stats["gradient"]
+    # (as solve_flows does: its first step, 1% of the fastest time scale, and step floor)
+    dt0 = min(sol.t1, RK_FIRST_STEP / (problem.alpha**2 * sol.sigma_max0**2))
     diffrax.diffeqsolve(
         diffrax.ODETerm(vf),
         diffrax.Tsit5(scan_kind="bounded"),
         0.0,
         sol.t1,
-        None,
+        dt0,
         jnp.zeros_like(problem.w0),
-        # (as solve_flows does: above its step floor)
         stepsize_controller=diffrax.PIDController(
             rtol=stats["rtol"],
             atol=stats["atol"],
-            dtmin=DTMIN_FRACTION * sol.t1,
+            dtmin=float(step_floor(sol.t1, dt0)),
             force_dtmin=False,
         ),
         max_steps=100_000,
     )
-    # Exact up to diffrax's initial step-size selection (one or two evaluations).
+    # Exact up to the first step's evaluations (one or two).
     assert abs(stats["vf_evaluations"] - len(count)) <= 2
     assert stats["vf_evaluations"] >= 6 * stats["num_steps"]
 
