@@ -27,7 +27,7 @@ def test_exact_on_a_linear_model():
     # The two solves differ by rounding only: the budget is the floor it never goes
     # below, what the reported solve held one step's local error to (docs/theory.md,
     # "The gradient flow's budget"): the distance's target 1e-6 times τ times its scale.
-    assert sol.err_w is not None and sol.err_w[0] == 0.0
+    assert sol.err_w is not None and sol.dist_w is not None and sol.err_w[0] == 0.0
     tau = sol.stats["error_estimate"]["accuracy"]["taus"][-1]
     floor = 1e-6 * tau * max(sol.dist_u_inf, float(np.max(sol.dist_w)))
     np.testing.assert_allclose(sol.err_w[1:], floor, rtol=1e-9)
