@@ -192,6 +192,52 @@ def _dual_for(activation: Activation, variances: list, tol: float, method: str) 
     return trapezoid_dual(activation, top, tol)
 
 
+def _checked(model: AbstractModel, x1: Any, x2: Any, method: str, tol: float) -> tuple:
+    """`infinite_kernel`'s inputs as arrays, the model's recursion and its activation.
+
+    **Raises:** `ValueError` naming the argument and the fix."""
+    X1 = _points(x1, "x1")
+    X2 = X1 if x2 is None else _points(x2, "x2")
+    if X1.shape[1] != X2.shape[1]:
+        raise ValueError(
+            f"x1 and x2 must have the same dimension, got {X1.shape[1]} and {X2.shape[1]}"
+        )
+    if method not in ("auto", "quadrature"):
+        raise ValueError(f"method must be 'auto' or 'quadrature', got method={method!r}")
+    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got tol={tol!r}")
+    rec = _recursion(model, X1.shape[1])
+    act = model.activation  # pyright: ignore[reportAttributeAccessIssue]  (MLP or Shallow)
+    if act.name not in CLOSED_FORMS and act.name not in ANALYTIC:
+        raise ValueError(
+            f"infinite_kernel has no kernel for activation={act.name!r}: neither a closed "
+            f"form (relu, erf, gelu, sin) nor a known analytic strip for the quadrature "
+            f"({', '.join(sorted(ANALYTIC))})"
+        )
+    return X1, X2, rec, act
+
+
+def _blocks(n1: int, block: int, progress: bool, one: Any) -> Any:
+    """`(rows, one(rows))` for each block of `block` rows of `n1`, with a progress bar."""
+    starts = range(0, n1, block)
+    bar = task = None
+    if progress:
+        from ._progress import rich_bar
+
+        bar = rich_bar(counts=True)
+        bar.start()
+        task = bar.add_task("infinite-width kernel", total=len(starts))
+    try:
+        for i in starts:
+            rows = slice(i, min(i + block, n1))
+            yield rows, one(rows)
+            if bar is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
 def infinite_kernel(
     model: AbstractModel,
     x1: ArrayLike | Dataset,
@@ -224,24 +270,7 @@ def infinite_kernel(
     known analytic strip (custom ones), inputs that are not finite 2-D arrays, or
     mismatched dimensions.
     """
-    X1 = _points(x1, "x1")
-    X2 = X1 if x2 is None else _points(x2, "x2")
-    if X1.shape[1] != X2.shape[1]:
-        raise ValueError(
-            f"x1 and x2 must have the same dimension, got {X1.shape[1]} and {X2.shape[1]}"
-        )
-    if method not in ("auto", "quadrature"):
-        raise ValueError(f"method must be 'auto' or 'quadrature', got method={method!r}")
-    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got tol={tol!r}")
-    rec = _recursion(model, X1.shape[1])
-    act = model.activation  # pyright: ignore[reportAttributeAccessIssue]  (MLP or Shallow)
-    if act.name not in CLOSED_FORMS and act.name not in ANALYTIC:
-        raise ValueError(
-            f"infinite_kernel has no kernel for activation={act.name!r}: neither a closed "
-            f"form (relu, erf, gelu, sin) nor a known analytic strip for the quadrature "
-            f"({', '.join(sorted(ANALYTIC))})"
-        )
+    X1, X2, rec, act = _checked(model, x1, x2, method, tol)
     dtype = jnp.result_type(float)
     X1j, X2j = jnp.asarray(X1, dtype), jnp.asarray(X2, dtype)
     lip = (
@@ -267,38 +296,19 @@ def infinite_kernel(
         block = max(1, min(n1, BLOCK_BYTES // per_row))
     nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
     en = et = 0.0
-    starts = range(0, n1, block)
-    bar = task = None
-    if progress:
-        from ._progress import rich_bar
 
-        bar = rich_bar(counts=True)
-        bar.start()
-        task = bar.add_task("infinite-width kernel", total=len(starts))
-    try:
-        for i in starts:
-            rows = slice(i, min(i + block, n1))
-            c, theta, ec, etheta = _block(
-                layer,
-                rec,
-                X1j[rows],
-                X2j,
-                [a[rows] for a in a1],
-                a2,
-                [e[rows] for e in e1] if quad else None,
-                e2 if quad else None,
-                ids1[rows],
-                ids2,
-            )
-            nngp[rows], ntk[rows] = np.asarray(c), np.asarray(theta)
-            if ec is not None and etheta is not None:
-                en = max(en, float(jnp.max(ec)))
-                et = max(et, float(jnp.max(etheta)))
-            if bar is not None:
-                bar.advance(task)
-    finally:
-        if bar is not None:
-            bar.stop()
+    def one(rows: slice) -> Any:
+        e_rows = [e[rows] for e in e1] if quad else None
+        a_rows = [a[rows] for a in a1]
+        return _block(
+            layer, rec, X1j[rows], X2j, a_rows, a2, e_rows, e2 if quad else None, ids1[rows], ids2
+        )
+
+    for rows, (c, theta, ec, etheta) in _blocks(n1, block, progress, one):
+        nngp[rows], ntk[rows] = np.asarray(c), np.asarray(theta)
+        if ec is not None and etheta is not None:
+            en = max(en, float(jnp.max(ec)))
+            et = max(et, float(jnp.max(etheta)))
     if isinstance(dual, TrapezoidDual):
         d = dual
         method = f"trapezoidal quadrature, step {d.h:.3g}, {2 * d.K + 1}² nodes, tol {tol:g}"
