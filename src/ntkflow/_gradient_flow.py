@@ -149,16 +149,13 @@ def budget_between(
     and the loss's budget propagated from the residual's, `‖∇R(z)‖e_r + L e_r²/2`, not the
     difference of the losses (which cancels when the two residuals' errors are orthogonal
     to `∇R`). NaN where either solve stopped short, and from there on: `verify` then calls
-    a check there inconclusive rather than deciding it without a budget. With
-    `ExponentialAdams`, never below what it held one step's local error to (`Path.targets`):
-    below that the two solves' errors need not scale with their tolerances."""
+    a check there inconclusive rather than deciding it without a budget.
+    (`at_least_local_targets` raises it to what one step was held to.)"""
     res_l = loose_residuals
     err_w = _running_max(np.linalg.norm(flow.path.deltas - loose_deltas, axis=1))
     err_res = _running_max(np.linalg.norm(flow.residuals - res_l, axis=1))
-    smooth = problem.objective.L
-    grad = gradient_norms(problem, flow.residuals)
-    err_loss = grad * err_res + 0.5 * (smooth if smooth is not None else 0.0) * err_res**2
-    if smooth is None:  # (unknown curvature: the first-order term, or the difference)
+    err_loss = _loss_budget(problem, flow, err_res)
+    if problem.objective.L is None:  # (unknown curvature: the first-order term, or the difference)
         err_loss = np.maximum(err_loss, np.abs(flow.loss - losses(problem, res_l)))
     return ErrorBudget(err_w=err_w, err_loss_w=err_loss, err_res_w=err_res, stats=stats)
 
@@ -174,11 +171,17 @@ def at_least_local_targets(
         return budget
     target_w, target_r = flow.path.targets
     err_w, err_res = _at_least(budget.err_w, target_w), _at_least(budget.err_res_w, target_r)
-    smooth = problem.objective.L
-    grad = gradient_norms(problem, flow.residuals)
-    err_loss = grad * err_res + 0.5 * (smooth if smooth is not None else 0.0) * err_res**2
+    err_loss = _loss_budget(problem, flow, err_res)
     err_loss = np.where(np.isnan(err_loss), err_loss, np.maximum(err_loss, budget.err_loss_w))
     return dataclasses.replace(budget, err_w=err_w, err_res_w=err_res, err_loss_w=err_loss)
+
+
+def _loss_budget(problem: Problem, flow: GradientPath, err_res: np.ndarray) -> np.ndarray:
+    """The loss's budget from the residual's `e_r`: `‖∇R(z)‖e_r + L e_r²/2` (`L` taken as
+    0 when unknown: the first-order term)."""
+    smooth = problem.objective.L
+    grad = gradient_norms(problem, flow.residuals)
+    return grad * err_res + 0.5 * (smooth if smooth is not None else 0.0) * err_res**2
 
 
 def _at_least(err: np.ndarray, target: float) -> np.ndarray:
