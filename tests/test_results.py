@@ -258,50 +258,52 @@ def _linear_problem(y, y_test):
     ],
 )
 def test_test_loss_is_a_mean_and_accuracy_counts_classes(y_test):
-    from ntkflow._diagnostics import test_predictions
+    from ntkflow._diagnostics import test_series
 
     y = y_test[[0, 1, 2, 3, 4, 0]]
     problem = _linear_problem(y, y_test)
     rng = np.random.default_rng(1)
     deltas = np.stack([np.zeros(problem.p), 0.3 * rng.normal(size=problem.p)])
     deltas = np.concatenate([deltas, np.full((1, problem.p), np.nan)])  # a save past a stop
-    out = test_predictions(problem, deltas, deltas)
+    w, u = test_series(problem, deltas), test_series(problem, deltas, linear=True)
+    assert w.pred is not None and w.loss is not None and u.loss is not None
     Xt = problem.data.X_test
     assert Xt is not None
     k = 1 if y_test.ndim == 1 else y_test.shape[1]
     targets = y_test.reshape(5, k)
     for i, d in enumerate(deltas[:2]):
         pred = problem.alpha * np.asarray(problem.predict(problem.w0 + d, Xt)).reshape(5, k)
-        np.testing.assert_allclose(out["pred_w_test"][i], pred, rtol=1e-10)
+        np.testing.assert_allclose(w.pred[i], pred, rtol=1e-10)
         loss = np.mean([0.5 * np.sum((pred[j] - targets[j]) ** 2) for j in range(5)])
-        np.testing.assert_allclose(out["loss_w_test"][i], loss, rtol=1e-10)
+        np.testing.assert_allclose(w.loss[i], loss, rtol=1e-10)
         if k == 1 and set(np.abs(y_test)) == {1.0}:
             right = [np.sign(pred[j, 0]) == targets[j, 0] for j in range(5)]
         elif k > 1:
             right = [np.argmax(pred[j]) == np.argmax(targets[j]) for j in range(5)]
         else:
-            assert "acc_w_test" not in out and "acc_u_test" not in out
+            assert w.acc is None and u.acc is None
             continue
-        assert out["acc_w_test"][i] == np.mean(right)
+        assert w.acc is not None and w.acc[i] == np.mean(right)
         # The tangent flow at δ = 0 is the network at w0; its accuracy is computed alike.
         if i == 0:
-            assert out["acc_u_test"][0] == out["acc_w_test"][0]
-            np.testing.assert_allclose(out["loss_u_test"][0], loss, rtol=1e-10)
-    assert out["pred_w_test"].shape == (3, 5, k)
-    assert np.isnan(out["loss_w_test"][2])
-    if "acc_w_test" in out:
-        assert np.isnan(out["acc_w_test"][2]) and np.isnan(out["acc_u_test"][2])
+            assert u.acc is not None and u.acc[0] == w.acc[0]
+            np.testing.assert_allclose(u.loss[0], loss, rtol=1e-10)
+    assert w.pred.shape == (3, 5, k)
+    assert np.isnan(w.loss[2])
+    if w.acc is not None:
+        assert u.acc is not None and np.isnan(w.acc[2]) and np.isnan(u.acc[2])
 
 
 def test_undecided_test_points_count_as_wrong():
-    from ntkflow._diagnostics import test_predictions
+    from ntkflow._diagnostics import test_series
 
     y_test = np.array([1.0, -1.0, 1.0, -1.0])
     problem = _linear_problem(y_test[[0, 1, 2, 3, 0, 1]], y_test)
     problem = nf.Problem(problem.model, problem.data, alpha=3.0, centering="antisymmetric")
-    out = test_predictions(problem, np.zeros((1, problem.p)), None)
-    np.testing.assert_array_equal(out["pred_w_test"], 0.0)  # αf(w0) = 0: no decision yet
-    assert out["acc_w_test"][0] == 0.0 and out["loss_w_test"][0] == 0.5
+    out = test_series(problem, np.zeros((1, problem.p)))
+    np.testing.assert_array_equal(out.pred, 0.0)  # αf(w0) = 0: no decision yet
+    assert out.acc is not None and out.loss is not None
+    assert out.acc[0] == 0.0 and out.loss[0] == 0.5
 
 
 def test_report_rerenders_results_written_before_predictions_had_points(tiny_run, tmp_path):

@@ -48,7 +48,7 @@ def test_step_limit_leaves_what_was_not_reached_inconclusive(certified):
     t_stop = sol.time_reached("gradient")
     assert 0 < t_stop < sol.t1
     v = nf.verify(sol, cert)
-    assert not v.all_hold and not v.complete and v.status == "max_steps"
+    assert not v.all_hold and not v.complete and v.status is nf.FlowStatus.MAX_STEPS
     assert v.t_reached == t_stop
     for name in ("loss_envelope_w", "distance_w", "exit_time"):
         c = v[name]
@@ -72,13 +72,17 @@ def test_a_violation_before_the_stop_is_still_a_failure():
     full = nf.verify(sol, cert)
     T = full.exit_time
     assert T is not None and full["exit_time"].holds is False
-    after = dataclasses.replace(
-        sol, status=nf.FlowStatus.MAX_STEPS, reached={"gradient": (T + sol.t1) / 2}
-    )
+    assert sol.gradient is not None
+
+    def stopped(at):
+        path = dataclasses.replace(sol.gradient, reached=at)
+        return dataclasses.replace(sol, status=nf.FlowStatus.MAX_STEPS, gradient=path)
+
+    after = stopped((T + sol.t1) / 2)
     v = nf.verify(after, cert)
     assert v["exit_time"].holds is False and v["exit_time"].first_violation == T
     assert not v.all_hold
-    before = dataclasses.replace(after, reached={"gradient": T / 2})
+    before = stopped(T / 2)
     v = nf.verify(before, cert)
     # Stopped before the exit: nothing past T/2 is shown, so neither held nor failed.
     assert v["exit_time"].holds is None and v.exit_time is None
@@ -97,7 +101,7 @@ def test_a_non_finite_solve_never_holds():
     sol = nf.solve_flows(problem, saveat=20, diagnostics=False)
     assert sol.status is nf.FlowStatus.NONFINITE
     v = nf.verify(sol, cert)
-    assert not v.all_hold and v.status == "nonfinite" and v.t_reached < sol.t1
+    assert not v.all_hold and v.status is nf.FlowStatus.NONFINITE and v.t_reached < sol.t1
     assert all(v[n].holds is not True for n in ("loss_envelope_w", "distance_w", "exit_time"))
 
 
@@ -216,7 +220,9 @@ def test_rounding_is_in_the_budget():
     bare = nf.solve_flows(problem, saveat=40, error_estimate=False)
     assert bare.err_loss_w is None and bare.round_res_w is not None
     assert nf.verify(bare, cert)["loss_envelope_w"].holds is None
-    without = nf.verify(dataclasses.replace(bare, round_res_w=None), cert)
+    without = nf.verify(
+        dataclasses.replace(bare, gradient=dataclasses.replace(bare.gradient, rounding=None)), cert
+    )
     assert without["loss_envelope_w"].holds is False
 
 

@@ -20,6 +20,7 @@ from ._executors import (
     RayExecutor as RayExecutor,
 )
 from ._exponential import ExponentialNTK as ExponentialNTK
+from ._flow_options import FlowOptions as FlowOptions
 from ._flows import (
     choose_solver as choose_solver,
     get_solver as get_solver,
@@ -52,6 +53,14 @@ from ._losses import (
 )
 from ._ntk_fn import empirical_ntk_fn as empirical_ntk_fn
 from ._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
+from ._paths import (
+    Budget as Budget,
+    FlowPath as FlowPath,
+    Gaps as Gaps,
+    KernelPath as KernelPath,
+    Steps as Steps,
+    TestSeries as TestSeries,
+)
 from ._problem import Problem as Problem
 from ._python_sweep import sweep as sweep
 from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results

@@ -29,7 +29,7 @@ from ._gradient_flow import (
 from ._integrate import SolveSettings
 from ._problem import Problem
 from ._progress import RichProgressMeter
-from ._solution import SolveStats
+from ._stats import SolveStats
 
 # The loose solve's factor on τ, and how often the policy may tighten by 10 after its
 # first pair `(START_TAU, START_TAU/10)`. It starts at τ = 1: on the 25 problems of

@@ -368,7 +368,6 @@ def certify(
     spec = k0.spectrum
     f0 = problem.f(problem.w0)  # (once: R0, ‖f(w0)‖ and the loss's constants read it)
     z0 = problem.alpha_array * f0
-    R0 = float(problem.loss_at(z0))
     f0_norm = float(np.linalg.norm(np.asarray(f0)))
     reasons: list[str] = []
     notes: list[str] = []
@@ -382,6 +381,24 @@ def certify(
             problem, sigma_min, user_beta, reasons, notes, estimate=estimate_beta, key=key,
             samples=beta_samples, iters=beta_iters
         )  # fmt: skip
+    return _conclude(problem, k0, z0, f0_norm, (chosen, estimates, refuted), reasons, notes)
+
+
+def _conclude(
+    problem: Problem,
+    k0: InitialKernel,
+    z0: Any,
+    f0_norm: float,
+    chosen_beta: tuple[BetaEstimate, list[BetaEstimate], bool],
+    reasons: list[str],
+    notes: list[str],
+) -> Certificate:
+    """The certificate from `K0`, `z0 = α f(w0)` and the chosen `β` (with its estimates
+    and whether one refuted it): the loss's constants, `α*`, `B`, `B'` (docs/theory.md,
+    "The certificate"), every remark, and whether the hypotheses hold."""
+    spec, sigma_min = k0.spectrum, k0.sigma_min_resolved
+    chosen, estimates, refuted = chosen_beta
+    R0 = float(problem.loss_at(z0))
     beta = chosen.value
 
     mu, L, grad0, delta_R0, loss_refuted = _loss_constants(problem, z0, R0, reasons, notes)

@@ -82,8 +82,9 @@ def print_run(cert, sol, verification) -> None:
     """The certificate, then how the solve ended (first, in a warning, when it stopped
     short of t1), the checks, the exit time and the verdict."""
     if not verification.complete:
+        how = verification.status.name.lower()
         console.print(
-            f"[bold yellow]Incomplete ({verification.status}):[/] {escape(sol.message)}",
+            f"[bold yellow]Incomplete ({how}):[/] {escape(sol.message)}",
             highlight=False,
         )
         console.print()
@@ -196,7 +197,7 @@ def _demo_verdict(lo, hi) -> str:
         if unsure:
             parts.append(f"{len(unsure)} are inconclusive ({', '.join(unsure)})")
         if not v.complete:
-            parts.append(f"the solve stopped at t = {v.t_reached:.3g} ({v.status})")
+            parts.append(f"the solve stopped at t = {v.t_reached:.3g} ({v.status.name.lower()})")
         return "; ".join(parts)
 
     def left(v) -> str:

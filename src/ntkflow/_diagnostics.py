@@ -11,8 +11,10 @@ import numpy as np
 from jaxtyping import Float
 
 from ._diagnostics_iterative import Warm, iterative_diagnostics_at, preconditioner
+from ._errors import InputError
 from ._initial_kernel import InitialKernel
 from ._kernel import empirical_ntk
+from ._paths import KernelPath, TestSeries
 from ._problem import Problem
 from ._spectrum import dense_eigh, spectrum_from_eigenvalues
 
@@ -24,9 +26,7 @@ def diagnostics_method(diagnostics: Any) -> str | None:
         return "dense" if diagnostics else None
     if isinstance(diagnostics, str) and diagnostics.lower() in _METHODS:
         return diagnostics.lower()
-    raise ValueError(
-        f"diagnostics must be True, False, 'dense' or 'lanczos', got diagnostics={diagnostics!r}"
-    )
+    raise InputError("diagnostics", diagnostics, "True, False, 'dense' or 'lanczos'")
 
 
 def kernel_diagnostics(
@@ -36,7 +36,7 @@ def kernel_diagnostics(
     *,
     method: str = "dense",
     progress: bool = False,
-) -> dict[str, np.ndarray]:
+) -> KernelPath:
     """At each saved `w = w0 + δ`: `σ_min(J_w)`, `σ_max(J_w)` (the rule of `ntk_spectrum`)
     and the relative kernel drift `‖K_w − K0‖_op / ‖K0‖_op` (`‖K0‖_op` from the
     `InitialKernel`). `method="dense"`: one empirical NTK and two symmetric
@@ -68,7 +68,7 @@ def kernel_diagnostics(
     finally:
         if bar is not None:
             bar.stop()
-    return {"sigma_min_t": smin, "sigma_max_t": smax, "kernel_drift": drift}
+    return KernelPath(smin, smax, drift, method)
 
 
 def _dense(problem: Problem, kernel: InitialKernel, K0n: np.ndarray) -> Callable:
@@ -112,8 +112,8 @@ def _labels(y: np.ndarray) -> np.ndarray | None:
 
 
 def _test_metrics(
-    problem: Problem, pred: np.ndarray, y: np.ndarray, labels: np.ndarray | None, flow: str
-) -> dict[str, np.ndarray]:
+    problem: Problem, pred: np.ndarray, y: np.ndarray, labels: np.ndarray | None
+) -> TestSeries:
     """The mean per-point loss (`½‖α f(x) − y‖²` for the squared loss) over the test points and,
     for class targets, the fraction classified correctly: the output's sign (one output) or
     its argmax (`k` outputs) is the class. An undecided point — an output of exactly 0, a
@@ -130,7 +130,7 @@ def _test_metrics(
             jax.vmap(lambda Z: one(Z, yj))(jnp.asarray(np.nan_to_num(pred), problem.dtype))
         )
         per_point[~ok] = np.nan
-    out = {f"loss_{flow}_test": np.mean(per_point, axis=1)}
+    acc = None
     if labels is not None:
         if pred.shape[2] == 1:
             right = np.sign(pred[..., 0]) == labels[None, :]
@@ -138,46 +138,36 @@ def _test_metrics(
             top = pred == np.max(pred, axis=2, keepdims=True)
             unique = np.sum(top, axis=2) == 1
             right = unique & (np.argmax(pred, axis=2) == labels[None, :])
-        acc = np.mean(right, axis=1)
-        out[f"acc_{flow}_test"] = np.where(ok, acc, np.nan)
-    return out
+        acc = np.where(ok, np.mean(right, axis=1), np.nan)
+    return TestSeries(pred=pred, loss=np.mean(per_point, axis=1), acc=acc)
 
 
-def test_predictions(
-    problem: Problem,
-    delta_w: Float[np.ndarray, "s p"] | None,
-    delta_u: Float[np.ndarray, "s p"] | None,
-) -> dict[str, Any]:
-    """Scaled predictions `α f(w(t); X_test)` and `α f_0(u(t); X_test)` on the test split,
-    shape `(saves, n_test, k)`; their losses, the mean over test points of
-    the problem's loss of one point (`½‖α f(x) − y‖²` for the squared loss; so that splits
-    of different sizes compare), and, when the targets
-    are classes (`±1`, or one-hot over `k` outputs), their accuracies `acc_w_test`,
-    `acc_u_test`: the fraction of test points whose sign (one output) or argmax (`k`
-    outputs) is the target's."""
+def test_series(
+    problem: Problem, deltas: Float[np.ndarray, "s p"], *, linear: bool = False
+) -> TestSeries:
+    """A flow on the test split at each save `w0 + δ`: the scaled predictions
+    `α f(w0 + δ; X_test)` (`linear=True`: the linearisation's, `α f_0(w0 + δ; X_test)`),
+    shape `(saves, n_test, k)`; their loss, the mean over test points of the problem's
+    loss of one point (`½‖α f(x) − y‖²` for the squared loss; so that splits of
+    different sizes compare), and, when the targets are classes (`±1`, or one-hot over
+    `k` outputs), the accuracy: the fraction of test points whose sign (one output) or
+    argmax (`k` outputs) is the target's."""
     data = problem.data
     assert data.X_test is not None and data.y_test is not None
     Xt = data.X_test
     yt = np.asarray(data.y_test, dtype=np.float64)
     yt = yt.reshape(yt.shape[0], -1)
-    labels = _labels(yt)
     a = problem.alpha
-    shape = (-1, *yt.shape)
-    out: dict[str, Any] = {}
-    if delta_w is not None:
-        ok = np.all(np.isfinite(delta_w), axis=1)
-        W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(delta_w), problem.dtype)
-        pred = np.array(jax.vmap(lambda w: problem.predict(w, Xt).reshape(-1))(W)) * a
-        pred[~ok] = np.nan
-        out["pred_w_test"] = pred.reshape(shape)
-        out.update(_test_metrics(problem, out["pred_w_test"], yt, labels, "w"))
-    if delta_u is not None:
+    if linear:
 
         def lin(d):
             f0, df = jax.jvp(lambda w: problem.predict(w, Xt).reshape(-1), (problem.w0,), (d,))
             return f0 + df
 
-        pred = np.asarray(jax.vmap(lin)(jnp.asarray(delta_u, problem.dtype))) * a
-        out["pred_u_test"] = pred.reshape(shape)
-        out.update(_test_metrics(problem, out["pred_u_test"], yt, labels, "u"))
-    return out
+        pred = np.asarray(jax.vmap(lin)(jnp.asarray(deltas, problem.dtype))) * a
+    else:
+        ok = np.all(np.isfinite(deltas), axis=1)
+        W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(deltas), problem.dtype)
+        pred = np.array(jax.vmap(lambda w: problem.predict(w, Xt).reshape(-1))(W)) * a
+        pred[~ok] = np.nan
+    return _test_metrics(problem, pred.reshape(-1, *yt.shape), yt, _labels(yt))

@@ -22,20 +22,19 @@ exponential integrator's linear part carries its Hessian.
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpy.typing as npt
 from jaxtyping import ArrayLike, Float
 
 from ._accuracy import solve_to_accuracy
 from ._adams import Accuracy, ExponentialAdams
-from ._diagnostics import diagnostics_method, kernel_diagnostics, test_predictions
+from ._diagnostics import diagnostics_method, kernel_diagnostics, test_series
 from ._exponential import ExponentialNTK, InitialFactors
+from ._flow_options import FLOWS as FLOWS, FlowOptions
 from ._gd import gradient_descent
 from ._gradient_flow import (
     MAX_RTOL,
@@ -46,12 +45,13 @@ from ._gradient_flow import (
 )
 from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._integrate import SolveSettings, gradient_norms, losses
+from ._paths import Budget, FlowPath, Gaps, Steps
 from ._problem import Problem
 from ._progress import RichProgressMeter, meter as progress_meter
 from ._rounding import motion_resolution, residual_rounding
 from ._save_times import save_times
 from ._sharding import split_problem
-from ._solution import FlowSolution, FlowStatus, GDStats, SolveStats
+from ._solution import FlowSolution
 from ._solvers import (
     SOLVER_NAMES as SOLVER_NAMES,
     as_solver,
@@ -59,8 +59,9 @@ from ._solvers import (
     default_solver as default_solver,
     get_solver as get_solver,
 )
+from ._stats import FlowStatus
 from ._tangent import TangentFlow
-from ._tangent_methods import AbstractTangentMethod, TangentPath, get_tangent_method
+from ._tangent_methods import TangentPath, get_tangent_method
 
 # `rtol="auto"`: this, unless the dtype cannot resolve it (`_relative_tolerance`).
 DEFAULT_RTOL = 1e-8
@@ -73,7 +74,6 @@ ADAMS_FIRST_STEP = 1e-3
 # A Runge–Kutta pair's first step, likewise (its re-solve's is `LOOSEN^(1/5)` longer:
 # `_integrate.integrate`).
 RK_FIRST_STEP = 1e-2
-FLOWS = ("gradient", "tangent")
 # Saved states beyond this many bytes are refused (lower `saveat`).
 MAX_SAVED_BYTES = 8 * 2**30
 
@@ -113,23 +113,6 @@ def _accuracy(problem: Problem, rtol: float | str, rho: float, dist_u_inf: float
         gap = dist = max(float(rtol), rho)
     scales = (math.inf, math.inf, dist_u_inf)
     return Accuracy(gap=gap, dist=dist, loss=dist, scales=scales, floor=floor)
-
-
-def _check_arguments(flows: Sequence[str], rtol: Any, atol: Any, max_steps: Any) -> tuple:
-    flows = tuple(flows)
-    if set(flows) - set(FLOWS) or not flows:
-        raise ValueError(
-            f"flows must be a non-empty subset of ('gradient', 'tangent'), got flows={flows!r}"
-        )
-    if rtol != "auto" and not (
-        isinstance(rtol, int | float) and not isinstance(rtol, bool) and 0 < rtol < 1
-    ):
-        raise ValueError(f"rtol must be 'auto' or a number in (0, 1), got rtol={rtol!r}")
-    if atol != "auto" and not (isinstance(atol, int | float) and math.isfinite(atol) and atol > 0):
-        raise ValueError(f"atol must be 'auto' or a number > 0, got atol={atol!r}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer ≥ 1, got max_steps={max_steps!r}")
-    return flows
 
 
 def loss_curvature(problem: Problem) -> float:
@@ -180,16 +163,9 @@ def _settings(
     problem: Problem,
     tangent: TangentFlow,
     kernel: InitialKernel,
-    *,
     t1: float | str,
-    saveat: int | npt.ArrayLike,
-    spacing: str,
-    solver: diffrax.AbstractSolver | ExponentialAdams | str,
-    rtol: float | str,
-    atol: float | str,
-    max_steps: int,
+    options: FlowOptions,
     meter: diffrax.AbstractProgressMeter,
-    saved_flows: int,
 ) -> tuple[SolveSettings, float, float]:
     """The settings every solve shares, the flow's resolution `ρ` and the tangent flow's
     total displacement `‖u∞ − w0‖` (docs/theory.md, "Horizon and tolerances")."""
@@ -197,10 +173,11 @@ def _settings(
     mu = loss_curvature(problem)
     fastest = problem.alpha**2 * float(lam[-1]) * _rate_scale(problem)
     t_fast = 1.0 / fastest if fastest > 0 else math.inf
+    saveat, solver, rtol, atol = options.saveat, options.solver, options.rtol, options.atol
     t1, ts = save_times(
-        t1, saveat, kernel.sigma_min_resolved, problem.alpha, mu, t_fast, spacing=spacing
+        t1, saveat, kernel.sigma_min_resolved, problem.alpha, mu, t_fast, spacing=options.spacing
     )
-    if len(ts) * problem.p * 8 * saved_flows > MAX_SAVED_BYTES:
+    if len(ts) * problem.p * 8 * len(options.flows) > MAX_SAVED_BYTES:
         raise ValueError(
             f"saving {len(ts)} states of p={problem.p} parameters needs more than 8 GiB; "
             "lower saveat"
@@ -243,49 +220,59 @@ def _settings(
         scale = t_fast if fastest > 0 else math.nan
         meter = dataclasses.replace(meter, t1=float(t1), scale=scale)
     settings = SolveSettings(
-        t1, ts, solver, rtol, float(atol), max_steps, meter, dt0, initial, accuracy
+        t1, ts, solver, rtol, float(atol), options.max_steps, meter, dt0, initial, accuracy
     )
     return settings, resolution, dist_u_inf
 
 
-def _tangent_series(problem: Problem, path: TangentPath) -> dict[str, np.ndarray | None]:
-    out: dict[str, np.ndarray | None] = {
-        "loss_u": losses(problem, path.residuals),
-        "dist_u": np.linalg.norm(path.deltas, axis=1),
-        "dist_u_to_limit": path.dist_to_limit,
-    }
-    if not problem.squared:
-        out["grad_u"] = gradient_norms(problem, path.residuals)
-    return out
+def _tangent_path(problem: Problem, ts: np.ndarray, u: TangentPath) -> FlowPath:
+    """The tangent flow's typed path (`FlowPath`) from its solve."""
+    return FlowPath(
+        ts,
+        losses(problem, u.residuals),
+        dist=np.linalg.norm(u.deltas, axis=1),
+        grad=None if problem.squared else gradient_norms(problem, u.residuals),
+        reached=u.t_reached,
+        stats=u.stats,
+        to_limit=u.dist_to_limit,
+    )
 
 
-def _gradient_series(
-    problem: Problem, flow: GradientPath, tangent: TangentPath | None
-) -> dict[str, np.ndarray]:
-    deltas, steps = flow.path.deltas, flow.path.steps
-    out = {
-        "loss_w": flow.loss,
-        "dist_w": np.linalg.norm(deltas, axis=1),
-        "round_res_w": residual_rounding(problem, deltas),
-        "step_ts": steps.ts,
-        "step_loss_w": steps.loss,
-        "step_dist_w": steps.dist,
-    }
-    if not problem.squared:
-        out["grad_w"] = gradient_norms(problem, flow.residuals)
-    if tangent is None:
-        return out
-    closed = tangent.closed_form
-    if closed is not None and len(steps.ts):
-        # The tangent flow at the gradient flow's steps too (closed form: cheap), so both
-        # are drawn at the same resolution.
-        st = jnp.asarray(steps.ts, problem.dtype)
-        out["step_loss_u"] = np.asarray(jax.lax.map(closed.loss, st, batch_size=512))
-        out["step_dist_u"] = np.asarray(jax.lax.map(closed.distance, st, batch_size=512))
-        out["step_gap_f"], out["step_gap_w"] = steps.gap_f, steps.gap_w
-    out["gap_f"] = np.linalg.norm(flow.residuals - tangent.residuals, axis=1)
-    out["gap_w"] = np.linalg.norm(deltas - tangent.deltas, axis=1)
-    return out
+def _gradient_path(
+    problem: Problem, ts: np.ndarray, w: GradientPath, budget: ErrorBudget | None
+) -> FlowPath:
+    """The gradient flow's typed path from its solve and its error budget."""
+    deltas, steps = w.path.deltas, w.path.steps
+    return FlowPath(
+        ts,
+        w.loss,
+        dist=np.linalg.norm(deltas, axis=1),
+        grad=None if problem.squared else gradient_norms(problem, w.residuals),
+        reached=w.t_reached,
+        stats=w.stats,
+        steps=Steps(steps.ts, steps.loss, steps.dist),
+        budget=None
+        if budget is None
+        else Budget(budget.err_w, budget.err_loss_w, budget.err_res_w, budget.stats),
+        rounding=residual_rounding(problem, deltas),
+    )
+
+
+def _compared(problem: Problem, u: TangentPath, w: GradientPath) -> tuple[Gaps, Steps | None]:
+    """The gaps between the flows, and the tangent flow at the gradient flow's steps
+    (closed form only: cheap there, so that both are drawn at the same resolution)."""
+    steps, closed = w.path.steps, u.closed_form
+    gap_f = np.linalg.norm(w.residuals - u.residuals, axis=1)
+    gap_w = np.linalg.norm(w.path.deltas - u.deltas, axis=1)
+    if closed is None or not len(steps.ts):
+        return Gaps(gap_f, gap_w), None
+    st = jnp.asarray(steps.ts, problem.dtype)
+    at_steps = Steps(
+        steps.ts,
+        np.asarray(jax.lax.map(closed.loss, st, batch_size=512)),
+        np.asarray(jax.lax.map(closed.distance, st, batch_size=512)),
+    )
+    return Gaps(gap_f, gap_w, steps.gap_f, steps.gap_w), at_steps
 
 
 def _ending(tangent: TangentPath | None, gradient: GradientPath | None) -> tuple[FlowStatus, str]:
@@ -312,57 +299,70 @@ def _gradient_flow(
     settings: SolveSettings,
     u: TangentPath | None,
     resolution: float,
-    policy: bool,
-    error_estimate: bool,
+    options: FlowOptions,
 ) -> tuple[GradientPath, ErrorBudget | None]:
     """The gradient flow and its error budget (`None` without the error estimate): by the
     accuracy policy (`_accuracy`: the budget is the controller, loose then tighter) for
     `ExponentialAdams` with `rtol="auto"`, else one solve and a re-solve 10× looser."""
+    policy = options.error_estimate and options.rtol == "auto"
     if policy and resolution <= MAX_RTOL and isinstance(settings.solver, ExponentialAdams):
         return solve_to_accuracy(problem, settings, resolution=resolution)
     along = None if u is None else u.closed_form  # gaps at every step, if cheap
     w = solve_gradient_flow(problem, settings, resolution=resolution, tangent=along)
     budget = None
-    if error_estimate and np.isfinite(w.loss[1:]).any():
+    if options.error_estimate and np.isfinite(w.loss[1:]).any():
         budget = error_budget(problem, settings, w, tangent=along)
     return w, budget
 
 
-def _gradient_descent(problem: Problem, closed: TangentFlow, step: float, ts, delta_w, out):
-    """Gradient descent with step `step`, its series added to `out` (with its gap to the
-    gradient flow's saves `delta_w`, when given)."""
+def _gradient_descent(
+    problem: Problem, closed: TangentFlow, step: float, ts: np.ndarray, w: FlowPath | None
+) -> tuple[FlowPath, str | None]:
+    """Gradient descent with step `step` as a typed path (with its gap to the gradient
+    flow `w`'s saves, when given), and why it diverged (`None` if it did not)."""
     L = problem.objective.L
     lam_max = float(closed.eigenvalues[-1])
     gd = gradient_descent(problem, step, ts, lambda_max=lam_max, smoothness=1.0 if L is None else L)
-    out["ts_gd"], out["loss_gd"] = gd.ts, gd.loss
-    out["dist_gd"] = np.linalg.norm(gd.deltas, axis=1)
-    if delta_w is not None:
-        out["gap_gd"] = np.linalg.norm(gd.deltas - delta_w, axis=1)
-    return gd
+    delta_w = None if w is None else w.params
+    path = FlowPath(
+        gd.ts,
+        gd.loss,
+        dist=np.linalg.norm(gd.deltas, axis=1),
+        reached=gd.t_reached,
+        stats=gd.stats,
+        gap=None if delta_w is None else np.linalg.norm(gd.deltas - delta_w, axis=1),
+    )
+    return path, gd.divergence()
+
+
+def _with_deltas(
+    problem: Problem,
+    path: FlowPath | None,
+    deltas: np.ndarray | None,
+    *,
+    linear: bool,
+) -> FlowPath | None:
+    """`path` with its displacements `· − w0` (`params`) and, with a test split, its
+    test series."""
+    if path is None or deltas is None:
+        return path
+    test = test_series(problem, deltas, linear=linear) if problem.data.has_test else None
+    return dataclasses.replace(path, params=deltas, test=test)
 
 
 def solve_flows(
     problem: Problem,
     t1: float | str = "auto",
+    options: FlowOptions | None = None,
     *,
-    saveat: int | npt.ArrayLike = 100,
-    spacing: str = "log",
-    solver: str | diffrax.AbstractSolver | ExponentialAdams = "auto",
-    rtol: float | str = "auto",
-    atol: float | str = "auto",
-    flows: Sequence[str] = FLOWS,
-    tangent: str | AbstractTangentMethod = "auto",
-    gd_step: float | None = None,
-    max_steps: int = 100_000,
-    progress: bool | diffrax.AbstractProgressMeter = False,
-    error_estimate: bool = True,
-    save_params: bool = False,
-    diagnostics: bool | str = True,
     kernel: InitialKernel | Float[ArrayLike, "n n"] | None = None,
+    progress: bool | diffrax.AbstractProgressMeter = False,
     devices: Any = None,
+    **settings: Any,
 ) -> FlowSolution:
     """Integrate the network's gradient flow `w(t)` and the tangent flow `u(t)` from the
-    same `w0`, and record every quantity the theorem speaks of at the save times.
+    same `w0`, and record every quantity the theorem speaks of at the save times
+    (docs/theory.md, "The two gradient flows").
 
     **Arguments:**
 
@@ -371,122 +371,69 @@ def solve_flows(
       `R0·exp(−tμα²σ_min²/2)` reaches `1e-6·R0` (`μ = 1` for the squared loss; for a
       loss that is not strongly convex, the curvature at `w0` along the first gradient,
       `loss_curvature`); with an array `saveat`, its last time.
-    - `saveat`: an int (that many save times: 0 and the rest evenly spaced in `log t`
-      from 1% of the fastest time scale `1/(α²Lλ_max)` to `t1`, or in `t` with
-      `spacing="linear"`) or an increasing array of times (0 is prepended if absent).
-    - `solver`: `"auto"` (an exponential integrator when the flow is stiff, see
-      `choose_solver`), `"adams"` (`ExponentialAdams`, squared loss), `"exponential"`
-      (`ExponentialNTK`), `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"`, or any diffrax
-      solver. The tangent flow's ODE (`tangent="ode"`) uses Tsit5 when the gradient
-      flow's solver is exponential.
-    - `rtol`, `atol`: the tolerances. With `ExponentialAdams`, `rtol="auto"` is the
-      accuracy policy (docs/flows.md, "The accuracy policy"): the gaps `‖w − u‖`,
-      `‖αf(w) − αf_0(u)‖` to `1e-3` of themselves, the distance and the loss to `1e-6`,
-      solved loose first and tightened until the error budget shows it
-      (`stats["error_estimate"]["accuracy"]` reports what it reached); a number is used
-      for all of them, with one re-solve 10× looser for the budget. Otherwise they are
-      the PID controller's on the displacement `w − w0`:
-      `rtol="auto"` is `1e-8`, or what the dtype can resolve when that is coarser
-      (`max(1e-8, 1000ε, ρ)` with the flow's resolution `ρ` from `motion_resolution`;
-      float32: about `1e-4` or more); a number below `ρ` is raised to `ρ` with a
-      `RuntimeWarning`. When `ρ > 1e-2` the gradient flow is not integrated
-      (`FlowStatus.UNRESOLVED`): rounding would be most of what it shows.
-      `atol="auto"` is `rtol` times the RMS entry of `u∞ − w0` (the scale of the motion).
-    - `flows`: which of `"gradient"`, `"tangent"` to integrate.
-    - `tangent`: how the tangent flow is computed: `"auto"` (the closed form for the
-      squared loss, the ODE for any other), `"closed_form"` (`ClosedForm`: the
-      eigendecomposition of `K0`; exact; squared loss only), `"ode"` (`TangentODE`:
-      diffrax on `jax.linearize`), or an `AbstractTangentMethod`.
-    - `gd_step`: if given, also run gradient descent with this step `η`.
-    - `max_steps`: the solver's step budget.
-    - `progress`: `True` for a progress bar on stderr, or any diffrax progress meter.
-    - `error_estimate`: re-solve the gradient flow at 10× looser tolerances and use the
-      difference as the error budget of every gradient-flow quantity (see `verify`).
-    - `save_params`: keep `w(t) − w0` and `u(t) − w0` (`n_saves × p` numbers each).
-    - `diagnostics`: `σ(J_{w(t)})` and the kernel drift at every save: `True`/`"dense"`
-      (a kernel and two `eigh`s each), `"lanczos"` (iterative, no kernel formed:
-      docs/flows.md, "Kernel diagnostics at scale") or `False`.
+    - `options`: a `FlowOptions` (save times, solver, tolerances, which flows, gradient
+      descent, error estimate, diagnostics); its fields may also be given as keyword
+      arguments (`settings`: `solve_flows(problem, saveat=50, rtol=1e-8)`), which
+      replace those of `options`.
     - `kernel`: the problem's `InitialKernel` (e.g. `certify(problem).kernel`: `K0` is
       then neither formed nor factored again), or a `K0` array.
+    - `progress`: `True` for a progress bar on stderr, or any diffrax progress meter.
     - `devices`: split the training points over devices (a count dividing `n`, devices,
       or a `Mesh`; what is split: docs/scale.md).
 
-    **Returns:** a `FlowSolution`.
+    **Returns:** a `FlowSolution`: one typed path per flow.
     """
-    flows = _check_arguments(flows, rtol, atol, max_steps)
-    diag_method = diagnostics_method(diagnostics)
-    method = get_tangent_method(tangent, problem)
-    solver = as_solver(solver)
-    meter = _meter(progress)
+    options = FlowOptions.merged(options, settings)
+    diag_method = diagnostics_method(options.diagnostics)
+    method = get_tangent_method(options.tangent, problem)
+    options = dataclasses.replace(options, solver=as_solver(options.solver))
     problem, mesh = split_problem(problem, devices, strict=True)
     k0 = as_initial_kernel(problem, kernel, devices=mesh)
     closed = TangentFlow(problem, k0)
-    settings, resolution, dist_u_inf = _settings(
-        problem,
-        closed,
-        k0,
-        t1=t1,
-        saveat=saveat,
-        spacing=spacing,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        meter=meter,
-        saved_flows=len(flows),
-    )
-    ts = settings.ts
-    out: dict[str, Any] = {"ts": ts}
-    stats: dict[str, SolveStats | GDStats] = {}
-    reached: dict[str, float] = {}
-
-    u: TangentPath | None = None
-    w: GradientPath | None = None
-    if "tangent" in flows:
-        u = method.solve(closed, settings)
-        out.update(_tangent_series(problem, u))
-        stats["tangent"], reached["tangent"] = u.stats, u.t_reached
-    if "gradient" in flows:
-        policy = error_estimate and rtol == "auto"
-        w, budget = _gradient_flow(problem, settings, u, resolution, policy, error_estimate)
-        out.update(_gradient_series(problem, w, u))
-        stats["gradient"], reached["gradient"] = w.stats, w.t_reached
-        if budget is not None:
-            out.update(err_w=budget.err_w, err_loss_w=budget.err_loss_w)
-            out["err_res_w"], stats["error_estimate"] = budget.err_res_w, budget.stats
-    status, message = _ending(u, w)
-    delta_w = None if w is None else w.path.deltas
-    delta_u = None if u is None else u.deltas
-
-    if delta_w is not None and diag_method is not None:
-        out.update(
-            kernel_diagnostics(
-                problem, delta_w, k0, method=diag_method, progress=progress is not False
-            )
+    resolved, resolution, dist_u_inf = _settings(problem, closed, k0, t1, options, _meter(progress))
+    ts = resolved.ts
+    u_solve = method.solve(closed, resolved) if "tangent" in options.flows else None
+    w_solve = budget = None
+    if "gradient" in options.flows:
+        w_solve, budget = _gradient_flow(problem, resolved, u_solve, resolution, options)
+    status, message = _ending(u_solve, w_solve)
+    u = None if u_solve is None else _tangent_path(problem, ts, u_solve)
+    w = None if w_solve is None else _gradient_path(problem, ts, w_solve, budget)
+    gaps = kernel_path = None
+    if u_solve is not None and w_solve is not None:
+        gaps, at_steps = _compared(problem, u_solve, w_solve)
+        u = dataclasses.replace(u, steps=at_steps)  # pyright: ignore[reportArgumentType]
+    if w_solve is not None and diag_method is not None:
+        deltas = w_solve.path.deltas
+        kernel_path = kernel_diagnostics(
+            problem, deltas, k0, method=diag_method, progress=progress is not False
         )
-    if problem.data.has_test:
-        out.update(test_predictions(problem, delta_w, delta_u))
-    if gd_step is not None:
-        gd = _gradient_descent(problem, closed, gd_step, ts, delta_w, out)
-        stats["gd"], reached["gd"] = gd.stats, gd.t_reached
-        if (diverged := gd.divergence()) is not None:
+    w = _with_deltas(problem, w, None if w_solve is None else w_solve.path.deltas, linear=False)
+    u = _with_deltas(problem, u, None if u_solve is None else u_solve.deltas, linear=True)
+    gd = None
+    if options.gd_step is not None:
+        gd, diverged = _gradient_descent(problem, closed, options.gd_step, ts, w)
+        if diverged is not None:
             message += " " + diverged
             status = FlowStatus.GD_DIVERGED if status is FlowStatus.SUCCESS else status
-    if save_params:
-        out["params_w"], out["params_u"] = delta_w, delta_u
+    if not options.save_params:
+        w = None if w is None else dataclasses.replace(w, params=None)
+        u = None if u is None else dataclasses.replace(u, params=None)
     return FlowSolution(
-        **out,
-        t1=settings.t1,
-        alpha=problem.alpha,
+        ts,
+        resolved.t1,
+        problem.alpha,
         R0=float(problem.loss_of_residual(closed.r0)),
         sigma_min0=k0.sigma_min_resolved,
         sigma_max0=math.sqrt(float(closed.eigenvalues[-1])),
         dist_u_inf=dist_u_inf,
         y_norm=float(np.linalg.norm(np.asarray(problem.y))),
-        stats=stats,
         status=status,
         message=message,
-        reached=reached,
-        diagnostics=None if delta_w is None else diag_method,
+        gradient=w,
+        tangent=u,
+        gd=gd,
+        gaps=gaps,
+        kernel=kernel_path,
         loss=problem.loss_name,
     )

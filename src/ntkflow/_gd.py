@@ -12,7 +12,7 @@ from jaxtyping import Array, Float, Int, Scalar
 
 from ._problem import Problem
 from ._repr import concise
-from ._solution import GDStats
+from ._stats import GDStats
 
 
 @concise

@@ -26,7 +26,7 @@ from ._integrate import (
     residuals,
 )
 from ._problem import Problem
-from ._solution import FlowStatus, SolveStats
+from ._stats import FlowStatus, SolveStats
 from ._tangent import TangentFlow
 
 # The gradient flow is not integrated when its resolution `ρ` (`motion_resolution`) is

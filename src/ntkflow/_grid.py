@@ -8,8 +8,10 @@ import itertools
 import json
 from typing import Any
 
+from ._errors import InputError
 
-class SweepError(ValueError):
+
+class SweepError(InputError):
     """A bad sweep specification or output directory: one line for the user.
 
     `directory` is set when the error is about the sweep directory itself (the CLI then
@@ -20,7 +22,7 @@ class SweepError(ValueError):
     def __init__(self, message: str, *, directory: bool = False):
         self.template = message
         self.directory = directory
-        super().__init__(self.worded())
+        super().__init__(message=self.worded())
 
     def worded(self, resume: str = "resume=True") -> str:
         """The message with the way to resume named `resume`."""

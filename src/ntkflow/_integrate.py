@@ -22,8 +22,8 @@ from jaxtyping import Array, Float
 from ._adams import Accuracy, ExponentialAdams, solve_adams
 from ._exponential import ExponentialNTK, InitialFactors
 from ._problem import Problem
-from ._solution import FlowStatus, SolveStats
 from ._solvers import evaluations, kernel_evaluations
+from ._stats import FlowStatus, SolveStats
 from ._tangent import TangentFlow
 
 # Smallest step, as a fraction of the horizon. An explicit solver on the stiffest lazy

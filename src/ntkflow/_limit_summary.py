@@ -17,6 +17,7 @@ from ._certificate import Certificate, theorem_constants
 from ._infinite import InfiniteKernel, infinite_kernel
 from ._infinite_flow import infinite_flow
 from ._losses import Squared
+from ._paths import FlowPath, TestSeries
 from ._problem import Problem
 from ._spectrum import ntk_spectrum
 from .models import MLP, Shallow
@@ -90,21 +91,21 @@ def limit_scalars(
     }
 
 
-def limit_series(problem: Problem, ts: np.ndarray, limit: InfiniteKernel | None) -> dict[str, Any]:
+def limit_path(problem: Problem, ts: np.ndarray, limit: InfiniteKernel | None) -> FlowPath | None:
     """The infinite-width tangent flow of the `limit` kernel (`limit_kernel`) at the run's
-    save times `ts` (`infinite_flow`, square loss only; empty otherwise): its training loss
-    `loss_inf` and, with a test split, its mean per-point test loss `loss_inf_test` (as
-    `loss_u_test` is), for the report's loss figures."""
+    save times `ts` (`infinite_flow`, square loss only; `None` otherwise) as a typed
+    path: its training loss and, with a test split, its mean per-point test loss (as the
+    tangent flow's is), for the report's loss figures."""
     if limit is None or not isinstance(problem.objective, Squared):
-        return {}
+        return None
     ts = np.asarray(ts, dtype=np.float64)
     finite = np.isfinite(ts)
-    out = {"loss_inf": np.full(ts.shape, np.nan)}
     flow = infinite_flow(problem, np.where(finite, ts, 0.0), kernel=limit, tol=LIMIT_TOL)
-    out["loss_inf"] = np.where(finite, np.asarray(flow.loss), np.nan)
+    loss = np.where(finite, np.asarray(flow.loss), np.nan)
+    test = None
     if flow.test is not None and problem.data.y_test is not None:
         pred = np.asarray(flow.test).reshape(len(ts), len(problem.data.y_test), -1)
         y = np.asarray(problem.data.y_test).reshape(1, len(problem.data.y_test), -1)
         per_point = 0.5 * np.sum((pred - y) ** 2, axis=2)
-        out["loss_inf_test"] = np.where(finite, per_point.mean(axis=1), np.nan)
-    return out
+        test = TestSeries(loss=np.where(finite, per_point.mean(axis=1), np.nan))
+    return FlowPath(ts, loss, test=test)

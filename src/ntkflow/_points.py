@@ -30,24 +30,6 @@ FORMAT = "ntkflow-sweep/1"
 MANIFEST = "sweep.json"
 POINTS = "points"
 
-# Series kept per point (over its save times).
-SERIES = (
-    "loss_w",
-    "loss_u",
-    "dist_w",
-    "dist_u",
-    "gap_f",
-    "gap_w",
-    "sigma_min_t",
-    "sigma_max_t",
-    "kernel_drift",
-    "loss_w_test",
-    "loss_u_test",
-    "acc_w_test",
-    "acc_u_test",
-    "loss_gd",
-)
-
 
 def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one grid point of an experiment file and write its files atomically (the
@@ -129,7 +111,7 @@ def save_point(run: Any, record: dict[str, Any], directory: Path) -> None:
     series into `NNNNN.nc` (atomically); the caller writes the record last."""
     import xarray as xr
 
-    from ._solution import SERIES as MEANING
+    from ._solution import SERIES
     from ._summary import point_view
 
     record.update(point_view(run.summary))
@@ -138,9 +120,9 @@ def save_point(run: Any, record: dict[str, Any], directory: Path) -> None:
     sol = run.solution
     assert sol is not None
     data: dict[str, Any] = {
-        name: ("t", np.asarray(getattr(sol, name), dtype=np.float64), {"long_name": MEANING[name]})
-        for name in SERIES
-        if getattr(sol, name) is not None
+        name: ("t", np.asarray(sol.series(name), dtype=np.float64), {"long_name": kept.meaning})
+        for name, kept in SERIES.items()
+        if kept.per_point and sol.series(name) is not None
     }
     data["time"] = ("t", np.asarray(sol.ts, dtype=np.float64))
     index = record["index"]

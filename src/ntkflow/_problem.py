@@ -13,6 +13,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
 from ._centering import AbstractCentering, get_centering
+from ._errors import InputError
 from ._losses import AbstractLoss, Squared, get_loss, loss_name
 from ._memory import TooLarge, available_bytes, human_bytes
 from .datasets import Dataset
@@ -209,9 +210,9 @@ class Problem(eqx.Module):
                 f"data must be an ntkflow Dataset (see ntkflow.datasets), got {type(data).__name__}"
             )
         if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating):
-            raise ValueError(f"alpha must be a number > 0, got alpha={alpha!r}")
+            raise InputError("alpha", alpha, "a number > 0")
         if not math.isfinite(alpha) or alpha <= 0:
-            raise ValueError(f"alpha must be a finite number > 0, got alpha={alpha!r}")
+            raise InputError("alpha", alpha, "a finite number > 0")
         dtype = _float_dtype(dtype)
         alpha_max = max_alpha(dtype)
         if alpha > alpha_max:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import InputError
 from ._files import path_kind
 from ._json import jsonable
 from ._repr import concise
@@ -43,8 +44,12 @@ REPORT = "report.html"
 FIGURES = "figures"
 
 
-class ResultsError(ValueError):
-    """A results directory that is missing, incomplete or not ntkflow's."""
+class ResultsError(InputError):
+    """A results directory that is missing, incomplete or not ntkflow's (`key` is
+    `"path"`, `value` the directory)."""
+
+    def __init__(self, message: str, *, path: Any = None):
+        super().__init__("path" if path is not None else None, path, message=message)
 
 
 @concise

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from ._errors import InputError
+
 # The default horizon: the time at which the theorem's envelope R0·exp(−tα²σ_min²/2)
 # reaches this fraction of R0.
 AUTO_HORIZON_DROP = 1e-6
@@ -91,17 +93,22 @@ def save_times(
     - `spacing`: `"log"` or `"linear"` (module docstring).
     """
     if spacing not in SPACINGS:
-        raise ValueError(f"spacing must be one of {sorted(SPACINGS)}, got spacing={spacing!r}")
+        raise InputError("spacing", spacing, f"one of {sorted(SPACINGS)}")
     if isinstance(saveat, int | np.integer) and not isinstance(saveat, bool):
         if saveat < 2:
-            raise ValueError(f"saveat must be ≥ 2 save times, got saveat={saveat}")
+            raise InputError(
+                "saveat",
+                saveat,
+                "≥ 2 save times",
+                message=f"saveat must be ≥ 2 save times, got saveat={saveat}",
+            )
         ts = None
     else:
         ts = _given_times(saveat)
     if t1 == "auto":
         t1 = float(ts[-1]) if ts is not None else auto_horizon(sigma_min, alpha, mu)
     if isinstance(t1, str) or not math.isfinite(t1) or t1 <= 0:
-        raise ValueError(f"t1 must be 'auto' or a finite time > 0, got t1={t1!r}")
+        raise InputError("t1", t1, "'auto' or a finite time > 0")
     if ts is None:
         ts = SPACINGS[spacing](float(t1), int(saveat), t_fast)  # pyright: ignore[reportArgumentType]
     elif ts[-1] > t1 * (1 + 1e-12):

@@ -1,162 +1,140 @@
-"""`FlowSolution`: what `solve_flows` returns, and its xarray form."""
+"""`FlowSolution`: what `solve_flows` returns, its typed paths, the one registry of the
+quantities the results files hold (`SERIES`), and its xarray form."""
 
 import dataclasses
-import enum
 import json
 from typing import Any
 
 import numpy as np
 
 from ._json import jsonable
+from ._paths import FlowPath, Gaps, KernelPath
 from ._repr import concise, shown
-
-
-class _Record:
-    """Read access by key (`stats["gradient"]["num_steps"]`) to a frozen stats record, as
-    to the dictionaries results held before the records were typed; `as_dict` is the
-    record's JSON form."""
-
-    _keep_none: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        """The fields, in order; those that are `None` are left out (they do not apply),
-        except the ones named in `_keep_none`."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)  # pyright: ignore[reportArgumentType]
-            if getattr(self, f.name) is not None or f.name in self._keep_none
-        }
-
-    def __getitem__(self, key: str) -> Any:
-        return self.as_dict()[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.as_dict()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.as_dict().get(key, default)
+from ._stats import FlowStatus, GDStats, SolveStats
 
 
 @dataclasses.dataclass(frozen=True)
-class SolveStats(_Record):
-    """How one flow was computed.
+class Series:
+    """A quantity of the flows that the results files hold, under its flat name (the key
+    of `SERIES`): `at`, where it is on a `FlowSolution` (a dotted path through its typed
+    records), `meaning` (the variable's `long_name` where `labelled`), `dims` in the
+    files, `coordinate` (the name of the coordinate it is, if it is one) and
+    `per_point` (a sweep keeps it for each point)."""
 
-    **Fields:** `method` (the tangent flow's strategy, or how the error estimate was
-    made), diffrax's step counts (`max_steps`, `num_accepted_steps`, `num_rejected_steps`,
-    `num_steps`), `vf_evaluations` (vector-field evaluations, `None` when the solver's
-    count is unknown), `kernel_evaluations` (the exponential integrator's steps:
-    each forms an empirical NTK, except those from `w0`, which reuse `K0`'s factors),
-    `wall_s`, `solver` (its class name), the tolerances `rtol`,
-    `atol`, the flow's resolution `resolution` (`ρ`, docs/theory.md "Rounding"),
-    `skipped` (why the flow was not integrated), `failed` (how a solve that was
-    expected to finish ended) and, for the error estimate of an accuracy policy,
-    `accuracy` (the targets, the solves it took and the budget it reached:
-    `_accuracy.AccuracyReport.as_dict`). Fields that do not apply are `None`.
-    """
-
-    method: str | None = None
-    max_steps: int | None = None
-    num_accepted_steps: int | None = None
-    num_rejected_steps: int | None = None
-    num_steps: int | None = None
-    vf_evaluations: int | None = None
-    kernel_evaluations: int | None = None
-    wall_s: float | None = None
-    solver: str | None = None
-    rtol: float | None = None
-    atol: float | None = None
-    resolution: float | None = None
-    skipped: str | None = None
-    failed: str | None = None
-    accuracy: dict[str, Any] | None = None
+    at: str
+    meaning: str
+    dims: tuple[str, ...] = ("t",)
+    labelled: bool = True
+    per_point: bool = False
+    coordinate: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class GDStats(_Record):
-    """How gradient descent ran: its step `η`, the `iterations` it took, the stability
-    limit `2/(α² λ_max(K0))`, the iteration by which it diverged (`None` if it did not)
-    and its wall time."""
-
-    _keep_none = ("diverged_at",)
-
-    step: float
-    iterations: int
-    stable_limit: float
-    diverged_at: int | None
-    wall_s: float
+def _t(at: str, meaning: str, *, per_point: bool = False) -> Series:
+    return Series(at, meaning, per_point=per_point)
 
 
-class FlowStatus(enum.Enum):
-    """How a solve ended. The values are messages a user can act on; `FlowSolution.message`
-    adds the times and numbers."""
-
-    SUCCESS = "The flows were integrated to t1."
-    MAX_STEPS = (
-        "The maximum number of solver steps was reached before t1. Increase `max_steps`, "
-        "loosen `rtol`, or shorten `t1`."
-    )
-    NONFINITE = (
-        "The gradient flow produced NaN or inf. Lower α, check the model for overflow, or "
-        "shorten `t1`."
-    )
-    GD_DIVERGED = "Gradient descent diverged: lower `gd_step` below 2/(α² λ_max(K0))."
-    UNRESOLVED = (
-        "The gradient flow was not integrated: in this dtype the network cannot resolve its "
-        "own motion. Lower α or use float64."
-    )
+def _step(at: str, meaning: str, **kw: Any) -> Series:
+    return Series(at, meaning, ("step_t",), labelled=False, **kw)
 
 
-# Per-save-time series, with what they are (the docs and the xarray attributes use these).
-SERIES = {
-    "loss_w": "gradient flow loss R(αf(w(t)))",
-    "loss_u": "tangent flow loss R(αf_0(u(t)))",
-    "dist_w": "‖w(t) − w0‖",
-    "dist_u": "‖u(t) − w0‖",
-    "gap_f": "‖αf(w(t)) − αf_0(u(t))‖",
-    "gap_w": "‖w(t) − u(t)‖",
-    "sigma_min_t": "σ_min(J_{w(t)})",
-    "sigma_max_t": "σ_max(J_{w(t)})",
-    "kernel_drift": "‖K_{w(t)} − K0‖_op / ‖K0‖_op",
-    "dist_u_to_limit": "‖u(t) − u∞‖",
-    "grad_w": "‖∇R(αf(w(t)))‖ (a loss other than the square)",
-    "grad_u": "‖∇R(αf_0(u(t)))‖ (a loss other than the square)",
-    "err_w": "error budget of w(t): ‖w_tight − w_loose‖",
-    "err_loss_w": "error budget of the gradient-flow loss",
-    "err_res_w": "error budget of αf(w(t)): ‖r_tight − r_loose‖",
-    "round_res_w": "estimated rounding error of αf(w(t)) − y (docs/theory.md, Rounding)",
-    "loss_w_test": "gradient flow test loss: mean over test points of R(αf(w; x)) (½‖αf − y‖²)",
-    "loss_u_test": "tangent flow test loss: mean over test points of R(αf_0(u; x))",
-    "acc_w_test": "gradient flow test accuracy: fraction of test points classified right",
-    "acc_u_test": "tangent flow test accuracy: fraction of test points classified right",
-    "loss_gd": "gradient descent loss at t = kη",
-    "dist_gd": "‖w_k − w0‖ (gradient descent)",
-    "gap_gd": "‖w_k − w(kη)‖ (gradient descent vs flow)",
-    "ts_gd": "gradient descent times kη",
+# Every quantity of the flows, named once: `FlowSolution.series(name)` reads it from the
+# typed paths, `to_xarray` writes it, a sweep keeps those marked `per_point`, and the
+# docs (docs/results.md) and the figures read the same names.
+SERIES: dict[str, Series] = {
+    "loss_w": _t("gradient.loss", "gradient flow loss R(αf(w(t)))", per_point=True),
+    "loss_u": _t("tangent.loss", "tangent flow loss R(αf_0(u(t)))", per_point=True),
+    "dist_w": _t("gradient.dist", "‖w(t) − w0‖", per_point=True),
+    "dist_u": _t("tangent.dist", "‖u(t) − w0‖", per_point=True),
+    "gap_f": _t("gaps.f", "‖αf(w(t)) − αf_0(u(t))‖", per_point=True),
+    "gap_w": _t("gaps.w", "‖w(t) − u(t)‖", per_point=True),
+    "sigma_min_t": _t("kernel.sigma_min", "σ_min(J_{w(t)})", per_point=True),
+    "sigma_max_t": _t("kernel.sigma_max", "σ_max(J_{w(t)})", per_point=True),
+    "kernel_drift": _t("kernel.drift", "‖K_{w(t)} − K0‖_op / ‖K0‖_op", per_point=True),
+    "dist_u_to_limit": _t("tangent.to_limit", "‖u(t) − u∞‖"),
+    "grad_w": _t("gradient.grad", "‖∇R(αf(w(t)))‖ (a loss other than the square)"),
+    "grad_u": _t("tangent.grad", "‖∇R(αf_0(u(t)))‖ (a loss other than the square)"),
+    "err_w": _t("gradient.budget.dist", "error budget of w(t): ‖w_tight − w_loose‖"),
+    "err_loss_w": _t("gradient.budget.loss", "error budget of the gradient-flow loss"),
+    "err_res_w": _t("gradient.budget.residual", "error budget of αf(w(t)): ‖r_tight − r_loose‖"),
+    "round_res_w": _t(
+        "gradient.rounding",
+        "estimated rounding error of αf(w(t)) − y (docs/theory.md, Rounding)",
+    ),
+    "loss_w_test": _t(
+        "gradient.test.loss",
+        "gradient flow test loss: mean over test points of R(αf(w; x)) (½‖αf − y‖²)",
+        per_point=True,
+    ),
+    "loss_u_test": _t(
+        "tangent.test.loss",
+        "tangent flow test loss: mean over test points of R(αf_0(u; x))",
+        per_point=True,
+    ),
+    "acc_w_test": _t(
+        "gradient.test.acc",
+        "gradient flow test accuracy: fraction of test points classified right",
+        per_point=True,
+    ),
+    "acc_u_test": _t(
+        "tangent.test.acc",
+        "tangent flow test accuracy: fraction of test points classified right",
+        per_point=True,
+    ),
+    "loss_gd": _t("gd.loss", "gradient descent loss at t = kη", per_point=True),
+    "dist_gd": _t("gd.dist", "‖w_k − w0‖ (gradient descent)"),
+    "gap_gd": _t("gd.gap", "‖w_k − w(kη)‖ (gradient descent vs flow)"),
+    "ts_gd": _t("gd.ts", "gradient descent times kη"),
+    "step_ts": _step(
+        "gradient.steps.ts", "the gradient flow's accepted steps", coordinate="step_t"
+    ),
+    "step_loss_w": _step("gradient.steps.loss", "gradient flow loss at its steps"),
+    "step_dist_w": _step("gradient.steps.dist", "‖w(t) − w0‖ at the gradient flow's steps"),
+    "step_loss_u": _step("tangent.steps.loss", "tangent flow loss at the gradient flow's steps"),
+    "step_dist_u": _step("tangent.steps.dist", "‖u(t) − w0‖ at the gradient flow's steps"),
+    "step_gap_f": _step("gaps.step_f", "‖αf(w(t)) − αf_0(u(t))‖ at the gradient flow's steps"),
+    "step_gap_w": _step("gaps.step_w", "‖w(t) − u(t)‖ at the gradient flow's steps"),
+    "pred_w_test": Series(
+        "gradient.test.pred",
+        "α f(w(t)) on the test inputs",
+        ("t", "test_point", "output"),
+        labelled=False,
+    ),
+    "pred_u_test": Series(
+        "tangent.test.pred",
+        "α f_0(u(t)) on the test inputs",
+        ("t", "test_point", "output"),
+        labelled=False,
+    ),
+    "params_w": Series("gradient.params", "w(t) − w0", ("t", "param"), labelled=False),
+    "params_u": Series("tangent.params", "u(t) − w0", ("t", "param"), labelled=False),
+    "loss_inf": _t("limit.loss", "training loss of the infinite-width tangent flow"),
+    "loss_inf_test": _t(
+        "limit.test.loss", "mean test loss per point of the infinite-width tangent flow"
+    ),
 }
 
 
 @concise
 @dataclasses.dataclass(frozen=True, eq=False)
 class FlowSolution:
-    """The two flows at the save times `ts`, with diagnostics and solver statistics.
+    """The flows at the save times `ts`, each as a typed path, with how the solve went.
 
-    Every per-time series is a NumPy array over `ts` (see `SERIES` for their meaning), or
-    `None` when not computed (e.g. `loss_u` without the tangent flow, `loss_gd` without
-    `gd_step`). `step_ts`, `step_loss_w`, `step_dist_w` are the gradient flow's loss and
-    distance at every accepted solver step (the checks use them between save times);
-    `step_loss_u`, `step_dist_u` are the closed-form tangent flow's at the same times, and
-    `step_gap_f`, `step_gap_w` the gaps `‖αf(w) − αf_0(u)‖` and `‖w − u‖` there.
-    `pred_w_test`, `pred_u_test` are `α f` on the test inputs, shape `(saves, n_test, k)`;
-    `params_w`, `params_u` are `w(t) − w0`, `u(t) − w0` when `save_params=True`.
+    **Paths** (`FlowPath`, `None` when not computed): `gradient` (the network's gradient
+    flow `w(t)`, with its error budget and rounding), `tangent` (the tangent flow
+    `u(t)`), `gd` (gradient descent, with `gd_step`), `limit` (the infinite-width tangent
+    flow, set by `ntkflow.run` when the experiment asks for it); `gaps` (`Gaps`: the
+    network against its linearisation) and `kernel` (`KernelPath`: `σ(J_{w(t)})` and the
+    kernel's drift).
 
-    `stats` maps each flow computed (`"tangent"`, `"gradient"`, `"error_estimate"`,
-    `"gd"`) to how it was computed: a `SolveStats` (steps, vector-field and kernel
-    evaluations, wall time, solver, tolerances) or, for gradient descent, a `GDStats`.
-    `status` is a `FlowStatus`
-    and `message` says how the solve ended, with times and the fix; `reached` maps each
-    flow computed (`"gradient"`, `"tangent"`, `"gd"`) to the time it reached (`t1` unless
-    it stopped early): nothing past that time is shown (`verify` calls checks there
-    inconclusive).
+    **Flat names.** Every quantity also reads under its name in the results files
+    (`SERIES`): `solution.loss_w` is `solution.gradient.loss`, `solution.step_gap_f` is
+    `solution.gaps.step_f`, and so on (`None` when not computed).
+
+    **How it went.** `stats` maps each flow computed (`"tangent"`, `"gradient"`,
+    `"error_estimate"`, `"gd"`) to how it was computed (`SolveStats`, `GDStats`);
+    `status` is a `FlowStatus` and `message` says how the solve ended, with times and
+    the fix; `reached` maps each flow to the time it reached (`t1` unless it stopped
+    early): nothing past that time is shown (`verify` calls checks there inconclusive).
     """
 
     ts: np.ndarray
@@ -167,50 +145,60 @@ class FlowSolution:
     sigma_max0: float
     dist_u_inf: float
     y_norm: float
-    stats: dict[str, SolveStats | GDStats]
     status: FlowStatus
     message: str
-    loss_w: np.ndarray | None = None
-    loss_u: np.ndarray | None = None
-    dist_w: np.ndarray | None = None
-    dist_u: np.ndarray | None = None
-    gap_f: np.ndarray | None = None
-    gap_w: np.ndarray | None = None
-    sigma_min_t: np.ndarray | None = None
-    sigma_max_t: np.ndarray | None = None
-    kernel_drift: np.ndarray | None = None
-    dist_u_to_limit: np.ndarray | None = None
-    grad_w: np.ndarray | None = None
-    grad_u: np.ndarray | None = None
-    err_w: np.ndarray | None = None
-    err_loss_w: np.ndarray | None = None
-    err_res_w: np.ndarray | None = None
-    round_res_w: np.ndarray | None = None
-    step_ts: np.ndarray | None = None
-    step_loss_w: np.ndarray | None = None
-    step_dist_w: np.ndarray | None = None
-    step_loss_u: np.ndarray | None = None
-    step_dist_u: np.ndarray | None = None
-    step_gap_f: np.ndarray | None = None
-    step_gap_w: np.ndarray | None = None
-    pred_w_test: np.ndarray | None = None
-    pred_u_test: np.ndarray | None = None
-    loss_w_test: np.ndarray | None = None
-    loss_u_test: np.ndarray | None = None
-    acc_w_test: np.ndarray | None = None
-    acc_u_test: np.ndarray | None = None
-    ts_gd: np.ndarray | None = None
-    loss_gd: np.ndarray | None = None
-    dist_gd: np.ndarray | None = None
-    gap_gd: np.ndarray | None = None
-    params_w: np.ndarray | None = None
-    params_u: np.ndarray | None = None
-    reached: dict[str, float] = dataclasses.field(default_factory=dict)
-    # How `sigma_min_t`, `sigma_max_t`, `kernel_drift` were computed: "dense", "lanczos"
-    # (Ritz values: `verify` never calls a ball-lemma check held on them), or None.
-    diagnostics: str | None = None
-    # The loss's name (`Problem.loss_name`): the series `loss_*` are of this loss.
+    gradient: FlowPath | None = None
+    tangent: FlowPath | None = None
+    gd: FlowPath | None = None
+    limit: FlowPath | None = None
+    gaps: Gaps | None = None
+    kernel: KernelPath | None = None
+    # The loss's name (`Problem.loss_name`): the paths' `loss` are of this loss.
     loss: str = "squared"
+
+    def series(self, name: str) -> Any:
+        """The quantity `name` of `SERIES`, read from the typed paths (`None` when not
+        computed)."""
+        value: Any = self
+        for part in SERIES[name].at.split("."):
+            value = getattr(value, part)
+            if value is None:
+                return None
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SERIES:
+            return self.series(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def paths(self) -> dict[str, FlowPath]:
+        """The flows computed, by name: `"gradient"`, `"tangent"`, `"gd"`."""
+        named = (("gradient", self.gradient), ("tangent", self.tangent), ("gd", self.gd))
+        return {name: path for name, path in named if path is not None}
+
+    @property
+    def stats(self) -> dict[str, SolveStats | GDStats]:
+        out: dict[str, SolveStats | GDStats] = {}
+        if self.tangent is not None and self.tangent.stats is not None:
+            out["tangent"] = self.tangent.stats
+        if self.gradient is not None and self.gradient.stats is not None:
+            out["gradient"] = self.gradient.stats
+            if self.gradient.budget is not None:
+                out["error_estimate"] = self.gradient.budget.stats
+        if self.gd is not None and self.gd.stats is not None:
+            out["gd"] = self.gd.stats
+        return out
+
+    @property
+    def reached(self) -> dict[str, float]:
+        named = (("tangent", self.tangent), ("gradient", self.gradient), ("gd", self.gd))
+        return {name: path.reached for name, path in named if path is not None}
+
+    @property
+    def diagnostics(self) -> str | None:
+        """How `σ(J_{w(t)})` and the kernel drift were computed: `"dense"`, `"lanczos"`
+        (Ritz values: `verify` never calls a ball-lemma check held on them), or `None`."""
+        return None if self.kernel is None else self.kernel.method
 
     @property
     def succeeded(self) -> bool:
@@ -243,42 +231,25 @@ class FlowSolution:
 
     def to_xarray(self) -> Any:
         """An `xarray.Dataset` with coordinate `t` (the save times) and one variable per
-        tracked series, under the same names; the per-step series have coordinate
-        `step_t`; test predictions dimensions `(t, test_point, output)`; parameters
-        `param`."""
+        quantity of `SERIES` computed, under its name and with its dimensions (the
+        per-step series have coordinate `step_t`; test predictions `(t, test_point,
+        output)`; parameters `param`)."""
         import xarray as xr
 
         data_vars: dict[str, Any] = {}
-        for name, long_name in SERIES.items():
-            value = getattr(self, name)
-            if value is not None:
-                data_vars[name] = ("t", np.asarray(value), {"long_name": long_name})
-        if self.step_ts is not None:
-            for name in (
-                "step_loss_w",
-                "step_dist_w",
-                "step_loss_u",
-                "step_dist_u",
-                "step_gap_f",
-                "step_gap_w",
-            ):
-                value = getattr(self, name)
-                if value is not None:
-                    data_vars[name] = ("step_t", np.asarray(value))
-        for name in ("pred_w_test", "pred_u_test"):
-            value = getattr(self, name)
-            if value is not None:
-                # Points × outputs at each save (a flat `(saves, n_test)` is one output).
-                value = np.asarray(value)
-                value = value.reshape(value.shape[0], value.shape[1], -1)
-                data_vars[name] = (("t", "test_point", "output"), value)
-        for name in ("params_w", "params_u"):
-            value = getattr(self, name)
-            if value is not None:
-                data_vars[name] = (("t", "param"), np.asarray(value))
         coords: dict[str, Any] = {"t": np.asarray(self.ts)}
-        if self.step_ts is not None:
-            coords["step_t"] = np.asarray(self.step_ts)
+        for name, entry in SERIES.items():
+            value = self.series(name)
+            if value is None:
+                continue
+            value = np.asarray(value)
+            if entry.coordinate is not None:
+                coords[entry.coordinate] = value
+                continue
+            if len(entry.dims) == 3:  # points × outputs (a flat `(saves, n_test)`: one)
+                value = value.reshape(value.shape[0], value.shape[1], -1)
+            attrs = {"long_name": entry.meaning} if entry.labelled else {}
+            data_vars[name] = (entry.dims, value, attrs)
         scalars = self.scalars()
         attrs = {k: v for k, v in scalars.items() if k not in ("stats", "reached")}
         attrs["stats"] = json.dumps(scalars["stats"])
@@ -290,11 +261,7 @@ class FlowSolution:
     def _overview(self) -> list[tuple[str, Any]]:
         flows = ", ".join(f"{k}: t={v:.4g}" for k, v in self.reached.items())
         grad = self.stats.get("gradient") or {}
-        series = [
-            f.name
-            for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), np.ndarray)
-        ]
+        series = [name for name in SERIES if self.series(name) is not None]
         return [
             ("status", self.status),
             ("t1", self.t1),

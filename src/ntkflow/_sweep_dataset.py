@@ -11,6 +11,7 @@ import numpy as np
 
 from ._grid import Grid
 from ._limit_summary import LIMIT_SCALARS
+from ._summary import FLOW_SCALARS, POINT_CERTIFICATE
 
 # `holds_<check>` of a point that does not have the check (a loss other than the square
 # keeps only the checks that apply to it: docs/theory.md, "What is checked for each loss").
@@ -27,34 +28,11 @@ def _coord(values: tuple[Any, ...]) -> np.ndarray:
     return np.asarray([json.dumps(v) if not isinstance(v, str) else v for v in values])
 
 
+# The numbers kept per point (flags and the β's kind are kept apart).
 _SCALARS = (
-    "alpha_star",
-    "sigma_min",
-    "sigma_max",
-    "beta",
-    "R0",
-    "B",
-    "B_prime",
+    *(k for k in POINT_CERTIFICATE if k not in ("beta_kind", "hypotheses_hold")),
     "t1",
-    "w0_norm",
-    "sup_dist_w",
-    "sup_dist_u",
-    "sup_gap_f",
-    "sup_gap_w",
-    "err_dist_w",
-    "err_gap_f",
-    "err_gap_w",
-    "sup_kernel_drift",
-    "rel_weight_change",
-    "final_loss_w",
-    "final_loss_u",
-    "final_test_loss_w",
-    "final_test_loss_u",
-    "final_test_acc_w",
-    "final_test_acc_u",
-    "exit_time",
-    "num_steps",
-    "p",
+    *FLOW_SCALARS,
     *LIMIT_SCALARS,
 )
 

@@ -25,8 +25,8 @@ from ._adams import ExponentialAdams
 from ._exponential import ExponentialNTK
 from ._integrate import Path, SolveSettings, TangentField, ending, integrate
 from ._problem import Problem
-from ._solution import FlowStatus, SolveStats
 from ._solvers import default_solver
+from ._stats import FlowStatus, SolveStats
 from ._tangent import TangentFlow
 
 

@@ -53,6 +53,7 @@ from ._json import jsonable
 from ._loss_checks import LOSS_FREE_CHECKS as LOSS_FREE_CHECKS, for_loss
 from ._repr import check_lines, concise, count_checks, shown
 from ._solution import FlowSolution
+from ._stats import FlowStatus
 
 
 @concise
@@ -62,8 +63,9 @@ class Verification:
 
     **Fields:** `checks` (a list of `Check`), `exit_time` (the first time
     `‖w(t) − w0‖ > B`, or `None` if not within the time reached), `horizon` (`t1`),
-    `hypotheses_hold` (the certificate's), `status` (how the solve ended:
-    `"success"`, `"max_steps"`, `"nonfinite"`, `"gd_diverged"`), `message` (the solve's
+    `hypotheses_hold` (the certificate's), `status` (how the solve ended: a
+    `FlowStatus`; its JSON form is the member's name in lower case, `"success"`,
+    `"max_steps"`, …), `message` (the solve's
     own words, with the fix), `reached` (each flow's time reached).
 
     `complete` is whether every flow reached `t1` (and gradient descent, if run, did not
@@ -74,7 +76,7 @@ class Verification:
     exit_time: float | None
     horizon: float
     hypotheses_hold: bool
-    status: str = "success"
+    status: FlowStatus = FlowStatus.SUCCESS
     message: str = ""
     reached: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -94,7 +96,7 @@ class Verification:
 
     @property
     def complete(self) -> bool:
-        return self.status == "success"
+        return self.status is FlowStatus.SUCCESS
 
     @property
     def t_reached(self) -> float:
@@ -112,15 +114,15 @@ class Verification:
         what failed and when, and what is inconclusive and why."""
         if self.all_hold:
             return f"All {len(self.checks)} checks hold."
-        head = ""
+        head, how = "", self.status.name.lower()
         if not self.complete:
             if self.t_reached < self.horizon:
                 head = (
-                    f"Incomplete ({self.status}): the flows reached t={self.t_reached:.4g} of "
+                    f"Incomplete ({how}): the flows reached t={self.t_reached:.4g} of "
                     f"t1={self.horizon:.4g}, so no check holds past it. "
                 )
             else:
-                head = f"Incomplete ({self.status}): not every check can hold. "
+                head = f"Incomplete ({how}): not every check can hold. "
         parts = [
             f"{c.name} fails from t={c.first_violation:.4g} (worst margin {c.margin:.3g} at "
             f"t={c.t:.4g})"
@@ -144,7 +146,7 @@ class Verification:
                 "horizon": self.horizon,
                 "hypotheses_hold": self.hypotheses_hold,
                 "complete": self.complete,
-                "status": self.status,
+                "status": self.status.name.lower(),
                 "message": self.message,
                 "t_reached": self.t_reached,
                 "reached": self.reached,
@@ -205,7 +207,7 @@ def verify(solution: FlowSolution, certificate: Certificate) -> Verification:
         exit_time=exit_time,
         horizon=s.t1,
         hypotheses_hold=certificate.hypotheses_hold,
-        status=s.status.name.lower(),
+        status=s.status,
         message=s.message,
         reached=dict(s.reached),
     )

@@ -23,11 +23,16 @@ from pydantic import (
 )
 
 from ._activation_names import canonical_name
+from ._errors import InputError
 from ._files import path_kind, read_utf8
 
 
-class ConfigError(ValueError):
-    """A bad experiment file or override: the message is one line for the user."""
+class ConfigError(InputError):
+    """A bad experiment file or override: the message is one line for the user, which
+    names the file, the section and the key (`key`, `value` when one key is at fault)."""
+
+    def __init__(self, message: str, *, key: str | None = None, value: Any = None):
+        super().__init__(key, value, message=message)
 
 
 class _Section(BaseModel):

@@ -18,7 +18,7 @@ from . import datasets
 from ._certificate import Certificate, certify
 from ._flows import solve_flows
 from ._json import jsonable
-from ._limit_summary import limit_kernel, limit_scalars, limit_series
+from ._limit_summary import limit_kernel, limit_path, limit_scalars
 from ._memory import TooLarge
 from ._problem import Problem
 from ._repr import concise, count_checks, shown
@@ -74,37 +74,21 @@ class RunOutput:
         return items
 
 
-def _dataset(
-    certificate: Certificate, solution: FlowSolution | None, limit: dict[str, Any] | None = None
-) -> Any:
+def _dataset(certificate: Certificate, solution: FlowSolution | None) -> Any:
     import xarray as xr
 
     ds = solution.to_xarray() if solution is not None else xr.Dataset()
-    names = {
-        "loss_inf": "training loss of the infinite-width tangent flow",
-        "loss_inf_test": "mean test loss per point of the infinite-width tangent flow",
-    }
-    for name, values in (limit or {}).items():
-        ds[name] = ("t", np.asarray(values), {"long_name": names[name]})
     spectrum = certificate.spectrum
     if spectrum is not None:
         ds["ntk_eigenvalues"] = ("mode", np.asarray(spectrum.eigenvalues))
         ds["ntk_eigenvalues"].attrs["long_name"] = "eigenvalues of K0, ascending"
-    if solution is not None:
-        # The same series with a `flow` dimension, for comparing flows in one variable.
-        flows = [
-            (name, loss, dist)
-            for name, loss, dist in (
-                ("gradient", solution.loss_w, solution.dist_w),
-                ("tangent", solution.loss_u, solution.dist_u),
-                ("gd", solution.loss_gd, solution.dist_gd),
-            )
-            if loss is not None and dist is not None
-        ]
-        if flows:
-            ds = ds.assign_coords(flow=[f[0] for f in flows])
-            ds["loss"] = (("flow", "t"), np.stack([f[1] for f in flows]))
-            ds["distance"] = (("flow", "t"), np.stack([f[2] for f in flows]))
+    # The same series with a `flow` dimension, for comparing flows in one variable.
+    paths = solution.paths() if solution is not None else {}
+    flows = {k: (p.loss, p.dist) for k, p in paths.items() if p.dist is not None}
+    if flows:
+        ds = ds.assign_coords(flow=list(flows))
+        ds["loss"] = (("flow", "t"), np.stack([loss for loss, _ in flows.values()]))
+        ds["distance"] = (("flow", "t"), np.stack([dist for _, dist in flows.values()]))
     return ds
 
 
@@ -271,7 +255,8 @@ def run_problem(
         )
         check()
         verification = verify(solution, cert)
-    series = limit_series(problem, solution.ts, theta) if limits and solution is not None else {}
+    if limits and solution is not None:
+        solution = dataclasses.replace(solution, limit=limit_path(problem, solution.ts, theta))
     summary = summarize(
         name,
         config,
@@ -289,7 +274,7 @@ def run_problem(
         solution=solution,
         verification=verification,
         summary=summary,
-        dataset=_dataset(cert, solution, series),
+        dataset=_dataset(cert, solution),
     )
 
 
