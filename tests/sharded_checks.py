@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 import ntkflow as nf  # noqa: E402
-from ntkflow._sharding import data_mesh, shard_problem  # noqa: E402
+from ntkflow.ntk._sharding import data_mesh, shard_problem  # noqa: E402
 
 
 def rel(a, b) -> float:

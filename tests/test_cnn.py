@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ntkflow as nf
-from ntkflow._kernel import get_ntk_method
+from ntkflow.ntk._kernel import get_ntk_method
 
 ROOT = Path(__file__).resolve().parent.parent
 NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import ntkflow as nf
-from ntkflow._dual import CLOSED_FORMS
-from ntkflow._dual_quadrature import trapezoid_dual
+from ntkflow.infinite._dual import CLOSED_FORMS
+from ntkflow.infinite._dual_quadrature import trapezoid_dual
 
 ROOT = Path(__file__).resolve().parent.parent
 NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
@@ -352,8 +352,8 @@ def test_a_run_compares_its_certificate_with_the_limit(tmp_path):
 def test_a_run_with_its_limit_computes_the_limit_kernel_once(monkeypatch):
     """Issue 29: the limit's scalars and its flow read one `Θ` on the training points (it
     was computed twice per width-sweep point); the test points' cross kernel once more."""
-    import ntkflow._infinite_flow as flow_module
-    import ntkflow._limit_summary as summary_module
+    import ntkflow.infinite._infinite_flow as flow_module
+    import ntkflow.infinite._limit_summary as summary_module
 
     calls = []
     real = summary_module.infinite_kernel

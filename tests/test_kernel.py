@@ -154,7 +154,7 @@ def test_every_method_agrees_with_jacobian_contraction(family, centering, method
 
 
 def test_auto_picks_structured_where_it_applies():
-    from ntkflow._kernel import get_ntk_method
+    from ntkflow.ntk._kernel import get_ntk_method
 
     for family in FAMILIES:
         problem = make(family, "antisymmetric")

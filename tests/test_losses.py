@@ -314,9 +314,9 @@ def test_auto_solver_is_exponential_when_the_horizon_spans_many_time_scales():
 def test_critical_alpha_why_names_only_the_checks_a_point_has():
     import xarray as xr
 
-    from ntkflow._grid import make_grid
-    from ntkflow._scaling_laws import critical_alphas
-    from ntkflow._sweep_dataset import NOT_CHECKED
+    from ntkflow.sweeps._grid import make_grid
+    from ntkflow.sweeps._scaling_laws import critical_alphas
+    from ntkflow.sweeps._sweep_dataset import NOT_CHECKED
 
     grid = make_grid({"problem.loss": ["logistic"], "problem.alpha": [1.0, 10.0]})
     dims = ("problem_loss", "problem_alpha")

@@ -18,11 +18,11 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from helpers import SWEEP_BASE, SWEEP_GRID, write_toml
-from ntkflow._executors import EXECUTORS, LocalProcesses, RayExecutor, get_executor
-from ntkflow._grid import SweepError
-from ntkflow._points import FILES, POINTS, adopt_point, load_point, prepare, run_point
-from ntkflow._sweep import run_sweep, sweep_executor
 from ntkflow.cli import app
+from ntkflow.sweeps._executors import EXECUTORS, LocalProcesses, RayExecutor, get_executor
+from ntkflow.sweeps._grid import SweepError
+from ntkflow.sweeps._points import FILES, POINTS, adopt_point, load_point, prepare, run_point
+from ntkflow.sweeps._sweep import run_sweep, sweep_executor
 
 runner = CliRunner()
 BASE, GRID = SWEEP_BASE, SWEEP_GRID

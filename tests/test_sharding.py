@@ -16,7 +16,7 @@ import pytest
 from jax.sharding import Mesh
 
 import ntkflow as nf
-from ntkflow._sharding import data_mesh
+from ntkflow.ntk._sharding import data_mesh
 
 HERE = Path(__file__).resolve().parent
 

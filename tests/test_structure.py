@@ -83,7 +83,7 @@ def test_the_cycle_check_finds_a_cycle():
 
 # One concept per module, small functions (docs/architecture.md, CONTRIBUTING.md).
 MAX_MODULE_LINES = 600
-MAX_FUNCTION_LINES = 150
+MAX_FUNCTION_LINES = 100
 
 
 def _sizes() -> tuple[dict[str, int], dict[str, int]]:
@@ -105,3 +105,74 @@ def test_modules_and_functions_are_small():
     long = {f: n for f, n in functions.items() if n > MAX_FUNCTION_LINES}
     assert big == {}, f"modules over {MAX_MODULE_LINES} lines: {big}"
     assert long == {}, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+# Each quantity of the flows is named once (issue 29): `_quantities` defines the series'
+# and the flow scalars' names with their meanings; everyone else reads them from there.
+def _quantity_names() -> tuple[set[str], dict[str, str]]:
+    from ntkflow._quantities import FLOW_SCALARS, SERIES
+
+    meanings = {name: s.meaning for name, s in SERIES.items()}
+    meanings.update({name: s.meaning for name, s in FLOW_SCALARS.items()})
+    return set(SERIES) | set(FLOW_SCALARS), meanings
+
+
+def _restated_lists(names: set[str]) -> list[tuple[str, int, list[str]]]:
+    """Literal tuples, lists, sets and dicts (keys) of three or more quantity names
+    outside `_quantities.py`: a list of the quantities written out again."""
+    out = []
+    for path in (ROOT / "ntkflow").rglob("*.py"):
+        if path.name == "_quantities.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set | ast.Dict):
+                elts = node.keys if isinstance(node, ast.Dict) else node.elts
+                hits = [e.value for e in elts if isinstance(e, ast.Constant) and e.value in names]
+                if len(hits) >= 3:
+                    out.append((path.name, node.lineno, hits))
+    return out
+
+
+def test_each_quantity_is_named_once():
+    names, meanings = _quantity_names()
+    assert {"loss_w", "gap_f", "step_gap_w", "sup_dist_w", "final_loss_u"} <= names
+    assert _restated_lists(names) == []
+    # Its meaning is written in `_quantities.py` only (the files' `long_name` come from it).
+    for path in (ROOT / "ntkflow").rglob("*.py"):
+        if path.name != "_quantities.py":
+            text = path.read_text()
+            again = [n for n, m in meanings.items() if len(m) > 12 and f'"{m}"' in text]
+            assert again == [], f"{path.name} restates the meaning of {again}"
+
+
+def test_the_restated_list_check_finds_one(tmp_path, monkeypatch):
+    # The checker itself: a planted list of three names is found.
+    planted = tmp_path / "ntkflow"
+    planted.mkdir()
+    (planted / "_planted.py").write_text('KEEP = ("loss_w", "dist_w", "gap_f")\n')
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    names, _ = _quantity_names()
+    assert _restated_lists(names) == [("_planted.py", 1, ["loss_w", "dist_w", "gap_f"])]
+
+
+def test_every_series_is_found_on_the_typed_paths():
+    # Each `SERIES` entry's dotted path names fields of the typed records, in order.
+    import dataclasses
+    import typing
+
+    from ntkflow._quantities import SERIES
+    from ntkflow._solution import FlowSolution
+
+    def record(tp):
+        args = typing.get_args(tp) or (tp,)
+        return next((a for a in args if dataclasses.is_dataclass(a)), None)
+
+    for name, series in SERIES.items():
+        cls = FlowSolution
+        for part in series.at.split("."):
+            assert cls is not None, f"{name}: {series.at} goes past a leaf"
+            hints = typing.get_type_hints(cls)
+            assert part in hints, f"{name}: {cls.__name__} has no field {part!r}"
+            cls = record(hints[part])

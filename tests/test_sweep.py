@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from helpers import SWEEP_BASE, SWEEP_GRID, write_toml
 from ntkflow import load_sweep
-from ntkflow._executors import LocalProcesses
-from ntkflow._grid import SweepError, make_grid
-from ntkflow._sweep import run_sweep
-from ntkflow._sweep_dataset import _time_axis
 from ntkflow.cli import app
+from ntkflow.sweeps._executors import LocalProcesses
+from ntkflow.sweeps._grid import SweepError, make_grid
+from ntkflow.sweeps._sweep import run_sweep
+from ntkflow.sweeps._sweep_dataset import _time_axis
 
 runner = CliRunner()
 BASE, GRID = SWEEP_BASE, SWEEP_GRID
@@ -241,7 +241,7 @@ def test_grid_values_are_of_one_kind_and_distinct(values, match):
 
 
 def test_a_fit_that_cannot_be_made_is_reported_not_raised():
-    from ntkflow._scaling import fit_power_law
+    from ntkflow.sweeps._scaling import fit_power_law
 
     # One usable grid point (the others below the error floor): no line, no exception.
     fit = fit_power_law(
@@ -261,7 +261,7 @@ def test_a_fit_that_cannot_be_made_is_reported_not_raised():
 
 
 def test_a_sweep_whose_fits_fail_still_writes_its_data_and_report(reference, tmp_path, monkeypatch):
-    import ntkflow._scaling_laws as laws_module
+    import ntkflow.sweeps._scaling_laws as laws_module
 
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("SVD did not converge in Linear Least Squares")

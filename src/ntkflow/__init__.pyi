@@ -14,11 +14,7 @@ from ._certificate import (
     certify as certify,
     theorem_constants as theorem_constants,
 )
-from ._executors import (
-    AbstractExecutor as AbstractExecutor,
-    LocalProcesses as LocalProcesses,
-    RayExecutor as RayExecutor,
-)
+from ._errors import InputError as InputError
 from ._exponential import ExponentialNTK as ExponentialNTK
 from ._flow_options import FlowOptions as FlowOptions
 from ._flows import (
@@ -27,16 +23,6 @@ from ._flows import (
     solve_flows as solve_flows,
 )
 from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
-from ._grid import SweepError as SweepError
-from ._infinite import InfiniteKernel as InfiniteKernel, infinite_kernel as infinite_kernel
-from ._infinite_flow import InfiniteFlow as InfiniteFlow, infinite_flow as infinite_flow
-from ._initial_kernel import InitialKernel as InitialKernel, initial_kernel as initial_kernel
-from ._jacobian import (
-    AbstractNTKMethod as AbstractNTKMethod,
-    JacobianContraction as JacobianContraction,
-    jacobian as jacobian,
-)
-from ._kernel import empirical_ntk as empirical_ntk
 from ._lipschitz import (
     BetaEstimate as BetaEstimate,
     certified_beta as certified_beta,
@@ -51,8 +37,6 @@ from ._losses import (
     UserLoss as UserLoss,
     get_loss as get_loss,
 )
-from ._ntk_fn import empirical_ntk_fn as empirical_ntk_fn
-from ._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
 from ._paths import (
     Budget as Budget,
     FlowPath as FlowPath,
@@ -62,17 +46,34 @@ from ._paths import (
     TestSeries as TestSeries,
 )
 from ._problem import Problem as Problem
-from ._python_sweep import sweep as sweep
 from ._results import Results as Results, ResultsError as ResultsError, load_results as load_results
-from ._scaling import ScalingFit as ScalingFit
 from ._solution import FlowSolution as FlowSolution, FlowStatus as FlowStatus
 from ._spectrum import Spectrum as Spectrum, ntk_spectrum as ntk_spectrum
-from ._structured import StructuredDense as StructuredDense
-from ._sweep import SweepResult as SweepResult, load_sweep as load_sweep
 from ._tangent import TangentFlow as TangentFlow
 from ._verify import Check as Check, Verification as Verification, verify as verify
 from .datasets import Dataset as Dataset
 from .experiment import RunOutput as RunOutput, run as run
+from .infinite._infinite import InfiniteKernel as InfiniteKernel, infinite_kernel as infinite_kernel
+from .infinite._infinite_flow import InfiniteFlow as InfiniteFlow, infinite_flow as infinite_flow
 from .models import CNN as CNN, MLP as MLP, Shallow as Shallow, from_apply as from_apply
+from .ntk._initial_kernel import InitialKernel as InitialKernel, initial_kernel as initial_kernel
+from .ntk._jacobian import (
+    AbstractNTKMethod as AbstractNTKMethod,
+    JacobianContraction as JacobianContraction,
+    jacobian as jacobian,
+)
+from .ntk._kernel import empirical_ntk as empirical_ntk
+from .ntk._ntk_fn import empirical_ntk_fn as empirical_ntk_fn
+from .ntk._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
+from .ntk._structured import StructuredDense as StructuredDense
+from .sweeps._executors import (
+    AbstractExecutor as AbstractExecutor,
+    LocalProcesses as LocalProcesses,
+    RayExecutor as RayExecutor,
+)
+from .sweeps._grid import SweepError as SweepError
+from .sweeps._python_sweep import sweep as sweep
+from .sweeps._scaling import ScalingFit as ScalingFit
+from .sweeps._sweep import SweepResult as SweepResult, load_sweep as load_sweep
 
 __version__: str

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._json import jsonable
+from ._quantities import nanmax as nanmax
 from ._repr import concise
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -151,15 +152,6 @@ def _check(
         reason,
         losses,
     )
-
-
-def nanmax(*arrays: np.ndarray | None) -> float:
-    """The largest entry that is not NaN over all given arrays (`None` skipped; NaN if
-    there is none). `_summary` uses it too."""
-    vals = [np.asarray(a, dtype=np.float64).ravel() for a in arrays if a is not None]
-    v = np.concatenate(vals) if vals else np.zeros(0)
-    v = v[~np.isnan(v)]
-    return float(v.max()) if v.size else math.nan
 
 
 def _between(ts: np.ndarray, budget: np.ndarray, step_t: np.ndarray) -> np.ndarray:

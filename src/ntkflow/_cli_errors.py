@@ -137,7 +137,7 @@ def interrupted(message: str) -> NoReturn:
 def _sweep_error(error: Exception, out: Path | None, experiment: Path) -> str:
     """A sweep error; one about the sweep directory says where its path came from
     (`--out`, or the experiment's `[output] dir`) and which flag resumes it."""
-    from ._grid import SweepError
+    from .sweeps._grid import SweepError
 
     if not (isinstance(error, SweepError) and error.directory):
         return str(error)

@@ -81,6 +81,7 @@ def checks_table(verification) -> Table:
 def print_run(cert, sol, verification) -> None:
     """The certificate, then how the solve ended (first, in a warning, when it stopped
     short of t1), the checks, the exit time and the verdict."""
+    checks = checks_table(verification)
     if not verification.complete:
         how = verification.status.name.lower()
         console.print(
@@ -98,7 +99,7 @@ def print_run(cert, sol, verification) -> None:
         f"{g.get('num_rejected_steps', 0)} rejected, {g.get('wall_s', 0.0):.1f} s)",
         highlight=False,
     )
-    console.print(checks_table(verification))
+    console.print(checks)
     exit_t = verification.exit_time
     reached = verification.reached.get("gradient", verification.horizon)
     if exit_t is not None:

@@ -12,11 +12,11 @@ from jaxtyping import Float
 
 from ._diagnostics_iterative import Warm, iterative_diagnostics_at, preconditioner
 from ._errors import InputError
-from ._initial_kernel import InitialKernel
-from ._kernel import empirical_ntk
 from ._paths import KernelPath, TestSeries
 from ._problem import Problem
 from ._spectrum import dense_eigh, spectrum_from_eigenvalues
+from .ntk._initial_kernel import InitialKernel
+from .ntk._kernel import empirical_ntk
 
 
 def diagnostics_method(diagnostics: Any) -> str | None:

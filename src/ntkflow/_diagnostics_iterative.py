@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 from scipy.sparse import linalg as sla
 
-from ._initial_kernel import InitialKernel
-from ._ntkvp import ntk_operator
 from ._problem import Problem
+from .ntk._initial_kernel import InitialKernel
+from .ntk._ntkvp import ntk_operator
 
 _LinearOperator: Any = sla.LinearOperator  # (SciPy's stubs miss its keyword arguments)
 # LOBPCG's tolerance, and the eigen-residual (both relative to ‖K0‖_op) below which a

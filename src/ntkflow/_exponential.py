@@ -50,8 +50,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from ._kernel import get_ntk_method
 from ._problem import Problem
+from .ntk._kernel import get_ntk_method
 
 # Below this |z| the φ-functions are summed as Taylor series (no cancellation).
 _SERIES_BELOW = 1.0

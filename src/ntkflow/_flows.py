@@ -43,14 +43,12 @@ from ._gradient_flow import (
     error_budget,
     solve_gradient_flow,
 )
-from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._integrate import SolveSettings, gradient_norms, losses
 from ._paths import Budget, FlowPath, Gaps, Steps
 from ._problem import Problem
 from ._progress import RichProgressMeter, meter as progress_meter
 from ._rounding import motion_resolution, residual_rounding
 from ._save_times import save_times
-from ._sharding import split_problem
 from ._solution import FlowSolution
 from ._solvers import (
     SOLVER_NAMES as SOLVER_NAMES,
@@ -62,6 +60,8 @@ from ._solvers import (
 from ._stats import FlowStatus
 from ._tangent import TangentFlow
 from ._tangent_methods import TangentPath, get_tangent_method
+from .ntk._initial_kernel import InitialKernel, as_initial_kernel
+from .ntk._sharding import split_problem
 
 # `rtol="auto"`: this, unless the dtype cannot resolve it (`_relative_tolerance`).
 DEFAULT_RTOL = 1e-8

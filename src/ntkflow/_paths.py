@@ -40,10 +40,10 @@ class TestSeries:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Budget:
-    """The integrator's error budget along the gradient flow (docs/flows.md, "Error
-    budget"): `dist` bounds the error of `w(t)` (`‖w_tight − w_loose‖`), `loss` that of
-    the loss, `residual` that of `α f(w) − y`; NaN where either solve stopped short.
-    `stats` says how the second solve went."""
+    """The integrator's error budget along the gradient flow (docs/theory.md, "The
+    gradient flow's budget"): `dist` bounds the error of `w(t)` (`‖w_tight − w_loose‖`),
+    `loss` that of the loss, `residual` that of `α f(w) − y`; NaN where either solve
+    stopped short. `stats` says how the second solve went."""
 
     dist: np.ndarray
     loss: np.ndarray

@@ -396,11 +396,11 @@ def results_writer(
     `dataset` (the trajectories, an `xarray.Dataset`), `cancelled` (see
     `atomic_directory`).
     """
-    summary = {"format": FORMAT, **jsonable(summary), "complete": True}
     with atomic_directory(target, cancelled=cancelled) as tmp:
         ds = dataset.copy()
         ds.attrs = _netcdf_attrs(ds.attrs)
         ds.to_netcdf(tmp / TRAJECTORIES, engine="h5netcdf")
+        summary = {"format": FORMAT, **jsonable(summary), "complete": True}
         yield tmp, summary
         # Last, so a directory with a summary always has everything else.
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False))

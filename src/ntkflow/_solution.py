@@ -1,5 +1,5 @@
-"""`FlowSolution`: what `solve_flows` returns, its typed paths, the one registry of the
-quantities the results files hold (`SERIES`), and its xarray form."""
+"""`FlowSolution`: what `solve_flows` returns, its typed paths, and its xarray form (the
+quantities under the names of `_quantities.SERIES`)."""
 
 import dataclasses
 import json
@@ -9,109 +9,9 @@ import numpy as np
 
 from ._json import jsonable
 from ._paths import FlowPath, Gaps, KernelPath
+from ._quantities import SERIES as SERIES, Series as Series
 from ._repr import concise, shown
 from ._stats import FlowStatus, GDStats, SolveStats
-
-
-@dataclasses.dataclass(frozen=True)
-class Series:
-    """A quantity of the flows that the results files hold, under its flat name (the key
-    of `SERIES`): `at`, where it is on a `FlowSolution` (a dotted path through its typed
-    records), `meaning` (the variable's `long_name` where `labelled`), `dims` in the
-    files, `coordinate` (the name of the coordinate it is, if it is one) and
-    `per_point` (a sweep keeps it for each point)."""
-
-    at: str
-    meaning: str
-    dims: tuple[str, ...] = ("t",)
-    labelled: bool = True
-    per_point: bool = False
-    coordinate: str | None = None
-
-
-def _t(at: str, meaning: str, *, per_point: bool = False) -> Series:
-    return Series(at, meaning, per_point=per_point)
-
-
-def _step(at: str, meaning: str, **kw: Any) -> Series:
-    return Series(at, meaning, ("step_t",), labelled=False, **kw)
-
-
-# Every quantity of the flows, named once: `FlowSolution.series(name)` reads it from the
-# typed paths, `to_xarray` writes it, a sweep keeps those marked `per_point`, and the
-# docs (docs/results.md) and the figures read the same names.
-SERIES: dict[str, Series] = {
-    "loss_w": _t("gradient.loss", "gradient flow loss R(αf(w(t)))", per_point=True),
-    "loss_u": _t("tangent.loss", "tangent flow loss R(αf_0(u(t)))", per_point=True),
-    "dist_w": _t("gradient.dist", "‖w(t) − w0‖", per_point=True),
-    "dist_u": _t("tangent.dist", "‖u(t) − w0‖", per_point=True),
-    "gap_f": _t("gaps.f", "‖αf(w(t)) − αf_0(u(t))‖", per_point=True),
-    "gap_w": _t("gaps.w", "‖w(t) − u(t)‖", per_point=True),
-    "sigma_min_t": _t("kernel.sigma_min", "σ_min(J_{w(t)})", per_point=True),
-    "sigma_max_t": _t("kernel.sigma_max", "σ_max(J_{w(t)})", per_point=True),
-    "kernel_drift": _t("kernel.drift", "‖K_{w(t)} − K0‖_op / ‖K0‖_op", per_point=True),
-    "dist_u_to_limit": _t("tangent.to_limit", "‖u(t) − u∞‖"),
-    "grad_w": _t("gradient.grad", "‖∇R(αf(w(t)))‖ (a loss other than the square)"),
-    "grad_u": _t("tangent.grad", "‖∇R(αf_0(u(t)))‖ (a loss other than the square)"),
-    "err_w": _t("gradient.budget.dist", "error budget of w(t): ‖w_tight − w_loose‖"),
-    "err_loss_w": _t("gradient.budget.loss", "error budget of the gradient-flow loss"),
-    "err_res_w": _t("gradient.budget.residual", "error budget of αf(w(t)): ‖r_tight − r_loose‖"),
-    "round_res_w": _t(
-        "gradient.rounding",
-        "estimated rounding error of αf(w(t)) − y (docs/theory.md, Rounding)",
-    ),
-    "loss_w_test": _t(
-        "gradient.test.loss",
-        "gradient flow test loss: mean over test points of R(αf(w; x)) (½‖αf − y‖²)",
-        per_point=True,
-    ),
-    "loss_u_test": _t(
-        "tangent.test.loss",
-        "tangent flow test loss: mean over test points of R(αf_0(u; x))",
-        per_point=True,
-    ),
-    "acc_w_test": _t(
-        "gradient.test.acc",
-        "gradient flow test accuracy: fraction of test points classified right",
-        per_point=True,
-    ),
-    "acc_u_test": _t(
-        "tangent.test.acc",
-        "tangent flow test accuracy: fraction of test points classified right",
-        per_point=True,
-    ),
-    "loss_gd": _t("gd.loss", "gradient descent loss at t = kη", per_point=True),
-    "dist_gd": _t("gd.dist", "‖w_k − w0‖ (gradient descent)"),
-    "gap_gd": _t("gd.gap", "‖w_k − w(kη)‖ (gradient descent vs flow)"),
-    "ts_gd": _t("gd.ts", "gradient descent times kη"),
-    "step_ts": _step(
-        "gradient.steps.ts", "the gradient flow's accepted steps", coordinate="step_t"
-    ),
-    "step_loss_w": _step("gradient.steps.loss", "gradient flow loss at its steps"),
-    "step_dist_w": _step("gradient.steps.dist", "‖w(t) − w0‖ at the gradient flow's steps"),
-    "step_loss_u": _step("tangent.steps.loss", "tangent flow loss at the gradient flow's steps"),
-    "step_dist_u": _step("tangent.steps.dist", "‖u(t) − w0‖ at the gradient flow's steps"),
-    "step_gap_f": _step("gaps.step_f", "‖αf(w(t)) − αf_0(u(t))‖ at the gradient flow's steps"),
-    "step_gap_w": _step("gaps.step_w", "‖w(t) − u(t)‖ at the gradient flow's steps"),
-    "pred_w_test": Series(
-        "gradient.test.pred",
-        "α f(w(t)) on the test inputs",
-        ("t", "test_point", "output"),
-        labelled=False,
-    ),
-    "pred_u_test": Series(
-        "tangent.test.pred",
-        "α f_0(u(t)) on the test inputs",
-        ("t", "test_point", "output"),
-        labelled=False,
-    ),
-    "params_w": Series("gradient.params", "w(t) − w0", ("t", "param"), labelled=False),
-    "params_u": Series("tangent.params", "u(t) − w0", ("t", "param"), labelled=False),
-    "loss_inf": _t("limit.loss", "training loss of the infinite-width tangent flow"),
-    "loss_inf_test": _t(
-        "limit.test.loss", "mean test loss per point of the infinite-width tangent flow"
-    ),
-}
 
 
 @concise

@@ -14,8 +14,8 @@ import diffrax
 
 from ._adams import ExponentialAdams
 from ._exponential import ExponentialNTK
-from ._kernel import get_ntk_method
 from ._problem import Problem
+from .ntk._kernel import get_ntk_method
 
 
 def default_solver() -> diffrax.AbstractSolver:

@@ -8,83 +8,18 @@ the CLI, a results directory and a sweep can never disagree about a run. The doc
 time of the distances and gaps, final losses), each computed here once.
 """
 
-import dataclasses
-import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ._certificate import Certificate
 from ._json import jsonable
-from ._limit_summary import LIMIT_SCALARS
 from ._problem import Problem
+from ._quantities import FLOW_SCALARS as FLOW_SCALARS, POINT_CERTIFICATE, Run
 from ._results import now, versions
 from ._solution import FlowSolution
-from ._verify import Verification, nanmax
-
-
-def _last(a: Any) -> float:
-    """The last finite entry (NaN if none)."""
-    if a is None:
-        return math.nan
-    a = np.asarray(a, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    return float(a[-1]) if a.size else math.nan
-
-
-@dataclasses.dataclass(frozen=True)
-class _Run:
-    solution: FlowSolution
-    verification: Verification
-    w0_norm: float
-
-
-def _sup(*names: str) -> Callable[[_Run], float]:
-    """The supremum of the series `names` (`SERIES`) over their saves and steps."""
-    return lambda r: nanmax(*(r.solution.series(n) for n in names))
-
-
-def _final(name: str) -> Callable[[_Run], float]:
-    return lambda r: _last(r.solution.series(name))
-
-
-def _relative_change(r: _Run) -> float:
-    return _last(r.solution.series("dist_w")) / r.w0_norm if r.w0_norm > 0 else math.nan
-
-
-def _exit_time(r: _Run) -> float:
-    return r.verification.exit_time if r.verification.exit_time is not None else math.inf
-
-
-def _num_steps(r: _Run) -> int:
-    gradient = r.solution.stats.get("gradient")
-    return (gradient.get("num_steps") or 0) if gradient is not None else 0
-
-
-# The numbers of the flows that the scaling laws and sweeps use (docs/theory.md, "Fitting
-# the laws"), each named once, with what it is and how it is read from a run.
-FLOW_SCALARS: dict[str, tuple[str, Callable[[_Run], Any]]] = {
-    "w0_norm": ("‖w0‖", lambda r: r.w0_norm),
-    "sup_dist_w": ("sup_t ‖w(t) − w0‖ (saves and solver steps)", _sup("dist_w", "step_dist_w")),
-    "sup_dist_u": ("sup_t ‖u(t) − w0‖", _sup("dist_u")),
-    "sup_gap_f": ("sup_t ‖αf(w(t)) − αf_0(u(t))‖", _sup("gap_f", "step_gap_f")),
-    "sup_gap_w": ("sup_t ‖w(t) − u(t)‖", _sup("gap_w", "step_gap_w")),
-    # The integrator's error budget on those (NaN without `error_estimate`).
-    "err_dist_w": ("the error budget of sup_dist_w", _sup("err_w")),
-    "err_gap_f": ("the error budget of sup_gap_f", _sup("err_res_w")),
-    "err_gap_w": ("the error budget of sup_gap_w", _sup("err_w")),
-    "sup_kernel_drift": ("sup_t ‖K_{w(t)} − K0‖/‖K0‖", _sup("kernel_drift")),
-    "rel_weight_change": ("‖w(t1) − w0‖/‖w0‖", _relative_change),
-    "final_loss_w": ("the gradient flow's loss at t1", _final("loss_w")),
-    "final_loss_u": ("the tangent flow's loss at t1", _final("loss_u")),
-    "final_test_loss_w": ("the gradient flow's test loss at t1", _final("loss_w_test")),
-    "final_test_loss_u": ("the tangent flow's test loss at t1", _final("loss_u_test")),
-    "final_test_acc_w": ("the gradient flow's test accuracy at t1", _final("acc_w_test")),
-    "final_test_acc_u": ("the tangent flow's test accuracy at t1", _final("acc_u_test")),
-    "exit_time": ("the first time w(t) left the ball (inf: never)", _exit_time),
-    "num_steps": ("the gradient flow's solver steps", _num_steps),
-}
+from ._verify import Verification
+from .infinite._limit_summary import LIMIT_SCALARS
 
 
 def flow_scalars(
@@ -93,8 +28,8 @@ def flow_scalars(
     """The numbers of the flows the scaling laws and sweeps use (`FLOW_SCALARS`, docs/theory.md,
     "Fitting the laws"): suprema over the save times and solver steps, their error budgets,
     final losses, the exit time (`inf`: never left the ball) and the solver's steps."""
-    run = _Run(solution, verification, float(np.linalg.norm(np.asarray(problem.w0))))
-    return {name: read(run) for name, (_, read) in FLOW_SCALARS.items()}
+    run = Run(solution, verification, float(np.linalg.norm(np.asarray(problem.w0))))
+    return {name: scalar.read(run) for name, scalar in FLOW_SCALARS.items()}
 
 
 def summarize(
@@ -154,21 +89,6 @@ def run_view(document: dict[str, Any], path: Any = None) -> dict[str, Any]:
         scalars=document.get("scalars", {}),
     )
     return out
-
-
-# The certificate's numbers a sweep keeps per point.
-POINT_CERTIFICATE = (
-    "alpha_star",
-    "sigma_min",
-    "sigma_max",
-    "beta",
-    "beta_kind",
-    "R0",
-    "B",
-    "B_prime",
-    "hypotheses_hold",
-    "p",
-)
 
 
 def point_view(document: dict[str, Any]) -> dict[str, Any]:

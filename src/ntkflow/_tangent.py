@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar, ScalarLike
 
-from ._initial_kernel import InitialKernel, as_initial_kernel
 from ._problem import Problem
 from ._repr import concise
+from .ntk._initial_kernel import InitialKernel, as_initial_kernel
 
 
 def _phi(lam: Array, t: ScalarLike, alpha2: ScalarLike) -> Any:

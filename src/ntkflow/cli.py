@@ -231,8 +231,8 @@ def sweep(
     summaries, fitted slopes with bootstrap intervals, critical α), figures and report.html.
     Each finished point is saved at once, so --resume after an interruption skips it.
     """
-    from ._grid import SweepError
     from .config import apply_overrides, output_dir, parse_experiment, read_document
+    from .sweeps._grid import SweepError
 
     try:
         doc = apply_overrides(read_document(experiment), set_ or [], flag="--set")
@@ -240,7 +240,7 @@ def sweep(
         target = output_dir(exp, out)
     except (ConfigError, SweepError, ValueError, TypeError) as e:
         raise fail(str(e)) from None
-    from ._sweep import run_sweep, sweep_executor  # (the library: only for a good file)
+    from .sweeps._sweep import run_sweep, sweep_executor  # (the library: only for a good file)
 
     try:
         chosen = sweep_executor(doc, executor, jobs=jobs, address=address)
@@ -328,8 +328,8 @@ def report(
 
 
 def _report_sweep(directory: Path, out: Path | None, json_: bool) -> None:
-    from ._grid import SweepError
-    from ._sweep import load_sweep, render_sweep
+    from .sweeps._grid import SweepError
+    from .sweeps._sweep import load_sweep, render_sweep
 
     if out is not None:
         raise fail(

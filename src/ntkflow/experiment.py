@@ -18,7 +18,6 @@ from . import datasets
 from ._certificate import Certificate, certify
 from ._flows import solve_flows
 from ._json import jsonable
-from ._limit_summary import limit_kernel, limit_path, limit_scalars
 from ._memory import TooLarge
 from ._problem import Problem
 from ._repr import concise, count_checks, shown
@@ -35,6 +34,7 @@ from .config import (
     ShallowModel,
     SphereData,
 )
+from .infinite._limit_summary import limit_kernel, limit_path, limit_scalars
 from .models import CNN, MLP, Shallow
 
 

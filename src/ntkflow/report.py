@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._certificate_rows import certificate_rows
+from ._quantities import FLOW_SCALARS
 from .plotting import captions, stopped_at
 
 _CSS = """
@@ -446,18 +447,8 @@ def render_sweep_report(summary: dict[str, Any], figures: dict[str, Path]) -> st
     figs = "".join(_figure(name, path) for name, path in figures.items())
     if figs:
         sections.append("<h2>Figures</h2>" + figs)
-    cols = [
-        "status",
-        "all_hold",
-        "hypotheses_hold",
-        "alpha_star",
-        "sup_dist_w",
-        "sup_gap_f",
-        "sup_kernel_drift",
-        "final_test_loss_w",
-        "final_test_loss_u",
-        "wall_s",
-    ]
+    shown_scalars = [name for name, s in FLOW_SCALARS.items() if s.table]
+    cols = ["status", "all_hold", "hypotheses_hold", "alpha_star", *shown_scalars, "wall_s"]
     head = "".join(f"<th>{_e(c)}</th>" for c in ["point", *cols])
     body = ""
     for p in summary.get("points", []):

@@ -123,7 +123,9 @@ def plot_distances(ds: Any, summary: dict[str, Any]) -> Any:
         fmt="o",
         ms=3,
         color="C2",
-        label="‖w_k − w0‖ (gradient descent)",
+        label=str(ds["dist_gd"].attrs.get("long_name", "gradient descent"))
+        if "dist_gd" in ds
+        else "",
     )
     p.hline(c["B_prime"], color="C3", ls="--", label="B' (theorem's distance bound)")
     p.hline(c["B"], color="C4", ls="-.", label="B (radius of the proof's ball)")

@@ -8,7 +8,7 @@ critical α, the figures and the report. Each point is `make_problem(**values)` 
 a point already written is never rerun.
 
 `sweep` is also the public entry point for experiment files, which it hands to
-`_sweep.sweep`.
+`_sweep.sweep_file`.
 """
 
 import difflib
@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .._json import jsonable
+from .._results import directory_lock
 from ._executors import AbstractExecutor, LocalProcesses
 from ._grid import FIT, SweepError, _hash, fit_ranges, make_grid
-from ._json import jsonable
 from ._points import FORMAT, MANIFEST, POINTS, claim, run_point_with, write_record
-from ._results import directory_lock
-from ._sweep import SweepResult, assemble, run_points, sweep as sweep_experiment
+from ._sweep import SweepResult, assemble, run_points, sweep_file
 
 # Plain names a user sweeps, and the dotted keys the scaling laws know them by.
 _ALIASES = {"alpha": "problem.alpha", "width": "model.width", "widths": "model.widths"}
@@ -206,8 +206,8 @@ def _point_runner(
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A point of the sweep: `make_problem(**point)` run by `experiment.run`, its files
     written (`_points.run_point_with`, the record last)."""
-    from ._limit_summary import has_limit
-    from .experiment import run
+    from ..experiment import run
+    from ..infinite._limit_summary import has_limit
 
     def one(p: dict[str, Any]) -> dict[str, Any]:
         kwargs = {keyword[k]: v for k, v in p["assignment"].items()}
@@ -299,7 +299,7 @@ def sweep(
     directory = out if out is not None else target
     if directory is None:
         raise SweepError("sweep(experiment, out): give the output directory")
-    return sweep_experiment(
+    return sweep_file(
         experiment,
         directory,
         jobs=jobs,

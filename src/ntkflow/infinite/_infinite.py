@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._repr import concise
+from ..datasets import Dataset
+from ..models import MLP, AbstractModel, Activation, Shallow
 from ._dual import CLOSED_FORMS, AbstractDual
 from ._dual_quadrature import ANALYTIC, TrapezoidDual, trapezoid_dual
-from ._repr import concise
-from .datasets import Dataset
-from .models import MLP, AbstractModel, Activation, Shallow
 
 # Block rows so that the largest temporary stays near this many bytes.
 BLOCK_BYTES = 256 * 2**20
@@ -222,7 +222,7 @@ def _blocks(n1: int, block: int, progress: bool, one: Any) -> Any:
     starts = range(0, n1, block)
     bar = task = None
     if progress:
-        from ._progress import rich_bar
+        from .._progress import rich_bar
 
         bar = rich_bar(counts=True)
         bar.start()

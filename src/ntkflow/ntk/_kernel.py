@@ -11,13 +11,13 @@ from typing import Any
 
 from jaxtyping import Array, Float
 
+from .._problem import Problem
 from ._jacobian import (
     AbstractNTKMethod as AbstractNTKMethod,
     JacobianContraction as JacobianContraction,
     jacobian as jacobian,
 )
 from ._ntkvp import NTKVectorProducts
-from ._problem import Problem
 from ._sharding import data_mesh, sharded_ntk
 from ._structured import StructuredDense, structured_applies
 

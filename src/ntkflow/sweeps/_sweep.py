@@ -26,6 +26,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .._json import jsonable
+from .._progress import rich_bar, sweep_fields
+from .._repr import concise, shown
+from .._results import atomic_write_bytes, directory_lock, now, versions
 from ._executors import (
     AbstractExecutor as AbstractExecutor,
     LocalProcesses as LocalProcesses,
@@ -39,11 +43,7 @@ from ._grid import (
     make_grid as make_grid,
     sweep_settings,
 )
-from ._json import jsonable
 from ._points import FORMAT, POINTS, adopt_point, dead_point, load_point, prepare, run_point
-from ._progress import rich_bar, sweep_fields
-from ._repr import concise, shown
-from ._results import atomic_write_bytes, directory_lock, now, versions
 from ._scaling import ScalingFit
 from ._scaling_laws import annotate_beta, critical_alphas, scaling_fits
 from ._sweep_dataset import build_dataset
@@ -272,8 +272,8 @@ def load_sweep(path: str | os.PathLike) -> SweepResult:
 def render_sweep(result: SweepResult, *, dpi: int = 110) -> Path:
     """(Re-)draw a finished sweep's figures and report.html from sweep.nc and summary.json
     alone; returns the report's path."""
-    from .plotting import save_sweep_figures
-    from .report import render_sweep_report
+    from ..plotting import save_sweep_figures
+    from ..report import render_sweep_report
 
     paths = save_sweep_figures(result.path / "figures", result.dataset, result.summary, dpi=dpi)
     target = result.path / "report.html"
@@ -310,7 +310,7 @@ def sweep_executor(
     return get_executor(name, jobs=jobs, address=address or settings.get("address"))
 
 
-def sweep(
+def sweep_file(
     experiment: str | os.PathLike | dict[str, Any],
     out: str | os.PathLike,
     *,
@@ -338,7 +338,7 @@ def sweep(
 
     **Returns:** a `SweepResult` (`dataset`, `summary`, `fits`).
     """
-    from .config import apply_overrides, read_document
+    from ..config import apply_overrides, read_document
 
     doc = read_document(experiment) if not isinstance(experiment, dict) else dict(experiment)
     doc = apply_overrides(doc, list(overrides))

@@ -30,8 +30,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Float, PyTree
 
+from .._problem import Problem
 from ._jacobian import AbstractNTKMethod
-from ._problem import Problem
 
 AXIS = "data"
 

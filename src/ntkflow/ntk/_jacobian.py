@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._memory import available_bytes
-from ._problem import Problem
+from .._memory import available_bytes
+from .._problem import Problem
 
 
 @eqx.filter_jit

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from .._json import jsonable
+from .._results import atomic_write_bytes
 from ._grid import Grid, SweepError, _hash, make_grid, point_document
-from ._json import jsonable
-from ._results import atomic_write_bytes
 
 FORMAT = "ntkflow-sweep/1"
 MANIFEST = "sweep.json"
@@ -35,8 +35,8 @@ def run_point(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one grid point of an experiment file and write its files atomically (the
     `.json` last). Runs in a worker; errors become a point with status `"error"` and its
     message."""
-    from .config import parse_experiment
-    from .experiment import run_experiment
+    from ..config import parse_experiment
+    from ..experiment import run_experiment
 
     index, directory = payload["index"], Path(payload["dir"])
     here = _sees_sweep(directory, payload["id"])
@@ -111,8 +111,8 @@ def save_point(run: Any, record: dict[str, Any], directory: Path) -> None:
     series into `NNNNN.nc` (atomically); the caller writes the record last."""
     import xarray as xr
 
-    from ._solution import SERIES
-    from ._summary import point_view
+    from .._solution import SERIES
+    from .._summary import point_view
 
     record.update(point_view(run.summary))
     record["centering"] = run.problem.centering.name
@@ -170,7 +170,7 @@ def prepare(
 ) -> tuple[Grid, list[dict[str, Any]]]:
     """Validate the grid and every point's configuration, write (or check) the manifest,
     and return the grid and the payloads of all points."""
-    from .config import ConfigError, parse_experiment
+    from ..config import ConfigError, parse_experiment
 
     base = dict(experiment_doc)
     sweep = base.pop("sweep", {}) or {}

@@ -15,8 +15,8 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.sparse.linalg import LinearOperator
 
+from .._problem import Problem
 from ._jacobian import AbstractNTKMethod, jacobian_rows, mirror_upper, padded_chunks
-from ._problem import Problem
 
 
 @eqx.filter_jit

@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
+from .._problem import Problem
+from ..models import AbstractModel
 from ._jacobian import AbstractNTKMethod, mirror_upper, padded_chunks, syrk
-from ._problem import Problem
-from .models import AbstractModel
 
 # `gram="auto"` on CPU: the fused XLA program up to this many points, BLAS syrk beyond.
 FUSED_MAX_N = 1024

@@ -8,7 +8,7 @@ import itertools
 import json
 from typing import Any
 
-from ._errors import InputError
+from .._errors import InputError
 
 
 class SweepError(InputError):

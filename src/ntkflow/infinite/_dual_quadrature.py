@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from ..models._activations import Activation
 from ._dual import AbstractDual
-from .models._activations import Activation
 
 _C2 = math.sqrt(2.0 / math.pi)  # E|x| for a standard normal x
 T_MAX = 6.0  # the widest strip used (entire σ): e^{t²/2} grows faster than the gain

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._losses import Squared
+from .._problem import Problem
+from .._repr import concise
+from .._tangent import _phi
 from ._infinite import InfiniteKernel, infinite_kernel
-from ._losses import Squared
-from ._problem import Problem
-from ._repr import concise
-from ._tangent import _phi
 
 
 @concise

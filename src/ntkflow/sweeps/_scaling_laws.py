@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._quantities import FLOW_SCALARS
 from ._grid import Grid
 from ._scaling import ScalingFit, critical_alpha, fit_power_law, power_law_slope
 
@@ -26,7 +27,7 @@ ALPHA_LAWS = (
 )
 # The error budget that bounds each measured quantity from below: a point whose value is
 # within FLOOR_FACTOR of it measures the integrator, not the network, and is left out.
-ERROR_OF = {"sup_dist_w": "err_dist_w", "sup_gap_f": "err_gap_f", "sup_gap_w": "err_gap_w"}
+ERROR_OF = {name: s.budget for name, s in FLOW_SCALARS.items() if s.budget is not None}
 FLOOR_FACTOR = 2.0
 WIDTH_LAWS = (
     (

@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._problem import Problem
+from .._repr import concise
+from .._spectrum import DENSE_MAX_N, Spectrum, dense_eigh, ntk_spectrum, spectrum_from_eigenvalues
 from ._jacobian import AbstractNTKMethod
 from ._kernel import empirical_ntk
-from ._problem import Problem
-from ._repr import concise
-from ._spectrum import DENSE_MAX_N, Spectrum, dense_eigh, ntk_spectrum, spectrum_from_eigenvalues
 
 
 @concise

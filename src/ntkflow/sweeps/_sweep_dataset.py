@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from .._quantities import FLOW_SCALARS, POINT_CERTIFICATE
+from ..infinite._limit_summary import LIMIT_SCALARS
 from ._grid import Grid
-from ._limit_summary import LIMIT_SCALARS
-from ._summary import FLOW_SCALARS, POINT_CERTIFICATE
 
 # `holds_<check>` of a point that does not have the check (a loss other than the square
 # keeps only the checks that apply to it: docs/theory.md, "What is checked for each loss").

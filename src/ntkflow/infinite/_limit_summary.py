@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from ._certificate import Certificate, theorem_constants
+from .._certificate import Certificate, theorem_constants
+from .._losses import Squared
+from .._paths import FlowPath, TestSeries
+from .._problem import Problem
+from .._spectrum import ntk_spectrum
+from ..models import MLP, Shallow
 from ._infinite import InfiniteKernel, infinite_kernel
 from ._infinite_flow import infinite_flow
-from ._losses import Squared
-from ._paths import FlowPath, TestSeries
-from ._problem import Problem
-from ._spectrum import ntk_spectrum
-from .models import MLP, Shallow
 
 # The relative distances a sweep keeps and fits against the width.
 LIMIT_DISTANCES = (

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ._json import jsonable
-from ._repr import concise
+from .._json import jsonable
+from .._repr import concise
 
 # How far outside its bootstrap interval a theory's slope may lie and still "agree".
 AGREEMENT_TOLERANCE = 0.1
