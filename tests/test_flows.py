@@ -287,3 +287,28 @@ def test_to_xarray_names_and_test_predictions():
     # At t = 0 both flows predict αf(w0) = 0 (antisymmetric), and the kernel has not moved.
     np.testing.assert_array_equal(ds["pred_w_test"].values[0], 0.0)
     assert sol.kernel_drift is not None and sol.kernel_drift[0] == 0.0
+
+
+def test_flow_options_are_one_typed_object_that_keywords_may_replace():
+    options = nf.FlowOptions(saveat=12, rtol=1e-7)
+    merged = nf.FlowOptions.merged(options, {"gd_step": 0.1})
+    assert (merged.saveat, merged.rtol, merged.gd_step) == (12, 1e-7, 0.1)
+    assert merged.flows == ("gradient", "tangent")  # the default, as a tuple
+    with pytest.raises(TypeError, match="unexpected keyword argument 'savat'"):
+        nf.FlowOptions.merged(None, {"savat": 3})
+    with pytest.raises(nf.InputError) as bad:
+        nf.FlowOptions(rtol=2.0)
+    assert (bad.value.key, bad.value.value) == ("rtol", 2.0)
+    assert str(bad.value) == "rtol must be 'auto' or a number in (0, 1), got rtol=2.0"
+    with pytest.raises(nf.InputError, match=r"flows must be a non-empty subset"):
+        nf.FlowOptions(flows=())
+
+
+def test_verification_status_is_a_flow_status_and_a_string_still_compares():
+    v = nf.Verification([], None, 1.0, False, status=nf.FlowStatus.MAX_STEPS)
+    assert v.status is nf.FlowStatus.MAX_STEPS and not v.complete
+    assert v.to_dict()["status"] == "max_steps"
+    with pytest.warns(DeprecationWarning, match="FlowStatus.MAX_STEPS"):
+        assert v.status == "max_steps"
+    with pytest.warns(DeprecationWarning):
+        assert v.status != "success"
