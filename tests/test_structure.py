@@ -165,12 +165,12 @@ def test_every_series_is_found_on_the_typed_paths():
     from ntkflow._quantities import SERIES
     from ntkflow._solution import FlowSolution
 
-    def record(tp):
+    def record(tp) -> type | None:
         args = typing.get_args(tp) or (tp,)
-        return next((a for a in args if dataclasses.is_dataclass(a)), None)
+        return next((a for a in args if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
 
     for name, series in SERIES.items():
-        cls = FlowSolution
+        cls: type | None = FlowSolution
         for part in series.at.split("."):
             assert cls is not None, f"{name}: {series.at} goes past a leaf"
             hints = typing.get_type_hints(cls)

@@ -72,10 +72,11 @@ def test_a_violation_before_the_stop_is_still_a_failure():
     full = nf.verify(sol, cert)
     T = full.exit_time
     assert T is not None and full["exit_time"].holds is False
-    assert sol.gradient is not None
+    gradient = sol.gradient
+    assert gradient is not None
 
     def stopped(at):
-        path = dataclasses.replace(sol.gradient, reached=at)
+        path = dataclasses.replace(gradient, reached=at)
         return dataclasses.replace(sol, status=nf.FlowStatus.MAX_STEPS, gradient=path)
 
     after = stopped((T + sol.t1) / 2)
@@ -220,9 +221,9 @@ def test_rounding_is_in_the_budget():
     bare = nf.solve_flows(problem, saveat=40, error_estimate=False)
     assert bare.err_loss_w is None and bare.round_res_w is not None
     assert nf.verify(bare, cert)["loss_envelope_w"].holds is None
-    without = nf.verify(
-        dataclasses.replace(bare, gradient=dataclasses.replace(bare.gradient, rounding=None)), cert
-    )
+    assert bare.gradient is not None
+    unrounded = dataclasses.replace(bare.gradient, rounding=None)
+    without = nf.verify(dataclasses.replace(bare, gradient=unrounded), cert)
     assert without["loss_envelope_w"].holds is False
 
 
