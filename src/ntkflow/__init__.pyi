@@ -1,7 +1,7 @@
 """The public names of `ntkflow`, loaded on first use (`__init__.py`: `lazy_loader`).
 This file is the one list of them: the type checker reads it, and so does the loader."""
 
-from . import datasets as datasets, models as models
+from . import datasets as datasets, models as models, predict as predict
 from ._adams import Accuracy as Accuracy, ExponentialAdams as ExponentialAdams
 from ._centering import (
     AbstractCentering as AbstractCentering,
@@ -23,6 +23,7 @@ from ._flows import (
     solve_flows as solve_flows,
 )
 from ._gd import GDResult as GDResult, gradient_descent as gradient_descent
+from ._linearize import linearize as linearize, taylor_expand as taylor_expand
 from ._lipschitz import (
     BetaEstimate as BetaEstimate,
     certified_beta as certified_beta,

@@ -1,0 +1,129 @@
+"""`gp_inference`: the posterior of the NNGP, of the NTK's infinite ensemble and of the
+NTK-GP on test points (docs/theory.md, "Predictions in function space"), with
+neural-tangents' signature and layouts."""
+
+import collections
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+
+from ._layout import Layout, as_matrix, interleaved, regularized
+
+Gaussian = collections.namedtuple("Gaussian", "mean covariance")
+"""A Gaussian's `mean` (the targets' layout) and `covariance` (the kernels' layout)."""
+
+Kernel = collections.namedtuple("Kernel", "nngp ntk", defaults=(None, None))
+"""The kernels a prediction needs, by name (neural-tangents' `predict.Kernel`)."""
+
+_GETS = ("nngp", "ntk", "ntkgp")
+
+
+def _kernel(k: Any, get: str) -> Any:
+    """`k` itself when it is an array, else its `get` attribute (`nngp` or `ntk`)."""
+    if hasattr(k, "shape"):
+        return k
+    value = getattr(k, get, None)
+    if value is None:
+        raise ValueError(
+            f"the {get!r} kernel is needed (give kernels with an `{get}` attribute, e.g. "
+            f"ntkflow.predict.Kernel(nngp=..., ntk=...)), got {type(k).__name__}"
+        )
+    return value
+
+
+def gp_inference(
+    k_train_train: Any,
+    y_train: Any,
+    diag_reg: float = 0.0,
+    diag_reg_absolute_scale: bool = False,
+    trace_axes: Any = (-1,),
+) -> Callable[..., Any]:
+    """The Gaussian on test points `X*` given the training data: mean
+    `K(X*, X) K⁻¹ y` for each kernel `K` asked for, and covariance
+
+    - `"nngp"`: `𝒦(X*, X*) − 𝒦(X*, X) 𝒦⁻¹ 𝒦(X, X*)` (the Bayesian posterior of the
+      infinitely wide network, `𝒦` the NNGP);
+    - `"ntk"`: `𝒦(X*, X*) + Θ*Θ⁻¹ 𝒦 Θ⁻¹Θ*ᵀ − (Θ*Θ⁻¹ 𝒦(X, X*) + its transpose)`, with
+      `Θ* = Θ(X*, X)` (the infinite ensemble of infinitely wide networks trained to
+      convergence, which starts as the NNGP's prior; Lee et al. 2019, eq. 16);
+    - `"ntkgp"`: the first with the NTK in place of the NNGP (He et al. 2020),
+
+    where `K + diag_reg·I` replaces `K` (relative to its mean diagonal unless
+    `diag_reg_absolute_scale`). Each `K⁻¹` is one Cholesky factorisation, cached.
+
+    **Arguments** (neural-tangents 0.6.5's): `k_train_train` (an array, or kernels with
+    `nngp`/`ntk` attributes such as `Kernel`), `y_train`, `diag_reg`,
+    `diag_reg_absolute_scale`, `trace_axes`.
+
+    **Returns:** `predict_fn(get=None, k_test_train=None, k_test_test=None)`: for `get`
+    a name, its mean (or `Gaussian(mean, covariance)` with `k_test_test`); for a tuple
+    of names (default `("nngp", "ntk")`), a named tuple of those. Without
+    `k_test_train`, the training set's (`y_train`, with zero covariance).
+    """
+    y = jnp.asarray(y_train)
+    layout = Layout.of(y, trace_axes)
+
+    @functools.cache
+    def factor(get: str) -> Any:
+        K = regularized(as_matrix(_kernel(k_train_train, get)), diag_reg, diag_reg_absolute_scale)
+        return jsl.cho_factor(K)
+
+    def solve(get: str, rhs: jnp.ndarray) -> jnp.ndarray:
+        return jsl.cho_solve(factor(get), rhs)
+
+    def one(get: str, k_test_train: Any, k_test_test: Any) -> Any:
+        kernel = "ntk" if get == "ntkgp" else get
+        if k_test_train is None:  # the training set: y, exactly
+            k_dd = jnp.asarray(_kernel(k_train_train, kernel))
+            mean = y.astype(k_dd.dtype)
+            return mean if k_test_test is None else Gaussian(mean, jnp.zeros_like(k_dd))
+        k_td = as_matrix(_kernel(k_test_train, kernel))
+        test_points = jnp.shape(_kernel(k_test_train, kernel))[0::2]
+        _, traced = layout.sizes(y.shape)
+        mean = layout.array(k_td @ solve(kernel, layout.matrix(y)), test_points, traced)
+        if k_test_test is None:
+            return mean
+        return Gaussian(mean, _covariance(get, k_train_train, k_test_train, k_test_test, solve))
+
+    def predict_fn(get: Any = None, k_test_train: Any = None, k_test_test: Any = None) -> Any:
+        names = ("nngp", "ntk") if get is None else get
+        single = isinstance(names, str)
+        names = (names,) if single else tuple(names)
+        for name in names:
+            if name not in _GETS:
+                raise ValueError(f"get must be one of {_GETS} or a tuple of them, got {name!r}")
+        out = {name: one(name, k_test_train, k_test_test) for name in names}
+        if single:
+            return out[names[0]]
+        return collections.namedtuple("Gaussians", names)(**out)
+
+    return predict_fn
+
+
+def _covariance(
+    get: str, k_train_train: Any, k_test_train: Any, k_test_test: Any, solve: Callable
+) -> jnp.ndarray:
+    """The posterior covariance of `get` on the test points, in the interleaved layout."""
+    prior = "ntk" if get == "ntkgp" else "nngp"
+    kernel = "ntk" if get == "ntkgp" else get
+    k_tt_full = jnp.asarray(_kernel(k_test_test, prior))
+    k_tt = as_matrix(k_tt_full)
+    k_td = as_matrix(_kernel(k_test_train, kernel))
+    prior_td = as_matrix(_kernel(k_test_train, prior))
+    if get in ("nngp", "ntkgp"):
+        cov = k_tt - k_td @ solve(kernel, prior_td.T)
+    else:
+        if not hasattr(k_train_train, "nngp") or not hasattr(k_test_train, "nngp"):
+            raise ValueError(
+                "the NTK's posterior covariance needs the NNGP too: give k_train_train and "
+                "k_test_train as kernels with `nngp` and `ntk` (ntkflow.predict.Kernel)"
+            )
+        gain = solve("ntk", k_td.T).T  # Θ* Θ⁻¹
+        nngp = as_matrix(_kernel(k_train_train, "nngp"))
+        cross = gain @ prior_td.T
+        cov = k_tt + gain @ nngp @ gain.T - (cross + cross.T)
+    rows = k_tt_full.shape[0::2]
+    return interleaved(cov, rows, rows)

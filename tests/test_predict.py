@@ -1,0 +1,271 @@
+"""`ntkflow.predict` and `linearize`/`taylor_expand` against neural-tangents 0.6.5 run live
+in `.venv-nt` (jax 0.4.25, float64) on the same kernels, targets, times and networks, to
+1e-10; and against closed forms (a gradient-flow ODE solved by SciPy, the Taylor
+polynomial of a polynomial)."""
+
+import itertools
+import json
+import subprocess
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.integrate
+
+import ntkflow as nf
+
+ROOT = Path(__file__).resolve().parent.parent
+NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
+
+NET = """
+import jax.numpy as jnp
+
+def f(params, x):
+    h = x
+    for i, (W, b) in enumerate(params):
+        z = h @ W / jnp.sqrt(W.shape[0]) + b[None, :]
+        h = z if i == len(params) - 1 else jnp.tanh(z)
+    return h
+"""
+
+# gradient_descent_mse: (trace_axes, learning_rate, diag_reg, absolute, t, train, test)
+MSE_CASES = [
+    ((-1,), 1.0, 0.0, False, [[0.0, 3.0, 40.0], [400.0, 4000.0, 1e5]], True, True),
+    ((-1,), 0.5, 1e-2, False, 7.0, True, True),
+    ((-1,), 1.0, 0.3, True, None, False, True),
+    ((-1,), 1.0, 0.0, False, None, True, True),
+    ((), 2.0, 0.0, False, [1.0, 50.0], True, True),
+    ((), 1.0, 1e-3, True, None, True, True),
+    ((-1,), 1.0, 0.0, False, [5.0, 500.0], True, False),
+]
+# gp_inference: (get, diag_reg, absolute, test-test given)
+GP_CASES = [
+    (None, 0.0, False, True),
+    ("ntk", 1e-3, False, True),
+    ("ntkgp", 0.2, True, True),
+    (["nngp"], 0.0, False, False),
+    ("ntk", 0.0, False, False),
+]
+
+NT_SCRIPT = """
+import collections, json, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+import neural_tangents as nt
+{net}
+d = dict(np.load(sys.argv[1]))
+mse, gp = json.loads(sys.argv[2])
+out = {{}}
+for c, (trace, lr, reg, absolute, t, train, test) in enumerate(mse):
+    tag = "tr" if trace else "full"
+    fn = nt.predict.gradient_descent_mse(d["kdd_" + tag], d["y"], lr, reg, absolute, tuple(trace))
+    res = fn(None if t is None else np.asarray(t), d["f0"] if train else None,
+             d["ft0"] if test else None, d["ktd_" + tag])
+    res = res if isinstance(res, tuple) else (res,)
+    for i, r in enumerate(res):
+        out[f"mse{{c}}_{{i}}"] = np.asarray(r)
+K = collections.namedtuple("K", "nngp ntk")
+kdd, ktd, ktt = (K(d["nngp_" + s], d["ntk_" + s]) for s in ("dd", "td", "tt"))
+for c, (get, reg, absolute, with_tt) in enumerate(gp):
+    fn = nt.predict.gp_inference(kdd, d["y"], reg, absolute)
+    res = fn(tuple(get) if isinstance(get, list) else get, ktd, ktt if with_tt else None)
+    single = not hasattr(res, "_asdict") or hasattr(res, "covariance")
+    res = {{"one": res}} if single else res._asdict()
+    for name, r in res.items():
+        if hasattr(r, "covariance"):
+            out[f"gp{{c}}_{{name}}_mean"], out[f"gp{{c}}_{{name}}_cov"] = map(np.asarray, r)
+        else:
+            out[f"gp{{c}}_{{name}}_mean"] = np.asarray(r)
+# Its max_learning_rate calls SciPy's `eigvalsh(..., eigvals=(i, j))`, a keyword SciPy
+# 1.14 removed: the shim below is that keyword, so its own formula runs.
+from neural_tangents._src import predict as nt_predict
+def eigvalsh(a, eigvals):
+    return np.linalg.eigvalsh(a)[eigvals[0] : eigvals[1] + 1]
+nt_predict.sp.linalg.eigvalsh = eigvalsh
+out["lr0"] = np.asarray(nt.predict.max_learning_rate(d["ntk_dd"]))
+out["lr1"] = np.asarray(nt.predict.max_learning_rate(d["ntk_dd"], 21, 0.9))
+params = [(jnp.asarray(d[f"W{{i}}"]), jnp.asarray(d[f"b{{i}}"])) for i in range(3)]
+moved = [(jnp.asarray(d[f"V{{i}}"]), jnp.asarray(d[f"c{{i}}"])) for i in range(3)]
+out["lin"] = np.asarray(nt.linearize(f, params)(moved, d["x"]))
+for k in (0, 2, 3):
+    out[f"tay{{k}}"] = np.asarray(nt.taylor_expand(f, params, k)(moved, d["x"]))
+np.savez(sys.argv[3], **out)
+"""
+
+
+def _net():
+    scope: dict = {}
+    exec(NET, scope)
+    return scope["f"]
+
+
+def _data():
+    rng = np.random.default_rng(3)
+    n, nt_, k, p = 7, 4, 3, 40
+    J, Jt = rng.standard_normal((n, k, p)) / 4, rng.standard_normal((nt_, k, p)) / 4
+    G, Gt = rng.standard_normal((n, p)) / 5, rng.standard_normal((nt_, p)) / 5
+    H, Ht = rng.standard_normal((n, p)) / 3, rng.standard_normal((nt_, p)) / 3
+    d = {
+        "kdd_tr": G @ G.T,
+        "ktd_tr": Gt @ G.T,
+        "kdd_full": np.einsum("iap,jbp->ijab", J, J),
+        "ktd_full": np.einsum("iap,jbp->ijab", Jt, J),
+        "y": rng.standard_normal((n, k)),
+        "f0": 0.1 * rng.standard_normal((n, k)),
+        "ft0": 0.1 * rng.standard_normal((nt_, k)),
+        "nngp_dd": H @ H.T,
+        "nngp_td": Ht @ H.T,
+        "nngp_tt": Ht @ Ht.T,
+        "ntk_dd": H @ H.T + G @ G.T,
+        "ntk_td": Ht @ H.T + Gt @ G.T,
+        "ntk_tt": Ht @ Ht.T + Gt @ Gt.T,
+        "x": rng.standard_normal((5, 4)),
+    }
+    for i, (a, b) in enumerate(itertools.pairwise([4, 6, 5, 2])):
+        d[f"W{i}"], d[f"b{i}"] = rng.standard_normal((a, b)), 0.3 * rng.standard_normal(b)
+        d[f"V{i}"] = d[f"W{i}"] + 0.2 * rng.standard_normal((a, b))
+        d[f"c{i}"] = d[f"b{i}"] + 0.2 * rng.standard_normal(b)
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """neural-tangents 0.6.5's answers, run live in `.venv-nt`."""
+    assert NT_PYTHON.is_file(), "make test builds .venv-nt (neural-tangents 0.6.5)"
+    tmp = tmp_path_factory.mktemp("nt")
+    d = _data()
+    np.savez(tmp / "in.npz", **d)
+    script = tmp / "nt_predict.py"
+    script.write_text(NT_SCRIPT.format(net=NET))
+    cases = json.dumps([MSE_CASES, GP_CASES])
+    subprocess.run(
+        [str(NT_PYTHON), str(script), str(tmp / "in.npz"), cases, str(tmp / "out.npz")],
+        check=True,
+        capture_output=True,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+    )
+    return d, dict(np.load(tmp / "out.npz"))
+
+
+def _close(got, want):
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("case", range(len(MSE_CASES)))
+def test_gradient_descent_mse_equals_neural_tangents(reference, case):
+    d, nt = reference
+    trace, lr, reg, absolute, t, train, test = MSE_CASES[case]
+    tag = "tr" if trace else "full"
+    fn = nf.predict.gradient_descent_mse(d["kdd_" + tag], d["y"], lr, reg, absolute, trace)
+    got = fn(
+        None if t is None else np.asarray(t),
+        d["f0"] if train else None,
+        d["ft0"] if test else None,
+        d["ktd_" + tag],
+    )
+    got = got if isinstance(got, tuple) else (got,)
+    assert len(got) == int(train) + int(test)
+    for i, g in enumerate(got):
+        want = nt[f"mse{case}_{i}"]
+        assert np.shape(g) == want.shape
+        _close(g, want)
+
+
+@pytest.mark.parametrize("case", range(len(GP_CASES)))
+def test_gp_inference_equals_neural_tangents(reference, case):
+    d, nt = reference
+    get, reg, absolute, with_tt = GP_CASES[case]
+    K = nf.predict.Kernel
+    kdd, ktd, ktt = (K(d["nngp_" + s], d["ntk_" + s]) for s in ("dd", "td", "tt"))
+    fn = nf.predict.gp_inference(kdd, d["y"], reg, absolute)
+    res = fn(tuple(get) if isinstance(get, list) else get, ktd, ktt if with_tt else None)
+    named = {"one": res} if isinstance(get, str) else res._asdict()
+    assert named
+    for name, r in named.items():
+        if with_tt:
+            assert isinstance(r, nf.predict.Gaussian)
+            _close(r.mean, nt[f"gp{case}_{name}_mean"])
+            _close(r.covariance, nt[f"gp{case}_{name}_cov"])
+        else:
+            _close(r, nt[f"gp{case}_{name}_mean"])
+
+
+def test_max_learning_rate_equals_neural_tangents(reference):
+    d, nt = reference
+    assert nf.predict.max_learning_rate(d["ntk_dd"]) == pytest.approx(float(nt["lr0"]), rel=1e-12)
+    got = nf.predict.max_learning_rate(d["ntk_dd"], 21, 0.9)
+    assert got == pytest.approx(float(nt["lr1"]), rel=1e-12)
+
+
+def test_linearize_and_taylor_expand_equal_neural_tangents(reference):
+    d, nt = reference
+    f = _net()
+    params = [(jnp.asarray(d[f"W{i}"]), jnp.asarray(d[f"b{i}"])) for i in range(3)]
+    moved = [(jnp.asarray(d[f"V{i}"]), jnp.asarray(d[f"c{i}"])) for i in range(3)]
+    _close(nf.linearize(f, params)(moved, d["x"]), nt["lin"])
+    for k in (0, 2, 3):
+        _close(nf.taylor_expand(f, params, k)(moved, d["x"]), nt[f"tay{k}"])
+    # Neither is the network itself away from `params`: the test could fail.
+    assert not np.allclose(nt["lin"], f(moved, d["x"]), rtol=1e-3)
+
+
+def test_taylor_expand_is_exact_on_a_polynomial():
+    # A cubic in the parameters: its degree-3 expansion is itself anywhere, degree 2 is
+    # off by exactly the cubic term.
+    def f(w, x):
+        return x * w["a"] ** 3 + w["b"] * w["a"]
+
+    w0, w1 = {"a": 0.7, "b": -1.2}, {"a": 1.9, "b": 0.4}
+    exact = f(w1, 2.0)
+    assert nf.taylor_expand(f, w0, 3)(w1, 2.0) == pytest.approx(exact, rel=1e-13)
+    assert nf.taylor_expand(f, w0, 2)(w1, 2.0) == pytest.approx(exact - 2.0 * 1.2**3, rel=1e-12)
+    assert nf.taylor_expand(f, w0, 1)(w1, 2.0) == pytest.approx(nf.linearize(f, w0)(w1, 2.0))
+    with pytest.raises(ValueError, match="degree must be an integer"):
+        nf.taylor_expand(f, w0, -1)
+
+
+def test_gradient_descent_mse_solves_the_function_space_flow():
+    # Independent reference: df/dt = −η K (f − y)/N and df*/dt = −η K*(f − y)/N by SciPy.
+    d = _data()
+    K, Kt, y, f0, ft0 = d["kdd_tr"], d["ktd_tr"], d["y"], d["f0"], d["ft0"]
+    eta, N = 0.7, y.size
+
+    def rhs(t, z):
+        f = z[: y.size].reshape(y.shape)
+        return np.concatenate([(-eta * K @ (f - y) / N).ravel(), (-eta * Kt @ (f - y) / N).ravel()])
+
+    ts = [0.0, 30.0, 900.0]
+    ode = scipy.integrate.solve_ivp(
+        rhs,
+        (0, ts[-1]),
+        np.concatenate([f0.ravel(), ft0.ravel()]),
+        t_eval=ts,
+        rtol=1e-12,
+        atol=1e-14,
+    )
+    train, test = nf.predict.gradient_descent_mse(K, y, learning_rate=eta)(
+        np.asarray(ts), f0, ft0, Kt
+    )
+    for i in range(len(ts)):
+        np.testing.assert_allclose(
+            train[i], ode.y[: y.size, i].reshape(y.shape), rtol=1e-8, atol=1e-10
+        )
+        np.testing.assert_allclose(
+            test[i], ode.y[y.size :, i].reshape(ft0.shape), rtol=1e-8, atol=1e-10
+        )
+
+
+def test_predict_bad_inputs_are_one_line():
+    d = _data()
+    fn = nf.predict.gradient_descent_mse(d["kdd_tr"], d["y"])
+    with pytest.raises(ValueError, match="k_test_train must be given"):
+        fn(1.0, d["f0"], d["ft0"], None)
+    with pytest.raises(ValueError, match="t must be finite"):
+        fn(np.inf, d["f0"])
+    gp = nf.predict.gp_inference(d["kdd_tr"], d["y"])
+    with pytest.raises(ValueError, match="get must be one of"):
+        gp("gauss", d["ktd_tr"])
+    with pytest.raises(ValueError, match="needs the NNGP too"):
+        gp("ntk", d["ktd_tr"], d["ktd_tr"] @ d["ktd_tr"].T)
