@@ -29,6 +29,33 @@ def f(params, x):
     return h
 """
 
+# A kernel function written once and run by both libraries: an NNGP (RBF plus a linear
+# part) and an NTK above it, both positive definite.
+KERNEL_FN = """
+import collections
+import jax.numpy as jnp
+
+def kernel_fn(x1, x2, get, **kwargs):
+    x2 = x1 if x2 is None else x2
+    dots = x1 @ x2.T / x1.shape[1]
+    sq = jnp.sum(x1**2, 1)[:, None] + jnp.sum(x2**2, 1)[None, :] - 2 * x1 @ x2.T
+    k = {"nngp": jnp.exp(-sq / (2 * x1.shape[1])) + 0.1 * dots}
+    k["ntk"] = k["nngp"] + 2 * dots + 0.5
+    if isinstance(get, str):
+        return k[get]
+    return collections.namedtuple("Kernel", get)(*(k[g] for g in get))
+"""
+
+# gradient_descent_mse_ensemble: (t, test points, get, compute_cov, diag_reg, learning_rate)
+ENS_CASES = [
+    ([[0.0, 2.0], [30.0, 900.0]], True, None, True, 0.0, 1.0),
+    (5.0, False, "ntk", True, 0.0, 0.5),
+    (None, True, ["nngp"], True, 1e-3, 1.0),
+    ([1.0, 100.0], True, "nngp", False, 1e-2, 1.0),
+    ([3.0], False, ["nngp", "ntk"], True, 0.0, 2.0),
+    (None, False, "ntk", True, 0.0, 1.0),
+]
+
 # gradient_descent_mse: (trace_axes, learning_rate, diag_reg, absolute, t, train, test)
 MSE_CASES = [
     ((-1,), 1.0, 0.0, False, [[0.0, 3.0, 40.0], [400.0, 4000.0, 1e5]], True, True),
@@ -55,8 +82,9 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np
 import neural_tangents as nt
 {net}
+{kfn}
 d = dict(np.load(sys.argv[1]))
-mse, gp = json.loads(sys.argv[2])
+mse, gp, ens = json.loads(sys.argv[2])
 out = {{}}
 for c, (trace, lr, reg, absolute, t, train, test) in enumerate(mse):
     tag = "tr" if trace else "full"
@@ -91,6 +119,16 @@ moved = [(jnp.asarray(d[f"V{{i}}"]), jnp.asarray(d[f"c{{i}}"])) for i in range(3
 out["lin"] = np.asarray(nt.linearize(f, params)(moved, d["x"]))
 for k in (0, 2, 3):
     out[f"tay{{k}}"] = np.asarray(nt.taylor_expand(f, params, k)(moved, d["x"]))
+for c, (t, test, get, cov, reg, lr) in enumerate(ens):
+    fn = nt.predict.gradient_descent_mse_ensemble(kernel_fn, d["xd"], d["y"], lr, reg)
+    get = tuple(get) if isinstance(get, list) else get
+    res = fn(None if t is None else np.asarray(t), d["xt"] if test else None, get, cov)
+    single = isinstance(get, str)
+    for name, r in ({{"one": res}} if single else res._asdict()).items():
+        if cov:
+            out[f"ens{{c}}_{{name}}_mean"], out[f"ens{{c}}_{{name}}_cov"] = map(np.asarray, r)
+        else:
+            out[f"ens{{c}}_{{name}}_mean"] = np.asarray(r)
 np.savez(sys.argv[3], **out)
 """
 
@@ -122,6 +160,8 @@ def _data():
         "ntk_td": Ht @ H.T + Gt @ G.T,
         "ntk_tt": Ht @ Ht.T + Gt @ Gt.T,
         "x": rng.standard_normal((5, 4)),
+        "xd": rng.standard_normal((n, 6)),
+        "xt": rng.standard_normal((nt_, 6)),
     }
     for i, (a, b) in enumerate(itertools.pairwise([4, 6, 5, 2])):
         d[f"W{i}"], d[f"b{i}"] = rng.standard_normal((a, b)), 0.3 * rng.standard_normal(b)
@@ -138,8 +178,8 @@ def reference(tmp_path_factory):
     d = _data()
     np.savez(tmp / "in.npz", **d)
     script = tmp / "nt_predict.py"
-    script.write_text(NT_SCRIPT.format(net=NET))
-    cases = json.dumps([MSE_CASES, GP_CASES])
+    script.write_text(NT_SCRIPT.format(net=NET, kfn=KERNEL_FN))
+    cases = json.dumps([MSE_CASES, GP_CASES, ENS_CASES])
     subprocess.run(
         [str(NT_PYTHON), str(script), str(tmp / "in.npz"), cases, str(tmp / "out.npz")],
         check=True,
@@ -190,6 +230,50 @@ def test_gp_inference_equals_neural_tangents(reference, case):
             _close(r.covariance, nt[f"gp{case}_{name}_cov"])
         else:
             _close(r, nt[f"gp{case}_{name}_mean"])
+
+
+def _kernel_fn():
+    scope: dict = {}
+    exec(KERNEL_FN, scope)
+    return scope["kernel_fn"]
+
+
+@pytest.mark.parametrize("case", range(len(ENS_CASES)))
+def test_gradient_descent_mse_ensemble_equals_neural_tangents(reference, case):
+    d, nt = reference
+    t, test, get, cov, reg, lr = ENS_CASES[case]
+    fn = nf.predict.gradient_descent_mse_ensemble(_kernel_fn(), d["xd"], d["y"], lr, reg)
+    get = tuple(get) if isinstance(get, list) else get
+    res = fn(None if t is None else np.asarray(t), d["xt"] if test else None, get, cov)
+    named = {"one": res} if isinstance(get, str) else res._asdict()
+    for name, r in named.items():
+        if cov:
+            _close(r.mean, nt[f"ens{case}_{name}_mean"])
+            _close(r.covariance, nt[f"ens{case}_{name}_cov"])
+            assert np.shape(r.covariance) == nt[f"ens{case}_{name}_cov"].shape
+        else:
+            _close(r, nt[f"ens{case}_{name}_mean"])
+        assert np.shape(r.mean if cov else r) == nt[f"ens{case}_{name}_mean"].shape
+
+
+def test_the_ensemble_takes_an_ntkflow_model_as_its_kernel():
+    d = _data()
+    model = nf.MLP((16, 16), activation="relu")
+    limit = nf.infinite_kernel(model, d["xd"])
+
+    def kernel_fn(x1, x2, get):
+        return getattr(nf.infinite_kernel(model, x1, x2), get)
+
+    by_model = nf.predict.gradient_descent_mse_ensemble(model, d["xd"], d["y"])
+    by_fn = nf.predict.gradient_descent_mse_ensemble(kernel_fn, d["xd"], d["y"])
+    a = by_model(np.asarray([10.0]), d["xt"], "ntk", True)
+    b = by_fn(np.asarray([10.0]), d["xt"], "ntk", True)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-13)
+    np.testing.assert_allclose(a.covariance, b.covariance, rtol=1e-13)
+    # At t = ∞ on the training points the mean is y and the spread is gone.
+    train = by_model(None, None, "ntk", True)
+    np.testing.assert_allclose(train.mean, d["y"], rtol=1e-12)
+    assert np.all(train.covariance == 0) and limit.ntk.shape == (7, 7)
 
 
 def test_max_learning_rate_equals_neural_tangents(reference):

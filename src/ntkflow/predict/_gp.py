@@ -21,6 +21,14 @@ Kernel = collections.namedtuple("Kernel", "nngp ntk", defaults=(None, None))
 _GETS = ("nngp", "ntk", "ntkgp")
 
 
+def named(out: dict[str, Any], single: bool) -> Any:
+    """One prediction (`single`: `get` was a name) or a named tuple of them, as
+    neural-tangents returns them."""
+    if single:
+        return next(iter(out.values()))
+    return collections.namedtuple("Gaussians", tuple(out))(**out)
+
+
 def _kernel(k: Any, get: str) -> Any:
     """`k` itself when it is an array, else its `get` attribute (`nngp` or `ntk`)."""
     if hasattr(k, "shape"):
@@ -95,10 +103,7 @@ def gp_inference(
         for name in names:
             if name not in _GETS:
                 raise ValueError(f"get must be one of {_GETS} or a tuple of them, got {name!r}")
-        out = {name: one(name, k_test_train, k_test_test) for name in names}
-        if single:
-            return out[names[0]]
-        return collections.namedtuple("Gaussians", names)(**out)
+        return named({name: one(name, k_test_train, k_test_test) for name in names}, single)
 
     return predict_fn
 

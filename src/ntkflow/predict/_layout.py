@@ -34,11 +34,13 @@ def as_matrix(k: Any) -> jnp.ndarray:
 
 
 def interleaved(m: jnp.ndarray, rows: tuple[int, ...], cols: tuple[int, ...]) -> jnp.ndarray:
-    """The matrix `m` (`(∏rows, ∏cols)`) in the interleaved layout `(r0, c0, r1, c1, …)`."""
-    m = jnp.reshape(m, rows + cols)
-    d = len(rows)
-    order = [i for pair in zip(range(d), range(d, 2 * d), strict=True) for i in pair]
-    return jnp.transpose(m, order)
+    """The matrix `m` (`(…, ∏rows, ∏cols)`, leading axes kept in front) in the
+    interleaved layout `(…, r0, c0, r1, c1, …)`."""
+    lead = m.shape[:-2]
+    m = jnp.reshape(m, lead + rows + cols)
+    n, d = len(lead), len(rows)
+    pairs = [n + i for pair in zip(range(d), range(d, 2 * d), strict=True) for i in pair]
+    return jnp.transpose(m, list(range(n)) + pairs)
 
 
 def regularized(K: jnp.ndarray, diag_reg: float, absolute: bool) -> jnp.ndarray:
@@ -87,3 +89,11 @@ class Layout:
     def sizes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The sizes of the kept and the traced axes in `shape`."""
         return tuple(shape[a] for a in self.kept), tuple(shape[a] for a in self.traced)
+
+
+def finite_times(t: Any) -> jnp.ndarray:
+    """The times `t` (any shape) as an array, refused unless finite (`t=None` is the
+    way to ask for `t = ∞`)."""
+    if not np.all(np.isfinite(np.asarray(t))):
+        raise ValueError(f"t must be finite times (t=None for t = ∞), got t={t!r}")
+    return jnp.asarray(t, dtype=float)

@@ -8,9 +8,8 @@ from typing import Any
 
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-import numpy as np
 
-from ._layout import Layout, as_matrix, regularized
+from ._layout import Layout, as_matrix, finite_times, regularized
 
 
 def check_outputs(fx_train_0: Any, fx_test_0: Any, k_test_train: Any) -> None:
@@ -118,8 +117,6 @@ def gradient_descent_mse(
         check_outputs(fx_train_0, fx_test_0, k_test_train)
         if t is None:
             return infinite(fx_train_0, fx_test_0, k_test_train)
-        if not np.all(np.isfinite(np.asarray(t))):
-            raise ValueError(f"t must be finite times (t=None for t = ∞), got t={t!r}")
-        return finite(t, fx_train_0, fx_test_0, k_test_train)
+        return finite(finite_times(t), fx_train_0, fx_test_0, k_test_train)
 
     return predict_fn
