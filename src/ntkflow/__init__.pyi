@@ -64,6 +64,10 @@ from .ntk._jacobian import (
     jacobian as jacobian,
 )
 from .ntk._kernel import empirical_ntk as empirical_ntk
+from .ntk._monte_carlo import (
+    MonteCarloEstimate as MonteCarloEstimate,
+    monte_carlo_kernel_fn as monte_carlo_kernel_fn,
+)
 from .ntk._ntk_fn import empirical_ntk_fn as empirical_ntk_fn
 from .ntk._ntkvp import NTKVectorProducts as NTKVectorProducts, ntk_operator as ntk_operator
 from .ntk._structured import StructuredDense as StructuredDense
