@@ -56,6 +56,22 @@ ENS_CASES = [
     (None, False, "ntk", True, 0.0, 1.0),
 ]
 
+# gradient_descent: (loss, momentum, learning_rate, t, test points)
+GD_CASES = [
+    ("ce", 0.9, 0.5, [0.5, 4.0, 30.0], True),
+    ("mse", None, 2.0, [1.0, 10.0], True),
+    ("ce", None, 1.0, [2.0], False),
+]
+LOSSES = """
+import jax
+import jax.numpy as jnp
+
+LOSSES = {
+    "ce": lambda fx, y: -jnp.mean(jax.nn.log_softmax(fx) * jax.nn.softmax(3 * y)),
+    "mse": lambda fx, y: 0.5 * jnp.mean((fx - y) ** 2),
+}
+"""
+
 # gradient_descent_mse: (trace_axes, learning_rate, diag_reg, absolute, t, train, test)
 MSE_CASES = [
     ((-1,), 1.0, 0.0, False, [[0.0, 3.0, 40.0], [400.0, 4000.0, 1e5]], True, True),
@@ -83,8 +99,9 @@ import numpy as np
 import neural_tangents as nt
 {net}
 {kfn}
+{losses}
 d = dict(np.load(sys.argv[1]))
-mse, gp, ens = json.loads(sys.argv[2])
+mse, gp, ens, gd = json.loads(sys.argv[2])
 out = {{}}
 for c, (trace, lr, reg, absolute, t, train, test) in enumerate(mse):
     tag = "tr" if trace else "full"
@@ -129,6 +146,11 @@ for c, (t, test, get, cov, reg, lr) in enumerate(ens):
             out[f"ens{{c}}_{{name}}_mean"], out[f"ens{{c}}_{{name}}_cov"] = map(np.asarray, r)
         else:
             out[f"ens{{c}}_{{name}}_mean"] = np.asarray(r)
+for c, (name, m, lr, t, test) in enumerate(gd):
+    fn = nt.predict.gradient_descent(LOSSES[name], d["kdd_tr"], d["y"], lr, m)
+    res = fn(np.asarray(t), d["f0"], d["ft0"] if test else None, d["ktd_tr"] if test else None)
+    for i, r in enumerate(res if isinstance(res, tuple) else (res,)):
+        out[f"gd{{c}}_{{i}}"] = np.asarray(r)
 np.savez(sys.argv[3], **out)
 """
 
@@ -178,8 +200,8 @@ def reference(tmp_path_factory):
     d = _data()
     np.savez(tmp / "in.npz", **d)
     script = tmp / "nt_predict.py"
-    script.write_text(NT_SCRIPT.format(net=NET, kfn=KERNEL_FN))
-    cases = json.dumps([MSE_CASES, GP_CASES, ENS_CASES])
+    script.write_text(NT_SCRIPT.format(net=NET, kfn=KERNEL_FN, losses=LOSSES))
+    cases = json.dumps([MSE_CASES, GP_CASES, ENS_CASES, GD_CASES])
     subprocess.run(
         [str(NT_PYTHON), str(script), str(tmp / "in.npz"), cases, str(tmp / "out.npz")],
         check=True,
@@ -274,6 +296,47 @@ def test_the_ensemble_takes_an_ntkflow_model_as_its_kernel():
     train = by_model(None, None, "ntk", True)
     np.testing.assert_allclose(train.mean, d["y"], rtol=1e-12)
     assert np.all(train.covariance == 0) and limit.ntk.shape == (7, 7)
+
+
+def _losses():
+    scope: dict = {}
+    exec(LOSSES, scope)
+    return scope["LOSSES"]
+
+
+@pytest.mark.parametrize("case", range(len(GD_CASES)))
+def test_gradient_descent_agrees_with_neural_tangents_to_its_odeint_tolerance(reference, case):
+    # neural-tangents integrates with JAX's odeint at rtol = atol = 1.4e-8, so its answer
+    # is itself that far from the flow: agreement to 1e-6 is what it can show (ntkflow's
+    # own accuracy is checked against the closed form below, to 1e-10).
+    d, nt = reference
+    name, m, lr, t, test = GD_CASES[case]
+    fn = nf.predict.gradient_descent(_losses()[name], d["kdd_tr"], d["y"], lr, m)
+    got = fn(np.asarray(t), d["f0"], d["ft0"] if test else None, d["ktd_tr"] if test else None)
+    got = got if isinstance(got, tuple) else (got,)
+    for i, g in enumerate(got):
+        want = nt[f"gd{case}_{i}"]
+        assert np.shape(g) == want.shape
+        np.testing.assert_allclose(np.asarray(g), want, rtol=1e-6, atol=1e-8)
+        assert not np.allclose(want, d["f0"] if i == 0 else d["ft0"], rtol=1e-3)  # it moved
+
+
+def test_gradient_descent_on_the_squared_loss_is_the_closed_form():
+    d = _data()
+    K, Kt, y, f0, ft0 = d["kdd_tr"], d["ktd_tr"], d["y"], d["f0"], d["ft0"]
+    t = np.asarray([0.0, 5.0, 80.0, 2000.0])
+    mse = lambda fx, yh: 0.5 * jnp.mean((fx - yh) ** 2)
+    ode = nf.predict.gradient_descent(mse, K, y, 0.3)(t, f0, ft0, Kt)
+    closed = nf.predict.gradient_descent_mse(K, y, 0.3)(t, f0, ft0, Kt)
+    for a, b in zip(ode, closed, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-10)
+    # With momentum the state is returned when one is given; the velocity starts at 0.
+    state = nf.predict.ODEState(fx_train=f0, fx_test=ft0)
+    out = nf.predict.gradient_descent(mse, K, y, 0.3, 0.5)(t, state, None, Kt)
+    assert isinstance(out, nf.predict.ODEState) and out.qx_train.shape == (4, *y.shape)
+    np.testing.assert_allclose(np.asarray(out.qx_train[0]), 0.0)
+    with pytest.raises(ValueError, match="not reached by an ODE solve"):
+        nf.predict.gradient_descent(mse, K, y)(None, f0)
 
 
 def test_max_learning_rate_equals_neural_tangents(reference):
