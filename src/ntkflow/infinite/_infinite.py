@@ -27,7 +27,8 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._repr import concise
 from ..datasets import Dataset
-from ..models import MLP, AbstractModel, Activation, Shallow
+from ..models import CNN, MLP, AbstractModel, Activation, Shallow
+from ._cnn_limit import cnn_kernels
 from ._dual import CLOSED_FORMS, AbstractDual
 from ._dual_quadrature import ANALYTIC, TrapezoidDual, trapezoid_dual
 
@@ -258,8 +259,13 @@ def infinite_kernel(
 
     **Arguments:**
 
-    - `model`: an `MLP` (any depth, with or without biases) or a `Shallow`.
-    - `x1`, `x2`: inputs `(n, d)`, or `Dataset`s of vectors.
+    - `model`: an `MLP` (any depth, with or without biases), a `Shallow`, or a `CNN`
+      (stride-1 `SAME` convolutions, flatten or global-average-pooling readout, with or
+      without biases; closed-form activations: docs/theory.md, "Convolutional
+      networks"), the same kernels as `stax.Conv(C, (k_h, k_w), padding="SAME",
+      parameterization="ntk")` layers and `Flatten()`/`GlobalAvgPool()`.
+    - `x1`, `x2`: inputs `(n, d)`, or `Dataset`s of vectors; images `(n, H, W, C)` for
+      a `CNN`.
     - `method`: `"auto"` (closed forms where they exist, else the quadrature) or
       `"quadrature"` (the quadrature even where a closed form exists: a check).
     - `tol`: the quadrature's target error per expectation (absolute).
@@ -270,6 +276,9 @@ def infinite_kernel(
     known analytic strip (custom ones), inputs that are not finite 2-D arrays, or
     mismatched dimensions.
     """
+    if isinstance(model, CNN):
+        nngp, ntk = cnn_kernels(model, x1, x2)
+        return InfiniteKernel(nngp, ntk, None, None, "closed form", model.describe())
     X1, X2, rec, act = _checked(model, x1, x2, method, tol)
     dtype = jnp.result_type(float)
     X1j, X2j = jnp.asarray(X1, dtype), jnp.asarray(X2, dtype)
