@@ -163,3 +163,15 @@ def test_cnn_limit_bad_inputs():
         nf.infinite_kernel(
             nf.CNN((4,), activation="relu"), np.ones((2, 3, 3, 1)), np.ones((2, 3, 4, 1))
         )
+
+
+def test_row_blocks_give_the_same_kernel():
+    rng = np.random.default_rng(6)
+    x1, x2 = rng.standard_normal((5, 4, 4, 2)), rng.standard_normal((3, 4, 4, 2))
+    for readout in ("pool", "flatten"):
+        model = nf.CNN((8, 8), activation="relu", readout=readout, bias=True)
+        for other in (None, x2):
+            whole = nf.infinite_kernel(model, x1, other, block=5)
+            parts = nf.infinite_kernel(model, x1, other, block=2, progress=True)
+            np.testing.assert_allclose(np.asarray(parts.ntk), np.asarray(whole.ntk), rtol=1e-14)
+            np.testing.assert_allclose(np.asarray(parts.nngp), np.asarray(whole.nngp), rtol=1e-14)

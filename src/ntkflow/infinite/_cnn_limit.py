@@ -3,6 +3,7 @@ networks"): the layer recursion on the covariance between every pair of pixels o
 images (global average pooling needs them all), or only between the same pixel of both
 (flatten: the convolutions never mix pixel offsets, so the diagonal suffices)."""
 
+from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
@@ -65,43 +66,37 @@ def _variances(model: CNN, dual: AbstractDual, X: np.ndarray) -> list[jnp.ndarra
     return out
 
 
-def _pinned(sigma: jnp.ndarray, var: jnp.ndarray, full: bool) -> jnp.ndarray:
-    """`sigma` with each image's covariance with itself at one pixel set to `var`."""
+def _pinned(sigma: jnp.ndarray, var: jnp.ndarray, full: bool, start: int) -> jnp.ndarray:
+    """`sigma` (rows `start…` of a kernel of a set of images with itself) with each
+    image's covariance with itself at one pixel set to its variance `var` (its rows)."""
     n, H, W = var.shape
-    idx = jnp.arange(n)
+    rows = jnp.arange(n)
     if not full:
-        return sigma.at[idx, idx].set(var)
+        return sigma.at[rows, start + rows].set(var)
     h, w = jnp.meshgrid(jnp.arange(H), jnp.arange(W), indexing="ij")
-    i, hh, ww = idx[:, None, None], h[None], w[None]
-    return sigma.at[i, i, hh, ww, hh, ww].set(var)
+    i, hh, ww = rows[:, None, None], h[None], w[None]
+    return sigma.at[i, start + i, hh, ww, hh, ww].set(var)
 
 
-def cnn_kernels(model: CNN, x1: Any, x2: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """The `(n1, n2)` NNGP and NTK of `model` between the images `x1` and `x2`."""
-    dual = CLOSED_FORMS.get(model.activation.name)
-    if dual is None:
-        raise ValueError(
-            f"the infinite-width CNN kernel covers the closed-form activations "
-            f"({', '.join(sorted(CLOSED_FORMS))}), got activation={model.activation.name!r}"
-        )
-    X1 = _images(x1, "x1")
-    X2 = X1 if x2 is None else _images(x2, "x2")
-    if X1.shape[1:] != X2.shape[1:]:
-        raise ValueError(
-            f"x1 and x2 must be images of one shape, got {X1.shape[1:]} and {X2.shape[1:]}"
-        )
-    dtype = jnp.result_type(float)
-    X1, X2 = np.asarray(X1, dtype), np.asarray(X2, dtype)
+def _rows(
+    model: CNN,
+    dual: AbstractDual,
+    X1: np.ndarray,
+    X2: np.ndarray,
+    var1: list[jnp.ndarray],
+    var2: list[jnp.ndarray],
+    start: int | None,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The NNGP and NTK between the images `X1` (with their variances `var1`) and `X2`;
+    `start`: where `X1`'s rows are in `X2` when the kernel is of a set with itself."""
     full = model.readout == "pool"
     bias2 = 1.0 if model.bias else 0.0
-    var1 = _variances(model, dual, X1)
-    var2 = var1 if x2 is None else _variances(model, dual, X2)
     cov = _input_covariance(X1, X2, full)
     theta = slope = None
     for layer in range(len(model.channels)):
         sigma = _window(cov, model.kernel_size, full) + bias2
-        if x2 is None:  # a point with itself: its variance, exactly (ReLU's angle 0)
-            sigma = _pinned(sigma, var1[layer], full)
+        if start is not None:  # a point with itself: its variance, exactly (ReLU's angle 0)
+            sigma = _pinned(sigma, var1[layer], full, start)
         if theta is None or slope is None:
             theta = sigma
         else:
@@ -117,3 +112,41 @@ def cnn_kernels(model: CNN, x1: Any, x2: Any) -> tuple[jnp.ndarray, jnp.ndarray]
     axes = tuple(range(2, cov.ndim))
     nngp = jnp.mean(cov, axis=axes) + bias2
     return nngp, nngp + jnp.mean(through, axis=axes)
+
+
+def cnn_kernels(
+    model: CNN, x1: Any, x2: Any, *, block: int | None, budget: int, blocks: Callable
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The `(n1, n2)` NNGP and NTK of `model` between the images `x1` and `x2`, in row
+    blocks of `block` images of `x1` (default: as many as fit `budget` bytes per
+    array), each through `blocks(n1, block, one)` (`_infinite._blocks`)."""
+    dual = CLOSED_FORMS.get(model.activation.name)
+    if dual is None:
+        raise ValueError(
+            f"the infinite-width CNN kernel covers the closed-form activations "
+            f"({', '.join(sorted(CLOSED_FORMS))}), got activation={model.activation.name!r}"
+        )
+    X1 = _images(x1, "x1")
+    X2 = X1 if x2 is None else _images(x2, "x2")
+    if X1.shape[1:] != X2.shape[1:]:
+        raise ValueError(
+            f"x1 and x2 must be images of one shape, got {X1.shape[1:]} and {X2.shape[1:]}"
+        )
+    dtype = jnp.result_type(float)
+    X1, X2 = np.asarray(X1, dtype), np.asarray(X2, dtype)
+    var1 = _variances(model, dual, X1)
+    var2 = var1 if x2 is None else _variances(model, dual, X2)
+    n1, n2 = X1.shape[0], X2.shape[0]
+    pixels = X1.shape[1] * X1.shape[2]
+    per_row = 8 * n2 * pixels * (pixels if model.readout == "pool" else 1)
+    if block is None:
+        block = max(1, min(n1, budget // per_row))
+    nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
+
+    def one(rows: slice) -> Any:
+        v1 = [v[rows] for v in var1]
+        return _rows(model, dual, X1[rows], X2, v1, var2, rows.start if x2 is None else None)
+
+    for rows, (k, theta) in blocks(n1, block, one):
+        nngp[rows], ntk[rows] = np.asarray(k), np.asarray(theta)
+    return jnp.asarray(nngp), jnp.asarray(ntk)

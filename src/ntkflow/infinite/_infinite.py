@@ -277,7 +277,14 @@ def infinite_kernel(
     mismatched dimensions.
     """
     if isinstance(model, CNN):
-        nngp, ntk = cnn_kernels(model, x1, x2)
+        nngp, ntk = cnn_kernels(
+            model,
+            x1,
+            x2,
+            block=block,
+            budget=BLOCK_BYTES,
+            blocks=lambda n, b, one: _blocks(n, b, progress, one),
+        )
         return InfiniteKernel(nngp, ntk, None, None, "closed form", model.describe())
     X1, X2, rec, act = _checked(model, x1, x2, method, tol)
     dtype = jnp.result_type(float)
