@@ -205,8 +205,9 @@ def test_dataset_input_and_bad_inputs():
     data = nf.datasets.digits(50)
     k = nf.infinite_kernel(nf.MLP((8,), "relu"), data)
     assert k.ntk.shape == (50, 50)
-    with pytest.raises(ValueError, match="covers MLP and Shallow"):
-        nf.infinite_kernel(nf.CNN((4,)), np.ones((2, 3)))
+    linear = nf.from_apply(lambda p, X: X @ p["w"], {"w": np.ones(3)}, smooth=True)
+    with pytest.raises(ValueError, match="covers MLP, Shallow and CNN"):
+        nf.infinite_kernel(linear, np.ones((2, 3)))
     custom = nf.models.Activation("cube", lambda x: x**3, 1.0, 1.0)
     with pytest.raises(ValueError, match="activation='cube'"):
         nf.infinite_kernel(nf.MLP((4,), custom), np.ones((2, 3)))

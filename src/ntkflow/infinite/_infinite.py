@@ -77,7 +77,7 @@ def _recursion(model: Any, d: int) -> _Recursion:
     if isinstance(model, Shallow):
         return _Recursion(1.0, 0.0, 1, model.train == "all")
     raise ValueError(
-        f"infinite_kernel covers MLP and Shallow, got model={type(model).__name__}; the "
+        f"infinite_kernel covers MLP, Shallow and CNN, got model={type(model).__name__}; the "
         "limit of other models is not implemented"
     )
 
