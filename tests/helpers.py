@@ -1,5 +1,8 @@
 """Shared tolerances and comparisons for the tests."""
 
+from pathlib import Path
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,3 +76,30 @@ SWEEP_GRID = {
     **SWEEP_BASE,
     "sweep": {"problem.alpha": [10.0, 30.0, 100.0], "problem.seed": [0, 1]},
 }
+
+
+NT_PYTHON = Path(__file__).resolve().parent.parent / ".venv-nt" / "bin" / "python"
+
+
+def defined(source: str, *names: str) -> Any:
+    """The objects `names` defined by running `source` (code written once, run by both
+    ntkflow's tests and neural-tangents' script)."""
+    scope: dict = {}
+    exec(source, scope)
+    found = tuple(scope[n] for n in names)
+    return found[0] if len(found) == 1 else found
+
+
+def run_neural_tangents(tmp, script: str, inputs: dict, *args: str) -> dict:
+    """Run `script` with neural-tangents 0.6.5's Python (`.venv-nt`, jax 0.4.25, CPU) as
+    `script in.npz *args out.npz`, `inputs` saved to `in.npz`; its `out.npz` as a dict."""
+    import subprocess
+
+    assert NT_PYTHON.is_file(), "make test builds .venv-nt (neural-tangents 0.6.5)"
+    np.savez(tmp / "in.npz", **inputs)
+    (tmp / "nt_script.py").write_text(script)
+    command = [NT_PYTHON, tmp / "nt_script.py", tmp / "in.npz", *args, tmp / "out.npz"]
+    env = {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return dict(np.load(tmp / "out.npz"))

@@ -4,8 +4,6 @@ in `.venv-nt` (float64) over a grid of architectures — depth, window, activati
 `CNN` converging to it."""
 
 import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -16,9 +14,7 @@ import scipy.ndimage
 from jax.flatten_util import ravel_pytree
 
 import ntkflow as nf
-
-ROOT = Path(__file__).resolve().parent.parent
-NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
+from helpers import run_neural_tangents
 
 # (depth, window, activation, readout, bias)
 ARCHS = [
@@ -58,29 +54,14 @@ np.savez(sys.argv[3], **out)
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    assert NT_PYTHON.is_file(), "make test builds .venv-nt (neural-tangents 0.6.5)"
-    tmp = tmp_path_factory.mktemp("nt_cnn")
     rng = np.random.default_rng(2)
     d: dict[str, Any] = {
         "x1": rng.standard_normal((4, 5, 6, 2)),
         "x2": rng.standard_normal((3, 5, 6, 2)),
     }
     d["x1"][1] = d["x1"][0]  # two identical images: ReLU's angle 0 between them
-    np.savez(tmp / "in.npz", **d)
-    (tmp / "cnn.py").write_text(NT_SCRIPT)
-    subprocess.run(
-        [
-            str(NT_PYTHON),
-            str(tmp / "cnn.py"),
-            str(tmp / "in.npz"),
-            json.dumps(ARCHS),
-            str(tmp / "out.npz"),
-        ],
-        check=True,
-        capture_output=True,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
-    )
-    return d, dict(np.load(tmp / "out.npz"))
+    tmp = tmp_path_factory.mktemp("nt_cnn")
+    return d, run_neural_tangents(tmp, NT_SCRIPT, d, json.dumps(ARCHS))
 
 
 @pytest.mark.parametrize("case", range(len(ARCHS)))

@@ -4,8 +4,6 @@ mean against the infinite-width kernel, which a one-hidden-layer network's expec
 kernel equals exactly, within its standard errors."""
 
 import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -14,9 +12,7 @@ import numpy as np
 import pytest
 
 import ntkflow as nf
-
-ROOT = Path(__file__).resolve().parent.parent
-NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
+from helpers import defined, run_neural_tangents
 
 NET = """
 import jax.numpy as jnp
@@ -73,32 +69,15 @@ np.savez(sys.argv[3], **out)
 
 
 def _fns():
-    scope: dict = {}
-    exec(NET, scope)
-    return scope["init_fn"], scope["apply_fn"]
+    return defined(NET, "init_fn", "apply_fn")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    assert NT_PYTHON.is_file(), "make test builds .venv-nt (neural-tangents 0.6.5)"
-    tmp = tmp_path_factory.mktemp("nt_mc")
     rng = np.random.default_rng(5)
     d: dict[str, Any] = {"x1": rng.standard_normal((4, 5)), "x2": rng.standard_normal((3, 5))}
-    np.savez(tmp / "in.npz", **d)
-    (tmp / "mc.py").write_text(NT_SCRIPT.format(net=NET))
-    subprocess.run(
-        [
-            str(NT_PYTHON),
-            str(tmp / "mc.py"),
-            str(tmp / "in.npz"),
-            json.dumps(CASES),
-            str(tmp / "out.npz"),
-        ],
-        check=True,
-        capture_output=True,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
-    )
-    return d, dict(np.load(tmp / "out.npz"))
+    tmp = tmp_path_factory.mktemp("nt_mc")
+    return d, run_neural_tangents(tmp, NT_SCRIPT.format(net=NET), d, json.dumps(CASES))
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

@@ -5,8 +5,6 @@ polynomial of a polynomial)."""
 
 import itertools
 import json
-import subprocess
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,9 +12,7 @@ import pytest
 import scipy.integrate
 
 import ntkflow as nf
-
-ROOT = Path(__file__).resolve().parent.parent
-NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
+from helpers import defined, run_neural_tangents
 
 NET = """
 import jax.numpy as jnp
@@ -155,12 +151,6 @@ np.savez(sys.argv[3], **out)
 """
 
 
-def _net():
-    scope: dict = {}
-    exec(NET, scope)
-    return scope["f"]
-
-
 def _data():
     rng = np.random.default_rng(3)
     n, nt_, k, p = 7, 4, 3, 40
@@ -195,20 +185,10 @@ def _data():
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """neural-tangents 0.6.5's answers, run live in `.venv-nt`."""
-    assert NT_PYTHON.is_file(), "make test builds .venv-nt (neural-tangents 0.6.5)"
-    tmp = tmp_path_factory.mktemp("nt")
     d = _data()
-    np.savez(tmp / "in.npz", **d)
-    script = tmp / "nt_predict.py"
-    script.write_text(NT_SCRIPT.format(net=NET, kfn=KERNEL_FN, losses=LOSSES))
+    script = NT_SCRIPT.format(net=NET, kfn=KERNEL_FN, losses=LOSSES)
     cases = json.dumps([MSE_CASES, GP_CASES, ENS_CASES, GD_CASES])
-    subprocess.run(
-        [str(NT_PYTHON), str(script), str(tmp / "in.npz"), cases, str(tmp / "out.npz")],
-        check=True,
-        capture_output=True,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
-    )
-    return d, dict(np.load(tmp / "out.npz"))
+    return d, run_neural_tangents(tmp_path_factory.mktemp("nt"), script, d, cases)
 
 
 def _close(got, want):
@@ -254,17 +234,13 @@ def test_gp_inference_equals_neural_tangents(reference, case):
             _close(r, nt[f"gp{case}_{name}_mean"])
 
 
-def _kernel_fn():
-    scope: dict = {}
-    exec(KERNEL_FN, scope)
-    return scope["kernel_fn"]
-
-
 @pytest.mark.parametrize("case", range(len(ENS_CASES)))
 def test_gradient_descent_mse_ensemble_equals_neural_tangents(reference, case):
     d, nt = reference
     t, test, get, cov, reg, lr = ENS_CASES[case]
-    fn = nf.predict.gradient_descent_mse_ensemble(_kernel_fn(), d["xd"], d["y"], lr, reg)
+    fn = nf.predict.gradient_descent_mse_ensemble(
+        defined(KERNEL_FN, "kernel_fn"), d["xd"], d["y"], lr, reg
+    )
     get = tuple(get) if isinstance(get, list) else get
     res = fn(None if t is None else np.asarray(t), d["xt"] if test else None, get, cov)
     named = {"one": res} if isinstance(get, str) else res._asdict()
@@ -298,12 +274,6 @@ def test_the_ensemble_takes_an_ntkflow_model_as_its_kernel():
     assert np.all(train.covariance == 0) and limit.ntk.shape == (7, 7)
 
 
-def _losses():
-    scope: dict = {}
-    exec(LOSSES, scope)
-    return scope["LOSSES"]
-
-
 @pytest.mark.parametrize("case", range(len(GD_CASES)))
 def test_gradient_descent_agrees_with_neural_tangents_to_its_odeint_tolerance(reference, case):
     # neural-tangents integrates with JAX's odeint at rtol = atol = 1.4e-8, so its answer
@@ -311,7 +281,7 @@ def test_gradient_descent_agrees_with_neural_tangents_to_its_odeint_tolerance(re
     # own accuracy is checked against the closed form below, to 1e-10).
     d, nt = reference
     name, m, lr, t, test = GD_CASES[case]
-    fn = nf.predict.gradient_descent(_losses()[name], d["kdd_tr"], d["y"], lr, m)
+    fn = nf.predict.gradient_descent(defined(LOSSES, "LOSSES")[name], d["kdd_tr"], d["y"], lr, m)
     got = fn(np.asarray(t), d["f0"], d["ft0"] if test else None, d["ktd_tr"] if test else None)
     got = got if isinstance(got, tuple) else (got,)
     for i, g in enumerate(got):
@@ -348,7 +318,7 @@ def test_max_learning_rate_equals_neural_tangents(reference):
 
 def test_linearize_and_taylor_expand_equal_neural_tangents(reference):
     d, nt = reference
-    f = _net()
+    f = defined(NET, "f")
     params = [(jnp.asarray(d[f"W{i}"]), jnp.asarray(d[f"b{i}"])) for i in range(3)]
     moved = [(jnp.asarray(d[f"V{i}"]), jnp.asarray(d[f"c{i}"])) for i in range(3)]
     _close(nf.linearize(f, params)(moved, d["x"]), nt["lin"])
