@@ -316,14 +316,14 @@ def _gradient_flow(
 
 
 def _gradient_descent(
-    problem: Problem, closed: TangentFlow, step: float, ts: np.ndarray, w: FlowPath | None
+    problem: Problem, closed: TangentFlow, step: float, ts: np.ndarray, delta_w: Any
 ) -> tuple[FlowPath, str | None]:
     """Gradient descent with step `step` as a typed path (with its gap to the gradient
-    flow `w`'s saves, when given), and why it diverged (`None` if it did not)."""
+    flow's saves `delta_w = w(t) − w0`, when given), and why it diverged (`None` if it
+    did not)."""
     L = problem.objective.L
     lam_max = float(closed.eigenvalues[-1])
     gd = gradient_descent(problem, step, ts, lambda_max=lam_max, smoothness=1.0 if L is None else L)
-    delta_w = None if w is None else w.params
     path = FlowPath(
         gd.ts,
         gd.loss,
@@ -341,13 +341,14 @@ def _with_deltas(
     deltas: np.ndarray | None,
     *,
     linear: bool,
+    keep: bool,
 ) -> FlowPath | None:
-    """`path` with its displacements `· − w0` (`params`) and, with a test split, its
-    test series."""
+    """`path` with, on a test split, its test series from its displacements `· − w0`,
+    and those displacements as `params` when `keep`."""
     if path is None or deltas is None:
         return path
     test = test_series(problem, deltas, linear=linear) if problem.data.has_test else None
-    return dataclasses.replace(path, params=deltas, test=test)
+    return dataclasses.replace(path, params=deltas if keep else None, test=test)
 
 
 def solve_flows(
@@ -408,17 +409,17 @@ def solve_flows(
         kernel_path = kernel_diagnostics(
             problem, deltas, k0, method=diag_method, progress=progress is not False
         )
-    w = _with_deltas(problem, w, None if w_solve is None else w_solve.path.deltas, linear=False)
-    u = _with_deltas(problem, u, None if u_solve is None else u_solve.deltas, linear=True)
+    delta_w = None if w_solve is None else w_solve.path.deltas
+    delta_u = None if u_solve is None else u_solve.deltas
+    keep = options.save_params
+    w = _with_deltas(problem, w, delta_w, linear=False, keep=keep)
+    u = _with_deltas(problem, u, delta_u, linear=True, keep=keep)
     gd = None
     if options.gd_step is not None:
-        gd, diverged = _gradient_descent(problem, closed, options.gd_step, ts, w)
+        gd, diverged = _gradient_descent(problem, closed, options.gd_step, ts, delta_w)
         if diverged is not None:
             message += " " + diverged
             status = FlowStatus.GD_DIVERGED if status is FlowStatus.SUCCESS else status
-    if not options.save_params:
-        w = None if w is None else dataclasses.replace(w, params=None)
-        u = None if u is None else dataclasses.replace(u, params=None)
     return FlowSolution(
         ts,
         resolved.t1,
