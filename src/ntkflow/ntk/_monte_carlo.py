@@ -11,13 +11,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..predict._gp import KERNELS
+from ..predict._layout import named, requested
 from ._ntk_fn import _axes, _contract, empirical_ntk_fn
 
 MonteCarloEstimate = collections.namedtuple("MonteCarloEstimate", "mean standard_error")
 """A Monte-Carlo kernel (`mean`) and the standard error of each entry
 (`standard_error`: the samples' standard deviation over `√n`; NaN for one sample)."""
-
-_NAMES = ("nngp", "ntk")
 
 
 def _counts(n_samples: Any) -> tuple[list[int], bool]:
@@ -118,15 +118,11 @@ def monte_carlo_kernel_fn(
         return_standard_error: bool = False,
         **apply_fn_kwargs: Any,
     ) -> Any:
-        names = _NAMES if get is None else ((get,) if isinstance(get, str) else tuple(get))
-        if any(g not in _NAMES for g in names):
-            raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them, got {get!r}")
+        names, single = requested(get, KERNELS, KERNELS)
 
         def shown(estimates: dict) -> Any:
             out = {g: e if return_standard_error else e.mean for g, e in estimates.items()}
-            if isinstance(get, str):
-                return out[get]
-            return collections.namedtuple("MonteCarloKernel", names)(**out)
+            return named(out, single, "MonteCarloKernel")
 
         stream = (shown(e) for _, e in samples(x1, x2, names, apply_fn_kwargs))
         if generator:

@@ -9,15 +9,13 @@ from typing import Any
 import jax.numpy as jnp
 
 from ..models._base import AbstractModel
-from ._gp import Gaussian, Kernel, gp_inference, named
-from ._layout import Layout, as_matrix, finite_times, interleaved, regularized
-
-_NAMES = ("nngp", "ntk")
+from ._gp import KERNELS, Gaussian, Kernel, gp_inference
+from ._layout import Layout, as_matrix, finite_times, interleaved, named, regularized, requested
 
 
 def as_kernel_fn(kernel_fn: Any) -> Callable[..., Any]:
     """`kernel_fn(x1, x2, get)` as neural-tangents calls it: the function itself, or an
-    ntkflow model's infinite-width kernels (`infinite_kernel`: MLP, Shallow)."""
+    ntkflow model's infinite-width kernels (`infinite_kernel`: MLP, Shallow, CNN)."""
     if isinstance(kernel_fn, AbstractModel):
         from ..infinite._infinite import infinite_kernel
 
@@ -33,19 +31,9 @@ def as_kernel_fn(kernel_fn: Any) -> Callable[..., Any]:
     if not callable(kernel_fn):
         raise ValueError(
             "kernel_fn must be a function kernel_fn(x1, x2, get) or an ntkflow model (MLP, "
-            f"Shallow), got {type(kernel_fn).__name__}"
+            f"Shallow, CNN), got {type(kernel_fn).__name__}"
         )
     return kernel_fn
-
-
-def _names(get: Any) -> tuple[tuple[str, ...], bool]:
-    names = _NAMES if get is None else get
-    single = isinstance(names, str)
-    names = (names,) if single else tuple(names)
-    for name in names:
-        if name not in _NAMES:
-            raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them, got {name!r}")
-    return names, single
 
 
 def gradient_descent_mse_ensemble(
@@ -67,7 +55,7 @@ def gradient_descent_mse_ensemble(
     (`x_test=None`) `(I − E_t) y` and `E_t 𝒦 E_t`. `t=None` is `t = ∞` (`gp_inference`).
 
     **Arguments** (neural-tangents 0.6.5's): `kernel_fn(x1, x2, get, **kwargs)` (or an
-    ntkflow `MLP`/`Shallow`: its infinite-width kernels), `x_train`, `y_train`,
+    ntkflow `MLP`/`Shallow`/`CNN`: its infinite-width kernels), `x_train`, `y_train`,
     `learning_rate`, `diag_reg`, `diag_reg_absolute_scale`, `trace_axes`, and keyword
     arguments for the train-train kernel.
 
@@ -140,11 +128,12 @@ def gradient_descent_mse_ensemble(
     def predict_fn(
         t: Any = None, x_test: Any = None, get: Any = None, compute_cov: bool = False, **kw: Any
     ) -> Any:
-        names, single = _names(get)
+        names, single = requested(get, KERNELS, KERNELS)
         if t is None:
-            return named(at_infinity(names, x_test, compute_cov, kw), single)
+            return named(at_infinity(names, x_test, compute_cov, kw), single, "Gaussians")
         tau = finite_times(t) * learning_rate
-        return named({g: one(g, tau, x_test, compute_cov, kw) for g in names}, single)
+        out = {g: one(g, tau, x_test, compute_cov, kw) for g in names}
+        return named(out, single, "Gaussians")
 
     return predict_fn
 

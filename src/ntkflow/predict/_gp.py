@@ -10,7 +10,7 @@ from typing import Any
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
-from ._layout import Layout, as_matrix, interleaved, regularized
+from ._layout import Layout, as_matrix, interleaved, named, regularized, requested
 
 Gaussian = collections.namedtuple("Gaussian", "mean covariance")
 """A Gaussian's `mean` (the targets' layout) and `covariance` (the kernels' layout)."""
@@ -18,15 +18,9 @@ Gaussian = collections.namedtuple("Gaussian", "mean covariance")
 Kernel = collections.namedtuple("Kernel", "nngp ntk", defaults=(None, None))
 """The kernels a prediction needs, by name (neural-tangents' `predict.Kernel`)."""
 
-_GETS = ("nngp", "ntk", "ntkgp")
-
-
-def named(out: dict[str, Any], single: bool) -> Any:
-    """One prediction (`single`: `get` was a name) or a named tuple of them, as
-    neural-tangents returns them."""
-    if single:
-        return next(iter(out.values()))
-    return collections.namedtuple("Gaussians", tuple(out))(**out)
+# The kernels of an infinitely wide network, and the posteriors `gp_inference` gives.
+KERNELS = ("nngp", "ntk")
+_GETS = (*KERNELS, "ntkgp")
 
 
 def _kernel(k: Any, get: str) -> Any:
@@ -97,13 +91,9 @@ def gp_inference(
         return Gaussian(mean, _covariance(get, k_train_train, k_test_train, k_test_test, solve))
 
     def predict_fn(get: Any = None, k_test_train: Any = None, k_test_test: Any = None) -> Any:
-        names = ("nngp", "ntk") if get is None else get
-        single = isinstance(names, str)
-        names = (names,) if single else tuple(names)
-        for name in names:
-            if name not in _GETS:
-                raise ValueError(f"get must be one of {_GETS} or a tuple of them, got {name!r}")
-        return named({name: one(name, k_test_train, k_test_test) for name in names}, single)
+        names, single = requested(get, _GETS, KERNELS)
+        out = {name: one(name, k_test_train, k_test_test) for name in names}
+        return named(out, single, "Gaussians")
 
     return predict_fn
 

@@ -6,14 +6,39 @@ A kernel between two sets of outputs of shape `S1` and `S2` (the targets' shape,
 `(S1[0], S2[0], S1[1], S2[1], …)`. `as_matrix` turns it into the `(∏S1, ∏S2)` matrix the
 linear algebra needs, `interleaved` turns a matrix back. Targets `y` of shape `S` become
 the `(∏S[kept], ∏S[traced])` matrix whose columns are the traced outputs (`Layout`).
+A `get` argument names the kernels asked for (`requested`), and the answer is one of
+them or a named tuple of them (`named`).
 """
 
+import collections
 import dataclasses
 import math
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+
+
+def requested(
+    get: Any, allowed: tuple[str, ...], default: tuple[str, ...]
+) -> tuple[tuple[str, ...], bool]:
+    """The names `get` asks for (`None`: `default`) and whether it named one (then the
+    answer is that one, not a named tuple); a name not `allowed` is refused."""
+    names = default if get is None else get
+    single = isinstance(names, str)
+    names = (names,) if single else tuple(names)
+    for name in names:
+        if name not in allowed:
+            raise ValueError(f"get must be one of {allowed} or a tuple of them, got {name!r}")
+    return names, single
+
+
+def named(out: dict[str, Any], single: bool, typename: str) -> Any:
+    """The answer for one name (`single`) or a named tuple `typename` of them, as
+    neural-tangents returns them."""
+    if single:
+        return next(iter(out.values()))
+    return collections.namedtuple(typename, tuple(out))(**out)
 
 
 def canonical_axes(axes: Any, ndim: int) -> tuple[int, ...]:
