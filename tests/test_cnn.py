@@ -148,6 +148,55 @@ def test_cnn_flows_and_checks_on_images():
     assert np.asarray(sol.loss_w)[-1] < np.asarray(sol.loss_w)[0]
 
 
+GEOMETRIES = [
+    dict(strides=2),
+    dict(padding="VALID"),
+    dict(pool=2),
+    dict(kernel_size=2, strides=(2, 1), padding="VALID", pool=(1, 2)),
+    dict(kernel_size=(2, 3), strides=(1, 2)),
+]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_strides_padding_and_pooling_in_the_structured_kernel(geometry, bias):
+    geometry = dict(geometry)
+    model = nf.CNN((3, 4), geometry.pop("kernel_size", 3), "tanh", bias=bias, **geometry)
+    problem = nf.Problem(model, _images(n=7))
+    J = np.asarray(nf.jacobian(problem))
+    for name, make in METHODS.items():
+        K = np.asarray(nf.empirical_ntk(problem, method=make()))
+        assert _rel(K, J @ J.T) < 1e-10, name
+
+
+def test_strided_pooled_forward_pass_against_xla_windows():
+    # an independent forward pass: XLA's convolution with explicit padding and
+    # reduce_window's average, against the model's patches and reshaped means
+    import jax
+
+    model = nf.CNN((3,), 3, "tanh", bias=True, strides=(2, 1), padding="SAME", pool=(2, 2))
+    data = _images(n=5)
+    X = np.asarray(data.X)
+    params, _ = model.init_for(jax.random.key(1), X.shape[1:])
+    W, b = params[0]["W"], params[0]["b"]
+    # SAME, stride 2 over 8 rows: 4 outputs, (4 − 1)·2 + 3 − 8 = 1 zero, after the image
+    z = np.asarray(
+        jax.lax.conv_general_dilated(
+            jax.numpy.asarray(X),
+            W,
+            (2, 1),
+            ((0, 1), (1, 1)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+    ) / np.sqrt(9.0) + np.asarray(b)
+    h = jax.lax.reduce_window(np.tanh(z), 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    h = np.asarray(h / 4.0).reshape(5, -1)
+    assert model.feature_maps(X.shape[1:]) == [(4, 8), (2, 4)]
+    want = h @ np.asarray(params[1]["W"])[0] / np.sqrt(h.shape[1]) + params[1]["b"][0]
+    got = model.apply(params, None, jax.numpy.asarray(X))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
 def test_cnn_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match=r"channels must be a non-empty sequence"):
         nf.CNN(())
@@ -155,6 +204,14 @@ def test_cnn_bad_arguments_and_inputs():
         nf.CNN((4,), kernel_size=(3, 0))
     with pytest.raises(ValueError, match=r"readout must be 'flatten' or 'pool'"):
         nf.CNN((4,), readout="max")
+    with pytest.raises(ValueError, match=r"padding must be 'SAME' or 'VALID', got padding='same'"):
+        nf.CNN((4,), padding="same")
+    with pytest.raises(ValueError, match=r"strides must be an integer ≥ 1 or a pair"):
+        nf.CNN((4,), strides=0)
+    with pytest.raises(ValueError, match=r"pool must be an integer ≥ 1 or a pair"):
+        nf.CNN((4,), pool=(2, 2, 2))
+    with pytest.raises(ValueError, match=r"8×8 pixels leave layer 4 of this CNN no positions"):
+        nf.Problem(nf.CNN((4, 4, 4, 4), pool=2), nf.datasets.digits(6, images=True))
     with pytest.raises(ValueError, match=r"CNN takes inputs of rank 3 .* shape \(64,\)"):
         nf.Problem(nf.CNN((4,)), nf.datasets.digits(6))
 
@@ -171,3 +228,9 @@ def test_cnn_from_an_experiment_document():
     assert isinstance(problem.model, nf.CNN) and problem.data.point_shape == (8, 8, 1)
     assert problem.p == (9 * 3 + 3) + (3 + 1)
     assert problem.model.describe()["readout"] == "pool"
+    doc["model"] = {"kind": "cnn", "channels": [3], "strides": 2, "padding": "VALID", "pool": 3}
+    problem = build_problem(parse_experiment(doc))
+    # VALID, stride 2 over 8: 3 positions per axis; pooled by 3: one, 3 channels flattened
+    assert problem.model.feature_maps((8, 8, 1)) == [(3, 3), (1, 1)]
+    assert problem.p == 9 * 3 + 3
+    assert problem.model.describe()["pool"] == [3, 3]

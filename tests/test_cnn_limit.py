@@ -1,6 +1,7 @@
 """The infinite-width NNGP and NTK of `CNN` against neural-tangents 0.6.5's `stax` run live
 in `.venv-nt` (float64) over a grid of architectures — depth, window, activation, readout
-(flatten, global average pooling), biases — to 1e-10, and the empirical kernel of a wide
+(flatten, global average pooling), biases, strides, padding (`SAME`, `VALID`), average
+pooling layers — to 1e-10, and the empirical kernel of a wide
 `CNN` converging to it."""
 
 import json
@@ -16,14 +17,21 @@ from jax.flatten_util import ravel_pytree
 import ntkflow as nf
 from helpers import run_neural_tangents
 
-# (depth, window, activation, readout, bias)
+# (depth, window, activation, readout, bias, strides, padding, pooling window)
 ARCHS = [
-    (1, (3, 3), "relu", "flatten", True),
-    (2, (3, 3), "relu", "pool", False),
-    (2, (2, 3), "erf", "flatten", False),
-    (1, (3, 2), "gelu", "pool", True),
-    (3, (3, 3), "sin", "flatten", True),
-    (2, (1, 1), "relu", "pool", True),
+    (1, (3, 3), "relu", "flatten", True, (1, 1), "SAME", None),
+    (2, (3, 3), "relu", "pool", False, (1, 1), "SAME", None),
+    (2, (2, 3), "erf", "flatten", False, (1, 1), "SAME", None),
+    (1, (3, 2), "gelu", "pool", True, (1, 1), "SAME", None),
+    (3, (3, 3), "sin", "flatten", True, (1, 1), "SAME", None),
+    (2, (1, 1), "relu", "pool", True, (1, 1), "SAME", None),
+    (2, (3, 3), "relu", "flatten", True, (2, 2), "SAME", None),
+    (2, (3, 3), "erf", "pool", False, (1, 1), "VALID", None),
+    (2, (2, 2), "relu", "flatten", True, (1, 1), "SAME", (2, 2)),
+    (1, (3, 2), "gelu", "pool", True, (2, 1), "VALID", (1, 2)),
+    (2, (2, 2), "sin", "flatten", False, (1, 2), "VALID", None),
+    (2, (2, 3), "relu", "flatten", False, (1, 1), "SAME", (1, 1)),
+    (2, (2, 2), "erf", "pool", True, (1, 2), "SAME", (2, 1)),
 ]
 
 NT_SCRIPT = """
@@ -36,12 +44,15 @@ d = np.load(sys.argv[1])
 acts = {"relu": stax.Relu(), "erf": stax.Erf(), "gelu": stax.Gelu(approximate=False),
         "sin": stax.Sin()}
 out = {}
-for c, (depth, window, act, readout, bias) in enumerate(json.loads(sys.argv[2])):
+for c, arch in enumerate(json.loads(sys.argv[2])):
+    depth, window, act, readout, bias, strides, padding, pool = arch
     b = 1.0 if bias else None
     layers = []
     for _ in range(depth):
-        layers += [stax.Conv(16, tuple(window), padding="SAME", W_std=1.0, b_std=b,
-                             parameterization="ntk"), acts[act]]
+        layers += [stax.Conv(16, tuple(window), tuple(strides), padding=padding, W_std=1.0,
+                             b_std=b, parameterization="ntk"), acts[act]]
+        if pool is not None:
+            layers.append(stax.AvgPool(tuple(pool), tuple(pool), padding="VALID"))
     layers.append(stax.Flatten() if readout == "flatten" else stax.GlobalAvgPool())
     layers.append(stax.Dense(1, W_std=1.0, b_std=b, parameterization="ntk"))
     _, _, kernel_fn = stax.serial(*layers)
@@ -67,8 +78,17 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("case", range(len(ARCHS)))
 def test_cnn_infinite_kernel_equals_neural_tangents_stax(reference, case):
     d, nt = reference
-    depth, window, act, readout, bias = ARCHS[case]
-    model = nf.CNN((16,) * depth, kernel_size=window, activation=act, readout=readout, bias=bias)
+    depth, window, act, readout, bias, strides, padding, pool = ARCHS[case]
+    model = nf.CNN(
+        (16,) * depth,
+        kernel_size=window,
+        activation=act,
+        readout=readout,
+        bias=bias,
+        strides=strides,
+        padding=padding,
+        pool=pool,
+    )
     for same in (True, False):
         k = nf.infinite_kernel(model, d["x1"], None if same else d["x2"])
         assert k.method == "closed form" and k.nngp_error is None

@@ -131,6 +131,9 @@ class CNNModel(_Section):
     out_dim: Annotated[int, Field(ge=1)] = 1
     bias: bool = False
     readout: Literal["flatten", "pool"] = "flatten"
+    strides: Annotated[int, Field(ge=1)] = 1
+    padding: Literal["SAME", "VALID"] = "SAME"
+    pool: Annotated[int, Field(ge=1)] | None = None
 
     _act = field_validator("activation")(_check_activation)
 

@@ -129,6 +129,9 @@ def build_problem(exp: Experiment, *, source: str = "experiment") -> Any:
                 out_dim=m.out_dim,
                 bias=m.bias,
                 readout=m.readout,
+                strides=m.strides,
+                padding=m.padding,
+                pool=m.pool,
             )
         else:
             model = MLP(tuple(m.widths), m.activation, out_dim=m.out_dim, bias=m.bias)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..datasets import Dataset
-from ..models._cnn import CNN
+from ..models._cnn import CNN, conv_geometry
 from ._dual import CLOSED_FORMS, AbstractDual
 
 
@@ -26,24 +26,49 @@ def _images(x: Any, name: str) -> np.ndarray:
     return X
 
 
-def _window(K: jnp.ndarray, size: tuple[int, int], full: bool) -> jnp.ndarray:
-    """A stride-1 `SAME` convolution's map of covariances: the mean over the window's
-    offsets `d` of `K[p + d, p' + d]`, positions outside the image (zero padding)
-    contributing 0. `K` is `(…, H, W, H, W)` (`full`) or `(…, H, W)` (the diagonal)."""
-    kh, kw = size
-    top, left = (kh - 1) // 2, (kw - 1) // 2
-    pads = [(top, kh - 1 - top), (left, kw - 1 - left)]
-    H, W = K.shape[-2], K.shape[-1]
+def _window(K: jnp.ndarray, model: CNN, full: bool) -> jnp.ndarray:
+    """A convolution's map of covariances (`model`'s window, strides and padding): the
+    mean over the window's offsets `d` of `K[p·s + d, p'·s + d]` (input positions,
+    shifted by the padding), positions outside the image (zero padding) contributing 0.
+    `K` is `(…, H, W, H, W)` (`full`) or `(…, H, W)` (the diagonal)."""
+    H, W = (K.shape[-4], K.shape[-3]) if full else (K.shape[-2], K.shape[-1])
+    geometry = [
+        conv_geometry(size, k, s, model.padding)
+        for size, k, s in zip((H, W), model.kernel_size, model.strides, strict=True)
+    ]
+    pads = [(lo, hi) for _, lo, hi in geometry]
     lead = K.ndim - (4 if full else 2)
     padded = jnp.pad(K, [(0, 0)] * lead + pads * (2 if full else 1))
-    total = jnp.zeros_like(K)
-    for a in range(kh):
-        for b in range(kw):
-            if full:
-                total = total + padded[..., a : a + H, b : b + W, a : a + H, b : b + W]
-            else:
-                total = total + padded[..., a : a + H, b : b + W]
-    return total / (kh * kw)
+    total = None
+    for a in range(model.kernel_size[0]):
+        for b in range(model.kernel_size[1]):
+            rows, cols = (
+                slice(d, d + s * (out - 1) + 1, s)
+                for d, s, (out, _, _) in zip((a, b), model.strides, geometry, strict=True)
+            )
+            part = padded[..., rows, cols, rows, cols] if full else padded[..., rows, cols]
+            total = part if total is None else total + part
+    assert total is not None
+    return total / (model.kernel_size[0] * model.kernel_size[1])
+
+
+def _pool(K: jnp.ndarray, model: CNN) -> jnp.ndarray:
+    """Average pooling's map of a full covariance `(…, H, W, H, W)`: the mean over both
+    windows, `K'[q, q'] = mean_{e, e'} K[q·p + e, q'·p + e']` (it mixes pixel offsets,
+    so a model with pooling keeps every pixel pair)."""
+    if model.pool is None:
+        return K
+    (ph, pw), lead = model.pool, K.ndim - 4
+    H, W = K.shape[-4] // ph, K.shape[-3] // pw
+    K = K[..., : H * ph, : W * pw, : H * ph, : W * pw]
+    K = K.reshape(*K.shape[:lead], H, ph, W, pw, H, ph, W, pw)
+    return jnp.mean(K, axis=tuple(lead + i for i in (1, 3, 5, 7)))
+
+
+def _full(model: CNN) -> bool:
+    """Whether the recursion needs every pixel pair: global average pooling or pooling
+    layers mix positions; otherwise only the same pixel of both images is needed."""
+    return model.readout == "pool" or model.pool is not None
 
 
 def _input_covariance(X1: np.ndarray, X2: np.ndarray, full: bool) -> jnp.ndarray:
@@ -54,15 +79,32 @@ def _input_covariance(X1: np.ndarray, X2: np.ndarray, full: bool) -> jnp.ndarray
     return jnp.einsum("ihwc,jhwc->ijhw", X1, X2) / C
 
 
+def _diagonal(K: jnp.ndarray) -> jnp.ndarray:
+    """`K[…, p, p]` of a full covariance `(…, H, W, H, W)`: `(…, H, W)`."""
+    H, W = K.shape[-2], K.shape[-1]
+    flat = K.reshape(*K.shape[:-4], H * W, H * W)
+    return jnp.diagonal(flat, axis1=-2, axis2=-1).reshape(*K.shape[:-4], H, W)
+
+
 def _variances(model: CNN, dual: AbstractDual, X: np.ndarray) -> list[jnp.ndarray]:
-    """Each image's pre-activation variance at every pixel, layer by layer: `(n, H, W)`."""
+    """Each image's pre-activation variance at every position of every layer,
+    `(n, H_l, W_l)`: from each image's covariance with itself over its pixel pairs when
+    positions mix (`_full`), else from the same pixel only."""
     bias2 = 1.0 if model.bias else 0.0
-    cov = jnp.einsum("ihwc,ihwc->ihw", X, X) / X.shape[-1]
+    full = _full(model)
+    if full:
+        cov = jnp.einsum("ihwc,ixyc->ihwxy", X, X) / X.shape[-1]
+    else:
+        cov = jnp.einsum("ihwc,ihwc->ihw", X, X) / X.shape[-1]
     out = []
     for _ in model.channels:
-        var = _window(cov, model.kernel_size, False) + bias2
+        sigma = _window(cov, model, full) + bias2
+        var = _diagonal(sigma) if full else sigma
         out.append(var)
-        cov = dual(var, var, var)[0]
+        if full:
+            cov = _pool(dual(var[:, :, :, None, None], var[:, None, None, :, :], sigma)[0], model)
+        else:
+            cov = dual(var, var, var)[0]
     return out
 
 
@@ -88,27 +130,30 @@ def _rows(
     start: int | None,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """The NNGP and NTK between the images `X1` (with their variances `var1`) and `X2`;
-    `start`: where `X1`'s rows are in `X2` when the kernel is of a set with itself."""
-    full = model.readout == "pool"
+    `start`: where `X1`'s rows are in `X2` when the kernel is of a set with itself.
+    Per layer: `Σ = conv(K) + b²`, `Θ = Σ + conv(Θ_in)`, then through the activation
+    `K = E[σσ']`, `Θ_in = Θ·E[σ'σ'']`, and both through the pooling."""
+    full = _full(model)
     bias2 = 1.0 if model.bias else 0.0
     cov = _input_covariance(X1, X2, full)
-    theta = slope = None
+    through = None  # the NTK of the layer's input (none for the image)
     for layer in range(len(model.channels)):
-        sigma = _window(cov, model.kernel_size, full) + bias2
+        sigma = _window(cov, model, full) + bias2
         if start is not None:  # a point with itself: its variance, exactly (ReLU's angle 0)
             sigma = _pinned(sigma, var1[layer], full, start)
-        if theta is None or slope is None:
-            theta = sigma
-        else:
-            theta = sigma + _window(theta * slope, model.kernel_size, full)
+        theta = sigma if through is None else sigma + _window(through, model, full)
         a, b = var1[layer], var2[layer]
         if full:
             a, b = a[:, None, :, :, None, None], b[None, :, None, None, :, :]
         else:
             a, b = a[:, None], b[None, :]
         cov, slope = dual(a, b, sigma)
-    assert theta is not None and slope is not None
-    through = theta * slope  # (the readout's input NTK)
+        through = theta * slope
+        if full:
+            cov, through = _pool(cov, model), _pool(through, model)
+    assert through is not None
+    if full and model.readout == "flatten":  # the same position of both images
+        cov, through = _diagonal(cov), _diagonal(through)
     axes = tuple(range(2, cov.ndim))
     nngp = jnp.mean(cov, axis=axes) + bias2
     return nngp, nngp + jnp.mean(through, axis=axes)
@@ -138,7 +183,8 @@ def cnn_kernels(
     var2 = var1 if x2 is None else _variances(model, dual, X2)
     n1, n2 = X1.shape[0], X2.shape[0]
     pixels = X1.shape[1] * X1.shape[2]
-    per_row = 8 * n2 * pixels * (pixels if model.readout == "pool" else 1)
+    model.feature_maps(X1.shape[1:])  # (a map left empty: its message, before any work)
+    per_row = 8 * n2 * pixels * (pixels if _full(model) else 1)
     if block is None:
         block = max(1, min(n1, budget // per_row))
     nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))

@@ -260,10 +260,11 @@ def infinite_kernel(
     **Arguments:**
 
     - `model`: an `MLP` (any depth, with or without biases), a `Shallow`, or a `CNN`
-      (stride-1 `SAME` convolutions, flatten or global-average-pooling readout, with or
-      without biases; closed-form activations: docs/theory.md, "Convolutional
-      networks"), the same kernels as `stax.Conv(C, (k_h, k_w), padding="SAME",
-      parameterization="ntk")` layers and `Flatten()`/`GlobalAvgPool()`.
+      (any strides, `SAME` or `VALID` padding, average pooling layers, flatten or
+      global-average-pooling readout, with or without biases; closed-form activations:
+      docs/theory.md, "Convolutional networks"), the same kernels as
+      `stax.Conv(C, (k_h, k_w), strides, padding, parameterization="ntk")` layers,
+      `AvgPool(q, q)` and `Flatten()`/`GlobalAvgPool()`.
     - `x1`, `x2`: inputs `(n, d)`, or `Dataset`s of vectors; images `(n, H, W, C)` for
       a `CNN`.
     - `method`: `"auto"` (closed forms where they exist, else the quadrature) or
