@@ -53,6 +53,13 @@ from ._spectrum import Spectrum as Spectrum, ntk_spectrum as ntk_spectrum
 from ._tangent import TangentFlow as TangentFlow
 from ._verify import Check as Check, Verification as Verification, verify as verify
 from .datasets import Dataset as Dataset
+from .disk._store import (
+    DiskArray as DiskArray,
+    DiskKernel as DiskKernel,
+    KernelStoreError as KernelStoreError,
+    open_kernel as open_kernel,
+)
+from .disk._write import kernel_to_disk as kernel_to_disk
 from .experiment import RunOutput as RunOutput, run as run
 from .infinite._infinite import InfiniteKernel as InfiniteKernel, infinite_kernel as infinite_kernel
 from .infinite._infinite_flow import InfiniteFlow as InfiniteFlow, infinite_flow as infinite_flow

@@ -8,32 +8,9 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from ..models._base import AbstractModel
-from ._gp import KERNELS, Gaussian, Kernel, gp_inference
+from ..infinite._kernel_fn import Kernel, as_kernel_fn
+from ._gp import KERNELS, Gaussian, gp_inference
 from ._layout import Layout, as_matrix, finite_times, interleaved, named, regularized, requested
-
-
-def as_kernel_fn(kernel_fn: Any) -> Callable[..., Any]:
-    """`kernel_fn(x1, x2, get)` as neural-tangents calls it: the function itself, or an
-    ntkflow model's infinite-width kernels (`infinite_kernel`: MLP, Shallow, CNN)."""
-    if isinstance(kernel_fn, AbstractModel):
-        from ..infinite._infinite import infinite_kernel
-
-        model = kernel_fn
-
-        def of_model(x1: Any, x2: Any, get: Any, **_: Any) -> Any:
-            k = infinite_kernel(model, x1, x2)
-            if isinstance(get, str):
-                return getattr(k, get)
-            return Kernel(**{g: getattr(k, g) for g in get})
-
-        return of_model
-    if not callable(kernel_fn):
-        raise ValueError(
-            "kernel_fn must be a function kernel_fn(x1, x2, get) or an ntkflow model (MLP, "
-            f"Shallow, CNN), got {type(kernel_fn).__name__}"
-        )
-    return kernel_fn
 
 
 def gradient_descent_mse_ensemble(

@@ -8,15 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 
-from ._layout import Layout, as_matrix, interleaved, named, regularized, requested
+from ..disk._solve import DiskSolver
+from ..disk._store import DiskKernel
+from ..infinite._kernel_fn import Kernel as Kernel
+from ._kernel_matrix import AbstractKernelMatrix, kernel_matrix, operand, times
+from ._layout import Layout, as_matrix, interleaved, named, requested
 
 Gaussian = collections.namedtuple("Gaussian", "mean covariance")
 """A Gaussian's `mean` (the targets' layout) and `covariance` (the kernels' layout)."""
 
-Kernel = collections.namedtuple("Kernel", "nngp ntk", defaults=(None, None))
-"""The kernels a prediction needs, by name (neural-tangents' `predict.Kernel`)."""
 
 # The kernels of an infinitely wide network, and the posteriors `gp_inference` gives.
 KERNELS = ("nngp", "ntk")
@@ -25,7 +26,7 @@ _GETS = (*KERNELS, "ntkgp")
 
 def _kernel(k: Any, get: str) -> Any:
     """`k` itself when it is an array, else its `get` attribute (`nngp` or `ntk`)."""
-    if hasattr(k, "shape"):
+    if hasattr(k, "shape") and not isinstance(k, DiskKernel):
         return k
     value = getattr(k, get, None)
     if value is None:
@@ -42,6 +43,8 @@ def gp_inference(
     diag_reg: float = 0.0,
     diag_reg_absolute_scale: bool = False,
     trace_axes: Any = (-1,),
+    *,
+    solver: DiskSolver | None = None,
 ) -> Callable[..., Any]:
     """The Gaussian on test points `X*` given the training data: mean
     `K(X*, X) K⁻¹ y` for each kernel `K` asked for, and covariance
@@ -54,11 +57,14 @@ def gp_inference(
     - `"ntkgp"`: the first with the NTK in place of the NNGP (He et al. 2020),
 
     where `K + diag_reg·I` replaces `K` (relative to its mean diagonal unless
-    `diag_reg_absolute_scale`). Each `K⁻¹` is one Cholesky factorisation, cached.
+    `diag_reg_absolute_scale`). Each `K⁻¹` is one Cholesky factorisation, cached; a
+    training kernel on disk (`DiskArray`, `kernel_to_disk`) is never loaded: each
+    `K⁻¹` is preconditioned conjugate gradients (`solver`, docs/theory.md, "Kernels on
+    disk"), and test-train kernels on disk are read in row blocks.
 
     **Arguments** (neural-tangents 0.6.5's): `k_train_train` (an array, or kernels with
     `nngp`/`ntk` attributes such as `Kernel`), `y_train`, `diag_reg`,
-    `diag_reg_absolute_scale`, `trace_axes`.
+    `diag_reg_absolute_scale`, `trace_axes`; and ntkflow's `solver` (`DiskSolver`).
 
     **Returns:** `predict_fn(get=None, k_test_train=None, k_test_test=None)`: for `get`
     a name, its mean (or `Gaussian(mean, covariance)` with `k_test_test`); for a tuple
@@ -69,23 +75,25 @@ def gp_inference(
     layout = Layout.of(y, trace_axes)
 
     @functools.cache
-    def factor(get: str) -> Any:
-        K = regularized(as_matrix(_kernel(k_train_train, get)), diag_reg, diag_reg_absolute_scale)
-        return jsl.cho_factor(K)
+    def matrix(get: str) -> AbstractKernelMatrix:
+        k = _kernel(k_train_train, get)
+        return kernel_matrix(k, diag_reg, diag_reg_absolute_scale, solver)
 
     def solve(get: str, rhs: jnp.ndarray) -> jnp.ndarray:
-        return jsl.cho_solve(factor(get), rhs)
+        return matrix(get).solve(rhs)
 
     def one(get: str, k_test_train: Any, k_test_test: Any) -> Any:
         kernel = "ntk" if get == "ntkgp" else get
         if k_test_train is None:  # the training set: y, exactly
-            k_dd = jnp.asarray(_kernel(k_train_train, kernel))
-            mean = y.astype(k_dd.dtype)
-            return mean if k_test_test is None else Gaussian(mean, jnp.zeros_like(k_dd))
-        k_td = as_matrix(_kernel(k_test_train, kernel))
+            k_dd = _kernel(k_train_train, kernel)
+            mean = y.astype(matrix(kernel).dtype)
+            if k_test_test is None:
+                return mean
+            return Gaussian(mean, jnp.zeros(k_dd.shape, mean.dtype))
+        k_td = operand(_kernel(k_test_train, kernel))
         test_points = jnp.shape(_kernel(k_test_train, kernel))[0::2]
         _, traced = layout.sizes(y.shape)
-        mean = layout.array(k_td @ solve(kernel, layout.matrix(y)), test_points, traced)
+        mean = layout.array(times(k_td, solve(kernel, layout.matrix(y))), test_points, traced)
         if k_test_test is None:
             return mean
         return Gaussian(mean, _covariance(get, k_train_train, k_test_train, k_test_test, solve))
@@ -117,8 +125,8 @@ def _covariance(
                 "k_test_train as kernels with `nngp` and `ntk` (ntkflow.predict.Kernel)"
             )
         gain = solve("ntk", k_td.T).T  # Θ* Θ⁻¹
-        nngp = as_matrix(_kernel(k_train_train, "nngp"))
+        nngp = operand(_kernel(k_train_train, "nngp"))
         cross = gain @ prior_td.T
-        cov = k_tt + gain @ nngp @ gain.T - (cross + cross.T)
+        cov = k_tt + gain @ times(nngp, gain.T) - (cross + cross.T)
     rows = k_tt_full.shape[0::2]
     return interleaved(cov, rows, rows)

@@ -2,14 +2,14 @@
 squared error, in closed form from its kernel (docs/theory.md, "Predictions in function
 space"), with neural-tangents' signature and layouts."""
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 
-from ._layout import Layout, as_matrix, finite_times, regularized
+from ..disk._solve import DiskSolver
+from ._kernel_matrix import kernel_matrix, operand, times
+from ._layout import Layout, finite_times
 
 
 def check_outputs(fx_train_0: Any, fx_test_0: Any, k_test_train: Any) -> None:
@@ -39,6 +39,8 @@ def gradient_descent_mse(
     diag_reg: float = 0.0,
     diag_reg_absolute_scale: bool = False,
     trace_axes: Any = (-1,),
+    *,
+    solver: DiskSolver | None = None,
 ) -> Callable[..., Any]:
     """The network's outputs under gradient flow on `L = ‖f(X) − y‖²/(2N)` (`N =
     y_train.size`), linearised in its kernel `K` (the NTK; the NNGP gives the
@@ -49,13 +51,17 @@ def gradient_descent_mse(
 
     and as `t → ∞` `f(X) = y`, `f(X*) = f_0(X*) + K(X*, X) K⁻¹ (y − f_0(X))`
     (Jacot et al. 2018; Lee et al. 2019). Computed in `K`'s eigenbasis (finite times:
-    one `eigh`, cached) or by Cholesky (`t=None`, cached).
+    one `eigh`, cached) or by Cholesky (`t=None`, cached); for a kernel on disk
+    (`DiskArray`, `kernel_to_disk`) by the Lanczos process (finite times) or
+    preconditioned conjugate gradients (`t=None`), never loading it (docs/theory.md,
+    "Kernels on disk").
 
     **Arguments** (neural-tangents 0.6.5's): `k_train_train` (the kernel on the training
     points, in neural-tangents' interleaved layout, without the `trace_axes`),
     `y_train`, `learning_rate`, `diag_reg` (`K + diag_reg·I`, relative to the mean
     diagonal unless `diag_reg_absolute_scale`), `trace_axes` (the targets' axes along
-    which the kernel is `Θ ⊗ I`).
+    which the kernel is `Θ ⊗ I`); and ntkflow's `solver` (`DiskSolver`: rank,
+    tolerance and passes of the solves on disk).
 
     **Returns:** `predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None)`:
     the training outputs at times `t` (any shape: leading axes), the test outputs with
@@ -65,35 +71,28 @@ def gradient_descent_mse(
     """
     y = jnp.asarray(y_train)
     layout = Layout.of(y, trace_axes)
-    K = regularized(as_matrix(k_train_train), diag_reg, diag_reg_absolute_scale)
+    K = kernel_matrix(k_train_train, diag_reg, diag_reg_absolute_scale, solver)
     n = y.size
-
-    @functools.cache
-    def eigh() -> tuple[jnp.ndarray, jnp.ndarray]:
-        lam, V = jnp.linalg.eigh(K)
-        return jnp.maximum(lam, 0.0), V
-
-    @functools.cache
-    def cholesky() -> Any:
-        return jsl.cho_factor(K)
 
     def finite(t: Any, fx_train_0: Any, fx_test_0: Any, k_test_train: Any) -> Any:
         tau = jnp.asarray(t, K.dtype) * learning_rate
-        lead = tau.shape
-        lam, V = eigh()
+        lead, m = tau.shape, tau.size
         r0 = -y if fx_train_0 is None else jnp.broadcast_to(fx_train_0 - y, y.shape)
-        z = V.T @ layout.matrix(r0)  # (P, Q)
-        decay = jnp.expm1(-tau.reshape(-1, 1) * lam[None, :] / n)  # (m, P)
+
+        def functions(lam: Any) -> Any:  # (2m, k): exp(−τλ/N) − 1, then it over λ
+            decay = jnp.expm1(-tau.reshape(-1, 1) * lam[None, :] / n)
+            safe = jnp.where(lam > 0, lam, 1.0)
+            return jnp.concatenate([decay, jnp.where(lam[None, :] > 0, decay / safe, 0.0)])
+
+        both = K.apply(functions, layout.matrix(r0))  # (2m, P, Q)
         train = test = None
         if fx_train_0 is not None:
-            moved = jnp.einsum("pi,mi,iq->mpq", V, decay, z)
             start = jnp.broadcast_to(fx_train_0, y.shape).reshape((1,) * len(lead) + y.shape)
-            train = start + layout.array(moved, *layout.sizes(y.shape)).reshape(lead + y.shape)
+            moved = layout.array(both[:m], *layout.sizes(y.shape)).reshape(lead + y.shape)
+            train = start + moved
         if fx_test_0 is not None:
-            safe = jnp.where(lam > 0, lam, 1.0)
-            weights = jnp.where(lam[None, :] > 0, decay / safe[None, :], 0.0)
-            coef = jnp.einsum("pi,mi,iq->mpq", V, weights, z)
-            moved = jnp.einsum("sp,mpq->msq", as_matrix(k_test_train), coef)
+            k_td = operand(k_test_train)
+            moved = jnp.stack([times(k_td, both[m + i]) for i in range(m)])
             shape = jnp.shape(fx_test_0)
             kept, traced = layout.sizes(shape)
             start = jnp.reshape(fx_test_0, (1,) * len(lead) + shape)
@@ -105,8 +104,8 @@ def gradient_descent_mse(
         test = None
         if fx_test_0 is not None:
             rhs = y if fx_train_0 is None else y - fx_train_0
-            coef = jsl.cho_solve(cholesky(), layout.matrix(jnp.broadcast_to(rhs, y.shape)))
-            moved = as_matrix(k_test_train) @ coef
+            coef = K.solve(layout.matrix(jnp.broadcast_to(rhs, y.shape)))
+            moved = times(operand(k_test_train), coef)
             kept, traced = layout.sizes(jnp.shape(fx_test_0))
             test = fx_test_0 + layout.array(moved, kept, traced)
         return _returned(train, test, fx_train_0, fx_test_0)
