@@ -53,6 +53,7 @@ from ._spectrum import Spectrum as Spectrum, ntk_spectrum as ntk_spectrum
 from ._tangent import TangentFlow as TangentFlow
 from ._verify import Check as Check, Verification as Verification, verify as verify
 from .datasets import Dataset as Dataset
+from .disk._solve import DiskSolveError as DiskSolveError, DiskSolver as DiskSolver
 from .disk._store import (
     DiskArray as DiskArray,
     DiskKernel as DiskKernel,

@@ -6,6 +6,7 @@ gradient-flow functions by the Lanczos process (Saad, *Analysis of some Krylov s
 approximations to the matrix exponential operator*, SIAM J. Numer. Anal. 29, 1992)."""
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,9 @@ import numpy as np
 import scipy.linalg
 
 from ._store import DiskArray
+
+LOG = logging.getLogger("ntkflow.disk")
+"""Each solve's passes over the disk and its result, at level INFO."""
 
 
 class DiskSolveError(RuntimeError):
@@ -33,12 +37,14 @@ class DiskSolver:
     - `maxiter`: passes over `K` allowed per solve (conjugate gradients) or per
       right-hand side (Lanczos).
     - `seed`: the Nyström sketch's random seed.
+    - `progress`: a progress bar over the passes (with the residual).
     """
 
     rank: int = 256
     rtol: float = 1e-10
     maxiter: int = 1000
     seed: int = 0
+    progress: bool = True
 
     def __post_init__(self):
         for name, lo in (("rank", 1), ("maxiter", 1)):
@@ -47,6 +53,27 @@ class DiskSolver:
                 raise ValueError(f"{name} must be an integer ≥ {lo}, got {name}={value!r}")
         if not 0 < self.rtol < 1:
             raise ValueError(f"rtol must be in (0, 1), got rtol={self.rtol!r}")
+
+
+class _Meter:
+    """A progress bar over the passes over the disk, with the latest residual."""
+
+    def __init__(self, description: str, solver: DiskSolver):
+        self.bar = self.task = None
+        if solver.progress:
+            from .._progress import rich_bar
+
+            self.bar = rich_bar(counts=True)
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=solver.maxiter)
+
+    def tick(self, **fields: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, **fields)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,20 +120,27 @@ def cg_solve(
     B = np.asarray(B, np.float64)
     vector = B.ndim == 1
     B = B[:, None] if vector else B
-    precond = nystrom(K, mu, rank=solver.rank, seed=solver.seed)
-    norm_b = np.linalg.norm(B, axis=0)
-    norm_b = np.where(norm_b > 0, norm_b, 1.0)
-    X = np.zeros_like(B)
-    R = B.copy()
-    passes, residual = 1, np.inf
-    while passes < solver.maxiter:
-        X, R, used = _pcg(K, mu, precond, X, R, norm_b, solver.rtol, solver.maxiter - passes)
-        passes += used
-        R = B - (K @ X + mu * X)  # the true residual, not the recurrence's
-        passes += 1
-        residual = float(np.max(np.linalg.norm(R, axis=0) / norm_b))
-        if residual <= solver.rtol:
-            return (X[:, 0] if vector else X), passes, residual
+    meter = _Meter("conjugate gradients (passes over the disk)", solver)
+    try:
+        precond = nystrom(K, mu, rank=solver.rank, seed=solver.seed)
+        meter.tick()
+        norm_b = np.linalg.norm(B, axis=0)
+        norm_b = np.where(norm_b > 0, norm_b, 1.0)
+        X = np.zeros_like(B)
+        R = B.copy()
+        passes, residual = 1, np.inf
+        while passes < solver.maxiter:
+            budget = solver.maxiter - passes
+            X, R, used = _pcg(K, mu, precond, X, R, norm_b, solver.rtol, budget, meter)
+            R = B - (K @ X + mu * X)  # the true residual, not the recurrence's
+            passes += used + 1
+            residual = float(np.max(np.linalg.norm(R, axis=0) / norm_b))
+            meter.tick(residual=residual)
+            if residual <= solver.rtol:
+                LOG.info("conjugate gradients: %d passes, residual %.2e", passes, residual)
+                return (X[:, 0] if vector else X), passes, residual
+    finally:
+        meter.close()
     raise DiskSolveError(
         f"conjugate gradients on the kernel on disk reached a relative residual of "
         f"{residual:.2e}, not rtol={solver.rtol:g}, in {passes} passes; add diag_reg, or "
@@ -114,7 +148,7 @@ def cg_solve(
     )
 
 
-def _pcg(K, mu, precond, X, R, norm_b, rtol, budget) -> tuple[np.ndarray, np.ndarray, int]:
+def _pcg(K, mu, precond, X, R, norm_b, rtol, budget, meter) -> tuple[np.ndarray, np.ndarray, int]:
     Z = precond(R)
     P = Z.copy()
     rz = np.sum(R * Z, axis=0)
@@ -124,7 +158,9 @@ def _pcg(K, mu, precond, X, R, norm_b, rtol, budget) -> tuple[np.ndarray, np.nda
         alpha = np.divide(rz, pap, out=np.zeros_like(rz), where=pap > 0)
         X = X + alpha * P
         R = R - alpha * AP
-        if np.max(np.linalg.norm(R, axis=0) / norm_b) <= 0.5 * rtol:
+        estimate = float(np.max(np.linalg.norm(R, axis=0) / norm_b))
+        meter.tick(residual=estimate)
+        if estimate <= 0.5 * rtol:
             return X, R, it
         Z = precond(R)
         rz_new = np.sum(R * Z, axis=0)
@@ -152,11 +188,20 @@ def lanczos_apply(
     beta0 = float(np.linalg.norm(b))
     if beta0 == 0:
         return np.zeros((f(np.zeros(1)).shape[0], b.size)), 0
+    meter = _Meter("Lanczos (passes over the disk)", solver)
+    try:
+        return _lanczos(K, b, beta0, mu, f, solver, meter)
+    finally:
+        meter.close()
+
+
+def _lanczos(K, b, beta0, mu, f, solver, meter) -> tuple[np.ndarray, int]:
     V = [b / beta0]
     alphas: list[float] = []
     betas: list[float] = []
     previous: Any = None
     for step in range(1, solver.maxiter + 1):
+        meter.tick()
         w = K @ V[-1] + mu * V[-1]
         alphas.append(float(V[-1] @ w))
         basis = np.stack(V, axis=1)
@@ -172,6 +217,7 @@ def lanczos_apply(
                 change = np.linalg.norm(approx - previous, axis=1)
                 size = np.maximum(np.linalg.norm(approx, axis=1), 1e-300)
                 if np.all(change <= solver.rtol * size):
+                    LOG.info("Lanczos: %d passes, last change %.2e", step, np.max(change / size))
                     return approx, step
             previous = approx
         betas.append(beta)
