@@ -86,7 +86,8 @@ logging.getLogger("ntkflow.disk").addHandler(handler)
 logging.getLogger("ntkflow.disk").setLevel(logging.INFO)
 solver = nf.DiskSolver(rank=256, rtol=1e-8, maxiter=400)
 t = time.perf_counter()
-mean = np.asarray(nf.predict.gp_inference(k, y[:, None], diag_reg=0.1, solver=solver)("ntk", kt))[:, 0]
+predict = nf.predict.gp_inference(k, y[:, None], diag_reg=0.1, solver=solver)
+mean = np.asarray(predict("ntk", kt))[:, 0]
 out["gp_inference_s"] = time.perf_counter() - t
 out["solver"] = records
 out["test_accuracy"] = float(np.mean(np.sign(mean) == yt))

@@ -223,3 +223,19 @@ def test_killed_ray_driver_resumes_with_either_executor(reference, tmp_path):
         )
         assert result.exit_code == 0, result.output
         _assert_same_sweep(copy, reference)
+
+
+# Ray starts its processes by fork + exec with a pre-exec function, which runs JAX's
+# at-fork hook; JAX warns on any fork once it has started, though the child execs at once.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_kernel_blocks_as_ray_tasks_equal_the_blocks_here(tmp_path):
+    import ntkflow as nf
+
+    model = nf.MLP((16,), "erf", bias=True)
+    X = np.random.default_rng(0).standard_normal((30, 4))
+    here = nf.kernel_to_disk(model, X, path=tmp_path / "here", block=8, progress=False)
+    on_ray = nf.kernel_to_disk(
+        model, X, path=tmp_path / "ray", block=8, executor=RayExecutor(), progress=False
+    )
+    assert on_ray.complete and on_ray.blocks_total == 10
+    np.testing.assert_array_equal(np.asarray(on_ray.ntk), np.asarray(here.ntk))

@@ -32,7 +32,8 @@ class DiskSolver:
     - `rank`: the Nyström preconditioner's rank (one pass over `K` with `rank` columns;
       memory `n × rank`).
     - `rtol`: the relative residual `‖B − (K + μI)X‖/‖B‖` conjugate gradients must reach
-      (checked on the true residual, recomputed at the end), and the relative change at
+      (checked on the true residual, recomputed when the recurrence's reaches half of it;
+    a restart that does not halve it stops the solve), and the relative change at
       which the Lanczos approximations stop.
     - `maxiter`: passes over `K` allowed per solve (conjugate gradients) or per
       right-hand side (Lanczos).
@@ -128,9 +129,9 @@ def cg_solve(
         norm_b = np.where(norm_b > 0, norm_b, 1.0)
         X = np.zeros_like(B)
         R = B.copy()
-        passes, residual = 1, np.inf
-        while passes < solver.maxiter:
-            budget = solver.maxiter - passes
+        passes, residual, previous = 1, np.inf, np.inf
+        while passes < solver.maxiter - 1:
+            budget = solver.maxiter - passes - 1  # (and one for the true residual)
             X, R, used = _pcg(K, mu, precond, X, R, norm_b, solver.rtol, budget, meter)
             R = B - (K @ X + mu * X)  # the true residual, not the recurrence's
             passes += used + 1
@@ -139,12 +140,17 @@ def cg_solve(
             if residual <= solver.rtol:
                 LOG.info("conjugate gradients: %d passes, residual %.2e", passes, residual)
                 return (X[:, 0] if vector else X), passes, residual
+            if residual > 0.5 * previous:  # a restart that did not halve it: stalled
+                break
+            previous = residual
     finally:
         meter.close()
+    why = "stalled (rounding, at this kernel's conditioning)" if passes < solver.maxiter - 1 else ""
     raise DiskSolveError(
         f"conjugate gradients on the kernel on disk reached a relative residual of "
-        f"{residual:.2e}, not rtol={solver.rtol:g}, in {passes} passes; add diag_reg, or "
-        "raise DiskSolver(rank=…, maxiter=…)"
+        f"{residual:.2e}, not rtol={solver.rtol:g}, in {passes} passes"
+        f"{' and ' + why if why else ''}; add diag_reg, loosen rtol, or raise "
+        "DiskSolver(rank=…, maxiter=…)"
     )
 
 

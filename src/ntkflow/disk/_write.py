@@ -110,7 +110,7 @@ def _prepare(path: Path, fingerprint: str, overwrite: bool) -> dict[str, Any] | 
     return None
 
 
-def _create(path: Path, job: BlockJob, first: dict[str, np.ndarray], n2: int, dtype: Any):
+def _create(path: Path, job: BlockJob, first: dict[str, Any], n2: int, dtype: Any) -> None:
     import zarr
 
     group = zarr.open_group(path, mode="w")

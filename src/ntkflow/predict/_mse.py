@@ -82,7 +82,7 @@ def gradient_descent_mse(
         def functions(lam: Any) -> Any:  # (2m, k): exp(−τλ/N) − 1, then it over λ
             decay = jnp.expm1(-tau.reshape(-1, 1) * lam[None, :] / n)
             safe = jnp.where(lam > 0, lam, 1.0)
-            return jnp.concatenate([decay, jnp.where(lam[None, :] > 0, decay / safe, 0.0)])
+            return jnp.concatenate([decay, jnp.where(lam[None, :] > 0, decay / safe[None, :], 0.0)])
 
         both = K.apply(functions, layout.matrix(r0))  # (2m, P, Q)
         train = test = None

@@ -9,6 +9,7 @@ a cluster. `get_executor(name, …)` looks them up by name (`EXECUTORS`).
 
 import abc
 import concurrent.futures
+import inspect
 import logging
 import multiprocessing
 import os
@@ -206,7 +207,8 @@ class RayExecutor(AbstractExecutor):
         dead = (rex.WorkerCrashedError, rex.OutOfMemoryError, rex.NodeDiedError)
         pending: list[Any] = []
         try:
-            task = ray.remote(num_cpus=self.cpus_per_point, max_retries=self.retries)(fn)
+            job = fn if inspect.isfunction(fn) else (lambda payload: fn(payload))  # (Ray: a def)
+            task = ray.remote(num_cpus=self.cpus_per_point, max_retries=self.retries)(job)
             refs = {task.remote(p): p for p in payloads}
             pending = list(refs)
             while pending:
