@@ -61,6 +61,7 @@ bench: $(VENV)/.stamp-test $(NT_VENV)/.stamp
 	$(BIN)/python bench/generic.py --nt-python $(NT_VENV)/bin/python
 	$(BIN)/python bench/cnn.py --nt-python $(NT_VENV)/bin/python
 	$(BIN)/python bench/cnn_limit.py --nt-python $(NT_VENV)/bin/python
+	$(BIN)/python bench/disk_kernel.py throughput
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/flows.py
 	$(BIN)/python bench/flows_scale.py

@@ -23,15 +23,15 @@ ROOT = HERE.parent
 WORKER = r"""
 import json, resource, sys, time
 import numpy as np
-lib, readout, path, out = sys.argv[1:5]
-X = np.load(path)
+lib, readout, path, out, dtype = sys.argv[1:6]
+X = np.load(path).astype(dtype)
 if lib == "ntkflow":
     import ntkflow as nf
     model = nf.CNN((64, 64), kernel_size=3, activation="relu", readout=readout, bias=True)
     run = lambda x: np.asarray(nf.infinite_kernel(model, x).ntk)
 else:
     import jax
-    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", dtype == "float64")
     from neural_tangents import stax
     layers = []
     for _ in range(2):
@@ -64,10 +64,11 @@ def _images(n: int):
     return X[:n, :, :, None]
 
 
-def _run(python: str, lib: str, readout: str, images: Path, out: Path) -> dict:
-    env = {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "NTKFLOW_X64": "1"}
+def _run(python: str, lib: str, readout: str, images: Path, out: Path, dtype: str) -> dict:
+    x64 = "1" if dtype == "float64" else "0"
+    env = {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "NTKFLOW_X64": x64}
     proc = subprocess.run(
-        [python, "-c", WORKER, lib, readout, str(images), str(out)],
+        [python, "-c", WORKER, lib, readout, str(images), str(out), dtype],
         capture_output=True,
         text=True,
         env=env,
@@ -79,44 +80,53 @@ def _run(python: str, lib: str, readout: str, images: Path, out: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def _case(nt_python: str, tmp: Path, readout: str, n: int, dtype: str) -> dict:
     import numpy as np
+
+    images = tmp / f"x{n}.npy"
+    np.save(images, _images(n))
+    ours = _run(sys.executable, "ntkflow", readout, images, tmp / "a.npy", dtype)
+    theirs = _run(nt_python, "nt", readout, images, tmp / "b.npy", dtype)
+    diff = None
+    if "error" not in ours and "error" not in theirs:
+        a, b = np.load(tmp / "a.npy"), np.load(tmp / "b.npy")
+        diff = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+    return {
+        "dtype": dtype,
+        "readout": readout,
+        "n": n,
+        "ntkflow": ours,
+        "nt": theirs,
+        "max_rel_diff": diff,
+    }
+
+
+def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nt-python", default=str(ROOT / ".venv-nt" / "bin" / "python"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--readouts", nargs="+", default=["flatten", "pool"])
+    parser.add_argument("--dtypes", nargs="+", default=["float64"])
+    parser.add_argument("--out", default="cnn_limit", help="results/<out>.{json,md}")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for readout in ("flatten", "pool"):
-            for n in args.sizes:
-                images = Path(tmp) / f"x{n}.npy"
-                np.save(images, _images(n))
-                ours = _run(sys.executable, "ntkflow", readout, images, Path(tmp) / "a.npy")
-                theirs = _run(args.nt_python, "nt", readout, images, Path(tmp) / "b.npy")
-                diff = None
-                if "error" not in ours and "error" not in theirs:
-                    a, b = np.load(Path(tmp) / "a.npy"), np.load(Path(tmp) / "b.npy")
-                    diff = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-                rows.append(
-                    {
-                        "readout": readout,
-                        "n": n,
-                        "ntkflow": ours,
-                        "nt": theirs,
-                        "max_rel_diff": diff,
-                    }
-                )
-                print(json.dumps(rows[-1]), flush=True)
-    (HERE / "results" / "cnn_limit.json").write_text(json.dumps(rows, indent=2))
+        for dtype in args.dtypes:
+            for readout in args.readouts:
+                for n in args.sizes:
+                    rows.append(_case(args.nt_python, Path(tmp), readout, n, dtype))
+                    print(json.dumps(rows[-1]), flush=True)
+    (HERE / "results" / f"{args.out}.json").write_text(json.dumps(rows, indent=2))
     lines = [
-        "# Infinite-width CNN kernel: ntkflow against neural-tangents 0.6.5 (float64, CPU)",
+        "# Infinite-width CNN kernel: ntkflow against neural-tangents 0.6.5 (CPU)",
         "",
-        "`python bench/cnn_limit.py`: two 3×3 SAME convolutions, ReLU, biases; digits 8×8.",
+        f"`python bench/cnn_limit.py {' '.join(sys.argv[1:])}`: two 3×3 SAME convolutions, "
+        "ReLU, biases; digits 8×8.",
         "",
-        "| readout | n | ntkflow s | ntkflow peak MiB | neural-tangents s "
+        "| dtype | readout | n | ntkflow s | ntkflow peak MiB | neural-tangents s "
         "| neural-tangents peak MiB | max rel. diff |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(r: dict, key: str) -> str:
@@ -125,11 +135,11 @@ def main() -> None:
     for r in rows:
         d = "—" if r["max_rel_diff"] is None else f"{r['max_rel_diff']:.1e}"
         lines.append(
-            f"| {r['readout']} | {r['n']} | {cell(r['ntkflow'], 'wall_s')} "
+            f"| {r['dtype']} | {r['readout']} | {r['n']} | {cell(r['ntkflow'], 'wall_s')} "
             f"| {cell(r['ntkflow'], 'peak_mib')} | {cell(r['nt'], 'wall_s')} "
             f"| {cell(r['nt'], 'peak_mib')} | {d} |"
         )
-    (HERE / "results" / "cnn_limit.md").write_text("\n".join(lines) + "\n")
+    (HERE / "results" / f"{args.out}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

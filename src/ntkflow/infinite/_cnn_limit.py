@@ -6,6 +6,7 @@ images (global average pooling needs them all), or only between the same pixel o
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
@@ -71,7 +72,7 @@ def _full(model: CNN) -> bool:
     return model.readout == "pool" or model.pool is not None
 
 
-def _input_covariance(X1: np.ndarray, X2: np.ndarray, full: bool) -> jnp.ndarray:
+def _input_covariance(X1: jnp.ndarray, X2: jnp.ndarray, full: bool) -> jnp.ndarray:
     """`x_p · x'_p' / C` over the pairs of pixels (`full`), or the same pixel only."""
     C = X1.shape[-1]
     if full:
@@ -108,7 +109,7 @@ def _variances(model: CNN, dual: AbstractDual, X: np.ndarray) -> list[jnp.ndarra
     return out
 
 
-def _pinned(sigma: jnp.ndarray, var: jnp.ndarray, full: bool, start: int) -> jnp.ndarray:
+def _pinned(sigma: jnp.ndarray, var: jnp.ndarray, full: bool, start: Any) -> jnp.ndarray:
     """`sigma` (rows `start…` of a kernel of a set of images with itself) with each
     image's covariance with itself at one pixel set to its variance `var` (its rows)."""
     n, H, W = var.shape
@@ -120,17 +121,19 @@ def _pinned(sigma: jnp.ndarray, var: jnp.ndarray, full: bool, start: int) -> jnp
     return sigma.at[i, start + i, hh, ww, hh, ww].set(var)
 
 
+@eqx.filter_jit
 def _rows(
     model: CNN,
     dual: AbstractDual,
-    X1: np.ndarray,
-    X2: np.ndarray,
+    X1: jnp.ndarray,
+    X2: jnp.ndarray,
     var1: list[jnp.ndarray],
     var2: list[jnp.ndarray],
-    start: int | None,
+    start: Any,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """The NNGP and NTK between the images `X1` (with their variances `var1`) and `X2`;
-    `start`: where `X1`'s rows are in `X2` when the kernel is of a set with itself.
+    `start`: where `X1`'s rows are in `X2` (an array: traced, so one compilation serves
+    every block) when the kernel is of a set with itself, else `None`.
     Per layer: `Σ = conv(K) + b²`, `Θ = Σ + conv(Θ_in)`, then through the activation
     `K = E[σσ']`, `Θ_in = Θ·E[σ'σ'']`, and both through the pooling."""
     full = _full(model)
@@ -191,7 +194,8 @@ def cnn_kernels(
 
     def one(rows: slice) -> Any:
         v1 = [v[rows] for v in var1]
-        return _rows(model, dual, X1[rows], X2, v1, var2, rows.start if x2 is None else None)
+        start = jnp.asarray(rows.start) if x2 is None else None
+        return _rows(model, dual, jnp.asarray(X1[rows]), jnp.asarray(X2), v1, var2, start)
 
     for rows, (k, theta) in blocks(n1, block, one):
         nngp[rows], ntk[rows] = np.asarray(k), np.asarray(theta)
