@@ -227,3 +227,36 @@ def test_a_solve_that_does_not_converge_is_refused(stores):
         nf.predict.gradient_descent_mse(k.ntk, y, solver=tight)(1.0, 0.0)
     with pytest.raises(ValueError, match=r"rank must be an integer ≥ 1, got rank=0"):
         nf.DiskSolver(rank=0)
+
+
+DEVICES = """
+import numpy as np, jax, jax.numpy as jnp
+import ntkflow as nf
+
+model = nf.MLP((16,), "erf")
+seen = []
+
+def kernel_fn(x1, x2, get):
+    seen.append(str(next(iter(jnp.zeros(()).devices()))))
+    return nf.infinite_kernel(model, x1, x2).ntk
+
+X = np.random.default_rng(0).standard_normal((24, 3))
+k = nf.kernel_to_disk(kernel_fn, X, path=__import__("sys").argv[1], block=8, devices=2,
+                      progress=False)
+ref = np.asarray(nf.infinite_kernel(model, X).ntk)
+assert np.max(np.abs(np.asarray(k.ntk) - ref)) <= 1e-14 * np.max(np.abs(ref))
+print(sorted(set(seen)), len(seen))
+"""
+
+
+def test_blocks_are_dealt_to_the_devices(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    out = subprocess.run(
+        [sys.executable, "-c", DEVICES, str(tmp_path / "k")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # the first block on the default device, the other five dealt to both
+    assert out.strip() == "['cpu:0', 'cpu:1'] 6", out
