@@ -103,7 +103,7 @@ def nystrom(K: DiskArray, mu: float, *, rank: int, seed: int) -> Nystrom:
     nu = np.sqrt(n) * np.spacing(np.linalg.norm(Y, 2))
     Y = Y + nu * Omega
     C = scipy.linalg.cholesky(Omega.T @ Y, lower=False)  # (ΩᵀY_ν) = CᵀC
-    B = scipy.linalg.solve_triangular(C, Y.T, trans="T", lower=False).T  # Y_ν C⁻¹
+    B = scipy.linalg.solve_triangular(C, Y.T, trans=1, lower=False).T  # Y_ν C⁻¹
     U, sigma, _ = np.linalg.svd(B, full_matrices=False)
     lam = np.maximum(sigma**2 - nu, 0.0)
     return Nystrom(U, lam, mu)
