@@ -4,10 +4,11 @@
     python bench/disk_kernel.py throughput [--n 8192]
     python bench/disk_kernel.py large [--n 60000] [--store /work/ntkflow-disk-bench]
 
-`throughput`: the infinite-width NTK and NNGP of an MLP (2 × 512, ReLU, biases) on `n`
-points, in memory (`infinite_kernel`) against block by block into a zarr store
-(`kernel_to_disk`, blocks of 2048), each in a fresh subprocess, same machine, same run;
-the ratio of the two wall times and the stores' largest difference.
+`throughput`: the infinite-width NTK and NNGP of an MLP (2 × 512, ReLU, biases) of `n`
+points with themselves and with `n` others, in memory (`infinite_kernel`) against block
+by block into a zarr store (`kernel_to_disk`, blocks of 2048), each in a fresh
+subprocess, same machine, same run; the ratio of the wall times and the largest
+difference between the two.
 
 `large`: the same kernel (NTK only) on `n` = 60,000 digits-sized points (scikit-learn's
 8×8 digits plus noise; float64: 28.8 GB, more than this machine's RAM) written to disk,
@@ -49,15 +50,17 @@ model = nf.MLP((512, 512), "relu", bias=True)
 """
 
 THROUGHPUT = r"""
-mode, n, store, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+mode, pair, n, store, out = sys.argv[1:6]
+n = int(n)
 X, _ = points(n, 0)
+X2 = None if pair == "train" else points(n, 1)[0]  # a kernel of a set with itself, or not
 nf.infinite_kernel(model, X[:64])  # compile
 start = time.perf_counter()
 if mode == "memory":
-    k = nf.infinite_kernel(model, X)
+    k = nf.infinite_kernel(model, X, X2)
     K = np.asarray(k.ntk); np.asarray(k.nngp)
 else:
-    d = nf.kernel_to_disk(model, X, path=store, get=("nngp", "ntk"), block=2048,
+    d = nf.kernel_to_disk(model, X, X2, path=store, get=("nngp", "ntk"), block=2048,
                           progress=False, overwrite=True)
 wall = time.perf_counter() - start
 if mode == "memory":
@@ -109,38 +112,40 @@ def throughput(n: int) -> dict:
     import numpy as np
     import zarr
 
-    with tempfile.TemporaryDirectory() as tmp:
-        ref = Path(tmp) / "K.npy"
-        memory = _run(THROUGHPUT, "memory", str(n), "-", str(ref))
-        disk = _run(THROUGHPUT, "disk", str(n), str(Path(tmp) / "store"), "-")
-        K = np.load(ref)
-        stored = np.asarray(zarr.open_array(Path(tmp) / "store" / "ntk", mode="r")[...])
-        diff = float(np.max(np.abs(stored - K)) / np.max(np.abs(K)))
-    return {
-        "n": n,
-        "memory": memory,
-        "disk": disk,
-        "ratio": disk["wall_s"] / memory["wall_s"],
-        "max_rel_diff": diff,
-    }
+    rows = []
+    for pair in ("train", "cross"):
+        with tempfile.TemporaryDirectory() as tmp:
+            ref = Path(tmp) / "K.npy"
+            memory = _run(THROUGHPUT, "memory", pair, str(n), "-", str(ref))
+            disk = _run(THROUGHPUT, "disk", pair, str(n), str(Path(tmp) / "store"), "-")
+            K = np.load(ref)
+            stored = np.asarray(zarr.open_array(Path(tmp) / "store" / "ntk", mode="r")[...])
+            diff = float(np.max(np.abs(stored - K)) / np.max(np.abs(K)))
+        ratio = disk["wall_s"] / memory["wall_s"]
+        rows.append(
+            {"pair": pair, "memory": memory, "disk": disk, "ratio": ratio, "max_rel_diff": diff}
+        )
+    return {"n": n, "rows": rows}
 
 
 def _markdown(mode: str, result: dict) -> str:
     lines = [f"# `bench/disk_kernel.py {mode}`", ""]
     if mode == "throughput":
-        m, d = result["memory"], result["disk"]
         lines += [
-            f"MLP (2 × 512, ReLU, biases) infinite-width NNGP + NTK, n = {result['n']}, float64.",
+            f"MLP (2 × 512, ReLU, biases) infinite-width NNGP + NTK, n = {result['n']} points "
+            "with themselves (train: the disk computes the blocks on and above the diagonal) "
+            "or with another n (cross), float64; each in a fresh process.",
             "",
-            "| | wall (s) | peak RSS (MiB) |",
-            "|---|---|---|",
-            f"| in memory (`infinite_kernel`) | {m['wall_s']:.2f} | {m['peak_mib']:.0f} |",
-            f"| on disk (`kernel_to_disk`, blocks of 2048) | {d['wall_s']:.2f} | "
-            f"{d['peak_mib']:.0f} |",
-            "",
-            f"Ratio disk / memory: **{result['ratio']:.2f}**; largest relative difference "
-            f"between the two NTKs: {result['max_rel_diff']:.1e}.",
+            "| kernel | in memory s | in memory peak MiB | on disk s | on disk peak MiB "
+            "| disk / memory | max rel. diff |",
+            "|---|---|---|---|---|---|---|",
         ]
+        for r in result["rows"]:
+            m, d = r["memory"], r["disk"]
+            lines.append(
+                f"| {r['pair']} | {m['wall_s']:.2f} | {m['peak_mib']:.0f} | {d['wall_s']:.2f} "
+                f"| {d['peak_mib']:.0f} | **{r['ratio']:.2f}** | {r['max_rel_diff']:.1e} |"
+            )
     else:
         lines += ["```json", json.dumps(result, indent=2), "```"]
     return "\n".join(lines) + "\n"
