@@ -141,6 +141,8 @@ def test_a_store_holding_another_kernel_is_refused(tmp_path):
     nf.kernel_to_disk(MODEL, X, path=tmp_path / "k", block=5, progress=False)
     with pytest.raises(nf.KernelStoreError, match=r"path must be a new folder, or overwrite=True"):
         nf.kernel_to_disk(MODEL, X[:11], path=tmp_path / "k", block=5, progress=False)
+    with pytest.raises(nf.KernelStoreError, match=r"it holds another kernel"):  # its dtype
+        nf.kernel_to_disk(MODEL, X, path=tmp_path / "k", block=5, dtype="f4", progress=False)
     k = nf.kernel_to_disk(
         MODEL, X[:11], path=tmp_path / "k", block=5, progress=False, overwrite=True
     )

@@ -70,9 +70,9 @@ def _describe(kernel_fn: Any) -> str:
     return f"{getattr(kernel_fn, '__module__', '')}.{getattr(kernel_fn, '__qualname__', '')}"
 
 
-def _fingerprint(job: BlockJob, symmetric: bool) -> str:
+def _fingerprint(job: BlockJob, symmetric: bool, dtype: Any) -> str:
     """What the store holds, as a hash: the points, the kernel (a model's description or
-    a function's name), the parameters, the names and the blocking."""
+    a function's name), the parameters, the names, the blocking and the stored dtype."""
     import jax
 
     h = hashlib.sha256()
@@ -81,7 +81,8 @@ def _fingerprint(job: BlockJob, symmetric: bool) -> str:
             h.update(np.ascontiguousarray(part).tobytes())
     for leaf in jax.tree_util.tree_leaves(job.params):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    h.update(repr((_describe(job.kernel_fn), job.names, job.block, symmetric)).encode())
+    stored = None if dtype is None else np.dtype(dtype).str
+    h.update(repr((_describe(job.kernel_fn), job.names, job.block, symmetric, stored)).encode())
     h.update(repr(sorted(job.kwargs.items())).encode())
     return h.hexdigest()
 
@@ -223,7 +224,7 @@ def kernel_to_disk(
     import zarr
 
     path = Path(path)
-    fingerprint = _fingerprint(job, symmetric)
+    fingerprint = _fingerprint(job, symmetric, dtype)
     record = _prepare(path, fingerprint, overwrite)
     blocks = _blocks(X1.shape[0], X2.shape[0], block, symmetric)
     if record is None:
