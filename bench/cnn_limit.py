@@ -74,6 +74,8 @@ def _run(python: str, lib: str, readout: str, images: Path, out: Path, dtype: st
         env=env,
         timeout=3600,
     )
+    if proc.returncode == -9:  # the kernel's OOM killer: no swap here
+        return {"error": "killed (out of memory)"}
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["?"]
         return {"error": f"exit {proc.returncode}: {tail[0][:160]}"}

@@ -181,7 +181,8 @@ def kernel_to_disk(
     """The kernel `K(x1, x2)` (`x2=None`: `x1` with itself) written block by block to a
     zarr store at `path`, never held whole in memory: each block of `block × block`
     point pairs is computed, written as one chunk, and recorded; a run killed part way
-    resumes from the blocks recorded when called again with the same arguments. Of a
+    resumes from the blocks recorded when called again with the same arguments (a model
+    is recognised by its description, a function by its module and name). Of a
     set of points with itself only the blocks on and above the diagonal are computed,
     each written with its transpose.
 
