@@ -176,3 +176,17 @@ def test_row_blocks_give_the_same_kernel():
             parts = nf.infinite_kernel(model, x1, other, block=2, progress=True)
             np.testing.assert_allclose(np.asarray(parts.ntk), np.asarray(whole.ntk), rtol=1e-14)
             np.testing.assert_allclose(np.asarray(parts.nngp), np.asarray(whole.nngp), rtol=1e-14)
+
+
+def test_matching_patches_keep_their_angle_zero_when_compiled():
+    # Digits share a zero background: many patch pairs of distinct images are equal, at
+    # ReLU's angle 0, where an ulp between a variance and a covariance becomes ~1e-8.
+    # Compiled (as it runs) and op by op must agree to rounding (3e-11 when they did not).
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:60, :, :, None] / 16.0  # (raw: the zeros kept)
+    model = nf.CNN((8, 8), 3, "relu", bias=True, readout="flatten")
+    compiled = np.asarray(nf.infinite_kernel(model, images).ntk)
+    with jax.disable_jit():
+        op_by_op = np.asarray(nf.infinite_kernel(model, images).ntk)
+    assert np.max(np.abs(compiled - op_by_op)) < 1e-14 * np.max(np.abs(op_by_op))

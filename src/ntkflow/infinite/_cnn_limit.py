@@ -6,6 +6,7 @@ images (global average pooling needs them all), or only between the same pixel o
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
@@ -86,8 +87,10 @@ def _diagonal(K: jnp.ndarray) -> jnp.ndarray:
     return jnp.diagonal(flat, axis1=-2, axis2=-1).reshape(*K.shape[:-4], H, W)
 
 
-def _variances(model: CNN, dual: AbstractDual, X: np.ndarray) -> list[jnp.ndarray]:
-    """Each image's pre-activation variance at every position of every layer,
+@eqx.filter_jit
+def _variances(model: CNN, dual: AbstractDual, X: jnp.ndarray) -> list[jnp.ndarray]:
+    """Each image's pre-activation variance at every position of every layer (compiled,
+    as `_rows` is, so that both round alike),
     `(n, H_l, W_l)`: from each image's covariance with itself over its pixel pairs when
     positions mix (`_full`), else from the same pixel only."""
     bias2 = 1.0 if model.bias else 0.0
@@ -120,6 +123,7 @@ def _pinned(sigma: jnp.ndarray, var: jnp.ndarray, full: bool, same: jnp.ndarray)
     return jnp.where(mask, var[:, None, :, :, None, None], sigma)
 
 
+@eqx.filter_jit
 def _rows(
     model: CNN,
     dual: AbstractDual,
@@ -132,14 +136,13 @@ def _rows(
     """The NNGP and NTK between the images `X1` (with their variances `var1`) and `X2`;
     `same` `(n1, n2)`: which pairs are the same image.
 
-    Run op by op, not compiled as one program: compiled whole (`eqx.filter_jit`), it
-    was 2–4× faster but moved the NTK by 3e-11 relative on 1,024 digits (flatten, ReLU)
-    from the op-by-op result and from neural-tangents', which agree to 5e-16. The
-    likely cause: the variances (computed apart) and the covariances of matching
-    patches (the digits' zero background) round differently when fused, and ReLU's
-    dual amplifies an ulp at angle 0 to about 1e-8.
-    Per layer: `Σ = conv(K) + b²`, `Θ = Σ + conv(Θ_in)`, then through the activation
-    `K = E[σσ']`, `Θ_in = Θ·E[σ'σ'']`, and both through the pooling."""
+    Compiled once per block shape, as `_variances` is: the two must round alike. With
+    the variances computed op by op and this compiled, the NTK moved by 3e-11 relative
+    on 1,024 digits (flatten, ReLU) from neural-tangents', while compiled alike they
+    agree to 5e-16: a position's variance and the covariance of a matching patch (the
+    digits' zero background) must be the same number, or ReLU's dual turns the ulp
+    between them, at angle 0, into about 1e-8.
+    """
     full = _full(model)
     bias2 = 1.0 if model.bias else 0.0
     cov = _input_covariance(X1, X2, full)
@@ -185,8 +188,8 @@ def cnn_kernels(
         )
     dtype = jnp.result_type(float)
     X1, X2 = np.asarray(X1, dtype), np.asarray(X2, dtype)
-    var1 = _variances(model, dual, X1)
-    var2 = var1 if x2 is None else _variances(model, dual, X2)
+    var1 = _variances(model, dual, jnp.asarray(X1))
+    var2 = var1 if x2 is None else _variances(model, dual, jnp.asarray(X2))
     n1, n2 = X1.shape[0], X2.shape[0]
     flat = np.concatenate([X1.reshape(n1, -1), X2.reshape(n2, -1)])
     ids = np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1)
