@@ -7,7 +7,8 @@ a fresh subprocess, and the largest relative difference between the two kernels.
 
 Images: scikit-learn's 8×8 digits (1,797 of them: larger n repeat them, shifted by noise).
 Architecture: two 3×3 SAME convolutions, ReLU, biases; flatten or global average pooling.
-Writes `bench/results/cnn_limit.md` and `.json`.
+Writes `bench/results/<out>.md` and `.json` (`--out`, default `cnn_limit`); the
+measurements the docs cite are `cnn_limit_flatten` and `cnn_limit_pool`.
 """
 
 import argparse
@@ -77,8 +78,9 @@ def _run(python: str, lib: str, readout: str, images: Path, out: Path, dtype: st
     if proc.returncode == -9:  # the kernel's OOM killer: no swap here
         return {"error": "killed (out of memory)"}
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["?"]
-        return {"error": f"exit {proc.returncode}: {tail[0][:160]}"}
+        lines = proc.stderr.strip().splitlines() or ["?"]
+        memory = [line for line in lines if "RESOURCE_EXHAUSTED" in line or "Out of memory" in line]
+        return {"error": f"exit {proc.returncode}: {(memory or lines[-1:])[0][:160]}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
