@@ -184,7 +184,8 @@ def test_matching_patches_keep_their_angle_zero_when_compiled():
     # Compiled (as it runs) and op by op must agree to rounding (3e-11 when they did not).
     from sklearn.datasets import load_digits
 
-    images = load_digits().images[:60, :, :, None] / 16.0  # (raw: the zeros kept)
+    raw = np.asarray(load_digits(return_X_y=True)[0]).reshape(-1, 8, 8)  # (zeros kept)
+    images = raw[:60, :, :, None] / 16.0
     model = nf.CNN((8, 8), 3, "relu", bias=True, readout="flatten")
     compiled = np.asarray(nf.infinite_kernel(model, images).ntk)
     with jax.disable_jit():
