@@ -262,3 +262,29 @@ def test_blocks_are_dealt_to_the_devices(tmp_path):
     ).stdout
     # the first block on the default device, the other five dealt to both
     assert out.strip() == "['cpu:0', 'cpu:1'] 6", out
+
+
+HOLDER = """
+import sys, time
+from ntkflow._results import directory_lock
+with directory_lock(sys.argv[1], what="kernel store"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_store_being_written_by_another_process_is_refused(tmp_path):
+    store = tmp_path / "k"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(nf.ResultsError, match=r"kernel store .* is being written by another"):
+            nf.kernel_to_disk(MODEL, _points(6), path=store, progress=False)
+        assert not store.exists()
+    finally:
+        holder.kill()
+        holder.communicate()
+    k = nf.kernel_to_disk(MODEL, _points(6), path=store, block=4, progress=False)
+    assert k.complete and not list(tmp_path.glob(".k.partial-*"))

@@ -5,14 +5,16 @@ larger than memory")."""
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._results import atomic_write_bytes
+from .._results import _remove_stale_partials, atomic_write_bytes, directory_lock
 from ..datasets import Dataset
 from ..infinite._kernel_fn import as_kernel_fn
 from ..models._base import AbstractModel
@@ -60,8 +62,12 @@ class BlockJob:
         return {name: getattr(out, name) for name in self.names}
 
     def __call__(self, payload: dict[str, Any]) -> dict[str, Any]:
-        out = self.compute(payload["i"], payload["j"])
-        return {"i": payload["i"], "j": payload["j"], **{k: np.asarray(v) for k, v in out.items()}}
+        return _result(payload["i"], payload["j"], self.compute(payload["i"], payload["j"]))
+
+
+def _result(i: int, j: int, out: dict[str, Any]) -> dict[str, Any]:
+    """A block's result as the writer takes it: its position and host arrays."""
+    return {"i": i, "j": j, **{k: np.asarray(v) for k, v in out.items()}}
 
 
 def _describe(kernel_fn: Any) -> str:
@@ -111,20 +117,34 @@ def _prepare(path: Path, fingerprint: str, overwrite: bool) -> dict[str, Any] | 
     return None
 
 
-def _create(path: Path, job: BlockJob, first: dict[str, Any], n2: int, dtype: Any) -> None:
+def _start(path: Path, job: BlockJob, record: dict[str, Any], dtype: Any) -> None:
+    """A new store at `path` holding its first block and the record of it, built in a
+    fresh folder beside `path` and renamed into place: a kill leaves no store (and a
+    partial folder the next call removes) or a resumable one, never one without its
+    record."""
     import zarr
 
-    group = zarr.open_group(path, mode="w")
-    for name in job.names:
-        trail = first[name].shape[2:]
-        group.create_array(
-            name,
-            shape=(job.X1.shape[0], n2, *trail),
-            chunks=(job.block, job.block, *trail),
-            dtype=np.dtype(dtype or first[name].dtype),
-            compressors=None,
-            fill_value=np.nan,
-        )
+    _remove_stale_partials(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-{os.getpid()}-", dir=path.parent))
+    try:
+        first = job({"i": 0, "j": 0})
+        group = zarr.open_group(tmp, mode="w")
+        for name in job.names:
+            trail = first[name].shape[2:]
+            group.create_array(
+                name,
+                shape=(job.X1.shape[0], job.X2.shape[0], *trail),
+                chunks=(job.block, job.block, *trail),
+                dtype=np.dtype(dtype or first[name].dtype),
+                compressors=None,
+                fill_value=np.nan,
+            )
+        record["shape"] = [job.X1.shape[0], job.X2.shape[0], *first[job.names[0]].shape[2:]]
+        _commit(group, tmp, job, record, first)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _in_process(job: BlockJob, todo: list[tuple[int, int]], devices: Any) -> Iterator[dict]:
@@ -142,7 +162,7 @@ def _in_process(job: BlockJob, todo: list[tuple[int, int]], devices: Any) -> Ite
                 with jax.default_device(device):
                     wave.append((i, j, job.compute(i, j)))
         for i, j, out in wave:
-            yield {"i": i, "j": j, **{k: np.asarray(v) for k, v in out.items()}}
+            yield _result(i, j, out)
 
 
 def _devices(devices: Any) -> list[Any]:
@@ -222,29 +242,25 @@ def kernel_to_disk(
     symmetric = x2 is None
     X2 = X1 if symmetric else _points(x2, "x2")
     job = BlockJob(kernel_fn, X1, X2, names, block, params, dict(kernel_fn_kwargs))
-    import zarr
-
     path = Path(path)
     fingerprint = _fingerprint(job, symmetric, dtype)
-    record = _prepare(path, fingerprint, overwrite)
     blocks = _blocks(X1.shape[0], X2.shape[0], block, symmetric)
-    if record is None:
-        first = job({"i": 0, "j": 0})
-        _create(path, job, first, X2.shape[0], dtype)
-        record = {
-            "format": FORMAT,
-            "fingerprint": fingerprint,
-            "names": list(names),
-            "shape": [X1.shape[0], X2.shape[0], *np.shape(first[names[0]])[2:]],
-            "block": block,
-            "symmetric": symmetric,
-            "total": len(blocks),
-            "done": [],
-        }
-        _commit(zarr.open_group(path, mode="r+"), path, job, record, first)
-    done = {tuple(b) for b in record["done"]}
-    todo = [b for b in blocks if b not in done]
-    _run(path, job, record, todo, progress=progress, devices=devices, executor=executor)
+    with directory_lock(path, what="kernel store"):  # one writer per store
+        record = _prepare(path, fingerprint, overwrite)
+        if record is None:
+            record = {
+                "format": FORMAT,
+                "fingerprint": fingerprint,
+                "names": list(names),
+                "block": block,
+                "symmetric": symmetric,
+                "total": len(blocks),
+                "done": [],
+            }
+            _start(path, job, record, dtype)
+        done = {tuple(b) for b in record["done"]}
+        todo = [b for b in blocks if b not in done]
+        _run(path, job, record, todo, progress=progress, devices=devices, executor=executor)
     return open_kernel(path)
 
 

@@ -85,8 +85,8 @@ def gp_inference(
     def one(get: str, k_test_train: Any, k_test_test: Any) -> Any:
         kernel = "ntk" if get == "ntkgp" else get
         if k_test_train is None:  # the training set: y, exactly
-            k_dd = _kernel(k_train_train, kernel)
-            mean = y.astype(matrix(kernel).dtype)
+            k_dd = _kernel(k_train_train, kernel)  # (its dtype: no solve, no read from disk)
+            mean = y.astype(jnp.result_type(k_dd.dtype))
             if k_test_test is None:
                 return mean
             return Gaussian(mean, jnp.zeros(k_dd.shape, mean.dtype))
