@@ -72,6 +72,15 @@ def _full(model: CNN) -> bool:
     return model.readout == "pool" or model.pool is not None
 
 
+def identities(X1: np.ndarray, X2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An id per point of `X1` and of `X2` (any shape per point), equal exactly where
+    two points are equal: which pairs to pin at angle 0."""
+    n1 = X1.shape[0]
+    flat = np.concatenate([X1.reshape(n1, -1), X2.reshape(X2.shape[0], -1)])
+    ids = np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1)
+    return ids[:n1], ids[n1:]
+
+
 def _input_covariance(X1: jnp.ndarray, X2: jnp.ndarray, full: bool) -> jnp.ndarray:
     """`x_p · x'_p' / C` over the pairs of pixels (`full`), or the same pixel only."""
     C = X1.shape[-1]
@@ -186,16 +195,15 @@ def cnn_kernels(
         raise ValueError(
             f"x1 and x2 must be images of one shape, got {X1.shape[1:]} and {X2.shape[1:]}"
         )
+    model.feature_maps(X1.shape[1:])  # (a map left empty: its message, before any work)
     dtype = jnp.result_type(float)
     X1, X2 = np.asarray(X1, dtype), np.asarray(X2, dtype)
+    X2j = jnp.asarray(X2)
     var1 = _variances(model, dual, jnp.asarray(X1))
-    var2 = var1 if x2 is None else _variances(model, dual, jnp.asarray(X2))
+    var2 = var1 if x2 is None else _variances(model, dual, X2j)
     n1, n2 = X1.shape[0], X2.shape[0]
-    flat = np.concatenate([X1.reshape(n1, -1), X2.reshape(n2, -1)])
-    ids = np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1)
-    ids1, ids2 = ids[:n1], ids[n1:]
+    ids1, ids2 = identities(X1, X2)
     pixels = X1.shape[1] * X1.shape[2]
-    model.feature_maps(X1.shape[1:])  # (a map left empty: its message, before any work)
     per_row = 8 * n2 * pixels * (pixels if _full(model) else 1)
     if block is None:
         block = max(1, min(n1, budget // per_row))
@@ -204,7 +212,7 @@ def cnn_kernels(
     def one(rows: slice) -> Any:
         v1 = [v[rows] for v in var1]
         same = jnp.asarray(ids1[rows][:, None] == ids2[None, :])
-        return _rows(model, dual, jnp.asarray(X1[rows]), jnp.asarray(X2), v1, var2, same)
+        return _rows(model, dual, jnp.asarray(X1[rows]), X2j, v1, var2, same)
 
     for rows, (k, theta) in blocks(n1, block, one):
         nngp[rows], ntk[rows] = np.asarray(k), np.asarray(theta)

@@ -28,7 +28,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._repr import concise
 from ..datasets import Dataset
 from ..models import CNN, MLP, AbstractModel, Activation, Shallow
-from ._cnn_limit import cnn_kernels
+from ._cnn_limit import cnn_kernels, identities
 from ._dual import CLOSED_FORMS, AbstractDual
 from ._dual_quadrature import ANALYTIC, TrapezoidDual, trapezoid_dual
 
@@ -306,8 +306,7 @@ def infinite_kernel(
     dual = layer.dual
     quad = isinstance(dual, TrapezoidDual)
     n1, n2 = X1.shape[0], X2.shape[0]
-    ids = np.unique(np.concatenate([X1, X2]), axis=0, return_inverse=True)[1].reshape(-1)
-    ids1, ids2 = jnp.asarray(ids[:n1]), jnp.asarray(ids[n1:])
+    ids1, ids2 = (jnp.asarray(i) for i in identities(X1, X2))
     if block is None:
         per_row = 8 * n2 * (8 * (2 * dual.K + 1) if isinstance(dual, TrapezoidDual) else 16)
         block = max(1, min(n1, BLOCK_BYTES // per_row))
