@@ -91,8 +91,10 @@ def gradient_descent_mse(
             moved = layout.array(both[:m], *layout.sizes(y.shape)).reshape(lead + y.shape)
             train = start + moved
         if fx_test_0 is not None:
-            k_td = operand(k_test_train)
-            moved = jnp.stack([times(k_td, both[m + i]) for i in range(m)])
+            coef = both[m:]  # (m, P, Q): every time in one product (one pass on disk)
+            P, Q = coef.shape[1:]
+            flat = times(operand(k_test_train), jnp.moveaxis(coef, 0, 1).reshape(P, m * Q))
+            moved = jnp.moveaxis(flat.reshape(-1, m, Q), 1, 0)
             shape = jnp.shape(fx_test_0)
             kept, traced = layout.sizes(shape)
             start = jnp.reshape(fx_test_0, (1,) * len(lead) + shape)
