@@ -186,7 +186,7 @@ class OutputSection(_Section):
     figures: bool = True
     report: bool = True
     dpi: Annotated[int, Field(ge=30, le=600)] = 110
-    # The distances of K0, σ_min, σ_max, α* to the infinite-width limit (MLP, Shallow);
+    # The distances of K0, σ_min, σ_max, α* to the infinite-width limit (MLP, Shallow, CNN);
     # `None`: on in sweeps over model.width(s), off otherwise.
     limit: bool | None = None
 

@@ -348,7 +348,7 @@ def run(
     - `figures`, `report`, `dpi`: what `out` gets.
     - `progress`: a progress bar for the gradient flow.
     - `limit`: also the distances of `K0`, `σ_min`, `σ_max`, `α*` to the infinite-width
-      limit (`MLP`, `Shallow`; the summary's `limit` section).
+      limit (`MLP`, `Shallow`, `CNN`; the summary's `limit` section).
     - `flow_options`: passed to `solve_flows` (`t1`, `saveat`, `solver`, `rtol`, …).
 
     **Returns:** a `RunOutput` (`certificate`, `solution`, `verification`, `summary`,

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..datasets import Dataset
 from ..models._cnn import CNN, conv_geometry
-from ._dual import CLOSED_FORMS, AbstractDual
+from ._layer import Layer, check_activation, layer_for, nodes, probe_layer
 
 
 def _images(x: Any, name: str) -> np.ndarray:
@@ -96,28 +96,64 @@ def _diagonal(K: jnp.ndarray) -> jnp.ndarray:
     return jnp.diagonal(flat, axis1=-2, axis2=-1).reshape(*K.shape[:-4], H, W)
 
 
+def _own(v: jnp.ndarray, full: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """An image's variances `(n, H, W)` at both ends of each entry of its own
+    covariance: `(n, H, W, 1, 1)` and `(n, 1, 1, H, W)` (`full`), else itself twice."""
+    return (v[:, :, :, None, None], v[:, None, None, :, :]) if full else (v, v)
+
+
+def _pairs(v1: jnp.ndarray, v2: jnp.ndarray, full: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The variances of both images at each entry of their covariance `(n1, n2, …)`."""
+    if full:
+        return v1[:, None, :, :, None, None], v2[None, :, None, None, :, :]
+    return v1[:, None], v2[None, :]
+
+
 @eqx.filter_jit
-def _variances(model: CNN, dual: AbstractDual, X: jnp.ndarray) -> list[jnp.ndarray]:
-    """Each image's pre-activation variance at every position of every layer (compiled,
-    as `_rows` is, so that both round alike),
-    `(n, H_l, W_l)`: from each image's covariance with itself over its pixel pairs when
-    positions mix (`_full`), else from the same pixel only."""
+def _variances(model: CNN, layer: Layer, X: jnp.ndarray) -> tuple[list, list | None]:
+    """Each image's pre-activation variance at every position of every layer,
+    `(n, H_l, W_l)`, and their error bounds (`None` for a closed form): from each image's
+    covariance with itself over its pixel pairs when positions mix (`_full`), else from
+    the same pixel only. Compiled, as `_rows` is, so that both round alike."""
     bias2 = 1.0 if model.bias else 0.0
-    full = _full(model)
+    full, quad = _full(model), layer.quadrature
     if full:
         cov = jnp.einsum("ihwc,ixyc->ihwxy", X, X) / X.shape[-1]
     else:
         cov = jnp.einsum("ihwc,ihwc->ihw", X, X) / X.shape[-1]
-    out = []
+    err = jnp.zeros_like(cov) if quad else None
+    out, errs = [], []
     for _ in model.channels:
         sigma = _window(cov, model, full) + bias2
         var = _diagonal(sigma) if full else sigma
         out.append(var)
+        (a, b), ea, eb, e_sigma = _own(var, full), None, None, None
+        if err is not None:
+            e_sigma = _window(err, model, full)
+            errs.append(_diagonal(e_sigma) if full else e_sigma)
+            ea, eb = _own(errs[-1], full)
+        cov, _, err, _ = layer(a, b, sigma, ea, eb, e_sigma)
         if full:
-            cov = _pool(dual(var[:, :, :, None, None], var[:, None, None, :, :], sigma)[0], model)
-        else:
-            cov = dual(var, var, var)[0]
-    return out
+            cov = _pool(cov, model)
+            err = None if err is None else _pool(err, model)
+    return out, errs if quad else None
+
+
+def top_variance(model: CNN, probe: Layer, images: list[np.ndarray]) -> float:
+    """An estimate of the largest pre-activation variance at any layer: the first
+    layer's exactly, then `max_{a ≤ V} E[σ(√a z)²] + β²` per layer (windows and pooling
+    average, and `|Cov| ≤` the larger variance). Only to choose the quadrature's grid:
+    its bound is then computed at the actual inputs."""
+    bias2 = 1.0 if model.bias else 0.0
+    top = bias2 + max(
+        float(jnp.max(_window(jnp.einsum("ihwc,ihwc->ihw", X, X) / X.shape[-1], model, False)))
+        for X in images
+    )
+    tops = [top]
+    for _ in model.channels[1:]:
+        a = jnp.linspace(0.0, tops[-1], 65)
+        tops.append(float(jnp.max(probe(a, a, a, None, None, None)[0])) + bias2)
+    return max(tops)
 
 
 def _pinned(sigma: jnp.ndarray, var: jnp.ndarray, full: bool, same: jnp.ndarray) -> jnp.ndarray:
@@ -132,18 +168,29 @@ def _pinned(sigma: jnp.ndarray, var: jnp.ndarray, full: bool, same: jnp.ndarray)
     return jnp.where(mask, var[:, None, :, :, None, None], sigma)
 
 
+def _readout(model: CNN, full: bool, *maps: jnp.ndarray) -> list[jnp.ndarray]:
+    """Each of the last layer's maps `(n1, n2, …)` averaged over the positions the
+    readout pairs: the same position of both images (flatten) or all pairs (pooling)."""
+    if full and model.readout == "flatten":
+        maps = tuple(_diagonal(m) for m in maps)
+    return [jnp.mean(m, axis=tuple(range(2, m.ndim))) for m in maps]
+
+
 @eqx.filter_jit
 def _rows(
     model: CNN,
-    dual: AbstractDual,
+    layer: Layer,
     X1: jnp.ndarray,
     X2: jnp.ndarray,
-    var1: list[jnp.ndarray],
-    var2: list[jnp.ndarray],
+    var1: tuple[list, list | None],
+    var2: tuple[list, list | None],
     same: jnp.ndarray,
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """The NNGP and NTK between the images `X1` (with their variances `var1`) and `X2`;
-    `same` `(n1, n2)`: which pairs are the same image.
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray | None, jnp.ndarray | None]:
+    """The NNGP and NTK between the images `X1` and `X2` (`var1`, `var2`: their
+    variances and error bounds from `_variances`), and the bounds on their errors (`None`
+    for a closed form: docs/theory.md, "Errors through the layers"; windows and pooling
+    are averages, so an entrywise bound passes through them); `same` `(n1, n2)`: which
+    pairs are the same image.
 
     Compiled once per block shape, as `_variances` is: the two must round alike. With
     the variances computed op by op and this compiled, the NTK moved by 3e-11 relative
@@ -155,40 +202,57 @@ def _rows(
     full = _full(model)
     bias2 = 1.0 if model.bias else 0.0
     cov = _input_covariance(X1, X2, full)
-    through = None  # the NTK of the layer's input (none for the image)
-    for layer in range(len(model.channels)):
+    err = jnp.zeros_like(cov) if layer.quadrature else None
+    through = e_through = None  # the NTK of the layer's input (none for the image)
+    for i in range(len(model.channels)):
         sigma = _window(cov, model, full) + bias2
-        sigma = _pinned(sigma, var1[layer], full, same)  # (ReLU's angle 0, exactly)
+        sigma = _pinned(sigma, var1[0][i], full, same)  # (ReLU's angle 0, exactly)
         theta = sigma if through is None else sigma + _window(through, model, full)
-        a, b = var1[layer], var2[layer]
-        if full:
-            a, b = a[:, None, :, :, None, None], b[None, :, None, None, :, :]
-        else:
-            a, b = a[:, None], b[None, :]
-        cov, slope = dual(a, b, sigma)
+        (a, b), ea, eb, e_sigma, e_theta = (
+            _pairs(var1[0][i], var2[0][i], full),
+            None,
+            None,
+            None,
+            None,
+        )
+        if err is not None and var1[1] is not None and var2[1] is not None:
+            e_sigma = _pinned(_window(err, model, full), var1[1][i], full, same)
+            e_theta = e_sigma if e_through is None else e_sigma + _window(e_through, model, full)
+            ea, eb = _pairs(var1[1][i], var2[1][i], full)
+        cov, slope, err, e_slope = layer(a, b, sigma, ea, eb, e_sigma)
+        if err is not None:
+            e_through = jnp.abs(theta) * e_slope + e_theta * (jnp.abs(slope) + e_slope)
         through = theta * slope
         if full:
             cov, through = _pool(cov, model), _pool(through, model)
+            if err is not None:
+                err, e_through = _pool(err, model), _pool(e_through, model)
     assert through is not None
-    if full and model.readout == "flatten":  # the same position of both images
-        cov, through = _diagonal(cov), _diagonal(through)
-    axes = tuple(range(2, cov.ndim))
-    nngp = jnp.mean(cov, axis=axes) + bias2
-    return nngp, nngp + jnp.mean(through, axis=axes)
+    nngp, last = _readout(model, full, cov, through)
+    nngp = nngp + bias2
+    if err is None:
+        return nngp, nngp + last, None, None
+    e_nngp, e_last = _readout(model, full, err, e_through)
+    return nngp, nngp + last, e_nngp, e_nngp + e_last
 
 
 def cnn_kernels(
-    model: CNN, x1: Any, x2: Any, *, block: int | None, budget: int, blocks: Callable
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """The `(n1, n2)` NNGP and NTK of `model` between the images `x1` and `x2`, in row
-    blocks of `block` images of `x1` (default: as many as fit `budget` bytes per
-    array), each through `blocks(n1, block, one)` (`_infinite._blocks`)."""
-    dual = CLOSED_FORMS.get(model.activation.name)
-    if dual is None:
-        raise ValueError(
-            f"the infinite-width CNN kernel covers the closed-form activations "
-            f"({', '.join(sorted(CLOSED_FORMS))}), got activation={model.activation.name!r}"
-        )
+    model: CNN,
+    x1: Any,
+    x2: Any,
+    *,
+    tol: float,
+    method: str,
+    block: int | None,
+    budget: int,
+    blocks: Callable,
+) -> tuple[jnp.ndarray, jnp.ndarray, Layer, tuple[float, float] | None]:
+    """The `(n1, n2)` NNGP and NTK of `model` between the images `x1` and `x2`, the
+    activation step used (`_layer.layer_for`: closed form or quadrature to `tol`) and
+    the largest bounds on their entries' errors (`None` for a closed form), in row blocks
+    of `block` images of `x1` (default: as many as fit `budget` bytes per array), each
+    through `blocks(n1, block, one)` (`_infinite._blocks`)."""
+    check_activation(model.activation)
     X1 = _images(x1, "x1")
     X2 = X1 if x2 is None else _images(x2, "x2")
     if X1.shape[1:] != X2.shape[1:]:
@@ -198,22 +262,29 @@ def cnn_kernels(
     model.feature_maps(X1.shape[1:])  # (a map left empty: its message, before any work)
     dtype = jnp.result_type(float)
     X1, X2 = np.asarray(X1, dtype), np.asarray(X2, dtype)
+    top = top_variance(model, probe_layer(model.activation), [X1, X2])
+    layer = layer_for(model.activation, top, tol=tol, method=method)
     X2j = jnp.asarray(X2)
-    var1 = _variances(model, dual, jnp.asarray(X1))
-    var2 = var1 if x2 is None else _variances(model, dual, X2j)
+    var1 = _variances(model, layer, jnp.asarray(X1))
+    var2 = var1 if x2 is None else _variances(model, layer, X2j)
     n1, n2 = X1.shape[0], X2.shape[0]
     ids1, ids2 = identities(X1, X2)
     pixels = X1.shape[1] * X1.shape[2]
     per_row = 8 * n2 * pixels * (pixels if _full(model) else 1)
+    per_row *= 8 * nodes(layer) if layer.quadrature else 1
     if block is None:
         block = max(1, min(n1, budget // per_row))
     nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
+    en = et = 0.0
 
     def one(rows: slice) -> Any:
-        v1 = [v[rows] for v in var1]
+        v1 = tuple(None if v is None else [u[rows] for u in v] for v in var1)
         same = jnp.asarray(ids1[rows][:, None] == ids2[None, :])
-        return _rows(model, dual, jnp.asarray(X1[rows]), X2j, v1, var2, same)
+        return _rows(model, layer, jnp.asarray(X1[rows]), X2j, v1, var2, same)
 
-    for rows, (k, theta) in blocks(n1, block, one):
+    for rows, (k, theta, ek, etheta) in blocks(n1, block, one):
         nngp[rows], ntk[rows] = np.asarray(k), np.asarray(theta)
-    return jnp.asarray(nngp), jnp.asarray(ntk)
+        if ek is not None:
+            en, et = max(en, float(jnp.max(ek))), max(et, float(jnp.max(etheta)))
+    errors = (en, et) if layer.quadrature else None
+    return jnp.asarray(nngp), jnp.asarray(ntk), layer, errors

@@ -17,7 +17,6 @@ trained). The expectations come from `_dual.py` (closed forms) or `_dual_quadrat
 """
 
 import dataclasses
-import math
 from typing import Any
 
 import equinox as eqx
@@ -27,10 +26,9 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._repr import concise
 from ..datasets import Dataset
-from ..models import CNN, MLP, AbstractModel, Activation, Shallow
+from ..models import CNN, MLP, AbstractModel, Shallow
 from ._cnn_limit import cnn_kernels, identities
-from ._dual import CLOSED_FORMS, AbstractDual
-from ._dual_quadrature import ANALYTIC, TrapezoidDual, trapezoid_dual
+from ._layer import Layer, check_activation, check_settings, describe, layer_for, nodes, probe_layer
 
 # Block rows so that the largest temporary stays near this many bytes.
 BLOCK_BYTES = 256 * 2**20
@@ -95,33 +93,8 @@ def _points(x: Any, name: str) -> np.ndarray:
     return X
 
 
-class _Layer(eqx.Module):
-    """One activation step with its error propagation (docs/theory.md, "Errors through the
-    layers"): a quadrature error `q` at the computed inputs, plus the inputs' errors times
-    the expectations' Lipschitz constants `(sup|σ'|², ½ sup|σ''|·E|σ|)` and
-    `(sup|σ''|², ½ sup|σ'''| sup|σ'|)` (Price's theorem and the heat equation)."""
-
-    dual: AbstractDual
-    lipschitz: tuple[float, float, float, float] = eqx.field(static=True)  # d1, d2, d3, |σ(0)|
-
-    def __call__(self, a, b, c, ea, eb, ec):
-        if not isinstance(self.dual, TrapezoidDual):
-            v, dv = self.dual(a, b, c)
-            return v, dv, None, None
-        bound = jnp.sqrt(a * b)
-        used = jnp.clip(c, -bound, bound)
-        ec = ec + jnp.abs(c - used)
-        v, dv, qv, qd = self.dual.with_bounds(a, b, used)
-        d1, d2, d3, s0 = self.lipschitz
-        mean_u = s0 + d1 * jnp.sqrt(2 * (a + ea) / math.pi)
-        mean_v = s0 + d1 * jnp.sqrt(2 * (b + eb) / math.pi)
-        ev = qv + d1 * d1 * ec + 0.5 * d2 * (mean_v * ea + mean_u * eb)
-        edv = qd + d2 * d2 * ec + 0.5 * d3 * d1 * (ea + eb)
-        return v, dv, ev, edv
-
-
 @eqx.filter_jit
-def _block(layer: _Layer, rec: _Recursion, X1, X2, a1, a2, e1, e2, id1, id2):
+def _block(layer: Layer, rec: _Recursion, X1, X2, a1, a2, e1, e2, id1, id2):
     """The kernels on rows `X1` × `X2` (`a1`, `a2`: the points' variances at every step,
     `e1`, `e2`: their error bounds, or `None`). Pairs of identical points (equal ids)
     have their covariance set to the variance at every step, so that their angle is
@@ -129,7 +102,7 @@ def _block(layer: _Layer, rec: _Recursion, X1, X2, a1, a2, e1, e2, id1, id2):
     c = rec.scale * (X1 @ X2.T) + rec.bias2
     same = id1[:, None] == id2[None, :]
     theta, ec, etheta = c, None, None
-    quad = isinstance(layer.dual, TrapezoidDual)
+    quad = layer.quadrature
     if quad:
         ec = etheta = jnp.zeros_like(c)
     for step in range(rec.steps):
@@ -153,10 +126,10 @@ def _block(layer: _Layer, rec: _Recursion, X1, X2, a1, a2, e1, e2, id1, id2):
     return c, theta, ec, etheta
 
 
-def _variances(layer: _Layer, rec: _Recursion, X: np.ndarray):
+def _variances(layer: Layer, rec: _Recursion, X: np.ndarray):
     """Each point's variance at the input of every activation step, and its bound."""
     a = jnp.asarray(rec.scale * np.sum(X * X, axis=1) + rec.bias2)
-    quad = isinstance(layer.dual, TrapezoidDual)
+    quad = layer.quadrature
     e = jnp.zeros_like(a)
     out, errs = [], []
     for _ in range(rec.steps):
@@ -169,31 +142,7 @@ def _variances(layer: _Layer, rec: _Recursion, X: np.ndarray):
     return out, errs
 
 
-class _Probe(AbstractDual):
-    """`E[σ(u)²]` on the diagonal only, by 1-D Gauss–Hermite (80 nodes): an estimate of
-    the variances at each step, used only to choose the quadrature's grid (whose bound
-    is then computed at the actual inputs)."""
-
-    activation: Activation = eqx.field(static=True)
-
-    def __call__(self, a, b, c):
-        z, w = np.polynomial.hermite_e.hermegauss(80)
-        lead = (1,) * jnp.ndim(a)
-        x = jnp.sqrt(a)[..., None] * z.reshape((*lead, -1))
-        v = jnp.sum(w.reshape((*lead, -1)) * self.activation(x) ** 2, axis=-1)
-        v = v / math.sqrt(2 * math.pi)
-        return v, v
-
-
-def _dual_for(activation: Activation, variances: list, tol: float, method: str) -> AbstractDual:
-    closed = CLOSED_FORMS.get(activation.name)
-    if closed is not None and method == "auto":
-        return closed
-    top = max(float(jnp.max(v)) for v in variances)
-    return trapezoid_dual(activation, top, tol)
-
-
-def _checked(model: AbstractModel, x1: Any, x2: Any, method: str, tol: float) -> tuple:
+def _checked(model: AbstractModel, x1: Any, x2: Any) -> tuple:
     """`infinite_kernel`'s inputs as arrays, the model's recursion and its activation.
 
     **Raises:** `ValueError` naming the argument and the fix."""
@@ -203,18 +152,9 @@ def _checked(model: AbstractModel, x1: Any, x2: Any, method: str, tol: float) ->
         raise ValueError(
             f"x1 and x2 must have the same dimension, got {X1.shape[1]} and {X2.shape[1]}"
         )
-    if method not in ("auto", "quadrature"):
-        raise ValueError(f"method must be 'auto' or 'quadrature', got method={method!r}")
-    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got tol={tol!r}")
     rec = _recursion(model, X1.shape[1])
     act = model.activation  # pyright: ignore[reportAttributeAccessIssue]  (MLP or Shallow)
-    if act.name not in CLOSED_FORMS and act.name not in ANALYTIC:
-        raise ValueError(
-            f"infinite_kernel has no kernel for activation={act.name!r}: neither a closed "
-            f"form (relu, erf, gelu, sin) nor a known analytic strip for the quadrature "
-            f"({', '.join(sorted(ANALYTIC))})"
-        )
+    check_activation(act)
     return X1, X2, rec, act
 
 
@@ -261,8 +201,8 @@ def infinite_kernel(
 
     - `model`: an `MLP` (any depth, with or without biases), a `Shallow`, or a `CNN`
       (any strides, `SAME` or `VALID` padding, average pooling layers, flatten or
-      global-average-pooling readout, with or without biases; closed-form activations:
-      docs/theory.md, "Convolutional networks"), the same kernels as
+      global-average-pooling readout, with or without biases; any of the activations
+      above: docs/theory.md, "Convolutional networks"), the same kernels as
       `stax.Conv(C, (k_h, k_w), strides, padding, parameterization="ntk")` layers,
       `AvgPool(q, q)` and `Flatten()`/`GlobalAvgPool()`.
     - `x1`, `x2`: inputs `(n, d)`, or `Dataset`s of vectors; images `(n, H, W, C)` for
@@ -277,38 +217,36 @@ def infinite_kernel(
     known analytic strip (custom ones), inputs that are not finite 2-D arrays, or
     mismatched dimensions.
     """
+    check_settings(method, tol)
     if isinstance(model, CNN):
-        nngp, ntk = cnn_kernels(
+        nngp, ntk, layer, errors = cnn_kernels(
             model,
             x1,
             x2,
+            tol=tol,
+            method=method,
             block=block,
             budget=BLOCK_BYTES,
             blocks=lambda n, b, one: _blocks(n, b, progress, one),
         )
-        return InfiniteKernel(nngp, ntk, None, None, "closed form", model.describe())
-    X1, X2, rec, act = _checked(model, x1, x2, method, tol)
+        en, et = errors if errors is not None else (None, None)
+        return InfiniteKernel(nngp, ntk, en, et, describe(layer, tol), model.describe())
+    X1, X2, rec, act = _checked(model, x1, x2)
     dtype = jnp.result_type(float)
     X1j, X2j = jnp.asarray(X1, dtype), jnp.asarray(X2, dtype)
-    lip = (
-        act.sup_d1,
-        act.sup_d2,
-        ANALYTIC[act.name].sup_d3 if act.name in ANALYTIC else 0.0,
-        abs(float(act(jnp.zeros((), dtype)))),
-    )
     # Grid from the inputs' variances (before the dual is known: closed form for them).
-    probe = _Layer(CLOSED_FORMS.get(act.name) or _Probe(act), lip)
+    probe = probe_layer(act)
     var1, _ = _variances(probe, rec, X1)
     var2, _ = _variances(probe, rec, X2)
-    layer = _Layer(_dual_for(act, var1 + var2, tol, method), lip)
+    top = max(float(jnp.max(v)) for v in var1 + var2)
+    layer = layer_for(act, top, tol=tol, method=method)
     a1, e1 = _variances(layer, rec, X1)
     a2, e2 = (a1, e1) if x2 is None else _variances(layer, rec, X2)
-    dual = layer.dual
-    quad = isinstance(dual, TrapezoidDual)
+    quad = layer.quadrature
     n1, n2 = X1.shape[0], X2.shape[0]
     ids1, ids2 = (jnp.asarray(i) for i in identities(X1, X2))
     if block is None:
-        per_row = 8 * n2 * (8 * (2 * dual.K + 1) if isinstance(dual, TrapezoidDual) else 16)
+        per_row = 8 * n2 * (8 * nodes(layer) if quad else 16)
         block = max(1, min(n1, BLOCK_BYTES // per_row))
     nngp, ntk = np.empty((n1, n2)), np.empty((n1, n2))
     en = et = 0.0
@@ -325,16 +263,11 @@ def infinite_kernel(
         if ec is not None and etheta is not None:
             en = max(en, float(jnp.max(ec)))
             et = max(et, float(jnp.max(etheta)))
-    if isinstance(dual, TrapezoidDual):
-        d = dual
-        method = f"trapezoidal quadrature, step {d.h:.3g}, {2 * d.K + 1}² nodes, tol {tol:g}"
-    else:
-        method = "closed form"
     return InfiniteKernel(
         jnp.asarray(nngp),
         jnp.asarray(ntk),
         en if quad else None,
         et if quad else None,
-        method,
+        describe(layer, tol),
         model.describe(),
     )

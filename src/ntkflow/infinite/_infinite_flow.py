@@ -67,7 +67,7 @@ def infinite_flow(
 
     **Arguments:**
 
-    - `problem`: a `Problem` with the square loss on an `MLP` or `Shallow`.
+    - `problem`: a `Problem` with the square loss on an `MLP`, `Shallow` or `CNN`.
     - `times`: the times, `≥ 0`, in the problem's time (the flows' `t`).
     - `initial`: `"network"` starts from the network's own `α f(w0)` (zero under a
       centring), `"zero"` from the Gaussian process's mean 0.

@@ -1,7 +1,7 @@
 """How far a run's kernel and certificate are from their infinite-width limit
 (docs/theory.md, "Scaling laws in the width").
 
-For a model with a limit (`MLP`, `Shallow`), the empirical `K0` of the certificate is
+For a model with a limit (`MLP`, `Shallow`, `CNN`), the empirical `K0` of the certificate is
 compared with the limit `Θ ⊗ I_k` (`infinite_kernel`), and the certificate's `σ_min`,
 `σ_max`, `α*` with the same quantities computed from `Θ` (with the run's own `α`, `R0` and
 `β`): relative distances whose decay in the width a sweep fits (`m^{-1/2}` for the kernel's
@@ -18,7 +18,7 @@ from .._losses import Squared
 from .._paths import FlowPath, TestSeries
 from .._problem import Problem
 from .._spectrum import ntk_spectrum
-from ..models import MLP, Shallow
+from ..models import CNN, MLP, Shallow
 from ._infinite import InfiniteKernel, infinite_kernel
 from ._infinite_flow import infinite_flow
 
@@ -34,7 +34,7 @@ LIMIT_SCALARS = (*LIMIT_DISTANCES, "limit_sigma_min", "limit_sigma_max", "limit_
 
 def has_limit(problem: Problem) -> bool:
     """Whether `infinite_kernel` covers the problem's model."""
-    return isinstance(problem.model, MLP | Shallow)
+    return isinstance(problem.model, MLP | Shallow | CNN)
 
 
 def _relative(value: float, limit: float) -> float:

@@ -331,7 +331,7 @@ FIGURES: list[tuple[str, Callable[[Any, dict[str, Any]], Any], str, str]] = [
         "line is linear (exponential) convergence. The network's curve, drawn at every "
         "solver step, flattens where it reaches the integrator's error floor (about "
         "(rtol·‖y‖)² for the squared loss). A dashed red line marks where a solve stopped "
-        "before t1. With [output] limit (an MLP or Shallow, the square loss), a dotted "
+        "before t1. With [output] limit (an MLP, Shallow or CNN, the square loss), a dotted "
         "purple line is the infinite-width network: the tangent flow of the limit kernel Θ.",
     ),
     (
