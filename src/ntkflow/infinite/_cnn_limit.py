@@ -208,29 +208,26 @@ def _rows(
         sigma = _window(cov, model, full) + bias2
         sigma = _pinned(sigma, var1[0][i], full, same)  # (ReLU's angle 0, exactly)
         theta = sigma if through is None else sigma + _window(through, model, full)
-        (a, b), ea, eb, e_sigma, e_theta = (
-            _pairs(var1[0][i], var2[0][i], full),
-            None,
-            None,
-            None,
-            None,
-        )
-        if err is not None and var1[1] is not None and var2[1] is not None:
-            e_sigma = _pinned(_window(err, model, full), var1[1][i], full, same)
+        a, b = _pairs(var1[0][i], var2[0][i], full)
+        if err is None:
+            cov, slope, _, _ = layer(a, b, sigma, None, None, None)
+        else:
+            e1, e2 = var1[1], var2[1]
+            assert e1 is not None and e2 is not None
+            e_sigma = _pinned(_window(err, model, full), e1[i], full, same)
             e_theta = e_sigma if e_through is None else e_sigma + _window(e_through, model, full)
-            ea, eb = _pairs(var1[1][i], var2[1][i], full)
-        cov, slope, err, e_slope = layer(a, b, sigma, ea, eb, e_sigma)
-        if err is not None:
+            cov, slope, err, e_slope = layer(a, b, sigma, *_pairs(e1[i], e2[i], full), e_sigma)
+            assert err is not None and e_slope is not None
             e_through = jnp.abs(theta) * e_slope + e_theta * (jnp.abs(slope) + e_slope)
         through = theta * slope
         if full:
             cov, through = _pool(cov, model), _pool(through, model)
-            if err is not None:
+            if err is not None and e_through is not None:
                 err, e_through = _pool(err, model), _pool(e_through, model)
     assert through is not None
     nngp, last = _readout(model, full, cov, through)
     nngp = nngp + bias2
-    if err is None:
+    if err is None or e_through is None:
         return nngp, nngp + last, None, None
     e_nngp, e_last = _readout(model, full, err, e_through)
     return nngp, nngp + last, e_nngp, e_nngp + e_last
@@ -278,7 +275,7 @@ def cnn_kernels(
     en = et = 0.0
 
     def one(rows: slice) -> Any:
-        v1 = tuple(None if v is None else [u[rows] for u in v] for v in var1)
+        v1 = ([u[rows] for u in var1[0]], None if var1[1] is None else [u[rows] for u in var1[1]])
         same = jnp.asarray(ids1[rows][:, None] == ids2[None, :])
         return _rows(model, layer, jnp.asarray(X1[rows]), X2j, v1, var2, same)
 
