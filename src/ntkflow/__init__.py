@@ -5,6 +5,7 @@ verification work, where float32's rounding would swamp the margins. Set the env
 variable `NTKFLOW_X64=0` before importing to keep JAX's float32 default.
 """
 
+import importlib.metadata as _metadata
 import os as _os
 import sys as _sys
 
@@ -20,4 +21,8 @@ if _os.environ.get("NTKFLOW_X64", "1") != "0":
 # experiment file's error need neither JAX nor the library.
 __getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)
 
-__version__ = "0.1.0"
+# The version is defined once, in pyproject.toml; the installed package's metadata has it.
+try:
+    __version__ = _metadata.version("ntkflow")
+except _metadata.PackageNotFoundError:  # (a source tree on sys.path, never installed)
+    __version__ = "0+unknown"
