@@ -6,13 +6,15 @@ BIN    := $(VENV)/bin
 NT_VENV := .venv-nt
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-slow test-all bench bench-quick lint format clean help
+.PHONY: demo test test-slow test-all docs bench bench-quick lint format clean help
 
 help:
 	@echo "make demo       set up .venv and run the seed experiment (ntkflow demo)"
 	@echo "make test       set up .venv with the test extra and run the fast test suite"
 	@echo "make test-slow  run only the tests marked slow"
-	@echo "make test-all   run every test"
+	@echo "make test-all   run every test (but the built site's: make docs)"
+	@echo "make docs       build the docs site (site/) with the tutorials executed, strict,"
+	@echo "                and check it (tests/test_site.py)"
 	@echo "make bench      NTK benchmarks (MLP structured, the generic path, a CNN) vs plain"
 	@echo "                JAX, neural-tangents and torch.func, the flow"
 	@echo "                solvers' benchmark and the deep-MLP scale table (bench/results/)"
@@ -32,6 +34,10 @@ $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[test,torch,flax,ray]"
 	@touch $@
 
+$(VENV)/.stamp-docs: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[test,torch,flax,ray,docs]"
+	@touch $@
+
 $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(PIP) -e ".[test,dev,torch,flax,ray]"
 	@touch $@
@@ -41,13 +47,19 @@ demo: $(VENV)/.stamp-run
 
 # neural-tangents' own venv is the reference of empirical_ntk_fn's test (tests/test_ntk_fn.py).
 test: $(VENV)/.stamp-test $(NT_VENV)/.stamp
-	$(BIN)/python -m pytest -m "not slow" -n auto --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not site" -n auto --dist loadfile $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.stamp-test $(NT_VENV)/.stamp
 	$(BIN)/python -m pytest -m slow -n auto --dist loadfile $(PYTEST_ARGS)
 
 test-all: $(VENV)/.stamp-test $(NT_VENV)/.stamp
-	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not site" -n auto --dist loadfile $(PYTEST_ARGS)
+
+# The site: mkdocs-material in strict mode, the API reference from the docstrings, and the
+# tutorials (docs/tutorials/*.py, jupytext) executed; then the checks of what was built.
+docs: $(VENV)/.stamp-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	$(BIN)/python -m pytest -m site tests/test_site.py $(PYTEST_ARGS)
 
 # neural-tangents 0.6.5 runs all three of its methods only on jax 0.4.25: its own venv.
 $(NT_VENV)/.stamp:
@@ -71,13 +83,13 @@ bench-quick: $(VENV)/.stamp-run $(NT_VENV)/.stamp
 	$(BIN)/python bench/flows.py --quick --out /tmp/ntkflow-bench-quick
 
 lint: $(VENV)/.stamp-dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs/tutorials
+	$(BIN)/ruff format --check src tests bench docs/tutorials
 	$(BIN)/pyright
 
 format: $(VENV)/.stamp-dev
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench docs/tutorials
+	$(BIN)/ruff format src tests bench docs/tutorials
 
 clean:
-	rm -rf $(VENV) $(NT_VENV) .pytest_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) $(NT_VENV) .pytest_cache .ruff_cache .hypothesis build dist site

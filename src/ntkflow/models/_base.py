@@ -5,7 +5,16 @@ import math
 from typing import Any, ClassVar
 
 import equinox as eqx
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+
+def size(value: Any) -> int | None:
+    """`value` as a Python `int` when it is an integer ≥ 1 (a NumPy integer too, not a
+    bool), else `None`: a model's widths, channels, windows, output sizes."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        return None
+    return int(value) if value >= 1 else None
 
 
 class AbstractModel(eqx.Module):

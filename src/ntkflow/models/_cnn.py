@@ -7,9 +7,11 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._activations import AbstractActivationModel, Activation, get_activation
+from ._base import size
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 READOUTS = ("flatten", "pool")
@@ -47,8 +49,9 @@ def avg_pool(h: Array, window: tuple[int, int]) -> Array:
 
 
 def _pair(value: Any, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in pair):
+    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
+    sizes = tuple(size(k) for k in pair)
+    if len(sizes) != 2 or None in sizes:
         raise ValueError(f"{name} must be an integer ≥ 1 or a pair of them, got {name}={value!r}")
     return int(pair[0]), int(pair[1])
 
@@ -105,15 +108,15 @@ class CNN(AbstractActivationModel):
         padding: str = "SAME",
         pool: int | Sequence[int] | None = None,
     ):
-        channels = tuple(channels)
-        if not channels or any(
-            isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels
-        ):
+        sizes = tuple(size(c) for c in channels)
+        if not sizes or None in sizes:
             raise ValueError(
                 f"channels must be a non-empty sequence of integers ≥ 1, got channels={channels!r}"
             )
-        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
+        channels = sizes
+        if size(out_dim) is None:
             raise ValueError(f"out_dim must be an integer ≥ 1, got out_dim={out_dim!r}")
+        out_dim = int(out_dim)
         if readout not in READOUTS:
             raise ValueError(f"readout must be 'flatten' or 'pool', got readout={readout!r}")
         if padding not in PADDINGS:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._activations import AbstractActivationModel, Activation, get_activation
+from ._base import size
 
 
 class MLP(AbstractActivationModel):
@@ -40,16 +41,15 @@ class MLP(AbstractActivationModel):
         out_dim: int = 1,
         bias: bool = False,
     ):
-        widths = tuple(widths)
-        if not widths or any(
-            isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in widths
-        ):
+        sizes = tuple(size(m) for m in widths)
+        if not sizes or None in sizes:
             raise ValueError(
                 f"widths must be a non-empty sequence of integers ≥ 1, got widths={widths!r}"
             )
-        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
+        if size(out_dim) is None:
             raise ValueError(f"out_dim must be an integer ≥ 1, got out_dim={out_dim!r}")
-        self.widths = widths
+        out_dim = int(out_dim)
+        self.widths = sizes
         self.activation = get_activation(activation)
         self.out_dim = out_dim
         self.bias = bool(bias)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._activations import AbstractActivationModel, Activation, get_activation
+from ._base import size
 
 
 class Shallow(AbstractActivationModel):
@@ -35,8 +36,9 @@ class Shallow(AbstractActivationModel):
         activation: str | Activation = "tanh",
         train: str = "hidden",
     ):
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        if size(width) is None:
             raise ValueError(f"width must be an integer ≥ 1, got width={width!r}")
+        width = int(width)
         if train not in ("hidden", "all"):
             raise ValueError(f"train must be 'hidden' or 'all', got train={train!r}")
         self.width = width

@@ -1,0 +1,86 @@
+"""Checks of the built docs site (`make docs` builds `site/` and then runs these, marked
+`site`): each tutorial page carries the figures its executed code drew, the API pages
+have an entry for every public name, and the math is rendered."""
+
+import base64
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / "site"
+TUTORIALS = sorted(p.stem for p in (ROOT / "docs" / "tutorials").glob("*.py"))
+
+pytestmark = pytest.mark.site
+
+
+def _page(*parts: str) -> str:
+    path = SITE.joinpath(*parts, "index.html")
+    assert path.is_file(), f"{path} was not built: run `make docs`"
+    return path.read_text()
+
+
+def _output_images(html: str) -> list[tuple[int, int]]:
+    """The (width, height) of each PNG in an executed cell's output."""
+    sizes = []
+    for chunk in html.split('jp-RenderedImage jp-OutputArea-output')[1:]:
+        found = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', chunk[:2_000_000])
+        assert found is not None, "an image output without a PNG"
+        png = base64.b64decode(found.group(1))
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+        sizes.append(struct.unpack(">II", png[16:24]))
+    return sizes
+
+
+def test_there_are_four_tutorials():
+    assert TUTORIALS == ["lecture", "migrating", "pytorch", "width"]
+
+
+@pytest.mark.parametrize("name", TUTORIALS)
+def test_each_tutorial_page_has_its_figures(name):
+    html = _page("tutorials", name)
+    sizes = _output_images(html)
+    assert sizes, f"tutorials/{name}: no figure in the executed outputs"
+    assert all(w >= 300 and h >= 200 for w, h in sizes), sizes
+    assert "Traceback" not in html and "jp-OutputArea-error" not in html
+    assert "Conclusion" in html
+    # Relative links lead to built pages (a notebook's links are not rewritten by mkdocs).
+    here = SITE / "tutorials" / name
+    for href in re.findall(r'<a[^>]* href="([^"#:]+)(?:#[^"]*)?"', html):
+        target = (here / href).resolve()
+        assert (target / "index.html").is_file() or target.is_file(), (name, href)
+
+
+def test_the_api_pages_have_every_public_name():
+    import ntkflow as nf
+
+    html = "".join(_page("api", p.stem) for p in (ROOT / "docs" / "api").glob("*.md"))
+    ids = set(re.findall(r'id="(ntkflow\.[A-Za-z0-9_.]+)"', html))
+    for module in (nf.datasets, nf.models, nf.predict):
+        for name in module.__all__:
+            assert f"{module.__name__}.{name}" in ids, f"{module.__name__}.{name}"
+    for name in nf.__all__:
+        if name in ("datasets", "models", "predict", "__version__"):
+            continue
+        obj = getattr(nf, name)
+        owner = f"ntkflow.{name}"
+        where = [f"{m.__name__}.{name}" for m in (nf.datasets, nf.models) if name in m.__all__]
+        assert owner in ids or any(w in ids for w in where), owner
+        assert obj is not None
+
+
+def test_every_guide_is_a_page_and_math_is_typeset():
+    # MathJax 3 typesets only the elements of the classes the config names: arithmatex
+    # (the guides' \( \)) and the notebooks' rendered markdown ($ $), which carries math.
+    config = (SITE / "javascripts" / "mathjax.js").read_text()
+    assert 'processHtmlClass: "arithmatex|jp-RenderedMarkdown"' in config
+    assert '["$", "$"]' in config and '["$$", "$$"]' in config
+    for page in (ROOT / "docs").glob("*.md"):
+        name = page.stem
+        html = _page() if name == "index" else _page(name)
+        assert "javascripts/mathjax.js" in html and "mathjax@3" in html, name
+    for name in ("lecture", "width"):
+        cells = _page("tutorials", name).split("jp-RenderedMarkdown")[1:]
+        assert any(re.search(r"\$[^$]+\$", c[:5000]) for c in cells), name
