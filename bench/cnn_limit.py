@@ -65,6 +65,9 @@ def _images(n: int):
     return X[:n, :, :, None]
 
 
+TIMEOUT_S = 3 * 3600  # per library and case (pooling at n = 4,096 takes about an hour)
+
+
 def _run(python: str, lib: str, readout: str, images: Path, out: Path, dtype: str) -> dict:
     x64 = "1" if dtype == "float64" else "0"
     env = {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "NTKFLOW_X64": x64}
@@ -73,7 +76,7 @@ def _run(python: str, lib: str, readout: str, images: Path, out: Path, dtype: st
         capture_output=True,
         text=True,
         env=env,
-        timeout=3600,
+        timeout=TIMEOUT_S,
     )
     if proc.returncode == -9:  # the kernel's OOM killer: no swap here
         return {"error": "killed (out of memory)"}
