@@ -58,6 +58,7 @@ def _reference(problem, sol, rtol):
     )
 
 
+@pytest.mark.slow
 def test_converges_to_an_independent_integrator():
     # Explicit tolerances (the policy off): the error against the exponential Runge–Kutta
     # pair at rtol 1e-12 falls with the tolerance, and is within 20× of it.
@@ -83,7 +84,9 @@ CASES = [
     pytest.param(lambda: _mlp(1.0), "adams", id="deep-alpha1", marks=pytest.mark.slow),
     pytest.param(lambda: _mlp(100.0), "adams", id="deep-alpha100"),
     pytest.param(lambda: _mlp(1e4), "adams", id="deep-alpha1e4"),
-    pytest.param(lambda: _mlp(10.0, centering="none"), "adams", id="deep-uncentred"),
+    pytest.param(
+        lambda: _mlp(10.0, centering="none"), "adams", id="deep-uncentred", marks=pytest.mark.slow
+    ),
     pytest.param(
         lambda: _mlp(10.0, loss="logistic"), "auto", id="logistic", marks=pytest.mark.slow
     ),

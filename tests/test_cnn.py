@@ -94,7 +94,9 @@ np.savez(sys.argv[2], **out)
 """
 
 
-@pytest.mark.parametrize(("readout", "bias"), [("flatten", False), ("pool", True)])
+@pytest.mark.parametrize(
+    ("readout", "bias"), [("flatten", False), pytest.param("pool", True, marks=pytest.mark.slow)]
+)
 def test_cnn_equals_neural_tangents_stax(tmp_path, readout, bias):
     assert NT_PYTHON.exists(), "neural-tangents' venv is missing: run make .venv-nt/.stamp"
     k = 2

@@ -208,7 +208,12 @@ QUAD_ARCHS = [
 ]
 
 
-@pytest.mark.parametrize("act", ["erf", "gelu", "sin"])
+def _first_fast(first: str, *rest: str) -> list:
+    """Parameters: the first in the default suite, the others in `make test-slow`."""
+    return [first, *(pytest.param(r, marks=pytest.mark.slow) for r in rest)]
+
+
+@pytest.mark.parametrize("act", _first_fast("erf", "gelu", "sin"))
 def test_cnn_quadrature_is_within_its_bound_of_the_closed_form(act):
     rng = np.random.default_rng(3)
     x1, x2 = rng.standard_normal((2, 5, 6, 2)), rng.standard_normal((2, 5, 6, 2))
@@ -224,7 +229,7 @@ def test_cnn_quadrature_is_within_its_bound_of_the_closed_form(act):
             assert diff.max() <= bound + 1e-13, (act, arch, name)
 
 
-@pytest.mark.parametrize("act", ["tanh", "sigmoid", "softplus"])
+@pytest.mark.parametrize("act", _first_fast("tanh", "sigmoid", "softplus"))
 def test_a_cnn_on_one_pixel_is_the_mlp_limit(act):
     # 1×1 images, 1×1 windows: each layer is a dense layer on the channels, so the CNN's
     # limit is the MLP's on the channel vectors (`_infinite._block`'s own recursion).
@@ -271,6 +276,7 @@ np.savez(sys.argv[3], **out)
 """
 
 
+@pytest.mark.slow
 def test_tanh_cnn_is_where_neural_tangents_gauss_hermite_converges(tmp_path):
     # neural-tangents has no tanh kernel, only `ElementwiseNumerical`: Gauss–Hermite
     # without a bound. Its error falls as `deg` grows (measured: 1.2e-5 at 50, 1.1e-10 at

@@ -113,7 +113,7 @@ SLOW = pytest.mark.slow
 @pytest.mark.parametrize(
     ("loss", "solver"),
     [
-        ("logistic", "exponential"),
+        pytest.param("logistic", "exponential", marks=SLOW),
         ("cross_entropy", "tsit5"),
         pytest.param("logistic", "tsit5", marks=SLOW),
         pytest.param("cross_entropy", "exponential", marks=SLOW),
@@ -172,8 +172,8 @@ def _linear_problem(loss, data):
     [
         ("squared", "tsit5"),
         ("logistic", "tsit5"),
-        ("cross_entropy", "exponential"),
-        ("user", "exponential"),
+        pytest.param("cross_entropy", "exponential", marks=SLOW),
+        pytest.param("user", "exponential", marks=SLOW),
         pytest.param("squared", "exponential", marks=SLOW),
         pytest.param("logistic", "exponential", marks=SLOW),
         pytest.param("cross_entropy", "tsit5", marks=SLOW),

@@ -97,6 +97,7 @@ def test_monte_carlo_kernel_fn_equals_neural_tangents(reference, case):
             np.testing.assert_allclose(np.asarray(k), want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_the_mean_is_within_its_standard_errors_of_the_infinite_width_kernel():
     # One hidden layer: the expected empirical NNGP and NTK equal the infinite-width ones
     # at any width (the hidden units are independent), so only sampling separates them.

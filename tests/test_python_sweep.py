@@ -115,6 +115,7 @@ def test_python_sweep_bad_calls_are_one_line(tmp_path):
         nf.sweep("examples/seed_alpha.toml", tmp_path / "d", t1=1.0)
 
 
+@pytest.mark.slow
 def test_a_sweep_says_when_beta_is_an_estimate_wherever_it_shows_alpha_star(tmp_path):
     rng = np.random.default_rng(0)
     W = {"W": rng.standard_normal((3, 12)), "v": rng.standard_normal(12) / np.sqrt(12)}
@@ -137,6 +138,7 @@ def test_a_sweep_says_when_beta_is_an_estimate_wherever_it_shows_alpha_star(tmp_
     assert "β is an estimate" not in (tmp_path / "c" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_alpha_laws_are_fitted_over_the_lazy_points_by_default(tmp_path):
     alphas = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]
 

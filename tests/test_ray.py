@@ -227,6 +227,7 @@ def test_killed_ray_driver_resumes_with_either_executor(reference, tmp_path):
 
 # Ray starts its processes by fork + exec with a pre-exec function, which runs JAX's
 # at-fork hook; JAX warns on any fork once it has started, though the child execs at once.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_kernel_blocks_as_ray_tasks_equal_the_blocks_here(tmp_path):
     import ntkflow as nf

@@ -90,6 +90,7 @@ WIDTH_PROBE = (
 )
 
 
+@pytest.mark.slow
 def test_the_sweep_report_has_no_horizontal_page_scroll_at_1280_px(tmp_path):
     if CHROMIUM is None:
         if os.environ.get("NTKFLOW_REQUIRE_BROWSER") == "1":

@@ -5,6 +5,7 @@ HTML table for notebooks."""
 import re
 
 import numpy as np
+import pytest
 
 import ntkflow as nf
 
@@ -44,6 +45,7 @@ def _objects(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_public_results_have_short_reprs_and_html(tmp_path):
     objects = _objects(tmp_path)
     for name, obj in objects.items():

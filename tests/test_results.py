@@ -103,6 +103,7 @@ def test_out_refuses_foreign_directories(tmp_path):
     assert (foreign / "thesis.tex").read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_every_command_smoke(tmp_path):
     exp = write_toml(tmp_path / "tiny.toml", {**TINY, "flows": {"saves": 4}})
     result = runner.invoke(app, ["certify", str(exp), "--out", str(tmp_path / "cert")])

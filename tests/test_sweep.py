@@ -345,6 +345,7 @@ def test_workers_end_with_their_killed_driver(tmp_path):
     assert not any(_alive(w) for w in workers), "a worker outlived its driver"
 
 
+@pytest.mark.slow
 def test_two_sweeps_into_one_directory_are_refused(tmp_path):
     exp = write_toml(tmp_path / "grid.toml", {**BASE, "sweep": {"problem.alpha": [10.0]}})
     out = tmp_path / "o"
