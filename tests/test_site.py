@@ -4,7 +4,10 @@ have an entry for every public name, and the math is rendered."""
 
 import base64
 import re
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,11 +76,10 @@ def test_the_api_pages_have_every_public_name():
 
 
 def test_every_guide_is_a_page_and_math_is_typeset():
-    # MathJax 3 typesets only the elements of the classes the config names: arithmatex
-    # (the guides' \( \)) and the notebooks' rendered markdown ($ $), which carries math.
+    # MathJax 3 reads the guides' \( \) (arithmatex) and the notebooks' $ $ and $$ $$
+    # (typeset in a browser: test_the_tutorials_math_is_typeset_in_a_browser).
     config = (SITE / "javascripts" / "mathjax.js").read_text()
-    assert 'processHtmlClass: "arithmatex|jp-RenderedMarkdown"' in config
-    assert '["$", "$"]' in config and '["$$", "$$"]' in config
+    assert '["$", "$"]' in config and '["$$", "$$"]' in config and r'["\\(", "\\)"]' in config
     for page in (ROOT / "docs").glob("*.md"):
         name = page.stem
         html = _page() if name == "index" else _page(name)
@@ -85,3 +87,71 @@ def test_every_guide_is_a_page_and_math_is_typeset():
     for name in ("lecture", "width"):
         cells = _page("tutorials", name).split("jp-RenderedMarkdown")[1:]
         assert any(re.search(r"\$[^$]+\$", c[:5000]) for c in cells), name
+
+
+MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+
+
+def _mathjax() -> Path:
+    """MathJax 3's `es5` folder from the npm registry (the package the CDN serves),
+    fetched once into `.pytest_cache/mathjax`."""
+    import tarfile
+
+    home = ROOT / ".pytest_cache" / "mathjax"
+    es5 = home / "package" / "es5"
+    if not (es5 / "tex-mml-chtml.js").is_file():
+        npm = shutil.which("npm")
+        assert npm, "the math check needs npm for MathJax (apt-get install npm; .ci/run does)"
+        home.mkdir(parents=True, exist_ok=True)
+        subprocess.run([npm, "pack", "mathjax@3", "--silent"], cwd=home, check=True)
+        with tarfile.open(next(home.glob("mathjax-3*.tgz"))) as tar:
+            tar.extractall(home, filter="data")
+    return es5
+
+
+def test_the_tutorials_math_is_typeset_in_a_browser(tmp_path):
+    # The built site, served over HTTP with MathJax from npm in place of the CDN, rendered
+    # by headless Chromium: each tutorial's $…$ and $$…$$ become MathJax's output.
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the math check needs chromium (apt-get install chromium; .ci/run does)"
+    site = tmp_path / "site"
+    shutil.copytree(SITE, site)
+    shutil.copytree(_mathjax(), site / "mathjax" / "es5")
+    for page in site.rglob("*.html"):
+        page.write_text(page.read_text().replace(MATHJAX_CDN, "/mathjax/es5/tex-mml-chtml.js"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],
+        cwd=site,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = re.search(r"port (\d+)", server.stdout.readline())
+        assert port, "http.server did not start"
+        for name, raw in (("lecture", r"\alpha \;\ge"), ("width", r"m^{-1/2}")):
+            dom = subprocess.run(
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    f"--user-data-dir={tmp_path / 'profile'}",
+                    "--virtual-time-budget=20000",
+                    "--dump-dom",
+                    f"http://127.0.0.1:{port.group(1)}/tutorials/{name}/",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            ).stdout
+            assert dom.count("<mjx-container") >= 5, (name, dom[-500:])
+            assert re.search(r'<mjx-container[^>]*display="true"', dom), name
+            assert raw not in dom, f"{name}: {raw} left as TeX source"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()

@@ -1,5 +1,6 @@
-// MathJax for pymdownx.arithmatex (generic mode: \( … \) inline, \[ … \] displayed) in the
-// guides, and for the tutorials' notebook cells (jp-RenderedMarkdown: $ … $ and $$ … $$).
+// MathJax 3 for the guides (pymdownx.arithmatex, generic mode: \( … \) inline, \[ … \]
+// displayed) and the tutorials' notebook cells ($ … $ and $$ … $$). Every element is
+// searched but code (MathJax skips <pre> and <code>); the guides have no bare dollar signs.
 window.MathJax = {
   tex: {
     inlineMath: [["\\(", "\\)"], ["$", "$"]],
@@ -7,15 +8,14 @@ window.MathJax = {
     processEscapes: true,
     processEnvironments: true,
   },
-  options: {
-    ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex|jp-RenderedMarkdown",
-  },
 };
 
+// Material's instant navigation swaps pages without reloading: typeset each new page.
 document$.subscribe(() => {
-  MathJax.startup.output.clearCache();
-  MathJax.typesetClear();
-  MathJax.texReset();
-  MathJax.typesetPromise();
+  if (window.MathJax.typesetPromise) {
+    MathJax.startup.output.clearCache();
+    MathJax.typesetClear();
+    MathJax.texReset();
+    MathJax.typesetPromise();
+  }
 });
