@@ -388,3 +388,20 @@ def test_sigint_mid_run_leaves_nothing(tmp_path, monkeypatch):
     assert "Traceback" not in err and out == ""
     assert not (tmp_path / "res").exists() and _hidden(tmp_path) == []
     _following_run_succeeds(tmp_path, monkeypatch)
+
+
+def test_model_sizes_take_numpy_integers_and_refuse_the_rest():
+    # `np.arange`/`np.array` widths are what a width study loops over.
+    assert nf.MLP((np.int64(4), 3)).widths == (4, 3)
+    assert nf.Shallow(np.int32(5)).width == 5
+    cnn = nf.CNN(np.array([2, 3]), kernel_size=np.int64(3), strides=(np.int64(1), 2))
+    assert cnn.channels == (2, 3) and cnn.kernel_size == (3, 3) and cnn.strides == (1, 2)
+    assert all(type(c) is int for c in (*cnn.channels, *cnn.kernel_size))
+    # (A float is refused by the type hints here, by the same check without beartype.)
+    for bad in ((True,), (0,), (np.int64(-2),), ()):
+        with pytest.raises(ValueError, match="widths must be a non-empty sequence"):
+            nf.MLP(bad)
+    with pytest.raises(ValueError, match="width must be an integer"):
+        nf.Shallow(np.int64(0))
+    with pytest.raises(ValueError, match="kernel_size must be an integer"):
+        nf.CNN((2,), kernel_size=np.int64(0))

@@ -2,11 +2,16 @@
 
 import abc
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import equinox as eqx
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+# A size (width, channels, window, stride, output count): a Python or NumPy integer ≥ 1.
+Size = int | np.integer
+Sizes = Sequence[Size] | np.ndarray
 
 
 def size(value: Any) -> int | None:

@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._activations import AbstractActivationModel, Activation, get_activation
-from ._base import size
+from ._base import Size, Sizes, size
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 READOUTS = ("flatten", "pool")
@@ -97,23 +97,22 @@ class CNN(AbstractActivationModel):
 
     def __init__(
         self,
-        channels: Sequence[int] = (32, 32),
-        kernel_size: int | Sequence[int] = 3,
+        channels: Sizes = (32, 32),
+        kernel_size: Size | Sequence[Size] = 3,
         activation: str | Activation = "tanh",
-        out_dim: int = 1,
+        out_dim: Size = 1,
         bias: bool = False,
         readout: str = "flatten",
         *,
-        strides: int | Sequence[int] = 1,
+        strides: Size | Sequence[Size] = 1,
         padding: str = "SAME",
-        pool: int | Sequence[int] | None = None,
+        pool: Size | Sequence[Size] | None = None,
     ):
         sizes = tuple(size(c) for c in channels)
         if not sizes or None in sizes:
             raise ValueError(
                 f"channels must be a non-empty sequence of integers ≥ 1, got channels={channels!r}"
             )
-        channels = sizes
         if size(out_dim) is None:
             raise ValueError(f"out_dim must be an integer ≥ 1, got out_dim={out_dim!r}")
         out_dim = int(out_dim)
@@ -121,7 +120,7 @@ class CNN(AbstractActivationModel):
             raise ValueError(f"readout must be 'flatten' or 'pool', got readout={readout!r}")
         if padding not in PADDINGS:
             raise ValueError(f"padding must be 'SAME' or 'VALID', got padding={padding!r}")
-        self.channels = channels
+        self.channels = tuple(c for c in sizes if c is not None)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.activation = get_activation(activation)
         self.out_dim = out_dim

@@ -1,6 +1,5 @@
 """The seed's deep network `w_L σ(w_{L−1} σ(… σ(w_1 x)))` in NTK parametrisation."""
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -9,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._activations import AbstractActivationModel, Activation, get_activation
-from ._base import size
+from ._base import Size, Sizes, size
 
 
 class MLP(AbstractActivationModel):
@@ -36,9 +35,9 @@ class MLP(AbstractActivationModel):
 
     def __init__(
         self,
-        widths: Sequence[int] = (512, 512),
+        widths: Sizes = (512, 512),
         activation: str | Activation = "tanh",
-        out_dim: int = 1,
+        out_dim: Size = 1,
         bias: bool = False,
     ):
         sizes = tuple(size(m) for m in widths)
@@ -49,7 +48,7 @@ class MLP(AbstractActivationModel):
         if size(out_dim) is None:
             raise ValueError(f"out_dim must be an integer ≥ 1, got out_dim={out_dim!r}")
         out_dim = int(out_dim)
-        self.widths = sizes
+        self.widths = tuple(m for m in sizes if m is not None)
         self.activation = get_activation(activation)
         self.out_dim = out_dim
         self.bias = bool(bias)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._activations import AbstractActivationModel, Activation, get_activation
-from ._base import size
+from ._base import Size, size
 
 
 class Shallow(AbstractActivationModel):
@@ -32,7 +32,7 @@ class Shallow(AbstractActivationModel):
 
     def __init__(
         self,
-        width: int,
+        width: Size,
         activation: str | Activation = "tanh",
         train: str = "hidden",
     ):
