@@ -44,7 +44,7 @@ d = np.load(sys.argv[1])
 acts = {"relu": stax.Relu(), "erf": stax.Erf(), "gelu": stax.Gelu(approximate=False),
         "sin": stax.Sin()}
 out = {}
-for c, arch in enumerate(json.loads(sys.argv[2])):
+for c, arch in json.loads(sys.argv[2]):
     depth, window, act, readout, bias, strides, padding, pool = arch
     b = 1.0 if bias else None
     layers = []
@@ -63,8 +63,12 @@ np.savez(sys.argv[3], **out)
 """
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+# The default suite runs these (every activation, readout, strides, VALID, pooling);
+# `make test-slow` the others.
+FAST_ARCHS = (0, 2, 3, 4, 6, 8, 9)
+
+
+def _reference(tmp_path_factory, cases):
     rng = np.random.default_rng(2)
     d: dict[str, Any] = {
         "x1": rng.standard_normal((4, 5, 6, 2)),
@@ -72,12 +76,25 @@ def reference(tmp_path_factory):
     }
     d["x1"][1] = d["x1"][0]  # two identical images: ReLU's angle 0 between them
     tmp = tmp_path_factory.mktemp("nt_cnn")
-    return d, run_neural_tangents(tmp, NT_SCRIPT, d, json.dumps(ARCHS))
+    return d, run_neural_tangents(tmp, NT_SCRIPT, d, json.dumps([[c, ARCHS[c]] for c in cases]))
 
 
-@pytest.mark.parametrize("case", range(len(ARCHS)))
-def test_cnn_infinite_kernel_equals_neural_tangents_stax(reference, case):
-    d, nt = reference
+@pytest.fixture(scope="module")
+def reference_fast(tmp_path_factory):
+    return _reference(tmp_path_factory, FAST_ARCHS)
+
+
+@pytest.fixture(scope="module")
+def reference_slow(tmp_path_factory):
+    return _reference(tmp_path_factory, [c for c in range(len(ARCHS)) if c not in FAST_ARCHS])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c if c in FAST_ARCHS else pytest.param(c, marks=pytest.mark.slow) for c in range(len(ARCHS))],
+)
+def test_cnn_infinite_kernel_equals_neural_tangents_stax(request, case):
+    d, nt = request.getfixturevalue("reference_fast" if case in FAST_ARCHS else "reference_slow")
     depth, window, act, readout, bias, strides, padding, pool = ARCHS[case]
     model = nf.CNN(
         (16,) * depth,
