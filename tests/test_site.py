@@ -155,3 +155,13 @@ def test_the_tutorials_math_is_typeset_in_a_browser(tmp_path):
         server.wait(timeout=10)
         if server.stdout is not None:
             server.stdout.close()
+
+
+def test_the_home_pages_example_runs(tmp_path, monkeypatch, capsys):
+    # docs/index.md's "Ten lines", as a reader would paste them (results go to tmp_path).
+    text = (ROOT / "docs" / "index.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "docs/index.md", "exec"), {})
+    assert (tmp_path / "results" / "first" / "report.html").is_file()
+    assert "Verification(" in capsys.readouterr().out
