@@ -259,8 +259,10 @@ def cnn_kernels(
     model.feature_maps(X1.shape[1:])  # (a map left empty: its message, before any work)
     dtype = jnp.result_type(float)
     X1, X2 = np.asarray(X1, dtype), np.asarray(X2, dtype)
-    top = top_variance(model, probe_layer(model.activation), [X1, X2])
-    layer = layer_for(model.activation, top, tol=tol, method=method)
+    probe = probe_layer(model.activation)
+    layer = layer_for(
+        model.activation, lambda: top_variance(model, probe, [X1, X2]), tol=tol, method=method
+    )
     X2j = jnp.asarray(X2)
     var1 = _variances(model, layer, jnp.asarray(X1))
     var2 = var1 if x2 is None else _variances(model, layer, X2j)

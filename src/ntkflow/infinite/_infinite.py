@@ -234,11 +234,11 @@ def infinite_kernel(
     X1, X2, rec, act = _checked(model, x1, x2)
     dtype = jnp.result_type(float)
     X1j, X2j = jnp.asarray(X1, dtype), jnp.asarray(X2, dtype)
-    # Grid from the inputs' variances (before the dual is known: closed form for them).
-    probe = probe_layer(act)
-    var1, _ = _variances(probe, rec, X1)
-    var2, _ = _variances(probe, rec, X2)
-    top = max(float(jnp.max(v)) for v in var1 + var2)
+
+    def top() -> float:  # (the quadrature's grid, from the variances estimated by `Probe`)
+        probe = probe_layer(act)
+        return max(float(jnp.max(v)) for X in (X1, X2) for v in _variances(probe, rec, X)[0])
+
     layer = layer_for(act, top, tol=tol, method=method)
     a1, e1 = _variances(layer, rec, X1)
     a2, e2 = (a1, e1) if x2 is None else _variances(layer, rec, X2)

@@ -4,6 +4,7 @@
 closed form, or the trapezoidal quadrature with its bound carried through the step."""
 
 import math
+from collections.abc import Callable
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -100,13 +101,16 @@ def probe_layer(activation: Activation) -> Layer:
     return Layer(CLOSED_FORMS.get(activation.name) or Probe(activation), _lipschitz(activation))
 
 
-def layer_for(activation: Activation, top: float, *, tol: float, method: str) -> Layer:
+def layer_for(
+    activation: Activation, top: Callable[[], float], *, tol: float, method: str
+) -> Layer:
     """The step of `activation`: its closed form (`method="auto"` and one exists), else
-    the quadrature whose bound is below `tol` for variances up to `top`."""
+    the quadrature whose bound is below `tol` for variances up to `top()` (an estimate
+    of the largest variance, computed only then)."""
     closed = CLOSED_FORMS.get(activation.name)
     dual = closed if closed is not None and method == "auto" else None
     if dual is None:
-        dual = trapezoid_dual(activation, top, tol)
+        dual = trapezoid_dual(activation, top(), tol)
     return Layer(dual, _lipschitz(activation))
 
 
