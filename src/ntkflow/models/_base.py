@@ -14,12 +14,29 @@ Size = int | np.integer
 Sizes = Sequence[Size] | np.ndarray
 
 
-def size(value: Any) -> int | None:
-    """`value` as a Python `int` when it is an integer ≥ 1 (a NumPy integer too, not a
-    bool), else `None`: a model's widths, channels, windows, output sizes."""
+def is_size(value: Any) -> bool:
+    """Whether `value` is an integer ≥ 1 (a NumPy integer too, not a bool)."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        return None
-    return int(value) if value >= 1 else None
+        return False
+    return bool(value >= 1)
+
+
+def size(value: Any, name: str) -> int:
+    """`value` as a Python `int`. **Raises:** `ValueError` naming `name` unless `is_size`."""
+    if not is_size(value):
+        raise ValueError(f"{name} must be an integer ≥ 1, got {name}={value!r}")
+    return int(value)
+
+
+def sizes(values: Any, name: str) -> tuple[int, ...]:
+    """`values` as a tuple of Python `int`s. **Raises:** `ValueError` naming `name` unless
+    it is a non-empty sequence of sizes (`is_size`)."""
+    values = tuple(values)
+    if not values or not all(is_size(v) for v in values):
+        raise ValueError(
+            f"{name} must be a non-empty sequence of integers ≥ 1, got {name}={values!r}"
+        )
+    return tuple(int(v) for v in values)
 
 
 class AbstractModel(eqx.Module):

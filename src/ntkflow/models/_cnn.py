@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._activations import AbstractActivationModel, Activation, get_activation
-from ._base import Size, Sizes, size
+from ._base import Size, Sizes, is_size, size, sizes
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 READOUTS = ("flatten", "pool")
@@ -50,8 +50,7 @@ def avg_pool(h: Array, window: tuple[int, int]) -> Array:
 
 def _pair(value: Any, name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    sizes = tuple(size(k) for k in pair)
-    if len(sizes) != 2 or None in sizes:
+    if len(pair) != 2 or not all(is_size(k) for k in pair):
         raise ValueError(f"{name} must be an integer ≥ 1 or a pair of them, got {name}={value!r}")
     return int(pair[0]), int(pair[1])
 
@@ -108,19 +107,13 @@ class CNN(AbstractActivationModel):
         padding: str = "SAME",
         pool: Size | Sequence[Size] | None = None,
     ):
-        sizes = tuple(size(c) for c in channels)
-        if not sizes or None in sizes:
-            raise ValueError(
-                f"channels must be a non-empty sequence of integers ≥ 1, got channels={channels!r}"
-            )
-        if size(out_dim) is None:
-            raise ValueError(f"out_dim must be an integer ≥ 1, got out_dim={out_dim!r}")
-        out_dim = int(out_dim)
+        channels = sizes(channels, "channels")
+        out_dim = size(out_dim, "out_dim")
         if readout not in READOUTS:
             raise ValueError(f"readout must be 'flatten' or 'pool', got readout={readout!r}")
         if padding not in PADDINGS:
             raise ValueError(f"padding must be 'SAME' or 'VALID', got padding={padding!r}")
-        self.channels = tuple(c for c in sizes if c is not None)
+        self.channels = channels
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.activation = get_activation(activation)
         self.out_dim = out_dim

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._activations import AbstractActivationModel, Activation, get_activation
-from ._base import Size, Sizes, size
+from ._base import Size, Sizes, size, sizes
 
 
 class MLP(AbstractActivationModel):
@@ -40,17 +40,9 @@ class MLP(AbstractActivationModel):
         out_dim: Size = 1,
         bias: bool = False,
     ):
-        sizes = tuple(size(m) for m in widths)
-        if not sizes or None in sizes:
-            raise ValueError(
-                f"widths must be a non-empty sequence of integers ≥ 1, got widths={widths!r}"
-            )
-        if size(out_dim) is None:
-            raise ValueError(f"out_dim must be an integer ≥ 1, got out_dim={out_dim!r}")
-        out_dim = int(out_dim)
-        self.widths = tuple(m for m in sizes if m is not None)
+        self.widths = sizes(widths, "widths")
+        self.out_dim = size(out_dim, "out_dim")
         self.activation = get_activation(activation)
-        self.out_dim = out_dim
         self.bias = bool(bias)
 
     def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:

@@ -36,9 +36,7 @@ class Shallow(AbstractActivationModel):
         activation: str | Activation = "tanh",
         train: str = "hidden",
     ):
-        if size(width) is None:
-            raise ValueError(f"width must be an integer ≥ 1, got width={width!r}")
-        width = int(width)
+        width = size(width, "width")
         if train not in ("hidden", "all"):
             raise ValueError(f"train must be 'hidden' or 'all', got train={train!r}")
         self.width = width
