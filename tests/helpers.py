@@ -103,3 +103,21 @@ def run_neural_tangents(tmp, script: str, inputs: dict, *args: str) -> dict:
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return dict(np.load(tmp / "out.npz"))
+
+
+def public_objects() -> dict[int, tuple[Any, list[str]]]:
+    """Every public object of `ntkflow`, `ntkflow.datasets`, `ntkflow.models` and
+    `ntkflow.predict` (submodules aside), by identity: the object and each dotted name it
+    has (a top-level re-export such as `ntkflow.MLP` is one object with two names)."""
+    import types
+
+    import ntkflow as nf
+
+    found: dict[int, tuple[Any, list[str]]] = {}
+    for module in (nf, nf.datasets, nf.models, nf.predict):
+        names = getattr(module, "__all__", None) or [n for n in vars(module) if n[0] != "_"]
+        for name in names:
+            obj = getattr(module, name)
+            if not name.startswith("_") and not isinstance(obj, types.ModuleType):
+                found.setdefault(id(obj), (obj, []))[1].append(f"{module.__name__}.{name}")
+    return found

@@ -58,21 +58,14 @@ def test_each_tutorial_page_has_its_figures(name):
 
 def test_the_api_pages_have_every_public_name():
     # Each public object has an entry (mkdocstrings' heading id) under one of its names.
-    import ntkflow as nf
+    from helpers import public_objects
 
     html = "".join(_page("api", p.stem) for p in (ROOT / "docs" / "api").glob("*.md"))
     ids = set(re.findall(r'id="(ntkflow\.[A-Za-z0-9_.]+)"', html))
-    modules = (nf, nf.datasets, nf.models, nf.predict)
-    names = {}
-    for module in modules:
-        public = getattr(module, "__all__", None) or [n for n in vars(module) if n[0] != "_"]
-        for name in public:
-            obj = getattr(module, name)
-            if not name.startswith("_") and not isinstance(obj, type(nf)):
-                names.setdefault(id(obj), []).append(f"{module.__name__}.{name}")
-    assert len(names) > 100
-    for paths in names.values():
-        assert any(p in ids for p in paths), paths
+    objects = public_objects()
+    assert len(objects) > 100
+    for _, names in objects.values():
+        assert any(n in ids for n in names), names
 
 
 def test_every_guide_is_a_page_and_math_is_typeset():
