@@ -139,7 +139,7 @@ def _variances(model: CNN, layer: Layer, X: jnp.ndarray) -> tuple[list, list | N
     return out, errs if quad else None
 
 
-def top_variance(model: CNN, probe: Layer, images: list[np.ndarray]) -> float:
+def _top_variance(model: CNN, probe: Layer, images: list[np.ndarray]) -> float:
     """An estimate of the largest pre-activation variance at any layer: the first
     layer's exactly, then `max_{a ≤ V} E[σ(√a z)²] + β²` per layer (windows and pooling
     average, and `|Cov| ≤` the larger variance). Only to choose the quadrature's grid:
@@ -261,7 +261,7 @@ def cnn_kernels(
     X1, X2 = np.asarray(X1, dtype), np.asarray(X2, dtype)
     probe = probe_layer(model.activation)
     layer = layer_for(
-        model.activation, lambda: top_variance(model, probe, [X1, X2]), tol=tol, method=method
+        model.activation, lambda: _top_variance(model, probe, [X1, X2]), tol=tol, method=method
     )
     X2j = jnp.asarray(X2)
     var1 = _variances(model, layer, jnp.asarray(X1))
