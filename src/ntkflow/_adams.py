@@ -46,7 +46,7 @@ from jaxtyping import Array, Float
 
 from ._adams_weights import MAX_ORDER, MILNE, adams_weights, lagrange_coefficients
 from ._exponential import phi, traced_kernel
-from ._problem import Problem
+from ._problem import Problem, residuals_at
 
 # The step-size controller: the next step is `SAFETY·ratio^(−1/(k+1))` times this one,
 # within `[MIN_FACTOR, MAX_FACTOR]`.
@@ -528,7 +528,7 @@ def solve_adams(
     else:
         result = diffrax.RESULTS.internal_error  # the step fell below dtmin: non-finite ahead
     sups = np.asarray(st.sups)
-    nr0 = jnp.linalg.norm(problem.residual(problem.w0))
+    nr0 = jnp.linalg.norm(residuals_at(problem, problem.w0[None, :])[0])
     sc_e, sc_f = _local_targets(tol, jnp.maximum(st.sups, arr(accuracy.scales)), nr0)
     return AdamsSolve(
         deltas=deltas,

@@ -25,10 +25,11 @@ import warnings
 from typing import Any
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ._accuracy import solve_to_accuracy
 from ._adams import Accuracy, ExponentialAdams
@@ -45,7 +46,7 @@ from ._gradient_flow import (
 )
 from ._integrate import SolveSettings, gradient_norms, losses
 from ._paths import Budget, FlowPath, Gaps, Steps
-from ._problem import Problem
+from ._problem import Problem, outputs_at
 from ._progress import RichProgressMeter, meter as progress_meter
 from ._rounding import motion_resolution, residual_rounding
 from ._save_times import save_times
@@ -123,7 +124,7 @@ def loss_curvature(problem: Problem) -> float:
     loss = problem.objective
     if loss.strongly_convex:
         return float(loss.mu)  # pyright: ignore[reportArgumentType]
-    z0 = problem.alpha_array * problem.f(problem.w0)
+    z0 = problem.alpha_array * outputs_at(problem, problem.w0)
     g0 = problem.loss_gradient(z0)
     gg = float(jnp.vdot(g0, g0))
     if not gg > 0:
@@ -140,23 +141,30 @@ def _rate_scale(problem: Problem) -> float:
     return 1.0 if L is None or not L > 0 else L
 
 
+@eqx.filter_jit
+def _motion_arrays(tangent: TangentFlow, mu: Float[Array, ""]) -> Float[Array, "2"]:
+    problem = tangent.problem
+    lam = tangent.eigenvalues
+    if problem.squared:
+        c_inf = tangent.limit_coefficients()
+        z = tangent.eigenvectors.T @ c_inf
+        motion = problem.alpha_array * jnp.linalg.norm(lam * z)
+        return jnp.stack([motion, tangent.displacement_norm(c_inf)])
+    g0 = problem.loss_gradient(tangent.r0 + problem.y) / mu
+    keep = lam > tangent.rank_tolerance
+    z = tangent.eigenvectors.T @ g0
+    motion = jnp.linalg.norm(jnp.where(keep, z, 0.0))
+    dist = jnp.sqrt(jnp.sum(jnp.where(keep, z * z / jnp.where(keep, lam, 1.0), 0.0)))
+    return jnp.stack([motion, dist / problem.alpha_array])
+
+
 def _motion(problem: Problem, tangent: TangentFlow, mu: float) -> tuple[float, float]:
     """How far the residual moves along the flow, and `‖u∞ − w0‖`: the tangent flow's for
     the squared loss (`α‖K0 c∞‖` and `‖J_0ᵀ c∞‖`); for another loss, the same for the
     Newton-like target `z0 − ∇R(z0)/μ` (`μ` from `loss_curvature`): scales for the
-    tolerances, not bounds."""
-    if problem.squared:
-        c_inf = tangent.limit_coefficients()
-        z = tangent.eigenvectors.T @ c_inf
-        motion = float(problem.alpha * jnp.linalg.norm(tangent.eigenvalues * z))
-        return motion, float(tangent.displacement_norm(c_inf))
-    g0 = problem.loss_gradient(tangent.r0 + problem.y) / mu
-    lam = tangent.eigenvalues
-    keep = lam > tangent.rank_tolerance
-    z = tangent.eigenvectors.T @ g0
-    motion = float(jnp.linalg.norm(jnp.where(keep, z, 0.0)))
-    dist = float(jnp.sqrt(jnp.sum(jnp.where(keep, z * z / jnp.where(keep, lam, 1.0), 0.0))))
-    return motion, dist / problem.alpha
+    tolerances, not bounds. One compiled program (`tangent` holds `problem`)."""
+    motion, dist = np.asarray(_motion_arrays(tangent, jnp.asarray(mu, problem.dtype)))
+    return float(motion), float(dist)
 
 
 def _settings(
@@ -266,13 +274,19 @@ def _compared(problem: Problem, u: TangentPath, w: GradientPath) -> tuple[Gaps, 
     gap_w = np.linalg.norm(w.path.deltas - u.deltas, axis=1)
     if closed is None or not len(steps.ts):
         return Gaps(gap_f, gap_w), None
-    st = jnp.asarray(steps.ts, problem.dtype)
-    at_steps = Steps(
-        steps.ts,
-        np.asarray(jax.lax.map(closed.loss, st, batch_size=512)),
-        np.asarray(jax.lax.map(closed.distance, st, batch_size=512)),
-    )
+    loss, dist = _closed_at(closed, jnp.asarray(steps.ts, problem.dtype))
+    at_steps = Steps(steps.ts, np.asarray(loss), np.asarray(dist))
     return Gaps(gap_f, gap_w, steps.gap_f, steps.gap_w), at_steps
+
+
+@eqx.filter_jit
+def _closed_at(
+    closed: TangentFlow, ts: Float[Array, " s"]
+) -> tuple[Float[Array, " s"], Float[Array, " s"]]:
+    """The tangent flow's loss and `‖u(t) − w0‖` at times `ts`, as one compiled program."""
+    return jax.lax.map(closed.loss, ts, batch_size=512), jax.lax.map(
+        closed.distance, ts, batch_size=512
+    )
 
 
 def _ending(tangent: TangentPath | None, gradient: GradientPath | None) -> tuple[FlowStatus, str]:

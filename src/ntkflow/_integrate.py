@@ -21,7 +21,7 @@ from jaxtyping import Array, Float
 
 from ._adams import Accuracy, ExponentialAdams, solve_adams
 from ._exponential import ExponentialNTK, InitialFactors
-from ._problem import Problem
+from ._problem import Problem, residuals_at
 from ._solvers import evaluations, kernel_evaluations
 from ._stats import FlowStatus, SolveStats
 from ._tangent import TangentFlow
@@ -337,7 +337,7 @@ def not_integrated(settings: SolveSettings, p: int, why: str) -> Path:
 def residuals(problem: Problem, deltas: np.ndarray) -> np.ndarray:
     """`α f(w0 + δ) − y` at each row of `deltas` (NaN rows stay NaN)."""
     W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(deltas), problem.dtype)
-    r = np.array(jax.vmap(problem.residual)(W))
+    r = np.array(residuals_at(problem, W))
     r[~np.all(np.isfinite(deltas), axis=1)] = np.nan
     return r
 

@@ -273,8 +273,10 @@ class Problem(eqx.Module):
         """The outputs at `w0`: a model brought from a framework that fails on the data
         (a shape error deep in its layers) gets one line naming the inputs and the fix."""
         fix = getattr(self.model, "input_fix", None)
+        # Compiled as one program (op by op, a forward pass compiles one per operation).
+        outputs = jax.jit(lambda w, X: self._raw(w, X))
         if fix is None:
-            return self._raw(self.w0, self.data.X)
+            return outputs(self.w0, self.data.X)
         try:
             out = self._raw(self.w0, self.data.X)
         except Exception as e:
@@ -403,3 +405,16 @@ class Problem(eqx.Module):
             "p": self.p,
             "dtype": str(self.dtype),
         }
+
+
+@eqx.filter_jit
+def outputs_at(problem: Problem, w: Float[Array, " p"]) -> Float[Array, " n"]:
+    """`problem.f(w)` as one compiled program: evaluated op by op outside `jit`, a
+    forward pass compiles a small program for every operation at every new shape."""
+    return problem.f(w)
+
+
+@eqx.filter_jit
+def residuals_at(problem: Problem, W: Float[Array, "s p"]) -> Float[Array, "s n"]:
+    """`α f(w) − y` at each row `w` of `W`, as one compiled program."""
+    return jax.vmap(problem.residual)(W)

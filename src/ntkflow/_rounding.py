@@ -23,16 +23,30 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._problem import Problem
 
 PROBES = 4
 SAFETY = 16.0
+ROWS = 8  # parameter vectors per compiled call: every call, any count, shares one program
+
+
+def _spread(
+    problem: Problem, W: Float[np.ndarray, "s p"], key: PRNGKeyArray
+) -> Float[np.ndarray, "s 2"]:
+    """The spread and the last operations' rounding at each row of `W` (in the problem's
+    dtype), `ROWS` rows per call (the last block padded with `w0`)."""
+    s = W.shape[0]
+    W = np.concatenate([W, np.broadcast_to(np.asarray(problem.w0), (-s % ROWS, problem.p))])
+    blocks = [_spread_block(problem, W[i : i + ROWS], key) for i in range(0, len(W), ROWS)]
+    return np.concatenate([np.asarray(b, dtype=np.float64) for b in blocks])[:s]
 
 
 @eqx.filter_jit
-def _spread(problem: Problem, W: Float[Array, "s p"], key: PRNGKeyArray) -> Float[Array, "s 2"]:
+def _spread_block(
+    problem: Problem, W: Float[ArrayLike, "rows p"], key: PRNGKeyArray
+) -> Float[Array, "rows 2"]:
     dtype = problem.dtype
     eps = jnp.finfo(dtype).eps
     X = problem.data.X
@@ -50,7 +64,7 @@ def _spread(problem: Problem, W: Float[Array, "s p"], key: PRNGKeyArray) -> Floa
         last_ops = eps * (jnp.linalg.norm(r + problem.y) + jnp.linalg.norm(problem.y))
         return jnp.stack([moved, last_ops])
 
-    return jax.lax.map(one, W, batch_size=16)
+    return jax.vmap(one)(W)
 
 
 def residual_rounding(
@@ -60,8 +74,9 @@ def residual_rounding(
     `deltas`; NaN where a row is not finite). See the module docstring."""
     deltas = np.asarray(deltas)
     finite = np.all(np.isfinite(deltas), axis=1)
-    W = problem.w0[None, :] + jnp.asarray(np.nan_to_num(deltas), problem.dtype)
-    moved, last_ops = np.array(_spread(problem, W, jax.random.key(key)), dtype=np.float64).T
+    w0 = np.asarray(problem.w0)
+    W = w0[None, :] + np.nan_to_num(deltas).astype(w0.dtype)
+    moved, last_ops = _spread(problem, W, jax.random.key(key)).T
     out = SAFETY * moved + last_ops
     out[~finite] = np.nan
     return out
@@ -75,5 +90,6 @@ def motion_resolution(problem: Problem, motion: float, *, key: int = 0) -> float
     eps = float(jnp.finfo(problem.dtype).eps)
     if not motion > 0:
         return eps
-    moved = float(_spread(problem, problem.w0[None, :], jax.random.key(key))[0, 0])
+    W = np.asarray(problem.w0)[None, :]
+    moved = float(_spread(problem, W, jax.random.key(key))[0, 0])
     return max(eps, moved / motion)
