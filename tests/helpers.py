@@ -1,5 +1,6 @@
 """Shared tolerances and comparisons for the tests."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,10 @@ def public_objects() -> dict[int, tuple[Any, list[str]]]:
             if not name.startswith("_") and not isinstance(obj, types.ModuleType):
                 found.setdefault(id(obj), (obj, []))[1].append(f"{module.__name__}.{name}")
     return found
+
+
+def cpu_devices_env(count: int) -> dict[str, str]:
+    """The environment for a subprocess whose JAX sees `count` CPU devices, keeping the
+    XLA flags this run was given (`make test`'s compile settings)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    return {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}"}

@@ -82,7 +82,7 @@ def test_converges_to_an_independent_integrator():
 # logistic loss's Runge–Kutta pair, Tsit5 on a flow that is not stiff.
 CASES = [
     pytest.param(lambda: _mlp(1.0), "adams", id="deep-alpha1", marks=pytest.mark.slow),
-    pytest.param(lambda: _mlp(100.0), "adams", id="deep-alpha100"),
+    pytest.param(lambda: _mlp(100.0), "adams", id="deep-alpha100", marks=pytest.mark.slow),
     pytest.param(lambda: _mlp(1e4), "adams", id="deep-alpha1e4"),
     pytest.param(
         lambda: _mlp(10.0, centering="none"), "adams", id="deep-uncentred", marks=pytest.mark.slow

@@ -105,9 +105,11 @@ def test_real_process_exit_code_no_traceback():
 def test_run_table_json_and_strict(tmp_path):
     exp = tmp_path / "tiny.toml"
     exp.write_text(TINY + "[flows]\nsaves = 8\ngd_step = 0.05\n")
-    result = runner.invoke(app, ["run", str(exp)])
-    assert result.exit_code == 0, result.output
+    # --strict prints the same table, then exits 3: a check failed (see below)
+    result = runner.invoke(app, ["run", str(exp), "--strict"])
     assert "Conclusions along the flows" in result.stdout and "exit_time" in result.stdout
+    assert result.exit_code == 3, result.output
+    # without it, a failed check is a result: exit 0
     result = runner.invoke(app, ["run", str(exp), "--json"])
     assert result.exit_code == 0, result.output
     d = json.loads(result.stdout)
@@ -121,8 +123,6 @@ def test_run_table_json_and_strict(tmp_path):
     assert set(check) >= {"name", "holds", "guaranteed", "margin", "t"}
     failed = [c["name"] for c in d["checks"] if c["holds"] is False]
     assert failed == ["exit_time"]  # this α is far below α*: the path leaves the ball
-    result = runner.invoke(app, ["run", str(exp), "--strict"])
-    assert result.exit_code == 3
 
 
 @pytest.mark.parametrize("spacing", ["log", "linear"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import ntkflow as nf
+from helpers import cpu_devices_env
 from ntkflow.disk._store import RECORD
 
 MODEL = nf.MLP((32, 32), "relu", bias=True)
@@ -252,7 +253,7 @@ print(sorted(set(seen)), len(seen))
 
 
 def test_blocks_are_dealt_to_the_devices(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = cpu_devices_env(2)
     out = subprocess.run(
         [sys.executable, "-c", DEVICES, str(tmp_path / "k")],
         env=env,

@@ -5,7 +5,6 @@ relative, and a device count that does not divide `n` is one clear error for the
 (the kernel's ring pads)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +15,18 @@ import pytest
 from jax.sharding import Mesh
 
 import ntkflow as nf
+from helpers import cpu_devices_env
 from ntkflow.ntk._sharding import data_mesh
 
 HERE = Path(__file__).resolve().parent
 
 
+# Two devices need a fresh process (`sharded_checks.py`), which compiles everything again
+# for two devices: the default suite runs the same ring on one device
+# (`test_one_device_sharding_is_the_plain_computation`), CI's slow suite on two.
 @pytest.fixture(scope="module")
 def checks():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = cpu_devices_env(2)
     proc = subprocess.run(
         [sys.executable, str(HERE / "sharded_checks.py")],
         capture_output=True,
@@ -35,6 +38,7 @@ def checks():
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["mlp", "mlp_jacobian", "uneven", "vector_outputs", "cnn"])
 def test_sharded_kernel_equals_one_device_and_is_split(checks, case):
     assert checks["devices"] == 2
@@ -47,6 +51,7 @@ def test_sharded_kernel_equals_one_device_and_is_split(checks, case):
         assert got["shards"] == [[0, [rows // 2, cols]], [1, [rows // 2, cols]]]
 
 
+@pytest.mark.slow
 def test_sharded_certificate_and_flows_equal_one_device(checks):
     for name, (two, one) in checks["certificate"].items():
         assert two == pytest.approx(one, rel=1e-9), name
@@ -58,6 +63,7 @@ def test_sharded_certificate_and_flows_equal_one_device(checks):
     assert checks["gradient_all_reduce"] is True and checks["gradient"] <= 1e-12
 
 
+@pytest.mark.slow
 def test_flows_need_a_device_count_that_divides_n(checks):
     message = checks["uneven_flows"]
     assert "n=13 training points do not split evenly over 2 devices" in message, message

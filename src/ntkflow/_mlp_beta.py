@@ -18,14 +18,23 @@ takes it at the consistent radius `r = σ_min/(2β(r))`.
 
 import math
 
+import equinox as eqx
 import numpy as np
+from jaxtyping import Array, ArrayLike
 
 from ._centering import Antisymmetric, NoCentering
 from ._problem import Problem
 from .models import MLP
+from .models._activations import Activation
 
 # Bisection steps for the consistent radius (on log r: far below float64's resolution).
 _BISECTIONS = 200
+
+
+@eqx.filter_jit
+def _activate(act: Activation, z: ArrayLike) -> Array:
+    """`σ(z)` as one compiled program (op by op, an activation compiles several)."""
+    return act(z)
 
 
 class MLPBall:
@@ -55,7 +64,7 @@ class MLPBall:
             z = h @ W.T / math.sqrt(W.shape[1])
             if self.bias:
                 z = z + np.asarray(layer["b"], dtype=np.float64)
-            h = np.asarray(act(z), dtype=np.float64)
+            h = np.asarray(_activate(act, z), dtype=np.float64)
             norms.append(np.linalg.norm(h, axis=1))
         self.h_norms = np.stack(norms)
 
