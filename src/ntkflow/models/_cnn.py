@@ -154,7 +154,6 @@ class CNN(AbstractActivationModel):
             "Problem on image data (datasets.digits(..., images=True), (n, H, W, C) arrays)"
         )
 
-    @eqx.filter_jit  # one compiled program, not one per random draw
     def init_for(self, key: PRNGKeyArray, point_shape: tuple[int, ...]) -> tuple[PyTree, PyTree]:
         if len(point_shape) != 3:
             raise ValueError(

@@ -45,7 +45,6 @@ class MLP(AbstractActivationModel):
         self.activation = get_activation(activation)
         self.bias = bool(bias)
 
-    @eqx.filter_jit  # one compiled program, not one per random draw
     def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:
         dims = (in_dim, *self.widths, self.out_dim)
         layers = []

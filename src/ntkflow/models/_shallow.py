@@ -43,7 +43,6 @@ class Shallow(AbstractActivationModel):
         self.activation = get_activation(activation)
         self.train = train
 
-    @eqx.filter_jit  # one compiled program, not one per random draw
     def init(self, key: PRNGKeyArray, in_dim: int) -> tuple[PyTree, PyTree]:
         kw, ka = jax.random.split(key)
         W = jax.random.normal(kw, (self.width, in_dim))
