@@ -315,10 +315,25 @@ def test_infinite_flow_refuses_other_losses_and_bad_times():
         nf.infinite_flow(square, [1.0], initial="gp")
 
 
-def test_a_run_compares_its_certificate_with_the_limit(tmp_path):
+def test_a_run_compares_its_certificate_with_the_limit(tmp_path, monkeypatch):
+    import ntkflow.infinite._infinite_flow as flow_module
+    import ntkflow.infinite._limit_summary as summary_module
+
+    # Issue 29: the limit's scalars and its flow read one `Θ` on the training points (it
+    # was computed twice per width-sweep point); the test points' cross kernel once more.
+    calls = []
+    real = summary_module.infinite_kernel
+
+    def counting(model, X1, X2=None, **kwargs):
+        calls.append(X2 is None)
+        return real(model, X1, X2, **kwargs)
+
+    monkeypatch.setattr(summary_module, "infinite_kernel", counting)
+    monkeypatch.setattr(flow_module, "infinite_kernel", counting)
     data = nf.datasets.sphere(12, 3, n_test=5, seed=0)
     problem = nf.Problem(nf.MLP((256,), "erf", bias=True), data, centering="antisymmetric")
     out = nf.run(problem, tmp_path / "r", t1=0.5, saveat=4, limit=True, figures=False)
+    assert calls == [True, False]  # Θ on the training points, then the test points' cross
     lim = out.summary["limit"]
     theta = np.asarray(nf.infinite_kernel(problem.model, data.X).ntk)
     assert out.certificate.kernel is not None
@@ -348,25 +363,3 @@ def test_a_run_compares_its_certificate_with_the_limit(tmp_path):
     assert out.dataset["loss_inf"].values[0] == pytest.approx(out.dataset["loss_u"].values[0])
     plain = nf.run(problem, None, t1=0.5, saveat=4)
     assert "limit" not in plain.summary and "loss_inf" not in plain.dataset
-
-
-def test_a_run_with_its_limit_computes_the_limit_kernel_once(monkeypatch):
-    """Issue 29: the limit's scalars and its flow read one `Θ` on the training points (it
-    was computed twice per width-sweep point); the test points' cross kernel once more."""
-    import ntkflow.infinite._infinite_flow as flow_module
-    import ntkflow.infinite._limit_summary as summary_module
-
-    calls = []
-    real = summary_module.infinite_kernel
-
-    def counting(model, X1, X2=None, **kwargs):
-        calls.append(X2 is None)
-        return real(model, X1, X2, **kwargs)
-
-    monkeypatch.setattr(summary_module, "infinite_kernel", counting)
-    monkeypatch.setattr(flow_module, "infinite_kernel", counting)
-    data = nf.datasets.sphere(8, 3, n_test=4, seed=0)
-    problem = nf.Problem(nf.Shallow(64), data, alpha=3.0, centering="antisymmetric")
-    out = nf.run(problem, None, limit=True, saveat=4, diagnostics=False)
-    assert "loss_inf" in out.dataset and "limit_kernel_distance" in str(out.summary)
-    assert calls == [True, False]  # Θ on the training points, then the test points' cross
