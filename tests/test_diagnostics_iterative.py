@@ -17,7 +17,7 @@ def _problem(alpha):
     return nf.Problem(nf.MLP((48, 48), "tanh"), data, alpha=alpha, centering="antisymmetric")
 
 
-@pytest.mark.parametrize("alpha", [3.0, 100.0])
+@pytest.mark.parametrize("alpha", [3.0, pytest.param(100.0, marks=pytest.mark.slow)])
 def test_lanczos_diagnostics_match_dense(alpha):
     problem = _problem(alpha)
     k0 = nf.initial_kernel(problem)
@@ -89,7 +89,7 @@ def test_ball_checks_on_ritz_values_never_hold():
             assert verdicts["lanczos"][name].holds == check.holds, name
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.slow), 3])
 def test_lanczos_diagnostics_on_a_few_points(n):
     """Too few points for ARPACK or a LOBPCG block: the same values as dense."""
     problem = nf.Problem(

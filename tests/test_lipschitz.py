@@ -154,6 +154,7 @@ def _adversarial_secant(problem, radius, key, steps=25):
     return best
 
 
+_WIDE = pytest.mark.slow  # the wide networks: CI's slow suite (make test-slow)
 MLP_CASES = [
     # (hidden widths, activation, bias, out_dim, centring, σ_min: any positive value fixes
     # a radius, small ones a ball near w0, large ones a ball where the weights move)
@@ -163,10 +164,10 @@ MLP_CASES = [
     ((32, 32), "gelu", True, 2, "antisymmetric", 0.05),
     ((16, 16, 16), "erf", False, 1, "none", 2.0),
     ((16, 16, 16), "tanh", True, 1, "antisymmetric", 0.05),
-    ((256,), "erf", True, 1, "none", 2.0),
-    ((256, 256), "tanh", False, 1, "antisymmetric", 0.05),
+    pytest.param(((256,), "erf", True, 1, "none", 2.0), marks=_WIDE),
+    pytest.param(((256, 256), "tanh", False, 1, "antisymmetric", 0.05), marks=_WIDE),
     ((64, 32, 16), "softplus", True, 3, "subtract", 0.05),
-    ((128, 128, 128), "sin", False, 1, "antisymmetric", 2.0),
+    pytest.param(((128, 128, 128), "sin", False, 1, "antisymmetric", 2.0), marks=_WIDE),
     ((16,), "gelu", False, 1, "subtract", 20.0),
 ]
 
