@@ -2,6 +2,7 @@
 and its kernel equal neural-tangents 0.6.5's `stax` CNN (run in `.venv-nt`) with the same
 weights, and the flows and checks run on images."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -38,10 +39,25 @@ METHODS = {
 }
 
 
-@pytest.mark.parametrize("readout", ["flatten", "pool"])
-@pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("k", [1, 2])
-@pytest.mark.parametrize("centering", ["none", "antisymmetric"])
+def _every_pair(levels):
+    """Every combination of the factors' levels, those outside a strength-2 covering
+    array (every pair of levels of every two factors appears in some default case)
+    marked slow: the default suite covers each interaction of two settings, CI's slow
+    suite the rest."""
+    covering = {(0, 0, 0, 0), (0, 1, 1, 1), (1, 0, 1, 1), (1, 1, 0, 1), (1, 1, 1, 0)}
+    return [
+        pytest.param(
+            *(lv[i] for lv, i in zip(levels, idx, strict=True)),
+            marks=() if idx in covering else pytest.mark.slow,
+        )
+        for idx in itertools.product(range(2), repeat=len(levels))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("readout", "bias", "k", "centering"),
+    _every_pair((("flatten", "pool"), (False, True), (1, 2), ("none", "antisymmetric"))),
+)
 def test_structured_kernel_equals_jacobian_contraction(readout, bias, k, centering):
     model = nf.CNN((3, 4), 3, "tanh", out_dim=k, bias=bias, readout=readout)
     problem = nf.Problem(model, _images(k=k), centering=centering)
@@ -159,8 +175,21 @@ GEOMETRIES = [
 ]
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES)
-@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize(
+    ("geometry", "bias"),
+    [
+        # each geometry in the default suite, with and without biases in turn; the other
+        # half in the slow one
+        pytest.param(
+            g,
+            bias,
+            marks=() if bias == bool(i % 2) else pytest.mark.slow,
+            id=f"geometry{i}-{bias}",
+        )
+        for i, g in enumerate(GEOMETRIES)
+        for bias in (False, True)
+    ],
+)
 def test_strides_padding_and_pooling_in_the_structured_kernel(geometry, bias):
     geometry = dict(geometry)
     model = nf.CNN((3, 4), geometry.pop("kernel_size", 3), "tanh", bias=bias, **geometry)
