@@ -83,7 +83,8 @@ def test_converges_to_an_independent_integrator():
 CASES = [
     pytest.param(lambda: _mlp(1.0), "adams", id="deep-alpha1", marks=pytest.mark.slow),
     pytest.param(lambda: _mlp(100.0), "adams", id="deep-alpha100", marks=pytest.mark.slow),
-    pytest.param(lambda: _mlp(1e4), "adams", id="deep-alpha1e4"),
+    # (the Adams budget of the default suite: test_exponential's default-tolerance test)
+    pytest.param(lambda: _mlp(1e4), "adams", id="deep-alpha1e4", marks=pytest.mark.slow),
     pytest.param(
         lambda: _mlp(10.0, centering="none"), "adams", id="deep-uncentred", marks=pytest.mark.slow
     ),
