@@ -6,6 +6,8 @@ bar that shows nothing in a log file."""
 import io
 import re
 
+import pytest
+
 import ntkflow as nf
 from ntkflow import _progress
 from ntkflow._progress import LineProgress
@@ -39,6 +41,7 @@ def test_lines_every_tenth_or_every_30_seconds(monkeypatch):
     ]
 
 
+@pytest.mark.slow  # a whole run's accuracy policy and a sweep (CI: make test-slow)
 def test_a_run_with_progress_writes_lines_without_a_terminal(tmp_path, capsys):
     data = nf.datasets.sphere(16, 4, seed=0)
     problem = nf.Problem(nf.MLP((32,), "tanh"), data, alpha=30.0, centering="antisymmetric")

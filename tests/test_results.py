@@ -118,7 +118,8 @@ def test_every_command_smoke(tmp_path):
     result = runner.invoke(app, ["run", str(exp), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert not list(tmp_path.glob(".run.*"))
-    demo = write_toml(tmp_path / "demo.toml", {**TINY, "flows": {"saves": 4}})
+    doc = {**TINY, "flows": {"saves": 4}, "output": {"figures": False}}
+    demo = write_toml(tmp_path / "demo.toml", doc)
     result = runner.invoke(
         app, ["demo", "--experiment", str(demo), "--out", str(tmp_path / "demo")]
     )
@@ -340,7 +341,8 @@ def test_demo_certifies_each_run_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(certificate_module, "certify", counting)
     monkeypatch.setattr(experiment_module, "certify", counting)
-    demo = write_toml(tmp_path / "demo.toml", {**TINY, "flows": {"saves": 4}})
+    doc = {**TINY, "flows": {"saves": 4}, "output": {"figures": False}}
+    demo = write_toml(tmp_path / "demo.toml", doc)
     result = runner.invoke(app, ["demo", "--experiment", str(demo), "--out", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert len(calls) == 2 and calls[0] == TINY["problem"]["alpha"] and calls[1] > calls[0]
