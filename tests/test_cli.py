@@ -104,7 +104,8 @@ def test_real_process_exit_code_no_traceback():
 
 def test_run_table_json_and_strict(tmp_path):
     exp = tmp_path / "tiny.toml"
-    exp.write_text(TINY + "[flows]\nsaves = 8\ngd_step = 0.05\n")
+    # (figures: tests/test_results.py and test_plotting.py draw them)
+    exp.write_text(TINY + "[flows]\nsaves = 8\ngd_step = 0.05\n[output]\nfigures = false\n")
     # --strict prints the same table, then exits 3: a check failed (see below)
     result = runner.invoke(app, ["run", str(exp), "--strict"])
     assert "Conclusions along the flows" in result.stdout and "exit_time" in result.stdout
@@ -149,7 +150,7 @@ def test_a_users_beta_from_the_experiment_file_reaches_json_and_report(tmp_path)
     exp = tmp_path / "user_beta.toml"
     exp.write_text(
         TINY.replace("width = 16", 'kind = "mlp"\nwidths = [16]')
-        + "beta = 40.0\n[flows]\nsaves = 4\n"
+        + "beta = 40.0\n[flows]\nsaves = 4\n[output]\nfigures = false\n"
     )
     result = runner.invoke(app, ["certify", str(exp), "--json"])
     assert result.exit_code == 0, result.output

@@ -153,6 +153,7 @@ def test_cnn_equals_neural_tangents_stax(tmp_path, readout, bias):
         assert _rel(K, ref[impl]) < 1e-10, (impl, json.dumps([readout, bias]))
 
 
+@pytest.mark.slow  # test_cnn_limit.py's CNN run covers it in the default suite
 def test_cnn_flows_and_checks_on_images():
     problem = nf.Problem(
         nf.CNN((4,), 3, "tanh"), _images(n=6), alpha=8.0, centering="antisymmetric"

@@ -89,7 +89,7 @@ def test_ball_checks_on_ritz_values_never_hold():
             assert verdicts["lanczos"][name].holds == check.holds, name
 
 
-@pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.slow), 3])
+@pytest.mark.parametrize("n", [1, *(pytest.param(n, marks=pytest.mark.slow) for n in (2, 3))])
 def test_lanczos_diagnostics_on_a_few_points(n):
     """Too few points for ARPACK or a LOBPCG block: the same values as dense."""
     problem = nf.Problem(

@@ -280,7 +280,8 @@ def test_default_tolerances_meet_1e6_on_a_deep_mlp_and_the_budget_bounds_the_err
     assert np.all(true <= sol.err_w + 1e-15), (true, sol.err_w)
 
 
-@pytest.mark.parametrize("solver", [pytest.param("adams", marks=pytest.mark.slow), "exponential"])
+@pytest.mark.slow  # CI runs it (make test-slow)
+@pytest.mark.parametrize("solver", ["adams", "exponential"])
 def test_a_horizon_of_1e10_fastest_time_scales_is_integrated(solver):
     # cond(K0) = 7.8e10: the default horizon is ~10¹⁰ of the fastest mode's time scale, so
     # the first step (1e-3 of that scale) is below 1e-13·t1. The step floor must stay

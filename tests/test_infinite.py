@@ -275,7 +275,7 @@ np.savez(sys.argv[2], train=np.asarray(train), test=np.asarray(test))
 """
 
 
-@pytest.mark.parametrize("initial", ["network", "zero"])
+@pytest.mark.parametrize("initial", ["network", pytest.param("zero", marks=pytest.mark.slow)])
 def test_infinite_flow_equals_neural_tangents_gradient_descent_mse(tmp_path, initial):
     rng = np.random.default_rng(2)
     X, Xt = rng.standard_normal((12, 4)), rng.standard_normal((5, 4))

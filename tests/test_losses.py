@@ -170,7 +170,8 @@ def _linear_problem(loss, data):
 @pytest.mark.parametrize(
     ("loss", "solver"),
     [
-        ("squared", "tsit5"),
+        # (the squared loss's: also test_flows.py::test_linear_model_flows_coincide)
+        pytest.param("squared", "tsit5", marks=SLOW),
         ("logistic", "tsit5"),
         pytest.param("cross_entropy", "exponential", marks=SLOW),
         pytest.param("user", "exponential", marks=SLOW),

@@ -187,6 +187,7 @@ def _wait_for(predicate, timeout=120.0):
     return False
 
 
+@pytest.mark.slow  # test_bad_inputs.py::test_sigint_mid_run_leaves_nothing in the default suite
 def test_sigint_midway_leaves_nothing(tmp_path):
     proc, out = _start_run(tmp_path)
     time.sleep(8.0)
