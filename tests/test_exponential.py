@@ -152,6 +152,7 @@ def test_agrees_with_reference_on_the_seed_network(alpha):
         assert ref.dist_w is not None and np.max(ref.dist_w) > 1.0
 
 
+@pytest.mark.slow  # CI runs it (make test-slow)
 def test_more_steps_outside_the_lazy_regime():
     data = nf.datasets.digits(32, classes=(0, 1))
     steps = {}
