@@ -21,31 +21,16 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
-# Release compiled code once a worker holds this many memory mappings (see below).
-_MAPPINGS_LIMIT = 20_000
-
-
-def _mappings() -> int:
-    try:
-        with open("/proc/self/maps", "rb") as f:
-            return sum(1 for _ in f)
-    except OSError:  # not Linux: release after every module
-        return _MAPPINGS_LIMIT
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_code():
-    """Release the compiled programs after a test module when the worker holds many
-    memory mappings. XLA maps every compiled program's code into the process, and an
-    xdist worker lives for the whole suite: it reached 57,703 of Linux's 65,530
-    mappings (`vm.max_map_count`) and then crashed inside XLA (SIGSEGV/SIGABRT while
-    compiling or serialising). Below the limit the programs stay, so a later module
-    that traces the same function at the same shapes (the tiny experiments of several
-    files) reuses them; after a release, the persistent cache reads them back."""
+    """Release each test module's compiled programs after it. XLA maps every compiled
+    program's code into the process, and an xdist worker lives for the whole suite: it
+    reached 57,703 of Linux's 65,530 mappings (`vm.max_map_count`) and then crashed
+    inside XLA (SIGSEGV/SIGABRT while compiling or serialising). With the persistent
+    cache on, what a later module compiles again is read back, not rebuilt."""
     yield
-    if _mappings() >= _MAPPINGS_LIMIT:
-        jax.clear_caches()
-        gc.collect()
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
