@@ -129,3 +129,12 @@ def cpu_devices_env(count: int) -> dict[str, str]:
     XLA flags this run was given (`make test`'s compile settings)."""
     flags = os.environ.get("XLA_FLAGS", "")
     return {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}"}
+
+
+def fast_and_rest(fast: tuple[int, ...], count: int) -> list:
+    """Two parameters splitting case indices `0 … count−1`: `fast` for the default suite,
+    the rest marked slow (`make test-slow`, which CI runs)."""
+    import pytest
+
+    rest = tuple(i for i in range(count) if i not in fast)
+    return [pytest.param(fast, id="fast"), pytest.param(rest, id="rest", marks=pytest.mark.slow)]

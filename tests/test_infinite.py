@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import ntkflow as nf
+from helpers import fast_and_rest
 from ntkflow.infinite._dual import CLOSED_FORMS
 from ntkflow.infinite._dual_quadrature import trapezoid_dual
 
@@ -81,17 +82,7 @@ def _rel(a, b) -> float:
     return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
 
 
-@pytest.mark.parametrize(
-    "cases",
-    [
-        pytest.param(FAST_CASES, id="fast"),
-        pytest.param(
-            tuple(i for i in range(len(CASES)) if i not in FAST_CASES),
-            id="rest",
-            marks=pytest.mark.slow,
-        ),
-    ],
-)
+@pytest.mark.parametrize("cases", fast_and_rest(FAST_CASES, len(CASES)))
 def test_closed_forms_equal_neural_tangents(tmp_path, cases):
     assert NT_PYTHON.exists(), "neural-tangents' venv is missing: run make .venv-nt/.stamp"
     x1, x2 = _inputs()

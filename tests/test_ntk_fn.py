@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import ntkflow as nf
+from helpers import fast_and_rest
 
 ROOT = Path(__file__).resolve().parent.parent
 NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
@@ -89,17 +90,7 @@ def _rel(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize(
-    "cases",
-    [
-        pytest.param(FAST_CASES, id="fast"),
-        pytest.param(
-            tuple(c for c in range(len(CASES)) if c not in FAST_CASES),
-            id="rest",
-            marks=pytest.mark.slow,
-        ),
-    ],
-)
+@pytest.mark.parametrize("cases", fast_and_rest(FAST_CASES, len(CASES)))
 def test_equals_neural_tangents(tmp_path, cases):
     assert NT_PYTHON.exists(), "neural-tangents' venv is missing: run make .venv-nt/.stamp"
     params, x1, x2 = _inputs()
