@@ -273,10 +273,8 @@ class Problem(eqx.Module):
         """The outputs at `w0`: a model brought from a framework that fails on the data
         (a shape error deep in its layers) gets one line naming the inputs and the fix."""
         fix = getattr(self.model, "input_fix", None)
-        # Compiled as one program (op by op, a forward pass compiles one per operation).
-        outputs = jax.jit(lambda w, X: self._raw(w, X))
-        if fix is None:
-            return outputs(self.w0, self.data.X)
+        if fix is None:  # one compiled program (op by op, one per operation)
+            return jax.jit(lambda w, X: self._raw(w, X))(self.w0, self.data.X)
         try:
             out = self._raw(self.w0, self.data.X)
         except Exception as e:
