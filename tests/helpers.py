@@ -100,7 +100,9 @@ def run_neural_tangents(tmp, script: str, inputs: dict, *args: str) -> dict:
     np.savez(tmp / "in.npz", **inputs)
     (tmp / "nt_script.py").write_text(script)
     command = [NT_PYTHON, tmp / "nt_script.py", tmp / "in.npz", *args, tmp / "out.npz"]
+    # A clean environment but `make test`'s compile settings for this older XLA.
     env = {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
+    env["XLA_FLAGS"] = os.environ.get("NT_XLA_FLAGS", "")
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return dict(np.load(tmp / "out.npz"))

@@ -201,6 +201,9 @@ def test_row_blocks_give_the_same_kernel():
             np.testing.assert_allclose(np.asarray(parts.nngp), np.asarray(whole.nngp), rtol=1e-14)
 
 
+# Slow: it checks how XLA's default code generation rounds, which `make test`'s fast
+# compile settings (Makefile) change; `make test-slow` compiles at the defaults.
+@pytest.mark.slow
 def test_matching_patches_keep_their_angle_zero_when_compiled():
     # Digits share a zero background: many patch pairs of distinct images are equal, at
     # ReLU's angle 0, where an ulp between a variance and a covariance becomes ~1e-8.

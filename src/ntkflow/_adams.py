@@ -269,6 +269,52 @@ def _saves(c: _Consts, st: _State, vjp_r, tn, h, thC, k, hist: _History) -> tupl
     return jax.lax.while_loop(more, one, (st.save, st.D))
 
 
+class _Stage(eqx.Module):
+    """One stage of the PECE pair: the quadrature `(S, b, ê)` it combined, the state `d` it
+    moved to, the move from the stage before (`err`: from `δ` for the prediction, from the
+    prediction for the correction) and `N_r` there (`g`, `a`, `NH`; `r = αf(w) − y`)."""
+
+    S: Array
+    b: Array
+    eh: Array
+    d: Array
+    err: Array
+    g: Array
+    a: Array
+    nh: Array
+    r: Array
+
+
+def _pece(c: _Consts, st: _State, jvp_r, vjp_r, h, tn, theta, thC, k) -> tuple[_Stage, Array]:
+    """Predict (explicit: the history's `k` nodes at `theta`) and evaluate `N_r`, correct
+    (implicit: the new node and the `k − 1` newest, at `thC`) and evaluate again. Both
+    stages are one quadrature, one move and one evaluation: a loop of two runs them, so
+    the network's code is compiled once, not twice. Returns the correction (its `err` is
+    Milne's difference `e_C − e_P`) and the prediction's `ê`."""
+    split, hist, alpha = st.split, st.hist, c.problem.alpha_array
+    _, ac_t = _closed_form(c.a2, split.lam, split.V, split.rh, st.t - split.t)
+    _, ac_n = _closed_form(c.a2, split.lam, split.V, split.rh, tn - split.t)
+
+    # The stage "before" the prediction: at `δ`, with the tangent path's move `−Δ(αc)/α`
+    # taken out of `b`, so the prediction's move is `S_P + J_rᵀ(b_P + Δ(αc)/α)`.
+    zp, zn = jnp.zeros_like(st.d), jnp.zeros_like(st.ehat)
+    start = _Stage(zp, -(ac_n - ac_t) / alpha, st.ehat, st.d, zp, zp, zn, zn, zn)
+
+    def stage(i, carry: tuple[_Stage, Array, _History]) -> tuple[_Stage, Array, _History]:
+        before, eh_p, nodes = carry
+        C = lagrange_coefficients(jnp.where(i == 0, theta, thC), k)
+        S, b, eh = _combine(C, h, c.a2, split, st.ehat, nodes.G, nodes.A, nodes.NH)
+        (move,) = vjp_r(b - before.b)
+        err = (S - before.S) + move
+        d = before.d + err
+        g, a, nh, r = _evaluate(c, split, jvp_r, tn, d, eh)
+        eh_p = jnp.where(i == 0, eh, eh_p)
+        return _Stage(S, b, eh, d, err, g, a, nh, r), eh_p, hist.push(tn, g, a, nh, d)
+
+    corrected, eh_p, _ = jax.lax.fori_loop(0, 2, stage, (start, st.ehat, hist))
+    return corrected, eh_p
+
+
 def _step(c: _Consts, solver: ExponentialAdams, vjp0, st: _State) -> _State:
     """One PECE step from `st` (accepted or rejected by `_control`), then the saves it
     crosses and, every `refresh_every` accepted steps, a move of the split."""
@@ -282,34 +328,19 @@ def _step(c: _Consts, solver: ExponentialAdams, vjp0, st: _State) -> _State:
     h = jnp.where(last, t1 - st.t, st.h)
     tn = jnp.where(last, t1, st.t + h)  # (exactly t1: in float32 t + (t1 − t) may not be)
     k = jnp.minimum(hist.m, q)
-    # Predict (explicit: the history's k nodes), evaluate N_r there.
     theta = (hist.T - st.t) / h
-    SP, bP, ehP = _combine(
-        lagrange_coefficients(theta, k), h, c.a2, split, st.ehat, hist.G, hist.A, hist.NH
-    )
-    _, ac_t = _closed_form(c.a2, split.lam, split.V, split.rh, st.t - split.t)
-    _, ac_n = _closed_form(c.a2, split.lam, split.V, split.rh, tn - split.t)
-    (move,) = vjp_r(bP + (ac_n - ac_t) / alpha)
-    dP = st.d + SP + move
-    g, a, nh, _ = _evaluate(c, split, jvp_r, tn, dP, ehP)
-    # Correct (implicit: the new node and the k − 1 newest), evaluate again (PECE).
-    new = hist.push(tn, g, a, nh, dP)
     thC = jnp.concatenate([jnp.ones(1, theta.dtype), theta[:-1]])
-    SC, bC, ehC = _combine(
-        lagrange_coefficients(thC, k), h, c.a2, split, st.ehat, new.G, new.A, new.NH
-    )
-    (err,) = vjp_r(bC - bP)
-    err = err + (SC - SP)
-    dC = dP + err
-    g, a, nh, r = _evaluate(c, split, jvp_r, tn, dC, ehC)
-    new = hist.push(tn, g, a, nh, dC)
+    cor, eh_p = _pece(c, st, jvp_r, vjp_r, h, tn, theta, thC, k)
+    new = hist.push(tn, cor.g, cor.a, cor.nh, cor.d)
     new = dataclasses.replace(new, m=jnp.minimum(hist.m + 1, hist.T.shape[0]))
     # The recorded quantities, against the tangent flow from w0.
     r_u, ac_u = _closed_form(c.a2, c.lam0, c.V0, c.r0h, tn)
     (u,) = vjp0(ac_u / alpha)
-    quant = jnp.stack([jnp.linalg.norm(dC - u), jnp.linalg.norm(r - r_u), jnp.linalg.norm(dC)])
-    ok, fac = _control(c, st, k, err, alpha * (ehC - ehP), quant)
-    return _advance(c, solver, st, ok, fac, h, tn, thC, k, new, dC, ehC, r, quant, vjp_r)
+    quant = jnp.stack(
+        [jnp.linalg.norm(cor.d - u), jnp.linalg.norm(cor.r - r_u), jnp.linalg.norm(cor.d)]
+    )
+    ok, fac = _control(c, st, k, cor.err, alpha * (cor.eh - eh_p), quant)
+    return _advance(c, solver, st, ok, fac, h, tn, thC, k, new, cor.d, cor.eh, cor.r, quant, vjp_r)
 
 
 def _control(c: _Consts, st: _State, k, err, ferr, quant) -> tuple[Array, Array]:
