@@ -46,6 +46,22 @@ def test_residual_loss_and_flattening():
     np.testing.assert_allclose(problem.loss(w), 0.5 * jnp.sum(r**2), rtol=1e-14)
 
 
+@pytest.mark.parametrize("centering", ["none", "subtract", "antisymmetric"])
+def test_the_outputs_at_w0_kept_on_the_problem_are_f_w0(centering):
+    # `f0` is evaluated once, at construction; the certificate, the flows and the loss's
+    # curvature read it (and `r0`) instead of evaluating the network at w0 again.
+    problem = make("mlp-vector", centering=centering, alpha=2.5)
+    f0 = problem.f(problem.w0)
+    np.testing.assert_allclose(problem.f0, f0, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(problem.r0, problem.residual(problem.w0), rtol=1e-14, atol=1e-14)
+    if centering == "subtract":  # f(w) − f(w0): zero at w0 exactly
+        assert not np.any(np.asarray(problem.f0))
+    elif centering == "antisymmetric":  # two equal copies' difference: zero to rounding
+        assert np.max(np.abs(problem.f0)) < 1e-15
+    else:
+        assert np.min(np.abs(problem.f0)) > 1e-3
+
+
 def test_shallow_formula():
     problem = nf.Problem(nf.Shallow(5, "sin"), tiny_data())
     W = problem.unravel(problem.w0)["W"]

@@ -46,7 +46,7 @@ from jaxtyping import Array, Float
 
 from ._adams_weights import MAX_ORDER, MILNE, adams_weights, lagrange_coefficients
 from ._exponential import phi, traced_kernel
-from ._problem import Problem, residuals_at
+from ._problem import Problem
 
 # The step-size controller: the next step is `SAFETY·ratio^(−1/(k+1))` times this one,
 # within `[MIN_FACTOR, MAX_FACTOR]`.
@@ -437,7 +437,7 @@ def _solve(
     alpha = pr.alpha_array
     dtype = pr.w0.dtype
     p, n, Q = pr.p, lam0.shape[0], solver.order + 1
-    r0 = pr.residual(pr.w0)
+    r0 = pr.r0
     _, jvp0 = jax.linearize(pr.f, pr.w0)
     vjp0 = jax.linear_transpose(jvp0, pr.w0)
     c = _Consts(pr, alpha * alpha, lam0, V0, V0.T @ r0, ts, tol, scales, jnp.linalg.norm(r0))
@@ -559,7 +559,7 @@ def solve_adams(
     else:
         result = diffrax.RESULTS.internal_error  # the step fell below dtmin: non-finite ahead
     sups = np.asarray(st.sups)
-    nr0 = jnp.linalg.norm(residuals_at(problem, problem.w0[None, :])[0])
+    nr0 = jnp.linalg.norm(problem.r0)
     sc_e, sc_f = _local_targets(tol, jnp.maximum(st.sups, arr(accuracy.scales)), nr0)
     return AdamsSolve(
         deltas=deltas,

@@ -13,7 +13,7 @@ from ._beta_choice import choose_beta, user_beta
 from ._json import jsonable
 from ._lipschitz import BetaEstimate, BetaKind
 from ._losses import UserLoss
-from ._problem import Problem, outputs_at
+from ._problem import Problem
 from ._progress import stage
 from ._repr import concise, shown
 from ._spectrum import Spectrum
@@ -367,7 +367,7 @@ def certify(
     with stage(f"certify: K0 ({problem.n}×{problem.n}) and its spectrum", progress):
         k0 = as_initial_kernel(problem, kernel, method=method, devices=mesh)
     spec = k0.spectrum
-    f0 = outputs_at(problem, problem.w0)  # (once: R0, ‖f(w0)‖ and the loss's constants read it)
+    f0 = problem.f0
     z0 = problem.alpha_array * f0
     f0_norm = float(np.linalg.norm(np.asarray(f0)))
     reasons: list[str] = []

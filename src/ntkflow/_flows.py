@@ -46,7 +46,7 @@ from ._gradient_flow import (
 )
 from ._integrate import SolveSettings, gradient_norms, losses
 from ._paths import Budget, FlowPath, Gaps, Steps
-from ._problem import Problem, outputs_at
+from ._problem import Problem
 from ._progress import RichProgressMeter, meter as progress_meter
 from ._rounding import motion_resolution, residual_rounding
 from ._save_times import save_times
@@ -124,7 +124,7 @@ def loss_curvature(problem: Problem) -> float:
     loss = problem.objective
     if loss.strongly_convex:
         return float(loss.mu)  # pyright: ignore[reportArgumentType]
-    z0 = problem.alpha_array * outputs_at(problem, problem.w0)
+    z0 = problem.alpha_array * problem.f0
     g0 = problem.loss_gradient(z0)
     gg = float(jnp.vdot(g0, g0))
     if not gg > 0:

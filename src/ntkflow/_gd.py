@@ -119,7 +119,7 @@ def gradient_descent(
     loss = np.full(len(ts), np.nan)
     delta = jax.numpy.zeros_like(problem.w0)
     eta = jax.numpy.asarray(step, problem.dtype)
-    R0 = float(problem.loss(problem.w0))
+    R0 = float(problem.loss_at(problem.alpha_array * problem.f0))
     done, diverged_at = 0, None
     for i, k in enumerate(iterations):
         delta, value = _segment(problem, delta, eta, jax.numpy.asarray(k - done))

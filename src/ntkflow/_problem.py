@@ -184,6 +184,10 @@ class Problem(eqx.Module):
     w0: Float[Array, " p"]
     state: PyTree
     offset: Float[Array, " n"]
+    # `f(w0)`, evaluated once (the checks of the outputs above read it): the
+    # certificate's `R0` and `‖f(w0)‖`, the flows' first residual `r0` and the loss's
+    # curvature at `z0 = α f(w0)` start from it.
+    f0: Float[Array, " n"]
     y: Float[Array, " n"]
     unravel: "Unravel"
     objective: AbstractLoss
@@ -263,9 +267,9 @@ class Problem(eqx.Module):
         if not bool(jnp.all(jnp.isfinite(raw0))):
             raise ValueError("the model's outputs at w0 are not finite; check its init")
         self.offset = raw0 if self.centering.subtracts_init else jnp.zeros_like(raw0)
+        self.f0 = raw0 - self.offset
         self.y = self.data.y.reshape(-1)
-        z0 = self.alpha_array * (raw0 - self.offset)
-        self.objective.check_at(self._points(z0), self._points(self.y))
+        self.objective.check_at(self._points(self.alpha_array * self.f0), self._points(self.y))
 
     # -- the network -----------------------------------------------------------------
 
@@ -327,6 +331,11 @@ class Problem(eqx.Module):
     def residual(self, w: Float[Array, " p"]) -> Float[Array, " n"]:
         """`α f(w) − y` (for the squared loss, the loss's gradient in function space)."""
         return self.alpha_array * self.f(w) - self.y
+
+    @property
+    def r0(self) -> Float[Array, " n"]:
+        """The residual at `w0`, `r0 = α f(w0) − y`, from the `f0` evaluated once."""
+        return self.alpha_array * self.f0 - self.y
 
     def _points(self, v: Float[Array, " n"]) -> Float[Array, "N k"]:
         return v.reshape(self.data.n, -1)
@@ -403,13 +412,6 @@ class Problem(eqx.Module):
             "p": self.p,
             "dtype": str(self.dtype),
         }
-
-
-@eqx.filter_jit
-def outputs_at(problem: Problem, w: Float[Array, " p"]) -> Float[Array, " n"]:
-    """`problem.f(w)` as one compiled program: evaluated op by op outside `jit`, a
-    forward pass compiles a small program for every operation at every new shape."""
-    return problem.f(w)
 
 
 @eqx.filter_jit

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar, ScalarLike
 
-from ._problem import Problem, residuals_at
+from ._problem import Problem
 from ._repr import concise
 from .ntk._initial_kernel import InitialKernel, as_initial_kernel
 
@@ -58,7 +58,7 @@ class TangentFlow(eqx.Module):
         self.problem = problem
         self.eigenvalues = jnp.maximum(jnp.asarray(kernel.eigenvalues, dtype), 0.0)
         self.eigenvectors = jnp.asarray(kernel.eigenvectors, dtype)
-        self.r0 = residuals_at(problem, problem.w0[None, :])[0]
+        self.r0 = problem.r0
         self.rank_tolerance = jnp.asarray(kernel.spectrum.tolerance, dtype)
 
     def _rotate(self, scale: Float[Array, " n"]) -> Float[Array, " n"]:

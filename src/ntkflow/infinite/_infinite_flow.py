@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._losses import Squared
-from .._problem import Problem, outputs_at
+from .._problem import Problem
 from .._repr import concise
 from .._tangent import _phi
 from ._infinite import InfiniteKernel, infinite_kernel
@@ -95,10 +95,7 @@ def infinite_flow(
     n = data.n
     y = jnp.asarray(data.y, dtype).reshape(n, -1)
     alpha = problem.alpha_array
-    if initial == "network":
-        u0 = (alpha * outputs_at(problem, problem.w0)).reshape(n, -1)
-    else:
-        u0 = jnp.zeros_like(y)
+    u0 = (alpha * problem.f0).reshape(n, -1) if initial == "network" else jnp.zeros_like(y)
     lam, V = jnp.linalg.eigh(jnp.asarray(theta.ntk, dtype))
     lam = jnp.maximum(lam, 0.0)
     proj = V.T @ (u0 - y)  # (n, k)

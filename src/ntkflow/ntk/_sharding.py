@@ -8,11 +8,11 @@
   (`ppermute`), so that device `d` computes `K[R_d, R_e]` for every `e` while holding
   only its own and one visiting block. Any `n`: the last block is padded with copies of
   a point, whose rows and columns are dropped.
-- `shard_problem`: a `Problem` whose training points (inputs, targets, offsets) are
-  split over the mesh. Every jitted computation on it — the flows' vector fields, the
-  `β` estimates — is then partitioned by XLA: each device runs the forward and backward
-  passes of its points, and the reductions over points (`Jᵀ∇ℓ`) become sums across
-  devices. Needs `n` divisible by the device count (a `jax.Array` splits evenly).
+- `shard_problem`: a `Problem` whose training points (inputs, targets, offsets and
+  outputs at `w0`) are split over the mesh. Every jitted computation on it — the flows'
+  vector fields, the `β` estimates — is then partitioned by XLA: each device runs the
+  forward and backward passes of its points, and the reductions over points (`Jᵀ∇ℓ`)
+  become sums across devices. Needs `n` divisible by the device count (a `jax.Array` splits evenly).
 
 The same code runs on one CPU, forced host devices
 (`XLA_FLAGS=--xla_force_host_platform_device_count=N`), a multi-GPU node, or a multi-host
@@ -150,7 +150,7 @@ def _symmetrize(K: Array) -> Array:
 
 def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
     """`problem` with its training points split over `mesh` (inputs, targets and the
-    network's offsets at `w0`); parameters and test points are replicated.
+    network's offsets and outputs at `w0`); parameters and test points are replicated.
 
     **Raises:** `ValueError` when the device count does not divide `n`.
     """
@@ -169,12 +169,13 @@ def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
         lambda x: jax.device_put(x, every) if eqx.is_array(x) else x, problem
     )
     return eqx.tree_at(
-        lambda q: (q.data.X, q.data.y, q.offset, q.y),
+        lambda q: (q.data.X, q.data.y, q.offset, q.f0, q.y),
         replicated,
         (
             jax.device_put(problem.data.X, rows),
             jax.device_put(problem.data.y, rows),
             jax.device_put(problem.offset, rows),  # (n·k,), point-major: D | n·k
+            jax.device_put(problem.f0, rows),
             jax.device_put(problem.y, rows),
         ),
     )
