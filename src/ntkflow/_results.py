@@ -107,7 +107,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_partials(target: Path) -> None:
+def remove_stale_partials(target: Path) -> None:
     """Remove `.NAME.partial-PID-…` left by killed runs whose process is gone."""
     for p in target.parent.glob(f".{target.name}.partial-*"):
         try:
@@ -322,7 +322,7 @@ def atomic_directory(
     weakref callbacks and destructors) still cancels the write.
     """
     with output_lock(target) as target:
-        _remove_stale_partials(target)
+        remove_stale_partials(target)
         prefix = f".{target.name}.partial-{os.getpid()}-"
         try:
             tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._results import _remove_stale_partials, atomic_write_bytes, directory_lock
+from .._results import atomic_write_bytes, directory_lock, remove_stale_partials
 from ..datasets import Dataset
 from ..infinite._kernel_fn import as_kernel_fn
 from ..models._base import AbstractModel
@@ -124,7 +124,7 @@ def _start(path: Path, job: BlockJob, record: dict[str, Any], dtype: Any) -> Non
     record."""
     import zarr
 
-    _remove_stale_partials(path)
+    remove_stale_partials(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-{os.getpid()}-", dir=path.parent))
     try:
         first = job({"i": 0, "j": 0})
