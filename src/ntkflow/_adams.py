@@ -285,12 +285,15 @@ class _Stage(eqx.Module):
     r: Array
 
 
-def _pece(c: _Consts, st: _State, jvp_r, vjp_r, h, tn, theta, thC, k) -> tuple[_Stage, Array]:
+def _pece(
+    c: _Consts, st: _State, jvp_r, vjp_r, h, tn, theta, thC, k
+) -> tuple[_Stage, Array, _History]:
     """Predict (explicit: the history's `k` nodes at `theta`) and evaluate `N_r`, correct
     (implicit: the new node and the `k − 1` newest, at `thC`) and evaluate again. Both
     stages are one quadrature, one move and one evaluation: a loop of two runs them, so
     the network's code is compiled once, not twice. Returns the correction (its `err` is
-    Milne's difference `e_C − e_P`) and the prediction's `ê`."""
+    Milne's difference `e_C − e_P`), the prediction's `ê` and the history with the
+    correction pushed."""
     split, hist, alpha = st.split, st.hist, c.problem.alpha_array
     _, ac_t = _closed_form(c.a2, split.lam, split.V, split.rh, st.t - split.t)
     _, ac_n = _closed_form(c.a2, split.lam, split.V, split.rh, tn - split.t)
@@ -311,8 +314,7 @@ def _pece(c: _Consts, st: _State, jvp_r, vjp_r, h, tn, theta, thC, k) -> tuple[_
         eh_p = jnp.where(i == 0, eh, eh_p)
         return _Stage(S, b, eh, d, err, g, a, nh, r), eh_p, hist.push(tn, g, a, nh, d)
 
-    corrected, eh_p, _ = jax.lax.fori_loop(0, 2, stage, (start, st.ehat, hist))
-    return corrected, eh_p
+    return jax.lax.fori_loop(0, 2, stage, (start, st.ehat, hist))
 
 
 def _step(c: _Consts, solver: ExponentialAdams, vjp0, st: _State) -> _State:
@@ -330,8 +332,7 @@ def _step(c: _Consts, solver: ExponentialAdams, vjp0, st: _State) -> _State:
     k = jnp.minimum(hist.m, q)
     theta = (hist.T - st.t) / h
     thC = jnp.concatenate([jnp.ones(1, theta.dtype), theta[:-1]])
-    cor, eh_p = _pece(c, st, jvp_r, vjp_r, h, tn, theta, thC, k)
-    new = hist.push(tn, cor.g, cor.a, cor.nh, cor.d)
+    cor, eh_p, new = _pece(c, st, jvp_r, vjp_r, h, tn, theta, thC, k)
     new = dataclasses.replace(new, m=jnp.minimum(hist.m + 1, hist.T.shape[0]))
     # The recorded quantities, against the tangent flow from w0.
     r_u, ac_u = _closed_form(c.a2, c.lam0, c.V0, c.r0h, tn)

@@ -144,6 +144,25 @@ def _check_memory(
     )
 
 
+def _outputs(
+    model: AbstractModel,
+    state: PyTree,
+    centering: AbstractCentering,
+    unravel: Unravel,
+    w: Float[Array, " p"],
+    X: Float[Array, " N *d"],
+) -> Array:
+    """The centred model's raw outputs at the flat parameters `w` on inputs `X`."""
+
+    def g(params: PyTree, X: Array) -> Array:
+        return model.apply(params, state, X)
+
+    return centering.output(g, unravel(w), X)
+
+
+_outputs_jit = eqx.filter_jit(_outputs)
+
+
 class Problem(eqx.Module):
     """The lecture's problem: predictions `f(w) = (f(x_1; w), …, f(x_n; w)) ∈ R^n` of a
     model on the training inputs, trained on a loss of the predictions `z = α f(w)`: the
@@ -277,8 +296,12 @@ class Problem(eqx.Module):
         """The outputs at `w0`: a model brought from a framework that fails on the data
         (a shape error deep in its layers) gets one line naming the inputs and the fix."""
         fix = getattr(self.model, "input_fix", None)
-        if fix is None:  # one compiled program (op by op, one per operation)
-            return jax.jit(lambda w, X: self._raw(w, X))(self.w0, self.data.X)
+        if fix is None:
+            # One compiled program (op by op, one per operation), shared by problems of the
+            # same model and shapes: an α sweep's problems compile it once.
+            return _outputs_jit(
+                self.model, self.state, self.centering, self.unravel, self.w0, self.data.X
+            )
         try:
             out = self._raw(self.w0, self.data.X)
         except Exception as e:
@@ -299,10 +322,7 @@ class Problem(eqx.Module):
         return out
 
     def _raw(self, w: Float[Array, " p"], X: Float[Array, " N *d"]) -> Array:
-        def g(params: PyTree, X: Array) -> Array:
-            return self.model.apply(params, self.state, X)
-
-        return self.centering.output(g, self.unravel(w), X)
+        return _outputs(self.model, self.state, self.centering, self.unravel, w, X)
 
     def native(self, w: Float[Array, " p"]) -> Any:
         """The parameters `w` in the model's own layout: for a model brought from PyTorch,

@@ -12,7 +12,8 @@
   outputs at `w0`) are split over the mesh. Every jitted computation on it — the flows'
   vector fields, the `β` estimates — is then partitioned by XLA: each device runs the
   forward and backward passes of its points, and the reductions over points (`Jᵀ∇ℓ`)
-  become sums across devices. Needs `n` divisible by the device count (a `jax.Array` splits evenly).
+  become sums across devices. Needs `n` divisible by the device count (a `jax.Array`
+  splits evenly).
 
 The same code runs on one CPU, forced host devices
 (`XLA_FLAGS=--xla_force_host_platform_device_count=N`), a multi-GPU node, or a multi-host
